@@ -1,0 +1,50 @@
+# coldwatch: the README's two commands (`make demo`, `make test`) plus `make bench`.
+# Each target installs what it needs first (Debian packages, two venvs) and is idempotent.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+EDGE := .venv-edge
+CLOUD := .venv-cloud
+DURATION ?= 0
+PIP_FLAGS ?= -q --disable-pip-version-check
+
+.PHONY: all test demo bench lint system venvs clean
+
+all: test
+
+system:
+	@bash deploy/install-system.sh
+
+# The gateway's environment: numpy<2 + tflite-runtime, never torch/fastapi/sqlmodel.
+$(EDGE)/.installed: pyproject.toml
+	@echo "==> creating $(EDGE) (pip install -e .[edge])"
+	@$(PYTHON) -m venv $(EDGE)
+	@$(EDGE)/bin/pip install $(PIP_FLAGS) -e '.[edge]'
+	@touch $@
+
+# The cloud's environment: FastAPI, SQLModel, torch 2.13 + litert-torch, the simulator, dev tools.
+$(CLOUD)/.installed: pyproject.toml
+	@echo "==> creating $(CLOUD) (pip install -e .[cloud,train,sim,dev]; torch is large, this takes minutes once)"
+	@$(PYTHON) -m venv $(CLOUD)
+	@$(CLOUD)/bin/pip install $(PIP_FLAGS) -e '.[cloud,train,sim,dev]'
+	@touch $@
+
+venvs: $(EDGE)/.installed $(CLOUD)/.installed
+
+lint: venvs
+	@echo "==> ruff"
+	@$(CLOUD)/bin/ruff check .
+	@echo "==> mypy (protocol, edge_agent)"
+	@$(CLOUD)/bin/mypy protocol edge_agent
+
+test: system venvs lint
+	@echo "==> pytest"
+	@$(CLOUD)/bin/python -m pytest
+
+demo: system venvs
+	@$(CLOUD)/bin/python -m deploy.demo --duration $(DURATION)
+
+bench: system venvs
+	@$(CLOUD)/bin/python -m bench.run
+
+clean:
+	rm -rf $(EDGE) $(CLOUD) .mypy_cache .ruff_cache .pytest_cache var
