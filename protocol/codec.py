@@ -1,0 +1,70 @@
+"""The one codec for MQTT payloads: JSON via msgspec, strict, with reasons for every refusal."""
+
+from __future__ import annotations
+
+from typing import Final, Literal, TypeVar
+
+import msgspec
+
+from protocol.messages import AlertEvent, Desired, Message, Replay, Reported, Status, TelemetryBatch
+from protocol.topics import Kind
+
+MAX_PAYLOAD_BYTES: Final = 1024 * 1024
+RejectReason = Literal["oversized", "malformed", "schema_version", "invalid"]
+
+T = TypeVar("T", TelemetryBatch, AlertEvent, Status, Reported, Desired, Replay)
+
+MESSAGE_TYPES: Final[dict[Kind, type[Message]]] = {
+    "telemetry": TelemetryBatch,
+    "alerts": AlertEvent,
+    "status": Status,
+    "reported": Reported,
+    "desired": Desired,
+    "replay": Replay,
+}
+
+class _OtherVersion(msgspec.Struct, tag_field="v", tag=0):
+    """Decoding into `Message | _OtherVersion` makes msgspec require the `v` field (a lone tagged
+    Struct would treat it as optional); v=0 lands here and is refused like any other version."""
+
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type[Message], msgspec.json.Decoder[Message | _OtherVersion]] = {
+    t: msgspec.json.Decoder(t | _OtherVersion) for t in MESSAGE_TYPES.values()
+}
+
+
+class ProtocolError(ValueError):
+    """A payload that is not a valid v1 message; `reason` is a short label for counters."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: RejectReason = reason
+        self.detail = detail
+
+
+def encode(message: Message) -> bytes:
+    """Serialise a message to its wire form."""
+    return _encoder.encode(message)
+
+
+def decode(data: bytes, kind: type[T]) -> T:
+    """Parse and validate `data` as a `kind` message, or raise ProtocolError saying why not."""
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError("oversized", f"{len(data)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+    try:
+        message = _decoders[kind].decode(data)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        reason: RejectReason = "schema_version" if text.endswith(("at `$.v`", "field `v`")) else "invalid"
+        raise ProtocolError(reason, text) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("malformed", str(exc)) from None
+    if isinstance(message, _OtherVersion):
+        raise ProtocolError("schema_version", "Invalid value 0 - at `$.v`")
+    return message  # type: ignore[return-value]
+
+
+def decode_for_topic(data: bytes, kind: Kind) -> Message:
+    """Decode a payload by the kind its topic names."""
+    return decode(data, MESSAGE_TYPES[kind])  # type: ignore[type-var]

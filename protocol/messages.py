@@ -1,0 +1,190 @@
+"""Payload schemas v1 (msgspec Structs): telemetry, alerts, status, reported, desired, replay.
+
+Every payload carries `v` (the schema version). Timestamps are integer milliseconds since
+the Unix epoch, UTC. Unknown fields are refused: a new field means a new schema version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Final, Literal
+
+import msgspec
+from msgspec import Meta
+
+SCHEMA_VERSION: Final = 1
+MAX_READINGS_PER_BATCH: Final = 5000
+
+# Shared field types. Bounds double as NaN/inf guards: NaN satisfies no bound.
+GatewayId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+SensorId = Annotated[str, Meta(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$", description="MAC, lower-case")]
+Profile = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+TimestampMs = Annotated[int, Meta(ge=946_684_800_000, le=4_102_444_800_000)]  # 2000-01-01 .. 2100-01-01
+Seq = Annotated[int, Meta(ge=1, le=2**63 - 1)]
+TempC = Annotated[float, Meta(ge=-163.835, le=163.835)]
+RhPct = Annotated[float, Meta(ge=0.0, le=163.835)]
+BatteryMv = Annotated[int, Meta(ge=1600, le=3646)]
+RssiDbm = Annotated[int, Meta(ge=-127, le=20)]
+Score = Annotated[float, Meta(ge=-1e6, le=1e6)]
+Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+ShortText = Annotated[str, Meta(max_length=500)]
+Version = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
+
+
+class _Message(
+    msgspec.Struct, tag_field="v", tag=SCHEMA_VERSION, forbid_unknown_fields=True, omit_defaults=True,
+    kw_only=True,
+):
+    """Base of every payload: strict, compact, versioned (`v` is always encoded; see codec.decode)."""
+
+
+class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    """One sensor measurement as the gateway saw it; (sensor, ts) is its identity in storage."""
+
+    sensor: SensorId
+    ts: TimestampMs
+    profile: Profile
+    seq: Annotated[int, Meta(ge=0, le=65534)] | None = None  # the sensor's own measurement sequence
+    temp_c: TempC | None = None
+    rh_pct: RhPct | None = None
+    battery_mv: BatteryMv | None = None
+    rssi_dbm: RssiDbm | None = None
+    anomaly_score: Score | None = None
+
+
+class TelemetryBatch(_Message):
+    """Readings from many sensors; `seq` is the gateway's outbox sequence, gap-free per gateway."""
+
+    gateway: GatewayId
+    seq: Seq
+    sent_at: TimestampMs
+    readings: Annotated[list[Reading], Meta(min_length=1, max_length=MAX_READINGS_PER_BATCH)]
+
+
+class AlertEvent(_Message):
+    """One step of an alert's life (open, update, clear); `id` is the same for every step."""
+
+    id: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+    gateway: GatewayId
+    seq: Seq
+    sensor: SensorId
+    kind: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+    severity: Literal["info", "warning", "critical"]
+    state: Literal["open", "update", "clear"]
+    source: Literal["rule", "model"]
+    started_at: TimestampMs
+    updated_at: TimestampMs
+    ended_at: TimestampMs | None = None
+    value: Score | None = None
+    threshold: Score | None = None
+    reason: ShortText = ""
+    model_version: Version | None = None
+
+
+class Status(_Message):
+    """Gateway liveness, retained; the broker publishes the `offline` form as the LWT."""
+
+    gateway: GatewayId
+    state: Literal["online", "offline"]
+    ts: TimestampMs
+    agent_version: Version | None = None
+    model_version: Version | None = None
+    outbox_depth: Annotated[int, Meta(ge=0)] | None = None
+    uptime_s: Annotated[float, Meta(ge=0)] | None = None
+    cpu_pct: Annotated[float, Meta(ge=0, le=6400)] | None = None  # of one core, since the previous status
+    rss_mb: Annotated[float, Meta(ge=0)] | None = None
+    frames_received: Annotated[int, Meta(ge=0)] | None = None
+    frames_rejected: Annotated[int, Meta(ge=0)] | None = None
+    readings_dropped: Annotated[int, Meta(ge=0)] | None = None  # by the outbox disk cap
+    inference_p50_ms: Annotated[float, Meta(ge=0)] | None = None
+    inference_p99_ms: Annotated[float, Meta(ge=0)] | None = None
+
+
+class ShadowReport(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    """A candidate model scored beside the active one (only the active one raises alerts)."""
+
+    model_version: Version
+    state: Literal["running", "promoted", "discarded"]
+    started_at: TimestampMs
+    windows: Annotated[int, Meta(ge=0)] = 0  # windows both models scored
+    active_alerts: Annotated[int, Meta(ge=0)] = 0  # windows above the active model's threshold
+    shadow_alerts: Annotated[int, Meta(ge=0)] = 0  # windows above the candidate's threshold
+    score_drift: Score | None = None  # mean |candidate − active| score, in units of the active threshold
+    reason: ShortText = ""
+
+
+class Reported(_Message):
+    """What the gateway applied of the desired state, retained."""
+
+    gateway: GatewayId
+    ts: TimestampMs
+    desired_version: Annotated[int, Meta(ge=0)]
+    result: Literal["applied", "rejected", "rolled_back", "pending", "shadow"]
+    model_version: Version | None = None  # the model raising alerts now
+    error: ShortText | None = None
+    shadow: ShadowReport | None = None
+
+
+class DesiredModel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    """A signed model the gateway should run."""
+
+    name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+    version: Version
+    profile: Profile
+    url: Annotated[str, Meta(max_length=2048)]
+    sha256: Sha256Hex
+    signature: Annotated[str, Meta(max_length=200)]  # base64 Ed25519 over the manifest
+    # "shadow": score beside the active model for `probation_s`, report, then promote if within bounds;
+    # "active": switch now (also how the cloud promotes a model that is in shadow).
+    mode: Literal["active", "shadow"] = "active"
+    probation_s: Annotated[float, Meta(gt=0, le=30 * 86400)] = 3600.0
+    max_alert_ratio: Annotated[float, Meta(gt=0, le=1000)] = 3.0  # shadow alerts ≤ ratio × max(active alerts, 1)
+
+
+class DesiredConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    """Fleet-managed agent settings; anything absent keeps the gateway's local value."""
+
+    sample_period_s: Annotated[float, Meta(gt=0, le=3600)] | None = None
+    sensor_profiles: dict[SensorId, Profile] = {}
+
+
+class Desired(_Message):
+    """Cloud → gateway, retained: the model and config the gateway should converge to."""
+
+    version: Annotated[int, Meta(ge=0)]
+    issued_at: TimestampMs
+    model: DesiredModel | None = None
+    config: DesiredConfig | None = None
+
+
+MAX_REPLAY_SPAN: Final = 100_000
+
+
+class Replay(_Message):
+    """Cloud → gateway (`replay`, QoS 1, not retained): send these already-PUBACKed messages again.
+
+    Ingest asks when a gap in a gateway's stream stays open: a broker restart can lose messages it had
+    acknowledged (mosquitto 2.0 does not restore shared subscriptions; docs/decisions.md). The gateway
+    re-sends what it still keeps; the seqs are unchanged, so storage stays idempotent.
+    """
+
+    gateway: GatewayId
+    stream: Literal["telemetry", "alerts"]
+    first_seq: Seq
+    last_seq: Seq
+    requested_at: TimestampMs
+
+    def __post_init__(self) -> None:
+        if self.last_seq < self.first_seq:
+            raise ValueError(f"last_seq {self.last_seq} is below first_seq {self.first_seq}")
+        if self.last_seq - self.first_seq >= MAX_REPLAY_SPAN:
+            raise ValueError(f"a replay spans at most {MAX_REPLAY_SPAN} seqs")
+
+
+Message = TelemetryBatch | AlertEvent | Status | Reported | Desired | Replay
+
+
+def alert_id(gateway: str, sensor: str, kind: str, started_at: int) -> str:
+    """Deterministic alert id, so a re-delivered event updates the same alert."""
+    key = f"{gateway}|{sensor}|{kind}|{started_at}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]

@@ -1,0 +1,114 @@
+"""Payload schemas and codec: round trips, precise refusals, fuzzed payloads, topic scheme."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol import (
+    AlertEvent,
+    Desired,
+    DesiredModel,
+    ProtocolError,
+    Reading,
+    Reported,
+    Status,
+    TelemetryBatch,
+    TopicError,
+    decode,
+    encode,
+    parse_topic,
+    topic,
+)
+from protocol.codec import MAX_PAYLOAD_BYTES, decode_for_topic
+from protocol.messages import alert_id
+from protocol.topics import subscription
+
+TS = 1_700_000_000_000
+
+
+def batch(**overrides: object) -> TelemetryBatch:
+    fields: dict[str, object] = {
+        "gateway": "gw1", "seq": 7, "sent_at": TS,
+        "readings": [Reading(sensor="aa:bb:cc:dd:ee:ff", ts=TS, profile="frozen", seq=3, temp_c=-19.5)],
+    }
+    fields.update(overrides)
+    return TelemetryBatch(**fields)  # type: ignore[arg-type]
+
+
+MESSAGES = [
+    batch(),
+    AlertEvent(
+        id=alert_id("gw1", "aa:bb:cc:dd:ee:ff", "range_high", TS), gateway="gw1", seq=8,
+        sensor="aa:bb:cc:dd:ee:ff", kind="range_high", severity="critical", state="open", source="rule",
+        started_at=TS, updated_at=TS, value=-12.0, threshold=-18.0, reason="above -18 °C for 30 min",
+    ),
+    Status(gateway="gw1", state="online", ts=TS, agent_version="0.1.0", outbox_depth=0),
+    Reported(gateway="gw1", ts=TS, desired_version=3, result="applied", model_version="frozen-3"),
+    Desired(
+        version=3, issued_at=TS,
+        model=DesiredModel(name="frozen-ae", version="3", profile="frozen", url="https://x/m.tflite",
+                           sha256="0" * 64, signature="c2ln"),
+    ),
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_every_message_round_trips_and_carries_the_schema_version(message: object) -> None:
+    data = encode(message)  # type: ignore[arg-type]
+    assert b'"v":1' in data
+    assert decode(data, type(message)) == message  # type: ignore[type-var]
+
+
+def test_decode_for_topic_picks_the_schema_from_the_kind() -> None:
+    assert decode_for_topic(encode(batch()), "telemetry") == batch()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "where"),
+    [
+        (b"{not json", "malformed", "malformed"),
+        (encode(batch()).replace(b'"v":1', b'"v":2'), "schema_version", "$.v"),
+        (encode(batch()).replace(b'"v":1,', b""), "schema_version", "`v`"),
+        (encode(batch()).replace(b'"v":1', b'"v":0'), "schema_version", "$.v"),
+        (encode(batch()).replace(b'"temp_c":-19.5', b'"temp_c":1e999'), "invalid", "$.readings[0].temp_c"),
+        (encode(batch()).replace(b'"temp_c":-19.5', b'"temp_c":NaN'), "malformed", "malformed"),
+        (encode(batch()).replace(b'"gateway":"gw1"', b'"gateway":"GW/1"'), "invalid", "$.gateway"),
+        (encode(batch()).replace(b'"seq":7', b'"seq":7,"extra":1'), "invalid", "extra"),
+        (encode(batch(readings=[])), "invalid", "$.readings"),
+        (b" " * (MAX_PAYLOAD_BYTES + 1), "oversized", "limit"),
+    ],
+)
+def test_refusals_name_the_reason_and_the_field(data: bytes, reason: str, where: str) -> None:
+    with pytest.raises(ProtocolError) as err:
+        decode(data, TelemetryBatch)
+    assert err.value.reason == reason
+    assert where in str(err.value)
+
+
+@given(st.binary(max_size=512))
+def test_arbitrary_payloads_only_raise_protocol_error(data: bytes) -> None:
+    for kind in ("telemetry", "alerts", "status", "reported", "desired"):
+        try:
+            decode_for_topic(data, kind)  # type: ignore[arg-type]
+        except ProtocolError:
+            pass
+
+
+def test_alert_id_is_deterministic_and_distinguishes_starts() -> None:
+    a = alert_id("gw1", "aa:bb:cc:dd:ee:ff", "range_high", TS)
+    assert a == alert_id("gw1", "aa:bb:cc:dd:ee:ff", "range_high", TS)
+    assert a != alert_id("gw1", "aa:bb:cc:dd:ee:ff", "range_high", TS + 1)
+
+
+def test_topics_round_trip_and_refuse_wildcards() -> None:
+    assert topic("gw-7", "telemetry") == "cw/v1/gw-7/telemetry"
+    assert parse_topic("cw/v1/gw-7/alerts") == ("gw-7", "alerts")
+    assert subscription("telemetry") == "$share/ingest/cw/v1/+/telemetry"
+    bad_topics = ("cw/v1/+/telemetry", "cw/v2/gw1/telemetry", "cw/v1/gw1/other", "cw/v1/gw1", "cw/v1/GW1/status")
+    for bad in bad_topics:
+        with pytest.raises(TopicError):
+            parse_topic(bad)
+    with pytest.raises(TopicError, match="not valid"):
+        topic("gw#1", "status")
