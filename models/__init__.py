@@ -1,0 +1,1 @@
+"""Feature extraction (numpy, shared by edge and training) and, later, training and export."""

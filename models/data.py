@@ -1,0 +1,101 @@
+"""Per-sensor series from simulator datasets (and CSV files), turned into windows with `models.features`.
+
+Seed ranges are fixed here so that training, threshold calibration and the held-out suite never share a seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.features import FeatureSpec, FloatArray, raw_windows, window_ends
+
+TRAIN_SEEDS: Final = range(0, 1000)
+VALIDATION_SEEDS: Final = range(5000, 6000)
+HELD_OUT_SEEDS: Final = range(10_000, 11_000)
+# Smallest scale per channel: the unit in which a deviation starts to matter. A channel that barely varies in
+# training (a lost frame, a battery that sits still) must not dominate the score when it moves a little.
+MIN_STD: Final = {"temp_c": 0.5, "temp_rate": 0.05, "cooling_duty": 0.25, "rh_pct": 5.0, "battery_mv": 20.0,
+                  "battery_trend": 10.0, "missing": 1.0}
+
+
+@dataclass(frozen=True)
+class Series:
+    """One sensor's readings in time order (NaN = invalid)."""
+
+    sensor: str
+    profile: str
+    ts_ms: NDArray[np.int64]
+    temp_c: NDArray[np.float64]
+    rh_pct: NDArray[np.float64]
+    battery_mv: NDArray[np.float64]
+
+    @property
+    def days(self) -> float:
+        """Time covered, in days."""
+        return float(self.ts_ms[-1] - self.ts_ms[0]) / 86_400_000 if len(self.ts_ms) > 1 else 0.0
+
+
+def series_of(dataset: Any) -> Iterator[Series]:
+    """The per-sensor series of a `firmware_sim` Dataset (readings grouped by sensor, in time order)."""
+    for mac in dataset.sensors:
+        rows = dataset.for_sensor(mac)
+        order = np.argsort(rows["ts_ms"], kind="stable")
+        yield Series(sensor=str(mac), profile=str(rows["profile"][0]),
+                     ts_ms=np.asarray(rows["ts_ms"], dtype=np.int64)[order],
+                     temp_c=np.asarray(rows["temp_c"], dtype=np.float64)[order],
+                     rh_pct=np.asarray(rows["rh_pct"], dtype=np.float64)[order],
+                     battery_mv=np.asarray(rows["battery_mv"], dtype=np.float64)[order])
+
+
+def series_raw_windows(spec: FeatureSpec, series: Series, *, stride: int = 1) -> tuple[NDArray[np.int64], FloatArray]:
+    """Window ends (every `stride` sample periods) and the usable raw windows [N, window, channels] there."""
+    ends = window_ends(spec, series.ts_ms)[::stride]
+    raw, usable = raw_windows(spec, series.ts_ms, series.temp_c, series.rh_pct, series.battery_mv, end_ms=ends)
+    return ends[usable], raw[usable]
+
+
+def trim_start(series: Series, hours: float) -> Series:
+    """`series` without its first `hours` (a trip's pre-cool pull-down happens there)."""
+    keep = series.ts_ms >= series.ts_ms[0] + hours * 3_600_000 if len(series.ts_ms) else np.zeros(0, dtype=bool)
+    return Series(series.sensor, series.profile, series.ts_ms[keep], series.temp_c[keep], series.rh_pct[keep],
+                  series.battery_mv[keep])
+
+
+def normal_series(profile: str, seeds: range, *, sensors: int, days: float, sample_period_s: float = 60.0,
+                  skip_start_h: float = 0.0) -> list[Series]:
+    """Normal-only simulator data (routine benign events included) for `profile`, one dataset per seed, each
+    sensor's first `skip_start_h` hours dropped."""
+    from firmware_sim.scenarios import normal
+
+    out: list[Series] = []
+    for seed in seeds:
+        data = normal(profile, seed, sensors=sensors, days=days, sample_period_s=sample_period_s)
+        out.extend(trim_start(s, skip_start_h) if skip_start_h > 0 else s for s in series_of(data))
+    return out
+
+
+def scenario_series(profile: str, seeds: range, *, days: float = 1.0, sample_period_s: float = 60.0) -> list[Series]:
+    """The affected sensor of every simulator scenario of `profile` (incidents and benign events), per seed."""
+    from firmware_sim.scenarios import SCENARIOS, generate
+
+    out: list[Series] = []
+    for name, scenario in SCENARIOS.items():
+        if scenario.profile != profile:
+            continue
+        for seed in seeds:
+            out.append(next(iter(series_of(generate(name, seed, days=days, sample_period_s=sample_period_s)))))
+    return out
+
+
+def fit_normalisation(spec: FeatureSpec, raw: FloatArray) -> FeatureSpec:
+    """`spec` with per-channel mean / std measured over every step of the training windows."""
+    flat = raw.reshape(-1, raw.shape[2]).astype(np.float64)
+    mean = np.nanmean(flat, axis=0)
+    floor = np.array([MIN_STD.get(name, 0.1) for name in spec.features])
+    std = np.maximum(np.nan_to_num(np.nanstd(flat, axis=0), nan=1.0), floor)
+    return spec.with_normalisation(np.nan_to_num(mean), std)

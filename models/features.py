@@ -1,0 +1,235 @@
+"""Feature extraction shared by the gateway and training: windows resampled onto the sample period, normalised.
+
+numpy only (1.x and 2.x): the edge agent imports this module in the gateway's environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["DEFAULT_FEATURES", "FeatureSpec", "FloatArray", "default_spec", "raw_windows", "score",
+           "window_ends", "window_features", "windows_at"]
+
+FloatArray = NDArray[np.float32]
+
+# Per-step channels, in this order inside each step of the flattened vector.
+DEFAULT_FEATURES: Final = ("temp_c", "temp_rate", "cooling_duty", "rh_pct", "battery_mv", "battery_trend", "missing")
+KNOWN_FEATURES: Final = frozenset(DEFAULT_FEATURES)
+MIN_FRESH_FRACTION: Final = 0.5  # a window needs fresh temperatures in at least half its steps
+COOLING_EPS_C_PER_MIN: Final = 0.005
+FRESH_PERIODS: Final = 1.5
+RATE_STEPS: Final = 5  # temp_rate compares with the value this many steps earlier (one step is mostly noise)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How a model's input vector is built: `window` steps of `sample_period_s`, each with `features` channels.
+
+    The vector is time-major (oldest step first, newest last): `[step0 ch0, step0 ch1, ..., stepW-1 chC-1]`,
+    each channel normalised with its own `mean` / `std` (one per entry of `features`).
+    """
+
+    window: int
+    sample_period_s: float
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if self.window < 2:
+            raise ValueError("window must be at least 2 steps")
+        if self.sample_period_s <= 0:
+            raise ValueError("sample_period_s must be positive")
+        unknown = set(self.features) - KNOWN_FEATURES
+        if unknown:
+            raise ValueError(f"unknown features {sorted(unknown)}; known: {', '.join(DEFAULT_FEATURES)}")
+        if len(self.mean) != len(self.features) or len(self.std) != len(self.features):
+            raise ValueError("mean and std need one value per feature")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be positive")
+
+    @property
+    def channels(self) -> int:
+        """Channels per step."""
+        return len(self.features)
+
+    @property
+    def input_size(self) -> int:
+        """Length of one input vector (window × channels)."""
+        return self.window * len(self.features)
+
+    @property
+    def span_ms(self) -> int:
+        """How much history one window covers; the agent keeps at least this much per sensor."""
+        return round(self.window * self.sample_period_s * 1000)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (as stored in the manifest)."""
+        return {"window": self.window, "sample_period_s": self.sample_period_s, "features": list(self.features),
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        """Inverse of `to_dict` (ValueError / KeyError / TypeError on malformed input)."""
+        return cls(window=int(data["window"]), sample_period_s=float(data["sample_period_s"]),
+                   features=tuple(str(f) for f in data["features"]),
+                   mean=tuple(float(m) for m in data["mean"]), std=tuple(float(s) for s in data["std"]))
+
+    def with_normalisation(self, mean: ArrayLike, std: ArrayLike) -> FeatureSpec:
+        """The same spec with new normalisation constants (a std below 1e-3 is raised to it)."""
+        std_arr = np.maximum(np.asarray(std, dtype=np.float64), 1e-3)
+        return FeatureSpec(self.window, self.sample_period_s, self.features,
+                           tuple(float(m) for m in np.asarray(mean, dtype=np.float64)),
+                           tuple(float(s) for s in std_arr))
+
+
+def default_spec(*, window: int = 30, sample_period_s: float = 60.0) -> FeatureSpec:
+    """A spec with every feature and identity normalisation (training replaces mean / std)."""
+    n = len(DEFAULT_FEATURES)
+    return FeatureSpec(window, sample_period_s, DEFAULT_FEATURES, (0.0,) * n, (1.0,) * n)
+
+
+def _as_float(values: ArrayLike | None, n: int) -> NDArray[np.float64]:
+    if values is None:
+        return np.full(n, np.nan)
+    out = np.asarray(values, dtype=np.float64)
+    if out.shape != (n,):
+        raise ValueError(f"every column needs {n} values, got shape {out.shape}")
+    return out
+
+
+def _sample(ts_ms: NDArray[np.int64], values: NDArray[np.float64], step_end: NDArray[np.int64],
+            window_start: NDArray[np.int64], period_ms: int) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """At each step end: the latest valid value at or before it within the window, and whether it is fresh
+    (younger than 1.5 periods, so timing jitter does not look like a lost reading). NaN where the window has no
+    valid value yet (filled later)."""
+    ok = ~np.isnan(values)
+    ts_ok, v_ok = ts_ms[ok], values[ok]
+    if len(ts_ok) == 0:
+        return np.full(step_end.shape, np.nan), np.zeros(step_end.shape, dtype=bool)
+    idx = np.searchsorted(ts_ok, step_end, side="right") - 1
+    safe = np.maximum(idx, 0)
+    taken = ts_ok[safe]
+    have = (idx >= 0) & (taken > window_start)
+    fresh = have & (taken > step_end - period_ms * FRESH_PERIODS)
+    return np.where(have, v_ok[safe], np.nan), fresh
+
+
+def _backfill_leading(grid: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Rows of a [N, W] grid: leading NaNs take the first value present (rows with none stay NaN)."""
+    present = ~np.isnan(grid)
+    first = np.argmax(present, axis=1)
+    first_value = grid[np.arange(len(grid)), first]
+    leading = np.arange(grid.shape[1])[None, :] < first[:, None]
+    return np.where(leading, first_value[:, None], grid)
+
+
+def raw_windows(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: ArrayLike | None = None,
+                battery_mv: ArrayLike | None = None, *, end_ms: ArrayLike) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Un-normalised windows ending at each of `end_ms`, shape [N, window, channels], and which are usable.
+
+    One sensor's readings, sorted by time (NaN = invalid). A step covers (end - k·period, end - (k-1)·period];
+    its value is the latest valid reading at or before the step's end (forward fill), only from inside the
+    window; leading steps without one take the first value of the window. Only readings at or before a
+    window's end are used, so a score is causal. A window is usable when at least half its steps have a
+    fresh temperature.
+    """
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    n = len(ts)
+    if n > 1 and np.any(np.diff(ts) < 0):
+        raise ValueError("timestamps must be sorted")
+    temp, rh, batt = _as_float(temp_c, n), _as_float(rh_pct, n), _as_float(battery_mv, n)
+    ends = np.atleast_1d(np.asarray(end_ms, dtype=np.int64))
+    period_ms = round(spec.sample_period_s * 1000)
+    w = spec.window
+    offsets = (np.arange(w, dtype=np.int64) - (w - 1)) * period_ms  # oldest step first
+    step_end = ends[:, None] + offsets[None, :]
+    window_start = (ends - w * period_ms)[:, None]
+
+    t, t_fresh = _sample(ts, temp, step_end, window_start, period_ms)
+    h, _ = _sample(ts, rh, step_end, window_start, period_ms)
+    b, _ = _sample(ts, batt, step_end, window_start, period_ms)
+    t, h, b = _backfill_leading(t), _backfill_leading(h), _backfill_leading(b)
+    usable = t_fresh.sum(axis=1) >= int(np.ceil(MIN_FRESH_FRACTION * w))
+
+    minutes = spec.sample_period_s / 60.0
+    step_rate = np.zeros_like(t)
+    step_rate[:, 1:] = np.diff(t, axis=1) / minutes
+    falling = (step_rate < -COOLING_EPS_C_PER_MIN).astype(np.float64)
+    lag = np.maximum(np.arange(w) - RATE_STEPS, 0)
+    span = np.maximum(np.arange(w) - lag, 1).astype(np.float64)
+    rate = (t - t[:, lag]) / (span[None, :] * minutes)
+    duty = np.cumsum(falling, axis=1) / np.maximum(np.arange(w, dtype=np.float64), 1.0)[None, :]
+    channels = {
+        "temp_c": t, "temp_rate": rate, "cooling_duty": duty, "rh_pct": h, "battery_mv": b,
+        "battery_trend": b - b[:, :1], "missing": (~t_fresh).astype(np.float64),
+    }
+    stacked = np.stack([channels[name] for name in spec.features], axis=2)
+    return stacked.astype(np.float32), usable
+
+
+def normalise(spec: FeatureSpec, raw: FloatArray) -> FloatArray:
+    """[N, window, channels] raw windows → [N, input_size] model inputs (a channel with no data → 0)."""
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    out = (raw - mean) / std
+    out = np.where(np.isnan(out), np.float32(0.0), out)
+    return np.ascontiguousarray(out.reshape(len(raw), spec.input_size), dtype=np.float32)
+
+
+def windows_at(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: ArrayLike | None = None,
+               battery_mv: ArrayLike | None = None, *, end_ms: ArrayLike) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Normalised model inputs [N, input_size] for windows ending at each of `end_ms`, and which are usable.
+
+    The one code path behind training, evaluation, CSV backtests and `window_features` on the gateway.
+    """
+    raw, usable = raw_windows(spec, ts_ms, temp_c, rh_pct, battery_mv, end_ms=end_ms)
+    return normalise(spec, raw), usable
+
+
+def window_ends(spec: FeatureSpec, ts_ms: ArrayLike) -> NDArray[np.int64]:
+    """Window end times for a whole history: every sample period from one window after the first reading."""
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    if len(ts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    period_ms = round(spec.sample_period_s * 1000)
+    first = int(ts[0]) + (spec.window - 1) * period_ms
+    return np.arange(first, int(ts[-1]) + 1, period_ms, dtype=np.int64)
+
+
+def window_features(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: ArrayLike | None = None,
+                    battery_mv: ArrayLike | None = None, *, now_ms: int | None = None) -> FloatArray | None:
+    """The model input (float32, length `spec.input_size`) for the window of one sensor's history ending at
+    `now_ms` (default: its latest reading), or None when there is too little fresh data in that window.
+
+    Pass at least `spec.span_ms` of history, sorted by time; NaN marks an invalid value.
+    """
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    if len(ts) == 0:
+        return None
+    end = int(ts[-1]) if now_ms is None else int(now_ms)
+    inputs, usable = windows_at(spec, ts, temp_c, rh_pct, battery_mv, end_ms=[end])
+    return inputs[0] if bool(usable[0]) else None
+
+
+def score(inputs: ArrayLike, outputs: ArrayLike) -> NDArray[np.float32]:
+    """Anomaly score per row: mean squared error between what the model gives back and what it saw.
+
+    An output as wide as the input is a reconstruction (autoencoder) and is compared with the whole input;
+    a narrower output of k columns is a forecast of the last k input columns (the newest step's channels).
+    An alert is due when the score is above the manifest's threshold.
+    """
+    x = np.asarray(inputs, dtype=np.float32)
+    y = np.asarray(outputs, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if y.ndim == 1:
+        y = y[None, :]
+    if y.shape[1] > x.shape[1] or y.shape[0] != x.shape[0]:
+        raise ValueError(f"outputs {y.shape} do not fit inputs {x.shape}")
+    target = x[:, x.shape[1] - y.shape[1]:]
+    return np.asarray(np.mean((target - y) ** 2, axis=1), dtype=np.float32)

@@ -1,0 +1,43 @@
+"""models.episodes: the harness opens and clears alerts as the agent's tracker does; threshold calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.episodes import Episode, calibrate_threshold, count_episodes, episodes
+
+MIN = 60_000
+
+
+def run(active: list[int], hold: list[int] | None = None, min_periods: int = 2, clear_periods: int = 3
+        ) -> list[Episode]:
+    ts = np.arange(len(active), dtype=np.int64) * MIN
+    return episodes(np.array(active, dtype=bool), ts, min_duration_ms=min_periods * MIN,
+                    clear_after_ms=clear_periods * MIN, hold=None if hold is None else np.array(hold, dtype=bool))
+
+
+def test_blips_shorter_than_min_duration_never_open() -> None:
+    assert run([0, 1, 1, 0, 1, 0, 0]) == []
+
+
+def test_opens_after_min_duration_and_clears_after_quiet() -> None:
+    assert run([0, 1, 1, 1, 1, 0, 0, 0, 0]) == [Episode(1 * MIN, 3 * MIN, 8 * MIN)]
+
+
+def test_short_quiet_gap_keeps_one_alert_and_open_alert_ends_with_data() -> None:
+    assert run([1, 1, 1, 0, 1, 1, 1, 1]) == [Episode(0, 2 * MIN, 7 * MIN)]
+
+
+def test_hold_keeps_an_open_alert_but_opens_nothing() -> None:
+    assert run([1, 1, 1, 0, 0, 0, 0, 0], hold=[0, 0, 0, 1, 1, 1, 0, 0]) == [Episode(0, 2 * MIN, 7 * MIN)]
+    assert run([0, 0, 0], hold=[1, 1, 1]) == []
+
+
+def test_calibrated_threshold_meets_the_alert_budget() -> None:
+    rng = np.random.default_rng(0)
+    scores = [rng.gamma(1.0, 1.0, 1440).astype(np.float32) for _ in range(10)]
+    ends = [np.arange(1440, dtype=np.int64) * MIN for _ in range(10)]
+    threshold = calibrate_threshold(scores, ends, sensor_days=10.0, max_alerts_per_sensor_day=0.1,
+                                    sample_period_s=60.0, margin=1.0)
+    assert count_episodes(scores, ends, threshold, sample_period_s=60.0) <= 1
+    assert count_episodes(scores, ends, threshold * 0.7, sample_period_s=60.0) > 1
