@@ -1,0 +1,232 @@
+"""The agent's TOML configuration, validated once at start; errors name the key and the reason."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from protocol.messages import GatewayId, Profile, SensorId
+from protocol.profiles import PROFILES
+
+Port = Annotated[int, Meta(ge=1, le=65535)]
+Seconds = Annotated[float, Meta(gt=0, le=86400)]
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message says which key and why."""
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Every section refuses keys it does not know: a typo is an error, not a silent default."""
+
+
+class TlsConfig(_Section):
+    """TLS to the broker: the CA that signed it, and this gateway's client certificate and key."""
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+
+
+class MqttConfig(_Section):
+    """How to reach the broker; the user name defaults to the gateway id (the ACL relies on it)."""
+
+    host: str
+    port: Port = 1883
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: Annotated[int, Meta(ge=5, le=3600)] = 30
+    session_expiry_s: Annotated[int, Meta(ge=0, le=30 * 86400)] = 7 * 86400
+    max_inflight: Annotated[int, Meta(ge=1, le=1000)] = 20
+    reconnect_min_s: Seconds = 0.5
+    reconnect_max_s: Seconds = 60.0
+
+
+class InputConfig(_Section):
+    """One input driver, chosen by `type` from the registry in edge_agent.inputs."""
+
+    type: str
+    bind: str | None = None
+    path: str | None = None
+    speed: Annotated[float, Meta(gt=0)] = 1.0
+
+
+class OutboxConfig(_Section):
+    """The durable queue: where it lives, how big it may grow, how batches are closed."""
+
+    path: str
+    max_bytes: Annotated[int, Meta(ge=64 * 1024)] = 256 * 1024 * 1024
+    flush_interval_s: Annotated[float, Meta(gt=0, le=1.0)] = 1.0
+    batch_max_readings: Annotated[int, Meta(ge=1, le=5000)] = 1000
+    # PUBACKed messages kept for re-sending when the cloud finds a gap (a broker restart can lose them).
+    keep_sent_s: Annotated[float, Meta(ge=0, le=30 * 86400)] = 6 * 3600.0
+    keep_sent_bytes: Annotated[int, Meta(ge=0)] = 32 * 1024 * 1024
+
+
+class DetectConfig(_Section):
+    """Rule thresholds; durations are measured in the readings' own time (the gateway clock)."""
+
+    range_min_duration_s: Annotated[float, Meta(ge=0, le=86400)] = 1800.0
+    # Freezers defrost every few hours and the air rises above -18 °C for up to ~40 min: that is normal.
+    range_min_duration_by_profile_s: dict[Profile, Annotated[float, Meta(ge=0, le=86400)]] = msgspec.field(
+        default_factory=lambda: {"frozen": 2700.0})
+    pulldown_s: Annotated[float, Meta(ge=0, le=86400)] = 4 * 3600.0
+    rate_max_c_per_min: Annotated[float, Meta(gt=0, le=100)] = 2.0
+    rate_min_duration_s: Annotated[float, Meta(ge=0, le=86400)] = 120.0
+    rate_window_s: Annotated[float, Meta(gt=0, le=3600)] = 300.0
+    battery_low_mv: Annotated[int, Meta(ge=1600, le=3646)] = 2400
+    silent_after_s: Annotated[float, Meta(gt=0, le=7 * 86400)] = 900.0
+    clear_after_s: Annotated[float, Meta(ge=0, le=86400)] = 300.0
+    update_every_s: Annotated[float, Meta(gt=0, le=86400)] = 300.0
+
+
+class UpdaterConfig(_Section):
+    """Where the agent keeps applied desired state and models, and which keys may sign models."""
+
+    state_dir: str | None = None  # default: the outbox's directory
+    models_dir: str | None = None  # default: <state_dir>/models
+    public_keys: list[str] = []  # PEM or raw base64 Ed25519 public keys (files); empty: models are refused
+    token_file: str | None = None  # the gateway's token for artifact downloads
+
+
+class SensorsConfig(_Section):
+    """Which asset profile each sensor's goods have; unknown sensors get the default."""
+
+    default_profile: Profile = "chilled"
+    profiles: dict[SensorId, Profile] = {}
+
+
+class AgentConfig(_Section):
+    """The whole agent configuration (see docs/edge-agent.md for every key)."""
+
+    gateway_id: GatewayId
+    mqtt: MqttConfig
+    outbox: OutboxConfig
+    inputs: Annotated[list[InputConfig], Meta(min_length=1)]
+    sensors: SensorsConfig = msgspec.field(default_factory=SensorsConfig)
+    detect: DetectConfig = msgspec.field(default_factory=DetectConfig)
+    updater: UpdaterConfig = msgspec.field(default_factory=UpdaterConfig)
+    metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 9108
+    metrics_bind: str = "127.0.0.1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    drain_timeout_s: Annotated[float, Meta(ge=0, le=300)] = 10.0
+    status_interval_s: Annotated[float, Meta(ge=1, le=86400)] = 60.0
+
+    def profile_of(self, sensor: str) -> str:
+        """The asset profile configured for `sensor` (MAC, lower-case)."""
+        return self.sensors.profiles.get(sensor, self.sensors.default_profile)
+
+    def state_dir(self) -> Path:
+        """Where applied desired state lives."""
+        return Path(self.updater.state_dir) if self.updater.state_dir else Path(self.outbox.path).parent
+
+    def models_dir(self) -> Path:
+        """Where verified models are installed."""
+        return Path(self.updater.models_dir) if self.updater.models_dir else self.state_dir() / "models"
+
+    def public_keys(self) -> list[bytes]:
+        """The fleet's Ed25519 public keys (raw 32 bytes each); checked readable at start."""
+        from models.manifest import load_public_key
+
+        return [load_public_key(Path(p).read_bytes()) for p in self.updater.public_keys]
+
+    def mqtt_password(self) -> str | None:
+        """The broker password, read from `password_file` when one is given."""
+        if self.mqtt.password_file:
+            return Path(self.mqtt.password_file).read_text().strip()
+        return self.mqtt.password
+
+
+def parse_config(data: dict[str, Any]) -> AgentConfig:
+    """Validate a parsed TOML document; raise ConfigError naming the offending key."""
+    try:
+        config = msgspec.convert(data, AgentConfig, strict=False)  # lax: env values arrive as text
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_readable(str(exc))) from None
+    _check_semantics(config)
+    return config
+
+
+ENV_PREFIX = "COLDWATCH_AGENT_"
+
+
+def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Overlay `COLDWATCH_AGENT_<KEY>` / `COLDWATCH_AGENT_<SECTION>__<KEY>` variables on the file's values.
+
+    `COLDWATCH_AGENT_MQTT__PASSWORD=…` sets mqtt.password. Values are strings; validation converts
+    numeric and boolean text where the schema asks for a number or a boolean.
+    """
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        if not all(path):
+            raise ConfigError(f"environment {name}: empty key")
+        node = data
+        for key in path[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment {name}: {key} is not a section")
+            node = child
+        node[path[-1]] = raw
+    return data
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read the TOML file at `path`, overlay COLDWATCH_AGENT_* variables, validate."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_config(apply_env(data, os.environ if environ is None else environ))
+
+
+def _readable(message: str) -> str:
+    """msgspec says 'Expected `int`, got `str` - at `$.mqtt.port`'; we say 'mqtt.port: expected int, got str'."""
+    reason, sep, where = message.rpartition(" - at `$")
+    if not sep:
+        return message
+    key = where.rstrip("`").lstrip(".") or "(top level)"
+    return f"{key}: {reason[0].lower() + reason[1:]}".replace("`", "")
+
+
+def _check_semantics(config: AgentConfig) -> None:
+    """What a schema cannot say: known profiles and drivers, paired TLS files, one password source."""
+    from edge_agent.inputs import DRIVERS
+
+    for key, profile in [("sensors.default_profile", config.sensors.default_profile),
+                         *((f"sensors.profiles.{mac}", p) for mac, p in config.sensors.profiles.items())]:
+        if profile not in PROFILES:
+            raise ConfigError(f"{key}: unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    for i, spec in enumerate(config.inputs):
+        if spec.type not in DRIVERS:
+            raise ConfigError(f"inputs[{i}].type: unknown input {spec.type!r}; choose from {', '.join(DRIVERS)}")
+        problem = DRIVERS[spec.type].check(spec)
+        if problem:
+            raise ConfigError(f"inputs[{i}].{problem}")
+    if config.mqtt.password and config.mqtt.password_file:
+        raise ConfigError("mqtt.password_file: give either password or password_file, not both")
+    tls = config.mqtt.tls
+    if tls and (tls.cert is None) != (tls.key is None):
+        raise ConfigError("mqtt.tls: cert and key go together (a client certificate needs its key)")
+    for i, key_path in enumerate(config.updater.public_keys):
+        try:
+            config.public_keys()
+        except OSError as exc:
+            raise ConfigError(f"updater.public_keys[{i}]: cannot read {key_path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"updater.public_keys[{i}]: {key_path} is not an Ed25519 public key ({exc})") from None
+    if config.mqtt.reconnect_min_s > config.mqtt.reconnect_max_s:
+        raise ConfigError("mqtt.reconnect_min_s: must not exceed mqtt.reconnect_max_s")

@@ -1,0 +1,110 @@
+"""The gateway's side of `desired` → `reported`: validate, skip what was already applied, apply config,
+hand a model to the installer, and say what happened. Bad messages are counted and never crash."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from edge_agent.metrics import AgentMetrics
+from protocol.codec import ProtocolError, decode
+from protocol.messages import Desired, DesiredModel, Reported
+
+log = logging.getLogger(__name__)
+
+Result = Literal["applied", "rejected", "rolled_back", "pending", "shadow"]
+
+
+class ModelInstaller(Protocol):
+    """Fetches, verifies and activates a model; returns (result, active model version, error)."""
+
+    def install(self, model: DesiredModel, desired_version: int) -> tuple[Result, str | None, str | None]:
+        """Install `model` (activate it, or start it in shadow); never raises for a bad artifact (`rejected`)."""
+
+
+@dataclass
+class AppliedState:
+    """What the gateway has applied, persisted so a restart does not re-apply (or forget) it."""
+
+    version: int = -1
+    sensor_profiles: dict[str, str] = field(default_factory=dict)
+    sample_period_s: float | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> AppliedState:
+        try:
+            data = json.loads(path.read_text())
+            return cls(int(data["version"]), dict(data.get("sensor_profiles", {})), data.get("sample_period_s"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return cls()
+
+    def save(self, path: Path) -> None:
+        """Write beside, fsync, rename: a power cut leaves the old or the new state, never half of one."""
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            json.dump({"version": self.version, "sensor_profiles": self.sensor_profiles,
+                       "sample_period_s": self.sample_period_s}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+
+
+@dataclass
+class DesiredHandler:
+    """One per agent; `handle` is called with every message that arrives on the gateway's `desired` topic."""
+
+    gateway: str
+    state_path: Path
+    metrics: AgentMetrics
+    report: Callable[[Reported], None]
+    installer: ModelInstaller | None = None
+    on_profiles: Callable[[dict[str, str]], None] = lambda _profiles: None
+    state: AppliedState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        self.state = AppliedState.load(self.state_path)
+        if self.state.sensor_profiles:
+            self.on_profiles(self.state.sensor_profiles)
+
+    def handle(self, payload: bytes) -> Reported | None:
+        """Validate and apply one desired-state message; returns the Reported it sent (None if ignored)."""
+        try:
+            desired = decode(payload, Desired)
+        except ProtocolError as exc:
+            self.metrics.desired_rejected.labels(reason=exc.reason).inc()
+            log.warning("event=desired_rejected gateway=%s reason=%s detail=%r", self.gateway, exc.reason,
+                        exc.detail[:200])
+            return None
+        if desired.version <= self.state.version:
+            return None  # the retained message again, or an older one: already applied
+        model_version: str | None = None
+        error: str | None = None
+        result: Result = "applied"
+        if desired.model is not None:
+            if self.installer is None:
+                result, error = "rejected", "this gateway has no model updater configured"
+            else:
+                result, model_version, error = self.installer.install(desired.model, desired.version)
+        if result in ("applied", "shadow") and desired.config is not None:
+            if desired.config.sensor_profiles:
+                self.state.sensor_profiles = dict(desired.config.sensor_profiles)
+                self.on_profiles(self.state.sensor_profiles)
+            if desired.config.sample_period_s is not None:
+                self.state.sample_period_s = desired.config.sample_period_s
+        if result != "pending":
+            self.state.version = desired.version  # a rejected version is not retried until the cloud sends a newer one
+            self.state.save(self.state_path)
+        reported = Reported(gateway=self.gateway, ts=int(time.time() * 1000), desired_version=desired.version,
+                            result=result, model_version=model_version, error=error)
+        self.metrics.desired_applied.labels(result=result).inc()
+        log.info("event=desired gateway=%s version=%d result=%s model_version=%s error=%r", self.gateway,
+                 desired.version, result, model_version, error)
+        self.report(reported)
+        return reported

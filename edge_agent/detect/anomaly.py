@@ -1,0 +1,161 @@
+"""Model-based detection: per-sensor history, one batched TFLite invoke per tick for every sensor whose
+next window is due, scores attached to readings and turned into `anomaly` alerts past the threshold."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+import numpy as np
+
+from edge_agent.detect.alerts import AlertTracker
+from edge_agent.detect.model import TfliteScorer
+
+if TYPE_CHECKING:
+    from edge_agent.detect.shadow import ShadowRun
+from models.features import FeatureSpec, score, window_features
+from models.manifest import Manifest
+from protocol.messages import AlertEvent, Reading
+
+
+@dataclass
+class ActiveModel:
+    """A verified model in use for one asset profile."""
+
+    manifest: Manifest
+    spec: FeatureSpec
+    scorer: TfliteScorer
+
+    @classmethod
+    def load(cls, model_path: Path, manifest: Manifest) -> ActiveModel:
+        """Build from a verified manifest and its .tflite (the caller has checked the signature)."""
+        spec = FeatureSpec.from_dict(manifest.feature_spec)
+        scorer = TfliteScorer(model_path)
+        if scorer.features != spec.input_size:
+            raise ValueError(f"model takes {scorer.features} inputs, the manifest's spec makes {spec.input_size}")
+        return cls(manifest, spec, scorer)
+
+    def scores(self, windows: np.ndarray) -> np.ndarray:
+        """Anomaly score per window (the manifest's threshold applies)."""
+        return score(windows, self.scorer.run(windows))
+
+
+@dataclass
+class _History:
+    ts: deque[int] = field(default_factory=deque)
+    temp: deque[float] = field(default_factory=deque)
+    rh: deque[float] = field(default_factory=deque)
+    battery: deque[float] = field(default_factory=deque)
+    last_scored_ms: int = 0
+
+    def add(self, r: Reading, keep_ms: int) -> None:
+        self.ts.append(r.ts)
+        self.temp.append(np.nan if r.temp_c is None else r.temp_c)
+        self.rh.append(np.nan if r.rh_pct is None else r.rh_pct)
+        self.battery.append(np.nan if r.battery_mv is None else float(r.battery_mv))
+        while self.ts and r.ts - self.ts[0] > keep_ms:
+            for column in (self.ts, self.temp, self.rh, self.battery):
+                column.popleft()
+
+
+@dataclass
+class AnomalyDetector:
+    """Scores readings with the model of their profile; without one, readings pass through unscored."""
+
+    gateway: str
+    tracker: AlertTracker
+    models: dict[str, ActiveModel] = field(default_factory=dict)  # by asset profile
+    shadows: dict[str, ShadowRun] = field(default_factory=dict)  # candidates on probation, by profile
+    on_failure: Callable[[str, Exception], None] = lambda _profile, _exc: None  # the agent rolls back
+    min_duration_periods: float = 2.0
+    clear_after_periods: float = 3.0
+    history: dict[str, _History] = field(default_factory=dict)
+
+    def score(self, readings: list[Reading]) -> tuple[list[Reading], list[AlertEvent]]:
+        """Add `readings` to the history, score every sensor whose next window is due (one invoke per model),
+        and return the readings (scored ones carry `anomaly_score`) and the alert events."""
+        due: dict[str, list[int]] = {}
+        for i, r in enumerate(readings):
+            models = self._models_for(r.profile)
+            if not models or r.temp_c is None:
+                continue
+            h = self.history.setdefault(r.sensor, _History())
+            h.add(r, max(2 * m.spec.span_ms for m in models))  # a backlog arriving at once still has its windows
+            if r.ts - h.last_scored_ms >= models[0].spec.sample_period_s * 1000:
+                h.last_scored_ms = r.ts  # one window per sample period, however fast the tag reports
+                due.setdefault(r.profile, []).append(i)
+        events: list[AlertEvent] = []
+        out = list(readings)
+        for profile, indexes in due.items():
+            active_scores = self._run(profile, self.models.get(profile), readings, indexes)
+            shadow = self.shadows.get(profile)
+            shadow_scores = self._run(profile, shadow.model if shadow else None, readings, indexes, shadow=True)
+            if shadow is not None:
+                active = self.models.get(profile)
+                active_threshold = active.manifest.threshold if active else None
+                for i, s in shadow_scores.items():
+                    shadow.observe(readings[i].ts, active_scores.get(i), active_threshold, s)
+            model = self.models.get(profile)
+            if model is None:
+                continue
+            period_ms = model.spec.sample_period_s * 1000
+            for i, s in active_scores.items():
+                r = readings[i]
+                out[i] = msgspec.structs.replace(r, anomaly_score=round(min(s, 1e6), 6))
+                threshold = model.manifest.threshold
+                m = model.manifest
+                reason = f"model {m.name} {m.version}: score {s:.3g} above {threshold:.3g}" if s > threshold else ""
+                event = self.tracker.observe(
+                    sensor=r.sensor, kind="anomaly", active=s > threshold, ts_ms=r.ts,
+                    min_duration_ms=int(self.min_duration_periods * period_ms),
+                    clear_after_ms=int(self.clear_after_periods * period_ms), severity="warning", source="model",
+                    value=min(s, 1e6), threshold=threshold, model_version=m.version, reason=reason,
+                )
+                if event is not None:
+                    events.append(event)
+        return out, events
+
+    def _models_for(self, profile: str) -> list[ActiveModel]:
+        shadow = self.shadows.get(profile)
+        return [m for m in (self.models.get(profile), shadow.model if shadow else None) if m is not None]
+
+    def _run(self, profile: str, model: ActiveModel | None, readings: list[Reading], indexes: list[int],
+             shadow: bool = False) -> dict[int, float]:
+        """Scores by reading index for the windows ending at `indexes` (one batched invoke)."""
+        if model is None:
+            return {}
+        picked, windows = [], []
+        columns: dict[str, tuple[np.ndarray, ...]] = {}
+        for i in indexes:
+            sensor = readings[i].sensor
+            if sensor not in columns:
+                h = self.history[sensor]
+                columns[sensor] = (np.fromiter(h.ts, dtype=np.int64), np.fromiter(h.temp, float),
+                                   np.fromiter(h.rh, float), np.fromiter(h.battery, float))
+            ts, temp, rh, battery = columns[sensor]
+            upto = int(np.searchsorted(ts, readings[i].ts, side="right"))  # causal: nothing after this reading
+            w = window_features(model.spec, ts[:upto], temp[:upto], rh[:upto], battery[:upto])
+            if w is not None:
+                picked.append(i)
+                windows.append(w)
+        if not windows:
+            return {}
+        try:
+            scores = model.scores(np.stack(windows))
+        except (RuntimeError, ValueError) as exc:  # a model that fails at run time is taken out at once
+            if shadow:
+                self.shadows.pop(profile, None)
+            else:
+                del self.models[profile]
+            self.on_failure(profile, exc)
+            return {}
+        return {i: float(v) if np.isfinite(v) else 1e6 for i, v in zip(picked, scores, strict=True)}
+
+    def latency_ms(self, quantile: float) -> float | None:
+        """The worst of the active models' invoke-latency quantiles (None before any invoke)."""
+        values = [v for m in self.models.values() if (v := m.scorer.latency_ms(quantile)) is not None]
+        return max(values) if values else None

@@ -1,0 +1,96 @@
+"""Runs the rules on every reading and the silence check on every tick; yields alert events."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from edge_agent.config import DetectConfig as DetectSettings
+from edge_agent.detect.alerts import AlertTracker
+from edge_agent.detect.rules import BatteryRule, RangeRule, RateRule, Rule
+from protocol.messages import AlertEvent, Reading
+
+
+def default_rules(s: DetectSettings) -> list[Rule]:
+    """The rules every gateway runs, whatever model it has."""
+    clear = int(s.clear_after_s * 1000)
+    return [
+        RangeRule(min_duration_ms=int(s.range_min_duration_s * 1000), clear_after_ms=clear,
+                  by_profile_ms={p: int(v * 1000) for p, v in s.range_min_duration_by_profile_s.items()},
+                  pulldown_ms=int(s.pulldown_s * 1000)),
+        RateRule(max_c_per_min=s.rate_max_c_per_min, min_duration_ms=int(s.rate_min_duration_s * 1000),
+                 clear_after_ms=clear),
+        BatteryRule(low_mv=s.battery_low_mv, min_duration_ms=clear, clear_after_ms=clear),
+    ]
+
+
+@dataclass
+class Detector:
+    """Per gateway. Time is the readings' timestamps (the gateway clock), so accelerated replays behave."""
+
+    gateway: str
+    settings: DetectSettings = field(default_factory=DetectSettings)
+    rules: list[Rule] = field(default_factory=list)
+    tracker: AlertTracker = field(init=False)
+    last: dict[str, Reading] = field(default_factory=dict)
+    recent: dict[str, deque[Reading]] = field(default_factory=dict)  # the last rate window, per sensor
+    now_ms: int = 0
+
+    def __post_init__(self) -> None:
+        self.rules = self.rules or default_rules(self.settings)
+        self.tracker = AlertTracker(self.gateway, update_every_ms=int(self.settings.update_every_s * 1000))
+
+    def observe(self, reading: Reading) -> list[AlertEvent]:
+        """Run every rule on `reading`; returns the alert events it causes."""
+        previous = self.last.get(reading.sensor)
+        if previous is not None and reading.ts < previous.ts:
+            return []  # a late, out-of-order frame: stored, but it must not rewind alert state
+        self.last[reading.sensor] = reading
+        self.now_ms = max(self.now_ms, reading.ts)
+        reference = self._rate_reference(reading)
+        events = []
+        silent = self.tracker.observe(sensor=reading.sensor, kind="sensor_silent", active=False, ts_ms=reading.ts,
+                                      min_duration_ms=0, clear_after_ms=0, severity="warning", source="rule")
+        if silent is not None:
+            events.append(silent)
+        for rule in self.rules:
+            finding = rule.check(reading, reference)
+            if finding is None:
+                continue
+            event = self.tracker.observe(
+                sensor=reading.sensor, kind=rule.kind, active=finding.active, hold=finding.hold, ts_ms=reading.ts,
+                min_duration_ms=finding.min_duration_ms or rule.min_duration_ms, clear_after_ms=rule.clear_after_ms,
+                severity=rule.severity,
+                source="rule", value=finding.value, threshold=finding.threshold, reason=finding.reason,
+            )
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _rate_reference(self, reading: Reading) -> Reading | None:
+        """The oldest reading within the rate window, if it is at least half a window old (sensor noise over
+        one sample interval would otherwise look like a fast change)."""
+        window_ms = int(self.settings.rate_window_s * 1000)
+        history = self.recent.setdefault(reading.sensor, deque())
+        history.append(reading)
+        while history and reading.ts - history[0].ts > window_ms:
+            history.popleft()
+        oldest = history[0]
+        return oldest if reading.ts - oldest.ts >= window_ms // 2 else None
+
+    def tick(self) -> list[AlertEvent]:
+        """Sensors not heard for `silent_after_s` of gateway time open a `sensor_silent` alert."""
+        limit = int(self.settings.silent_after_s * 1000)
+        events = []
+        for sensor, reading in self.last.items():
+            quiet_ms = self.now_ms - reading.ts
+            if quiet_ms >= limit:
+                event = self.tracker.observe(
+                    sensor=sensor, kind="sensor_silent", active=True, ts_ms=self.now_ms, started_ms=reading.ts,
+                    min_duration_ms=limit, clear_after_ms=0, severity="warning", source="rule",
+                    value=quiet_ms / 1000, threshold=limit / 1000,
+                    reason=f"no reading for {quiet_ms / 60_000:.0f} min",
+                )
+                if event is not None:
+                    events.append(event)
+        return events

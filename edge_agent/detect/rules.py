@@ -1,0 +1,119 @@
+"""Hard rules per asset profile: each says, for one sensor's latest reading, whether its condition holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from protocol.messages import Reading
+from protocol.profiles import PROFILES
+
+Severity = Literal["info", "warning", "critical"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule's verdict on one reading: whether its condition holds, and the numbers behind it."""
+
+    active: bool
+    value: float | None = None
+    threshold: float | None = None
+    reason: str = ""
+    hold: bool = False  # not active, but not clearly back to normal either (hysteresis band)
+    min_duration_ms: int | None = None  # overrides the rule's own, e.g. per asset profile
+
+
+class Rule(Protocol):
+    """One hard rule. `kind` names the alert; `min_duration_ms` is how long the condition must hold."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def severity(self) -> Severity: ...
+    @property
+    def min_duration_ms(self) -> int: ...
+    @property
+    def clear_after_ms(self) -> int: ...
+
+    def check(self, reading: Reading, previous: Reading | None) -> Finding | None:
+        """The verdict for `reading` (None: this reading says nothing about the rule, e.g. no temperature)."""
+
+
+@dataclass
+class RangeRule:
+    """Temperature outside the profile's band for longer than the profile's minimum duration.
+
+    Clearing needs a margin inside the band (hysteresis). A space that has not yet reached its band
+    is pulling down (pre-cooling at trip start) and is held, not alerted, for up to `pulldown_ms`.
+    """
+
+    min_duration_ms: int
+    clear_after_ms: int
+    by_profile_ms: dict[str, int] = field(default_factory=dict)
+    pulldown_ms: int = 4 * 3600_000
+    clear_margin_c: float = 0.3
+    kind: str = "temp_out_of_range"
+    severity: Severity = "critical"
+    _first_seen: dict[str, int] = field(default_factory=dict)
+    _reached_band: set[str] = field(default_factory=set)
+
+    def check(self, reading: Reading, previous: Reading | None) -> Finding | None:
+        if reading.temp_c is None:
+            return None
+        band = PROFILES[reading.profile] if reading.profile in PROFILES else None
+        if band is None:
+            return None
+        t = reading.temp_c
+        minimum = self.by_profile_ms.get(reading.profile, self.min_duration_ms)
+        above = band.high_c is not None and t > band.high_c
+        below = band.low_c is not None and t < band.low_c
+        if not above and not below:
+            self._reached_band.add(reading.sensor)
+            inside = ((band.high_c is None or t <= band.high_c - self.clear_margin_c)
+                      and (band.low_c is None or t >= band.low_c + self.clear_margin_c))
+            return Finding(False, t, hold=not inside)
+        first = self._first_seen.setdefault(reading.sensor, reading.ts)
+        if reading.sensor not in self._reached_band and reading.ts - first < self.pulldown_ms:
+            return Finding(False, t)  # pre-cooling: not yet in band since we first heard this tag
+        limit = band.high_c if above else band.low_c
+        assert limit is not None
+        side = "above" if above else "below"
+        return Finding(True, t, limit, f"{t:.1f} °C is {side} the {reading.profile} limit {limit:g} °C",
+                       min_duration_ms=minimum)
+
+
+@dataclass(frozen=True)
+class RateRule:
+    """Temperature changing faster than `max_c_per_min` (a door open, a failing compressor, a sensor fault)."""
+
+    max_c_per_min: float
+    min_duration_ms: int
+    clear_after_ms: int
+    kind: str = "temp_rate"
+    severity: Severity = "warning"
+
+    def check(self, reading: Reading, previous: Reading | None) -> Finding | None:
+        if reading.temp_c is None or previous is None or previous.temp_c is None or reading.ts <= previous.ts:
+            return None
+        rate = (reading.temp_c - previous.temp_c) / ((reading.ts - previous.ts) / 60_000)
+        active = abs(rate) > self.max_c_per_min
+        return Finding(active, rate, self.max_c_per_min,
+                       f"temperature changing {rate:+.2f} °C/min (limit ±{self.max_c_per_min:g})" if active else "")
+
+
+@dataclass(frozen=True)
+class BatteryRule:
+    """Tag battery below `low_mv`: replace it before its readings turn to garbage."""
+
+    low_mv: int
+    min_duration_ms: int
+    clear_after_ms: int
+    kind: str = "battery_low"
+    severity: Severity = "warning"
+
+    def check(self, reading: Reading, previous: Reading | None) -> Finding | None:
+        if reading.battery_mv is None:
+            return None
+        active = reading.battery_mv < self.low_mv
+        return Finding(active, reading.battery_mv, self.low_mv,
+                       f"battery {reading.battery_mv} mV is below {self.low_mv} mV" if active else "")

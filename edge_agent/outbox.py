@@ -1,0 +1,280 @@
+"""The durable queue between detection and the broker: SQLite in WAL mode, one row per MQTT message.
+
+A reading is accepted once its batch is committed here (synchronous=FULL: fsync on commit). Rows
+leave only when the broker's PUBACK arrives, into `sent`, where they are kept a while (bounded by age and
+bytes) so the cloud can ask for them again. Each kind has its own gap-free sequence, so the cloud can prove
+completeness. Over the disk cap, telemetry is thinned, then dropped oldest-first; alerts go last.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from edge_agent.metrics import AgentMetrics
+from protocol.codec import decode, encode
+from protocol.messages import AlertEvent, Reading, TelemetryBatch
+
+log = logging.getLogger(__name__)
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    thinned INTEGER NOT NULL DEFAULT 0,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sequences (kind TEXT PRIMARY KEY, last INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sent (
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    acked_ms INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (kind, seq)
+);
+CREATE INDEX IF NOT EXISTS sent_by_age ON sent(acked_ms);
+"""
+_PRUNE_EVERY: Final = 64  # acks between two prunings of `sent`
+# What the disk cap sacrifices first: telemetry before alerts.
+_DROP_ORDER: Final = ("telemetry", "alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One message waiting for its PUBACK."""
+
+    id: int
+    kind: str
+    seq: int
+    payload: bytes
+
+
+class Outbox:
+    """Thread-safe; readings are staged in memory for at most one flush interval, then committed as a batch."""
+
+    def __init__(self, path: str | Path, gateway_id: str, metrics: AgentMetrics, *, max_bytes: int = 256 << 20,
+                 batch_max_readings: int = 1000, keep_sent_s: float = 6 * 3600.0, keep_sent_bytes: int = 32 << 20,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.gateway_id = gateway_id
+        self.metrics = metrics
+        self.max_bytes = max_bytes
+        self.keep_sent_ms = int(keep_sent_s * 1000)
+        self.keep_sent_bytes = keep_sent_bytes
+        self._acks_since_prune = 0
+        self.batch_max_readings = batch_max_readings
+        self.clock = clock
+        self.on_insert: Callable[[], None] = lambda: None  # the publisher's wake-up call
+        self._lock = threading.Lock()
+        self._staged: list[Reading] = []
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._bytes, self._depth = (int(v) for v in self._db.execute(
+            "SELECT COALESCE(SUM(length(payload)), 0), COUNT(*) FROM outbox").fetchone())
+        self._sent_bytes = int(self._db.execute("SELECT COALESCE(SUM(length(payload)), 0) FROM sent").fetchone()[0])
+        self._update_gauges()
+
+    # --- accepting -------------------------------------------------------------------------------
+    def stage(self, reading: Reading) -> None:
+        """Hold a reading for the next batch; a full batch is committed at once."""
+        with self._lock:
+            self._staged.append(reading)
+            full = len(self._staged) >= self.batch_max_readings
+        if full:
+            self.flush()
+
+    def flush(self) -> int:
+        """Commit the staged readings as one telemetry batch; returns how many were committed."""
+        with self._lock:
+            readings, self._staged = self._staged, []
+        if not readings:
+            return 0
+        now = int(self.clock() * 1000)
+
+        def make(seq: int) -> bytes:
+            return encode(TelemetryBatch(gateway=self.gateway_id, seq=seq, sent_at=now, readings=readings))
+
+        self._insert("telemetry", make)
+        self.metrics.readings_accepted.inc(len(readings))
+        return len(readings)
+
+    def put_alert(self, build: Callable[[int], AlertEvent]) -> int:
+        """Commit an alert event; `build(seq)` makes it with the next alert sequence number."""
+        return self._insert("alerts", lambda seq: encode(build(seq)))
+
+    def _insert(self, kind: str, make: Callable[[int], bytes]) -> int:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT last FROM sequences WHERE kind = ?", (kind,)).fetchone()
+                seq = (row[0] if row else 0) + 1
+                payload = make(seq)
+                db.execute("INSERT OR REPLACE INTO sequences(kind, last) VALUES (?, ?)", (kind, seq))
+                db.execute("INSERT INTO outbox(kind, seq, created_ms, payload) VALUES (?, ?, ?, ?)",
+                           (kind, seq, int(self.clock() * 1000), payload))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self._bytes += len(payload)
+            self._depth += 1
+            if self._bytes > self.max_bytes:
+                self._enforce_cap()
+            self._update_gauges()
+        self.on_insert()
+        return seq
+
+    # --- delivering ------------------------------------------------------------------------------
+    def pending(self, limit: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[Entry]:
+        """The oldest `limit` entries not in `exclude` (those already in flight), in order."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, kind, seq, payload FROM outbox ORDER BY id LIMIT ?",
+                                    (limit + len(exclude),)).fetchall()
+        return [Entry(*r) for r in rows if r[0] not in exclude][:limit]
+
+    def ack(self, entry_id: int) -> None:
+        """The broker has the message: move it to `sent` (a no-op if the cap already dropped it)."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("DELETE FROM outbox WHERE id = ? RETURNING kind, seq, payload",
+                                 (entry_id,)).fetchone()
+                if row and self.keep_sent_ms > 0:
+                    db.execute("INSERT OR REPLACE INTO sent(kind, seq, acked_ms, payload) VALUES (?, ?, ?, ?)",
+                               (row[0], row[1], int(self.clock() * 1000), row[2]))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            if row:
+                self._bytes -= len(row[2])
+                self._depth -= 1
+                if self.keep_sent_ms > 0:
+                    self._sent_bytes += len(row[2])
+            self._acks_since_prune += 1
+            if self._acks_since_prune >= _PRUNE_EVERY or self._sent_bytes > self.keep_sent_bytes:
+                self._prune_sent()
+            self._update_gauges()
+
+    def replay(self, kind: str, first_seq: int, last_seq: int) -> int:
+        """Queue the kept `sent` messages of `kind` with seqs first..last again (the cloud lost them);
+        returns how many were found. Their seqs are unchanged: storage stays idempotent."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute("DELETE FROM sent WHERE kind = ? AND seq BETWEEN ? AND ? "
+                                  "RETURNING kind, seq, payload", (kind, first_seq, last_seq)).fetchall()
+                rows.sort(key=lambda r: int(r[1]))
+                now = int(self.clock() * 1000)
+                db.executemany("INSERT INTO outbox(kind, seq, created_ms, payload) VALUES (?, ?, ?, ?)",
+                               [(k, seq, now, payload) for k, seq, payload in rows])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            size = sum(len(r[2]) for r in rows)
+            self._sent_bytes -= size
+            self._bytes += size
+            self._depth += len(rows)
+            if self._bytes > self.max_bytes:
+                self._enforce_cap()
+            self._update_gauges()
+        if rows:
+            self.on_insert()
+        return len(rows)
+
+    def _prune_sent(self) -> None:
+        """Forget kept messages older than keep_sent_s, then the oldest beyond keep_sent_bytes (lock held)."""
+        self._acks_since_prune = 0
+        db = self._db
+        cutoff = int(self.clock() * 1000) - self.keep_sent_ms
+        freed = db.execute("DELETE FROM sent WHERE acked_ms < ? RETURNING length(payload)", (cutoff,)).fetchall()
+        self._sent_bytes -= sum(r[0] for r in freed)
+        while self._sent_bytes > self.keep_sent_bytes:
+            batch = db.execute("DELETE FROM sent WHERE rowid IN (SELECT rowid FROM sent ORDER BY acked_ms LIMIT 64) "
+                               "RETURNING length(payload)").fetchall()
+            if not batch:
+                self._sent_bytes = 0
+                break
+            self._sent_bytes -= sum(r[0] for r in batch)
+
+    def depth(self) -> int:
+        """Messages waiting for a PUBACK (staged readings not included)."""
+        return self._depth
+
+    @property
+    def bytes(self) -> int:
+        """Payload bytes held (waiting for a PUBACK; the kept `sent` messages not included)."""
+        return self._bytes
+
+    @property
+    def sent_bytes(self) -> int:
+        """Payload bytes of PUBACKed messages kept for a replay."""
+        return self._sent_bytes
+
+    def close(self) -> None:
+        """Commit what is staged and close the database."""
+        self.flush()
+        with self._lock:
+            self._db.close()
+
+    # --- the disk cap ----------------------------------------------------------------------------
+    def _enforce_cap(self) -> None:
+        """Thin the oldest telemetry (every other reading per sensor), then drop oldest-first; alerts last."""
+        db = self._db
+        while self._bytes > self.max_bytes:
+            row = db.execute("SELECT id, payload FROM outbox WHERE kind = 'telemetry' AND thinned = 0 "
+                             "ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                break
+            entry_id, payload = row
+            batch = decode(payload, TelemetryBatch)
+            kept = _thin(batch.readings)
+            if len(kept) == len(batch.readings):
+                db.execute("UPDATE outbox SET thinned = 1 WHERE id = ?", (entry_id,))
+                continue
+            smaller = encode(TelemetryBatch(gateway=batch.gateway, seq=batch.seq, sent_at=batch.sent_at,
+                                            readings=kept))
+            db.execute("UPDATE outbox SET payload = ?, thinned = 1 WHERE id = ?", (smaller, entry_id))
+            self._bytes -= len(payload) - len(smaller)
+            self.metrics.dropped.labels(kind="telemetry", action="thinned").inc(len(batch.readings) - len(kept))
+        for kind in _DROP_ORDER:
+            while self._bytes > self.max_bytes:
+                row = db.execute("DELETE FROM outbox WHERE id = (SELECT MIN(id) FROM outbox WHERE kind = ?) "
+                                 "RETURNING seq, length(payload)", (kind,)).fetchone()
+                if row is None:
+                    break
+                self._bytes -= row[1]
+                self._depth -= 1
+                self.metrics.dropped.labels(kind=kind, action="dropped").inc()
+                log.warning("event=outbox_drop gateway=%s kind=%s seq=%d reason=disk_cap max_bytes=%d",
+                            self.gateway_id, kind, row[0], self.max_bytes)
+
+    def _update_gauges(self) -> None:
+        self.metrics.outbox_bytes.set(self._bytes)
+        self.metrics.outbox_depth.set(self._depth)
+
+
+def _thin(readings: list[Reading]) -> list[Reading]:
+    """Keep every other reading of each sensor (the first one always survives)."""
+    seen: dict[str, int] = {}
+    kept: list[Reading] = []
+    for r in readings:
+        n = seen.get(r.sensor, 0)
+        seen[r.sensor] = n + 1
+        if n % 2 == 0:
+            kept.append(r)
+    return kept

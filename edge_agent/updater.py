@@ -1,0 +1,194 @@
+"""Model updates at the gateway: download over HTTPS with the gateway's token, verify sha256 and the
+Ed25519 signature, smoke-test, install beside the old one, switch atomically; the previous model stays."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.desired import Result
+from edge_agent.detect.anomaly import ActiveModel
+from models.features import FeatureSpec
+from models.manifest import MANIFEST_SUFFIX, MODEL_SUFFIX, SIG_SUFFIX, ModelFiles, ModelRejected, load_verified
+from protocol.messages import DesiredModel
+
+log = logging.getLogger(__name__)
+MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
+SMOKE_BUDGET_MS = 200.0
+
+
+@dataclass
+class ModelStore:
+    """`<dir>/<name>-<version>/` per model and `<dir>/active.json` = {profile: {"active": stem, "previous": stem}}."""
+
+    directory: Path
+    public_keys: list[bytes]
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def pointer(self) -> Path:
+        return self.directory / "active.json"
+
+    def pointers(self) -> dict[str, dict[str, str | None]]:
+        try:
+            data = json.loads(self.pointer.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _write_pointers(self, data: dict[str, dict[str, str | None]]) -> None:
+        tmp = self.pointer.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.pointer)  # the switch is this rename: old or new, never half
+
+    def load(self, stem: str) -> ActiveModel:
+        """Verify (again: the disk may have been tampered with) and load an installed model."""
+        folder = self.directory / stem
+        manifest = load_verified(folder, self.public_keys)
+        return ActiveModel.load(ModelFiles.for_stem(folder, stem).model, manifest)
+
+    def load_active(self) -> dict[str, ActiveModel]:
+        """Every profile's active model; one that fails verification falls back to its previous one."""
+        models: dict[str, ActiveModel] = {}
+        for profile, entry in self.pointers().items():
+            for stem in (entry.get("active"), entry.get("previous")):
+                if not stem:
+                    continue
+                try:
+                    models[profile] = self.load(stem)
+                    break
+                except (ModelRejected, ValueError, OSError) as exc:
+                    log.error("event=model_refused_at_boot stem=%s reason=%s", stem, exc)
+        return models
+
+    def activate(self, profile: str, stem: str) -> None:
+        data = self.pointers()
+        entry = data.get(profile, {})
+        current = entry.get("active")
+        data[profile] = {"active": stem, "previous": current if current != stem else entry.get("previous")}
+        self._write_pointers(data)
+
+    def roll_back(self, profile: str) -> str | None:
+        """Make the previous model active again; returns its stem (None: there was none)."""
+        data = self.pointers()
+        previous = data.get(profile, {}).get("previous")
+        if not previous:
+            data.pop(profile, None)
+        else:
+            data[profile] = {"active": previous, "previous": None}
+        self._write_pointers(data)
+        return previous
+
+
+Fetch = Callable[[str, str | None], bytes]
+
+
+def https_fetch(url: str, token: str | None) -> bytes:
+    """GET `url` with the gateway's bearer token; refuses non-HTTPS except to loopback (dev)."""
+    if not (url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost"))):
+        raise ModelRejected("insecure_url", "artifacts are fetched over HTTPS only")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (scheme checked above)
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (scheme checked above)
+        data: bytes = response.read(MAX_ARTIFACT_BYTES + 1)
+    if len(data) > MAX_ARTIFACT_BYTES:
+        raise ModelRejected("oversized", f"artifact larger than {MAX_ARTIFACT_BYTES} bytes")
+    return data
+
+
+@dataclass
+class Installer:
+    """The desired handler's model installer; `on_activate` swaps the running model (agent's lock held there)."""
+
+    store: ModelStore
+    on_activate: Callable[[str, ActiveModel], None]
+    on_shadow: Callable[[DesiredModel, ActiveModel, int], None] = lambda _m, _a, _v: None
+    token: str | None = None
+    fetch: Fetch = https_fetch
+
+    def install(self, model: DesiredModel, desired_version: int) -> tuple[Result, str | None, str | None]:
+        stem = f"{model.name}-{model.version}"
+        staging = self.store.directory / f".staging-{stem}"
+        try:
+            candidate = self._installed(model, stem) or self._fetch_and_install(model, stem, staging)
+            if model.mode == "shadow":
+                self.on_shadow(model, candidate, desired_version)
+                current = self.store.pointers().get(model.profile, {}).get("active")
+                log.info("event=model_shadow profile=%s stem=%s probation_s=%g", model.profile, stem,
+                         model.probation_s)
+                return "shadow", current.split("-", 1)[1] if current else None, None
+            self.store.activate(model.profile, stem)
+            self.on_activate(model.profile, candidate)
+        except ModelRejected as exc:
+            log.error("event=model_rejected stem=%s reason=%s detail=%r", stem, exc.reason, exc.detail[:200])
+            return "rejected", None, f"{exc.reason}: {exc.detail}"[:500]
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.error("event=model_install_failed stem=%s error=%r", stem, exc)
+            return "rejected", None, f"install_failed: {exc}"[:500]
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("event=model_activated profile=%s stem=%s", model.profile, stem)
+        return "applied", model.version, None
+
+    def _installed(self, model: DesiredModel, stem: str) -> ActiveModel | None:
+        """A model already on disk (a shadow being promoted, a rollback): verified again, no download."""
+        if not (self.store.directory / stem).is_dir():
+            return None
+        try:
+            installed = self.store.load(stem)
+        except (ModelRejected, ValueError, OSError):
+            return None  # damaged on disk: fetch it again
+        if installed.manifest.sha256 != model.sha256 or installed.manifest.profile != model.profile:
+            raise ModelRejected("desired_mismatch", "installed model's hash or profile differs from the desired state")
+        return installed
+
+    def _fetch_and_install(self, model: DesiredModel, stem: str, staging: Path) -> ActiveModel:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        self._download(model, staging, stem)
+        manifest = load_verified(staging, self.store.public_keys)
+        if manifest.sha256 != model.sha256 or manifest.profile != model.profile:
+            raise ModelRejected("desired_mismatch", "manifest hash or profile differs from the desired state")
+        if manifest.stem != stem:
+            raise ModelRejected("desired_mismatch", f"manifest is {manifest.stem}, desired names {stem}")
+        self._smoke_test(ActiveModel.load(ModelFiles.for_stem(staging, stem).model, manifest))
+        final = self.store.directory / stem
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        return self.store.load(stem)  # from its final place, verified once more
+
+    def _download(self, model: DesiredModel, staging: Path, stem: str) -> None:
+        if not model.url.endswith(MODEL_SUFFIX):
+            raise ModelRejected("bad_url", f"model URL must end in {MODEL_SUFFIX}")
+        base = model.url[: -len(MODEL_SUFFIX)]
+        (staging / (stem + MODEL_SUFFIX)).write_bytes(self.fetch(model.url, self.token))
+        (staging / (stem + MANIFEST_SUFFIX)).write_bytes(self.fetch(base + MANIFEST_SUFFIX, self.token))
+        (staging / (stem + SIG_SUFFIX)).write_text(model.signature)
+
+    @staticmethod
+    def _smoke_test(model: ActiveModel) -> None:
+        """Scores must be finite and a 200-window batch must run within the latency budget."""
+        spec: FeatureSpec = model.spec
+        rng = np.random.default_rng(0)
+        windows = rng.normal(0.0, 1.0, size=(200, spec.input_size)).astype(np.float32)
+        t0 = time.perf_counter()
+        scores = model.scores(windows)
+        elapsed_ms = (time.perf_counter() - t0) * 1000
+        if not np.all(np.isfinite(scores)):
+            raise ModelRejected("smoke_test", "the model gives non-finite scores")
+        if elapsed_ms > SMOKE_BUDGET_MS:
+            raise ModelRejected("smoke_test", f"200 windows took {elapsed_ms:.0f} ms (budget {SMOKE_BUDGET_MS:.0f})")

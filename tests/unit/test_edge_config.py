@@ -1,0 +1,81 @@
+"""Agent config: validated once at start; every refusal names the key and the reason."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.config import ConfigError, load_config, parse_config
+
+VALID: dict[str, Any] = {
+    "gateway_id": "reefer-01",
+    "mqtt": {"host": "broker.example", "port": 8883, "password": "s3cret"},
+    "inputs": [{"type": "udp", "bind": "127.0.0.1:9999"}],
+    "outbox": {"path": "/var/lib/coldwatch/outbox.sqlite"},
+    "sensors": {"default_profile": "frozen", "profiles": {"c2:00:00:00:00:01": "pharma_2_8"}},
+}
+
+
+def with_change(path: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(VALID)
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node[key]
+    node[last] = value
+    return data
+
+
+def test_a_valid_config_loads_with_defaults() -> None:
+    config = parse_config(VALID)
+    assert config.mqtt.username is None and config.mqtt.max_inflight == 20
+    assert config.profile_of("c2:00:00:00:00:01") == "pharma_2_8"
+    assert config.profile_of("c2:00:00:00:00:02") == "frozen"
+    assert config.outbox.flush_interval_s <= 1.0
+
+
+@pytest.mark.parametrize(("path", "value", "names"), [
+    ("mqtt.port", "mqtt", "mqtt.port"),
+    ("mqtt.port", 70000, "mqtt.port"),
+    ("gateway_id", "Reefer 01", "gateway_id"),
+    ("mqtt.surprise", 1, "surprise"),
+    ("outbox.flush_interval_s", 5, "outbox.flush_interval_s"),
+    ("sensors.default_profile", "lukewarm", "sensors.default_profile"),
+    ("inputs.0.type", "carrier-pigeon", "inputs[0].type"),
+    ("inputs.0.bind", "nowhere", "inputs[0].bind"),
+    ("inputs", [], "inputs"),
+])
+def test_refusals_name_the_key(path: str, value: Any, names: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(with_change(path, value))
+    assert names in str(refused.value)
+
+
+def test_tls_needs_cert_and_key_together() -> None:
+    with pytest.raises(ConfigError, match=r"mqtt\.tls"):
+        parse_config(with_change("mqtt.tls", {"ca": "/etc/ca.pem", "cert": "/etc/gw.pem"}))
+
+
+def test_one_password_source() -> None:
+    with pytest.raises(ConfigError, match="password_file"):
+        parse_config(with_change("mqtt.password_file", "/etc/coldwatch/mqtt.pw"))
+
+
+def test_the_error_message_does_not_echo_the_password() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(with_change("mqtt.password", 12345678))
+    assert "12345678" not in str(refused.value)
+
+
+def test_environment_overrides_file_values(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('gateway_id = "gw1"\n[mqtt]\nhost = "a"\n[[inputs]]\ntype = "udp"\nbind = "127.0.0.1:1"\n'
+                    '[outbox]\npath = "/tmp/o.sqlite"\n')
+    config = load_config(path, {"COLDWATCH_AGENT_MQTT__PORT": "8883", "COLDWATCH_AGENT_MQTT__PASSWORD": "1234",
+                                "COLDWATCH_AGENT_LOG_LEVEL": "DEBUG", "COLDWATCH_MQTT_HOST": "not-for-the-agent"})
+    assert (config.mqtt.port, config.mqtt.password, config.log_level, config.mqtt.host) == (8883, "1234", "DEBUG", "a")
+    with pytest.raises(ConfigError, match="colour"):
+        load_config(path, {"COLDWATCH_AGENT_MQTT__COLOUR": "blue"})
