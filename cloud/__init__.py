@@ -1,0 +1,1 @@
+"""Cloud side: ingest worker, InfluxDB adapter, API (coldwatch)."""

@@ -1,0 +1,9 @@
+"""`python -m cloud` runs the `coldwatch` command line."""
+
+from __future__ import annotations
+
+import sys
+
+from cloud.cli import main
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+"""`/api/v1/auth`: log in (session cookie + token), log out, who am I, API tokens for scripts."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from cloud.api.deps import SESSION_COOKIE, CurrentUser, SessionDep, SettingsDep, request_token
+from cloud.api.ratelimit import LoginLimiter
+from cloud.db.users import UserPublic
+from cloud.services import audit, users
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+class LoginIn(BaseModel):
+    """User name and password."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class LoginOut(BaseModel):
+    """The session token (also set as an HttpOnly cookie) and the user."""
+
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
+    expires_in_s: int
+    user: UserPublic
+
+
+class TokenIn(BaseModel):
+    """A named API token; `ttl_days` None means no expiry."""
+
+    name: str = Field(min_length=1, max_length=100)
+    ttl_days: int | None = Field(default=90, ge=1, le=3650)
+
+
+class TokenOut(BaseModel):
+    """The new API token, shown once."""
+
+    token: str
+    name: str
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/login", response_model=LoginOut, summary="Log in; sets the session cookie",
+             responses={401: {"description": "wrong user name or password"}, 429: {"description": "too many tries"}})
+def login(body: LoginIn, request: Request, response: Response, session: SessionDep, settings: SettingsDep) -> LoginOut:
+    """Check the password (scrypt); after too many failures per name or address answer 429 with Retry-After."""
+    limiter: LoginLimiter = request.app.state.login_limiter
+    keys = [f"user:{body.username.lower()}", f"addr:{_client(request)}"]
+    wait = limiter.blocked(keys)
+    if wait > 0:
+        log.warning("login refused reason=rate_limited user=%r addr=%s", body.username[:64], _client(request))
+        raise HTTPException(status_code=429, detail="too many failed logins; try later",
+                            headers={"Retry-After": str(math.ceil(wait))})
+    user = users.authenticate(session, username=body.username, password=body.password)
+    if user is None:
+        limiter.failed(keys)
+        log.warning("login failed user=%r addr=%s", body.username[:64], _client(request))
+        raise HTTPException(status_code=401, detail="wrong user name or password")
+    limiter.succeeded(keys[0])
+    token = users.issue_token(session, user=user, kind="session")
+    audit.record(session, actor=user.username, action="auth.login", target_type="user", target_id=user.username,
+                 after={"addr": _client(request)})
+    session.commit()
+    ttl_s = users.SESSION_TTL_MS // 1000
+    response.set_cookie(SESSION_COOKIE, token, max_age=ttl_s, httponly=True, samesite="strict",
+                        secure=settings.cookie_secure, path="/")
+    log.info("login ok user=%s addr=%s", user.username, _client(request))
+    return LoginOut(access_token=token, expires_in_s=ttl_s, user=UserPublic.model_validate(user))
+
+
+@router.post("/logout", status_code=204, summary="Revoke the current session or token")
+def logout(request: Request, response: Response, user: CurrentUser, session: SessionDep) -> None:
+    """Revoke the token used for this request and clear the cookie."""
+    token = request_token(request)
+    if token:
+        users.revoke_token(session, token=token)
+        audit.record(session, actor=user.username, action="auth.logout", target_type="user", target_id=user.username)
+        session.commit()
+    response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+@router.get("/me", response_model=UserPublic, summary="The authenticated user")
+def me(user: CurrentUser) -> UserPublic:
+    """Who the cookie or bearer token belongs to."""
+    return UserPublic.model_validate(user)
+
+
+@router.post("/tokens", response_model=TokenOut, status_code=201, summary="Create an API (bearer) token")
+def create_token(body: TokenIn, user: CurrentUser, session: SessionDep) -> TokenOut:
+    """A long-lived token with the caller's role, for scripts; shown once, stored as SHA-256."""
+    ttl = None if body.ttl_days is None else body.ttl_days * 86_400_000
+    token = users.issue_token(session, user=user, kind="api", name=body.name, ttl_ms=ttl)
+    audit.record(session, actor=user.username, action="auth.token_create", target_type="user",
+                 target_id=user.username, after={"name": body.name, "ttl_days": body.ttl_days})
+    session.commit()
+    return TokenOut(token=token, name=body.name)

@@ -1,0 +1,172 @@
+"""`coldwatch` command line: `serve` (the API), `ingest` (MQTT → InfluxDB + SQL worker), `users` (accounts).
+
+Settings come from COLDWATCH_* environment variables; flags override them. Secrets only from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Final
+
+from cloud.config import ConfigError, Settings, env_name, load_settings
+
+log = logging.getLogger("cloud.cli")
+
+# (Settings field, flag, help) — flags shared by every subcommand.
+_COMMON: Final = (
+    ("mqtt_host", "--mqtt-host", "MQTT broker host (default 127.0.0.1)"),
+    ("mqtt_port", "--mqtt-port", "MQTT broker port (default 1883)"),
+    ("mqtt_username", "--mqtt-username", "MQTT user name (default coldwatch.ingest); the password is read "
+                                         "only from COLDWATCH_MQTT_PASSWORD"),
+    ("influx_url", "--influx-url", "InfluxDB base URL (default http://127.0.0.1:8086)"),
+    ("influx_db", "--influx-db", "InfluxDB database (default coldwatch)"),
+    ("influx_username", "--influx-username", "InfluxDB 1.x user name; the password is read only from "
+                                             "COLDWATCH_INFLUX_PASSWORD, a token only from COLDWATCH_INFLUX_TOKEN"),
+    ("database_url", "--database-url", "SQL database URL: sqlite:///path (default sqlite:///var/coldwatch.db) "
+                                       "or postgresql+psycopg://user@host/db"),
+)
+_INGEST: Final = (
+    ("ingest_worker_id", "--worker-id", "stable MQTT client id of this worker (default ingest-1); each worker "
+                                        "needs its own, kept across restarts"),
+    ("ingest_batch_size", "--batch-size", "points per InfluxDB write (default 5000); also the MQTT "
+                                          "ReceiveMaximum, capped at 65535"),
+    ("ingest_batch_age_s", "--batch-age", "seconds before a partial batch is written (default 1.0)"),
+    ("ingest_replay_after_s", "--replay-after", "seconds a gap in a gateway's telemetry/alerts stays open before "
+                                                "the gateway is asked to re-send it (default 30; 0: never)"),
+    ("ingest_unknown_gateway", "--unknown-gateway", "register (default: accept and register gateways on first "
+                                                    "sight) or reject (only provisioned gateways)"),
+)
+_SERVE: Final = (
+    ("api_host", "--host", "address the API listens on (default 127.0.0.1)"),
+    ("api_port", "--port", "port the API listens on (default 8000)"),
+)
+EXIT_CONFIG: Final = 2
+
+
+def _add(parser: argparse.ArgumentParser, specs: Sequence[tuple[str, str, str]]) -> None:
+    for name, flag, text in specs:
+        parser.add_argument(flag, dest=name, default=None, metavar="VALUE",
+                            help=f"{text} [env {env_name(name)}]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="coldwatch",
+        description="coldwatch cloud service. Settings come from COLDWATCH_* environment variables; "
+                    "a flag overrides its variable. Passwords and tokens are read only from the environment.",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)",
+                           description="Run the JSON API and /metrics, /healthz with uvicorn.")
+    _add(serve, _COMMON + _SERVE)
+    ingest = sub.add_parser("ingest", help="run an MQTT → InfluxDB ingest worker",
+                            description="Consume telemetry from the shared subscription "
+                                        "$share/ingest/cw/v1/+/telemetry and write it to InfluxDB, "
+                                        "acknowledging each message only after it is stored.")
+    _add(ingest, _COMMON + _INGEST)
+    ingest.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="serve Prometheus metrics on 127.0.0.1:PORT (default: off)")
+    users = sub.add_parser("users", help="manage API users (bootstrap the first admin)",
+                           description="Create or list users in the SQL database. The password is read from "
+                                       "COLDWATCH_USER_PASSWORD, else prompted for; never from argv.")
+    _add(users, (_COMMON[-1],))
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    create = users_sub.add_parser("create", help="create a user")
+    create.add_argument("username")
+    create.add_argument("--role", default="viewer", choices=["viewer", "staff", "ops", "admin"],
+                        help="role (default viewer)")
+    users_sub.add_parser("list", help="list users")
+    from cloud import ops_cli
+    from models import cli as models_cli
+
+    ops_cli.add_parsers(sub, models_cli.add_subparsers(sub))  # models …, models push, rollouts, training, train-worker
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment with the flags given in `args` on top."""
+    flags = {name: flag for name, flag, _ in _COMMON + _INGEST + _SERVE}
+    overrides = {
+        name: (value, flags[name]) for name in flags if (value := getattr(args, name, None)) is not None
+    }
+    return load_settings(os.environ if env is None else env, overrides)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr,
+        format="time=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))  # a line per request
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from cloud.api.app import create_app
+
+    app = create_app(settings)
+    # An open event stream (the dashboard's /ui/events) never ends by itself: on SIGTERM give requests 5 s,
+    # then close what is left, so a browser left open does not hold up a restart.
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=5)
+    return 0
+
+
+def _ingest(settings: Settings, metrics_port: int | None) -> int:
+    from prometheus_client import start_http_server
+
+    from cloud.ingest.worker import IngestWorker
+
+    worker = IngestWorker(settings)
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=worker.metrics.registry)
+        log.info("metrics listening addr=127.0.0.1:%d", metrics_port)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal received signal=%s; flushing and stopping", signal.Signals(signum).name)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.run()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `coldwatch` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    if args.command == "models" and args.models_command != "push":
+        from models import cli as models_cli
+
+        return models_cli.dispatch(args)
+    if args.command == "models" or args.command in ("rollouts", "training", "train-worker"):
+        from cloud import ops_cli
+
+        return ops_cli.run(args)
+    try:
+        settings = settings_from_args(args)
+        if args.command == "ingest":
+            settings.require_mqtt_password()
+            if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+                raise ConfigError("--metrics-port", f"{args.metrics_port} is not a TCP port (1-65535)")
+    except ConfigError as exc:
+        print(f"coldwatch: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "users":
+        from cloud.users_cli import run_users
+
+        return run_users(settings, args)
+    return _ingest(settings, args.metrics_port)

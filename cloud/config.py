@@ -1,0 +1,295 @@
+"""Typed settings for the cloud processes, read once at start from `COLDWATCH_*` variables and CLI flags.
+
+Every refusal names the variable (or flag) and the reason; secrets never appear in `repr`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+ENV_PREFIX: Final = "COLDWATCH_"
+_CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_BATCH_SIZE: Final = 1_000_000
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; `variable` is the env var or flag that supplied it."""
+
+    def __init__(self, variable: str, reason: str, *, field_name: str | None = None) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+        self.reason = reason
+        self.field_name = field_name
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable for a Settings field: mqtt_port → COLDWATCH_MQTT_PORT."""
+    return ENV_PREFIX + field_name.upper()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything a `coldwatch` process needs; validated on construction."""
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str = "coldwatch.ingest"
+    mqtt_password: str | None = field(default=None, repr=False)
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = "coldwatch"
+    influx_token: str | None = field(default=None, repr=False)
+    influx_username: str | None = None
+    influx_password: str | None = field(default=None, repr=False)
+    ingest_worker_id: str = "ingest-1"
+    ingest_batch_size: int = 5000
+    ingest_batch_age_s: float = 1.0
+    ingest_replay_after_s: float = 30.0  # a gateway-stream gap open this long is asked for again (0: never)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    database_url: str = "sqlite:///var/coldwatch.db"
+    ingest_unknown_gateway: str = "register"  # register | reject (only provisioned gateways are accepted)
+    mosquitto_passwd_file: str | None = None  # the broker's password file, rewritten when gateways are provisioned
+    mosquitto_pid_file: str | None = None  # the broker's pid file: SIGHUP after rewriting
+    admin_password: str | None = field(default=None, repr=False)  # bootstrap: creates user `admin` if none exists
+    cookie_secure: bool = False  # set the session cookie's Secure flag (behind HTTPS)
+    login_max_failures: int = 5  # per user name and per client address, in login_window_s
+    login_window_s: int = 300
+    # Transitional: the local stack (deploy/stack.py) and its tests read readings without logging in yet.
+    # Set false in production; the default flips once the stack bootstraps a user (docs/cloud.md).
+    api_public_readings: bool = True
+    # Model registry and rollouts (docs/rollouts.md). The signing key is never a setting: only the training
+    # worker reads it (COLDWATCH_SIGNING_KEY_FILE), where models are signed.
+    models_dir: str = "var/registry"  # registered artifacts: <dir>/<name>-<version>/<stem>.{tflite,manifest.json,sig}
+    model_public_keys: str | None = None  # comma-separated public key files; uploads must be signed by one
+    artifact_base_url: str | None = None  # how gateways reach this API (default http://<api_host>:<api_port>)
+    rollout_controller: bool = True  # advance rollouts in the API process (needs COLDWATCH_MQTT_PASSWORD)
+    rollout_interval_s: float = 2.0
+    # Notifications (docs/cloud.md "Notifications"): a channel is on when its settings are given; secrets only
+    # from the environment.
+    notify_webhook_url: str | None = field(default=None, repr=False)  # may carry a token (chat hooks)
+    notify_webhook_secret: str | None = field(default=None, repr=False)  # HMAC-SHA256 key for the signature header
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_ca_file: str | None = None  # PEM CA bundle to verify the SMTP server by (default: the system's)
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str | None = None
+    notify_email_to: str | None = None  # comma-separated recipients
+    notify_timeout_s: float = 10.0  # per webhook request / SMTP session
+    notify_rate_per_min: int = 10  # per channel; what is held back goes out as one summary (0: no limit)
+    notify_renotify_s: int = 1800  # critical alerts still open are notified again this often (0: never)
+    notify_rollup_s: float = 60.0  # a gateway's alerts received this close together make one incident (0: none)
+    notify_interval_s: float = 5.0  # how often the dispatcher looks for work
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def require_mqtt_password(self) -> str:
+        """The MQTT password, or ConfigError: the broker refuses anonymous clients."""
+        if self.mqtt_password is None:
+            raise ConfigError(
+                env_name("mqtt_password"), "is required (the broker refuses anonymous clients); "
+                "set it in the environment, never on the command line", field_name="mqtt_password",
+            )
+        return self.mqtt_password
+
+
+def _fail(name: str, reason: str) -> ConfigError:
+    return ConfigError(env_name(name), reason, field_name=name)
+
+
+def _validate(s: Settings) -> None:
+    for name in ("mqtt_host", "api_host", "mqtt_username", "influx_db"):
+        value = getattr(s, name)
+        if not value or not value.strip():
+            raise _fail(name, "must not be empty")
+        if any(c in value for c in "\r\n\0"):
+            raise _fail(name, "must not contain control characters")
+    for name in ("mqtt_port", "api_port"):
+        if not 1 <= getattr(s, name) <= 65535:
+            raise _fail(name, f"{getattr(s, name)} is not a TCP port (1-65535)")
+    if s.mqtt_password is not None and not s.mqtt_password:
+        raise _fail("mqtt_password", "must not be empty; the broker refuses anonymous clients")
+    url = urlsplit(s.influx_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise _fail("influx_url", f"{s.influx_url!r} is not an http(s) URL with a host")
+    if s.influx_token is not None and s.influx_username is not None:
+        raise _fail("influx_token", "set either a token or a user name and password, not both")
+    if s.influx_username is not None and s.influx_password is None:
+        raise _fail("influx_password", "is required when COLDWATCH_INFLUX_USERNAME is set")
+    if s.influx_password is not None and s.influx_username is None:
+        raise _fail("influx_username", "is required when COLDWATCH_INFLUX_PASSWORD is set")
+    if not _CLIENT_ID_RE.match(s.ingest_worker_id):
+        raise _fail("ingest_worker_id", f"{s.ingest_worker_id!r} is not 1-64 of A-Z a-z 0-9 . _ -")
+    if not 1 <= s.ingest_batch_size <= MAX_BATCH_SIZE:
+        raise _fail("ingest_batch_size", f"{s.ingest_batch_size} is outside 1..{MAX_BATCH_SIZE}")
+    if not (math.isfinite(s.ingest_batch_age_s) and 0 < s.ingest_batch_age_s <= 60):
+        raise _fail("ingest_batch_age_s", f"{s.ingest_batch_age_s} is not a number of seconds in (0, 60]")
+    if not (math.isfinite(s.ingest_replay_after_s) and 0 <= s.ingest_replay_after_s <= 86400):
+        raise _fail("ingest_replay_after_s", f"{s.ingest_replay_after_s} is not a number of seconds in [0, 86400]")
+    scheme = s.database_url.split("://", 1)[0] if "://" in s.database_url else ""
+    if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
+        raise _fail("database_url", "must start with sqlite:// or postgresql+psycopg://")
+    if s.ingest_unknown_gateway not in ("register", "reject"):
+        raise _fail("ingest_unknown_gateway", f"{s.ingest_unknown_gateway!r} is not 'register' or 'reject'")
+    if s.admin_password is not None and len(s.admin_password) < 10:
+        raise _fail("admin_password", "must be at least 10 characters")
+    if not 1 <= s.login_max_failures <= 1000:
+        raise _fail("login_max_failures", f"{s.login_max_failures} is outside 1..1000")
+    if not 1 <= s.login_window_s <= 86400:
+        raise _fail("login_window_s", f"{s.login_window_s} is outside 1..86400")
+    if not (math.isfinite(s.rollout_interval_s) and 0 < s.rollout_interval_s <= 3600):
+        raise _fail("rollout_interval_s", f"{s.rollout_interval_s} is not a number of seconds in (0, 3600]")
+    if s.artifact_base_url is not None and urlsplit(s.artifact_base_url).scheme not in ("http", "https"):
+        raise _fail("artifact_base_url", f"{s.artifact_base_url!r} is not an http(s) URL")
+    _validate_notify(s)
+
+
+_EMAIL_RE: Final = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+$")
+
+
+def _validate_notify(s: Settings) -> None:
+    if s.notify_webhook_url is not None:
+        url = urlsplit(s.notify_webhook_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise _fail("notify_webhook_url", "is not an http(s) URL with a host")  # the URL may hold a token
+    if s.notify_webhook_secret is not None and s.notify_webhook_url is None:
+        raise _fail("notify_webhook_secret", "is set but COLDWATCH_NOTIFY_WEBHOOK_URL is not")
+    if (s.smtp_host is None) != (s.notify_email_to is None):
+        missing = "notify_email_to" if s.notify_email_to is None else "smtp_host"
+        raise _fail(missing, "is required for e-mail notifications (set both COLDWATCH_SMTP_HOST and "
+                             "COLDWATCH_NOTIFY_EMAIL_TO, or neither)")
+    if s.smtp_host is not None:
+        if any(c in s.smtp_host for c in " \r\n\0"):
+            raise _fail("smtp_host", "must be a host name")
+        if s.smtp_from is None or not _EMAIL_RE.match(s.smtp_from):
+            raise _fail("smtp_from", "is required for e-mail notifications: one address such as "
+                                     "coldwatch@example.com")
+        for address in (s.notify_email_to or "").split(","):
+            if not _EMAIL_RE.match(address.strip()):
+                raise _fail("notify_email_to", f"{address.strip()[:100]!r} is not an e-mail address "
+                                               "(comma-separated list)")
+    if s.smtp_ca_file is not None and not os.path.isfile(s.smtp_ca_file):
+        raise _fail("smtp_ca_file", f"{s.smtp_ca_file!r} is not a file")
+    if not 1 <= s.smtp_port <= 65535:
+        raise _fail("smtp_port", f"{s.smtp_port} is not a TCP port (1-65535)")
+    if (s.smtp_username is None) != (s.smtp_password is None):
+        raise _fail("smtp_password" if s.smtp_password is None else "smtp_username",
+                    "is required when the other of COLDWATCH_SMTP_USERNAME / COLDWATCH_SMTP_PASSWORD is set")
+    if s.smtp_password is not None and not s.smtp_starttls and s.smtp_host not in ("127.0.0.1", "::1", "localhost"):
+        raise _fail("smtp_starttls", "must be true when logging in to a non-loopback SMTP server "
+                                     "(the password would cross the network in clear)")
+    if not (math.isfinite(s.notify_timeout_s) and 0 < s.notify_timeout_s <= 120):
+        raise _fail("notify_timeout_s", f"{s.notify_timeout_s} is not a number of seconds in (0, 120]")
+    if not 0 <= s.notify_rate_per_min <= 10_000:
+        raise _fail("notify_rate_per_min", f"{s.notify_rate_per_min} is outside 0..10000 (0: no limit)")
+    if not 0 <= s.notify_renotify_s <= 7 * 86400:
+        raise _fail("notify_renotify_s", f"{s.notify_renotify_s} is outside 0..604800 seconds (0: never)")
+    if not (math.isfinite(s.notify_rollup_s) and 0 <= s.notify_rollup_s <= 3600):
+        raise _fail("notify_rollup_s", f"{s.notify_rollup_s} is not a number of seconds in [0, 3600]")
+    if not (math.isfinite(s.notify_interval_s) and 0 < s.notify_interval_s <= 3600):
+        raise _fail("notify_interval_s", f"{s.notify_interval_s} is not a number of seconds in (0, 3600]")
+
+
+def _to_int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+
+
+def _to_float(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def _to_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false)")
+
+
+def _optional_secret(text: str) -> str | None:
+    """Optional credentials: an empty value means unset (as compose files often write it)."""
+    return text or None
+
+
+_PARSERS: Final[dict[str, Callable[[str], Any]]] = {
+    "mqtt_port": _to_int,
+    "api_port": _to_int,
+    "ingest_batch_size": _to_int,
+    "ingest_batch_age_s": _to_float,
+    "ingest_replay_after_s": _to_float,
+    "influx_token": _optional_secret,
+    "influx_username": _optional_secret,
+    "influx_password": _optional_secret,
+    "admin_password": _optional_secret,
+    "mosquitto_passwd_file": _optional_secret,
+    "mosquitto_pid_file": _optional_secret,
+    "cookie_secure": _to_bool,
+    "api_public_readings": _to_bool,
+    "login_max_failures": _to_int,
+    "login_window_s": _to_int,
+    "model_public_keys": _optional_secret,
+    "artifact_base_url": _optional_secret,
+    "rollout_controller": _to_bool,
+    "rollout_interval_s": _to_float,
+    "notify_webhook_url": _optional_secret,
+    "notify_webhook_secret": _optional_secret,
+    "smtp_host": _optional_secret,
+    "smtp_port": _to_int,
+    "smtp_starttls": _to_bool,
+    "smtp_ca_file": _optional_secret,
+    "smtp_username": _optional_secret,
+    "smtp_password": _optional_secret,
+    "smtp_from": _optional_secret,
+    "notify_email_to": _optional_secret,
+    "notify_timeout_s": _to_float,
+    "notify_rate_per_min": _to_int,
+    "notify_renotify_s": _to_int,
+    "notify_rollup_s": _to_float,
+    "notify_interval_s": _to_float,
+}
+FIELD_NAMES: Final = tuple(f.name for f in fields(Settings))
+
+
+def load_settings(env: Mapping[str, str], overrides: Mapping[str, tuple[str, str]] | None = None) -> Settings:
+    """Build Settings from `env` (COLDWATCH_* variables) and `overrides`: field → (raw value, flag name).
+
+    A flag wins over the variable; errors name whichever supplied the value.
+    """
+    overrides = overrides or {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in FIELD_NAMES:
+        if name in overrides:
+            raw, flag = overrides[name]
+            sources[name] = f"{flag} ({env_name(name)})"
+        elif env_name(name) in env:
+            raw = env[env_name(name)]
+            sources[name] = env_name(name)
+        else:
+            continue
+        parser = _PARSERS.get(name, str)
+        try:
+            values[name] = parser(raw)
+        except ValueError as exc:
+            raise ConfigError(sources[name], str(exc), field_name=name) from None
+    try:
+        return Settings(**values)
+    except ConfigError as exc:
+        if exc.field_name in sources:
+            raise ConfigError(sources[exc.field_name], exc.reason, field_name=exc.field_name) from None
+        raise

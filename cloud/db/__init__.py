@@ -1,0 +1,1 @@
+"""SQL storage (SQLModel): engine from COLDWATCH_DATABASE_URL, the tables, schema creation."""

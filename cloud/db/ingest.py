@@ -1,0 +1,67 @@
+"""Completeness tables: each sequence stream's high-water mark and the missing ranges (gaps) found."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger
+from sqlmodel import Field, SQLModel
+
+
+class SeqStream(SQLModel, table=True):
+    """A sequence: a gateway's telemetry or alert seq, or a sensor's reading seq (unwrapped from 16 bits)."""
+
+    __tablename__ = "seq_stream"
+
+    key: str = Field(primary_key=True, max_length=100)  # telemetry|gw1, alerts|gw1, sensor|aa:bb:..
+    kind: str = Field(max_length=16)  # telemetry | alerts | sensor
+    gateway_id: str | None = Field(default=None, max_length=64)
+    sensor_id: str | None = Field(default=None, max_length=17)
+    highest: int = Field(sa_type=BigInteger)
+    highest_ts: int = Field(sa_type=BigInteger)
+    received: int = Field(default=0, sa_type=BigInteger)
+    missing: int = Field(default=0, sa_type=BigInteger)  # currently open gap size
+
+
+class ReplayRequest(SQLModel, table=True):
+    """Ingest asked the gateway to re-send the seqs of gap `gap_id` (once per retry interval, a few times)."""
+
+    __tablename__ = "replay_request"
+
+    gap_id: int = Field(primary_key=True)
+    requested_at: int = Field(sa_type=BigInteger)
+    attempts: int = 1
+
+
+class IngestGapPublic(SQLModel):
+    """A missing range as the API shows it."""
+
+    id: int
+    kind: str
+    gateway_id: str | None
+    sensor_id: str | None
+    first_seq: int
+    last_seq: int
+    missing: int
+    after_ts: int
+    before_ts: int
+    detected_at: int
+
+
+class IngestGap(SQLModel, table=True):
+    """Seqs first_seq..last_seq of a stream were not received; a late arrival shrinks or splits the gap.
+
+    `after_ts`/`before_ts` are the timestamps of the readings on either side: the time the hole covers.
+    """
+
+    __tablename__ = "ingest_gap"
+
+    id: int | None = Field(default=None, primary_key=True)
+    stream: str = Field(max_length=100, index=True)
+    kind: str = Field(max_length=16)
+    gateway_id: str | None = Field(default=None, max_length=64, index=True)
+    sensor_id: str | None = Field(default=None, max_length=17, index=True)
+    first_seq: int = Field(sa_type=BigInteger)
+    last_seq: int = Field(sa_type=BigInteger)
+    missing: int = Field(sa_type=BigInteger)
+    after_ts: int = Field(sa_type=BigInteger)
+    before_ts: int = Field(sa_type=BigInteger)
+    detected_at: int = Field(sa_type=BigInteger)

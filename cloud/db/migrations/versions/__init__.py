@@ -1,0 +1,1 @@
+"""Schema revisions, oldest first (each file's `down_revision` names its parent)."""

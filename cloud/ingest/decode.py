@@ -1,0 +1,83 @@
+"""Turn one MQTT message into what must be stored (InfluxDB lines, SQL work) or a rejection with a reason."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from cloud.ingest.sql_sink import SqlWork, event_work, telemetry_work
+from cloud.lineprotocol import LineProtocolError, batch_lines
+from protocol.codec import ProtocolError, decode_for_topic
+from protocol.messages import AlertEvent, Reported, Status, TelemetryBatch
+from protocol.topics import TopicError, parse_topic
+
+INGEST_KINDS: Final = ("telemetry", "alerts", "status", "reported")
+REJECT_REASONS: Final = ("oversized", "malformed", "schema_version", "invalid", "out_of_range", "nan", "bad_topic",
+                         "topic_gateway_mismatch", "unknown_gateway", "influx_rejected")
+_OUT_OF_RANGE_RE: Final = re.compile(r"^Expected `(float|int)` (>=|<=|>|<) ")
+
+
+class RejectedMessageError(Exception):
+    """A message refused for good: counted by `reason`, logged, and acknowledged."""
+
+    def __init__(self, reason: str, gateway: str | None, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.gateway = gateway
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A valid message: the lines for InfluxDB (telemetry only) and its SQL effects."""
+
+    gateway: str
+    kind: str
+    lines: list[str]
+    sql: SqlWork
+    seq: int | None = None
+    skipped_empty: int = 0
+
+
+def protocol_reason(exc: ProtocolError) -> str:
+    """Refine the codec's `invalid` into `nan` (non-finite number) and `out_of_range` (a bound broken)."""
+    if exc.reason != "invalid":
+        return exc.reason
+    if exc.detail.startswith("Number out of range"):
+        return "nan"  # 1e999 and the like decode to inf; JSON itself has no NaN (that is `malformed`)
+    if _OUT_OF_RANGE_RE.match(exc.detail):
+        return "out_of_range"
+    return "invalid"
+
+
+def decode_message(topic: str, payload: bytes, *, gateway_allowed: Callable[[str], bool]) -> Decoded:
+    """Validate a message against protocol/ (topic, schema, topic/payload gateway, policy).
+
+    Raises RejectedMessageError naming the reason.
+    """
+    try:
+        gateway, kind = parse_topic(topic)
+    except TopicError as exc:
+        raise RejectedMessageError("bad_topic", None, str(exc)) from None
+    if kind not in INGEST_KINDS:
+        raise RejectedMessageError("bad_topic", gateway, f"kind {kind!r} is not ingested")
+    try:
+        message = decode_for_topic(payload, kind)
+    except ProtocolError as exc:
+        raise RejectedMessageError(protocol_reason(exc), gateway, exc.detail) from None
+    assert isinstance(message, TelemetryBatch | AlertEvent | Status | Reported)
+    if message.gateway != gateway:
+        raise RejectedMessageError("topic_gateway_mismatch", gateway,
+                                   f"payload gateway {message.gateway!r} differs from the topic's")
+    if not gateway_allowed(gateway):
+        raise RejectedMessageError("unknown_gateway", gateway, "gateway is not provisioned (policy reject)")
+    if isinstance(message, TelemetryBatch):
+        try:
+            formatted = batch_lines(message)
+        except LineProtocolError as exc:
+            raise RejectedMessageError("invalid", gateway, str(exc)) from None
+        return Decoded(gateway, kind, formatted.lines, telemetry_work(message), seq=message.seq,
+                       skipped_empty=formatted.skipped_empty)
+    return Decoded(gateway, kind, [], event_work(message))

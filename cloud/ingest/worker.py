@@ -1,0 +1,486 @@
+"""`coldwatch ingest`: MQTT v5 shared subscription → InfluxDB + SQL, acknowledging each message only after
+its points and SQL rows are written (at-least-once; point identity and alert ids make re-delivery idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from cloud.config import Settings
+from cloud.db.engine import init_schema, make_engine
+from cloud.influx import InfluxClient, InfluxRejected, InfluxUnavailable
+from cloud.ingest.decode import INGEST_KINDS, RejectedMessageError, decode_message
+from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.replay import SWEEP_EVERY_S, due_requests
+from cloud.ingest.sql_sink import SqlSink, SqlWork
+from protocol.codec import encode
+from protocol.messages import AlertEvent
+from protocol.topics import subscription, topic
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S: Final = 24 * 3600
+MAX_RECEIVE_MAXIMUM: Final = 65535
+KEEPALIVE_S: Final = 30
+LOOP_TIMEOUT_S: Final = 0.1
+BACKOFF_START_S: Final = 0.5
+BACKOFF_MAX_S: Final = 10.0
+SHUTDOWN_FLUSH_S: Final = 10.0
+
+
+@dataclass(slots=True)
+class Pending:
+    """A received message waiting for its points to be written before it is acknowledged."""
+
+    mid: int
+    qos: int
+    lines: list[str]
+    gateway: str | None = None
+    rejected: str | None = None  # reason: already counted, acked with the next batch
+    sql: SqlWork | None = None
+
+
+@dataclass
+class SeqTracker:
+    """Highest batch seq seen per gateway and how many seqs were skipped (in memory for now).
+
+    With several workers on the shared subscription each sees only part of every gateway's seqs,
+    so `gaps` is meaningful only with one worker; the fleet-wide check comes with SQL storage.
+    """
+
+    highest: dict[str, int] = field(default_factory=dict)
+    gaps: dict[str, int] = field(default_factory=dict)
+
+    def observe(self, gateway: str, seq: int) -> int:
+        """Record `seq` from `gateway`; returns how many seqs it skipped past the highest so far."""
+        previous = self.highest.get(gateway)
+        if previous is None or seq > previous:
+            self.highest[gateway] = seq
+        if previous is None or seq <= previous + 1:
+            return 0
+        skipped = seq - previous - 1
+        self.gaps[gateway] = self.gaps.get(gateway, 0) + skipped
+        return skipped
+
+
+class Backoff:
+    """Exponential delay between retries, from BACKOFF_START_S up to BACKOFF_MAX_S."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._delay = 0.0
+        self.next_at = 0.0
+
+    def failed(self) -> float:
+        """Note a failure; returns the delay before the next attempt."""
+        self._delay = min(BACKOFF_MAX_S, max(BACKOFF_START_S, self._delay * 2))
+        self.next_at = self._clock() + self._delay
+        return self._delay
+
+    def reset(self) -> None:
+        """Note a success: the next attempt may happen at once."""
+        self._delay = 0.0
+        self.next_at = 0.0
+
+    def ready(self) -> bool:
+        """Whether an attempt is due."""
+        return self._clock() >= self.next_at
+
+
+def refused_for_good(exc: InfluxRejected) -> bool:
+    """Whether InfluxDB will refuse these points whatever happens (so the message is acked and counted).
+
+    400 means the request itself is at fault (unparsable, beyond the retention policy) — except a field
+    type conflict: that is a schema clash for the whole shard, caused by another writer; every later batch
+    would be refused too, so the data is held until an operator resolves it. 401/403/404 (credentials,
+    missing database) are held likewise.
+    """
+    return exc.status == 400 and "field type conflict" not in exc.message
+
+
+class IngestWorker:
+    """One worker: a single thread runs the MQTT loop, the batching and the writes (see run())."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        influx: InfluxClient | None = None,
+        engine: Engine | None = None,
+        metrics: IngestMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._password = settings.require_mqtt_password()
+        self.influx = influx or InfluxClient(
+            url=settings.influx_url, database=settings.influx_db, token=settings.influx_token,
+            username=settings.influx_username, password=settings.influx_password,
+        )
+        self.metrics = metrics or IngestMetrics()
+        self.engine = engine or make_engine(settings.database_url)
+        self.sql = SqlSink(self.engine)
+        self._sql_ready = False
+        self._gateway_allowed = (self.sql.known_gateway if settings.ingest_unknown_gateway == "reject"
+                                 else lambda gateway: True)
+        self.seqs = SeqTracker()
+        self._clock = clock
+        self._stop = threading.Event()
+        self.receive_maximum = min(settings.ingest_batch_size, MAX_RECEIVE_MAXIMUM)
+        self._pending: list[Pending] = []
+        self._pending_points = 0
+        self._batch_started = 0.0
+        self._write_backoff = Backoff(clock)
+        self._connect_backoff = Backoff(clock)
+        self._outage_since: float | None = None
+        self._outage_store = "influx"
+        self._database_ready = False
+        self._connected = False
+        self._ever_connected = False
+        self._next_replay_sweep = clock() + SWEEP_EVERY_S
+        self._alert_pending = False
+        self.client = self._make_client()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask run() to flush, acknowledge and disconnect; safe from a signal handler or another thread."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Loop until stop(): MQTT I/O in short slices, a write when the batch is full or old enough."""
+        log.info("ingest starting worker=%s broker=%s:%d influx=%s db=%s batch_size=%d batch_age_s=%s",
+                 self.settings.ingest_worker_id, self.settings.mqtt_host, self.settings.mqtt_port,
+                 self.settings.influx_url, self.settings.influx_db, self.settings.ingest_batch_size,
+                 self.settings.ingest_batch_age_s)
+        self._prepare_database()
+        while not self._stop.is_set():
+            self._step()
+        self._shutdown()
+
+    def _step(self) -> None:
+        if self._connected or self.client.socket() is not None:
+            rc = self.client.loop(timeout=LOOP_TIMEOUT_S)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self._connected:
+                self._link_down(f"loop returned {rc.name}")
+        else:
+            self._try_connect()
+            if not self._connected:
+                self._stop.wait(LOOP_TIMEOUT_S)
+        if self._batch_due():
+            self.flush()
+        if self._connected and self._clock() >= self._next_replay_sweep:
+            self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
+            self.request_replays()
+
+    def request_replays(self) -> int:
+        """Ask gateways to re-send the telemetry/alert seqs of gaps open longer than the replay delay."""
+        if self.settings.ingest_replay_after_s <= 0 or not self._sql_ready:
+            return 0
+        try:
+            requests = due_requests(self.engine, open_for_s=self.settings.ingest_replay_after_s)
+        except SQLAlchemyError as exc:
+            log.warning("replay sweep failed error=%s (next sweep retries)", exc)
+            return 0
+        for request in requests:
+            self.client.publish(topic(request.gateway, "replay"), encode(request), qos=1)
+            self.metrics.replays_requested.inc()
+            log.info("replay requested gateway=%s stream=%s first_seq=%d last_seq=%d", request.gateway,
+                     request.stream, request.first_seq, request.last_seq)
+        return len(requests)
+
+    def _shutdown(self) -> None:
+        deadline = self._clock() + SHUTDOWN_FLUSH_S
+        while self._pending and self._connected and self._clock() < deadline:
+            if self._write_backoff.ready():
+                self.flush()
+            self.client.loop(timeout=LOOP_TIMEOUT_S)
+        if self._pending:
+            log.warning("ingest stopping with unacknowledged messages count=%d; the broker keeps them "
+                        "for this worker id", len(self._pending))
+        if self._connected:
+            self.client.disconnect()
+            for _ in range(50):
+                if self.client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+        self.influx.close()
+        self.engine.dispose()
+        log.info("ingest stopped worker=%s", self.settings.ingest_worker_id)
+
+    # -- MQTT ------------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.settings.ingest_worker_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        client.username_pw_set(self.settings.mqtt_username, self._password)
+        client.manual_ack_set(True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        # Without this the broker sends at most 20 unacknowledged messages, which would cap the batch.
+        props.ReceiveMaximum = self.receive_maximum
+        return props
+
+    def _try_connect(self) -> None:
+        if not self._connect_backoff.ready():
+            return
+        delay = self._connect_backoff.failed()  # reset on CONNACK success
+        try:
+            if self._ever_connected:
+                self.client.reconnect()
+            else:
+                self.client.connect(
+                    self.settings.mqtt_host, self.settings.mqtt_port, keepalive=KEEPALIVE_S,
+                    clean_start=False, properties=self._connect_properties(),
+                )
+            self._ever_connected = True
+            self._connected = True  # the socket is open; CONNACK arrives through loop()
+        except (OSError, ValueError) as exc:
+            log.warning("mqtt connect failed broker=%s:%d error=%s retry_in_s=%.1f", self.settings.mqtt_host,
+                        self.settings.mqtt_port, exc, delay)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: Any, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            log.error("mqtt connection refused reason=%s user=%s", reason_code, self.settings.mqtt_username)
+            return
+        self._connect_backoff.reset()
+        log.info("mqtt connected worker=%s session_present=%s receive_maximum=%d",
+                 self.settings.ingest_worker_id, flags.session_present, self.receive_maximum)
+        # Subscribe on every connect: a broker that lost the session must still deliver to us.
+        client.subscribe([(subscription(kind), SubscribeOptions(qos=1)) for kind in INGEST_KINDS])  # type: ignore[arg-type]
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any],
+                      properties: Properties | None) -> None:
+        granted = []
+        for kind, rc in zip(INGEST_KINDS, reason_codes, strict=False):
+            if rc.is_failure:
+                log.error("mqtt subscribe refused topic=%s reason=%s", subscription(kind), rc)  # type: ignore[arg-type]
+            else:
+                granted.append(subscription(kind))  # type: ignore[arg-type]
+        if granted:
+            log.info("mqtt subscribed topics=%s qos=1", ",".join(granted))
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Properties | None) -> None:
+        self._link_down(f"reason={reason_code}")
+
+    def _link_down(self, why: str) -> None:
+        if not self._connected:
+            return
+        self._connected = False
+        dropped = len(self._pending)
+        # Packet ids belong to the connection; the broker re-sends unacknowledged messages with the
+        # session, so forget them here rather than ack a reused id later.
+        self._pending.clear()
+        self._pending_points = 0
+        self._alert_pending = False
+        self.metrics.pending_messages.set(0)
+        if not self._stop.is_set():
+            log.warning("mqtt disconnected %s unacked_dropped=%d (the broker redelivers them)", why, dropped)
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.metrics.received.inc()
+        try:
+            entry = self._decode(message)
+        except Exception:  # a bug must not kill the worker nor block the slot forever
+            log.exception("message rejected reason=internal_error mid=%d", message.mid)
+            self.metrics.rejected.labels(reason="internal_error").inc()
+            entry = Pending(message.mid, message.qos, [], rejected="internal_error")
+        if not self._pending:
+            self._batch_started = self._clock()
+        if entry.sql is not None and isinstance(entry.sql.event, AlertEvent):
+            self._alert_pending = True  # staff wait for alerts: write this batch now, not at its age limit
+        self._pending.append(entry)
+        self._pending_points += len(entry.lines)
+        self.metrics.pending_messages.set(len(self._pending))
+
+    def _decode(self, message: mqtt.MQTTMessage) -> Pending:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError as exc:
+            return self._rejected(message, RejectedMessageError("bad_topic", None, f"{message._topic!r}: {exc}"), "?")
+        try:
+            decoded = decode_message(topic, bytes(message.payload), gateway_allowed=self._gateway_allowed)
+        except RejectedMessageError as exc:
+            return self._rejected(message, exc, topic)
+        if decoded.skipped_empty:
+            self.metrics.readings_skipped.inc(decoded.skipped_empty)
+        if decoded.seq is not None:
+            skipped = self.seqs.observe(decoded.gateway, decoded.seq)
+            self.metrics.gateway_seq.labels(gateway=decoded.gateway).set(self.seqs.highest[decoded.gateway])
+            if skipped:
+                self.metrics.seq_gaps.labels(gateway=decoded.gateway).inc(skipped)
+        return Pending(message.mid, message.qos, decoded.lines, gateway=decoded.gateway, sql=decoded.sql)
+
+    def _rejected(self, message: mqtt.MQTTMessage, exc: RejectedMessageError, topic: str) -> Pending:
+        log.warning("message rejected reason=%s gateway=%s topic=%s detail=%s", exc.reason, exc.gateway, topic,
+                    exc.detail)
+        self.metrics.rejected.labels(reason=exc.reason).inc()
+        return Pending(message.mid, message.qos, [], gateway=exc.gateway, rejected=exc.reason)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _batch_due(self) -> bool:
+        if not self._pending or not self._write_backoff.ready():
+            return False
+        return (
+            self._alert_pending
+            or self._pending_points >= self.settings.ingest_batch_size
+            or len(self._pending) >= self.receive_maximum
+            or self._clock() - self._batch_started >= self.settings.ingest_batch_age_s
+        )
+
+    def _prepare_database(self) -> bool:
+        if not self._sql_ready:
+            try:
+                init_schema(self.engine)
+            except SQLAlchemyError as exc:
+                self._write_failed(exc)
+                return False
+            self._sql_ready = True
+        if self._database_ready:
+            return True
+        try:
+            self.influx.ensure_database(create=True)
+        except InfluxUnavailable as exc:
+            self._write_failed(exc)
+            return False
+        except InfluxRejected as exc:
+            # InfluxDB 2.x/3.x refuse CREATE DATABASE on the v1 API: the bucket and DBRP mapping
+            # are made by the operator. Writes will tell whether the database is really there.
+            log.warning("could not create database db=%s error=%s (on InfluxDB 2.x map a DBRP)",
+                        self.settings.influx_db, exc)
+        self._database_ready = True
+        return True
+
+    def flush(self) -> None:
+        """Write the pending batch; acknowledge what was stored (or refused for good), keep the rest."""
+        if not self._pending or not self._prepare_database():
+            return
+        lines = [line for entry in self._pending for line in entry.lines]
+        try:
+            self._write(lines)
+        except InfluxUnavailable as exc:
+            self._write_failed(exc)
+            return
+        except InfluxRejected as exc:
+            if not refused_for_good(exc):  # auth, missing database, type conflict: an operator can fix it
+                self._write_failed(exc)
+                return
+            self.metrics.write_failures.labels(kind="rejected").inc()
+            log.warning("influx refused a batch, writing message by message status=%d error=%s",
+                        exc.status, exc.message)
+            self._flush_one_by_one()
+            return
+        if not self._write_sql(self._pending):
+            return
+        self._write_ok(len(lines))
+        self._ack(len(self._pending))
+
+    def _write_sql(self, entries: list[Pending]) -> bool:
+        """Apply the entries' SQL work in one transaction; on failure hold them (unacked) and back off."""
+        works = [e.sql for e in entries if e.sql is not None and e.rejected is None]
+        if not works:
+            return True
+        try:
+            result = self.sql.apply(works)
+        except SQLAlchemyError as exc:
+            # Connection loss, lock timeout, a concurrent insert of the same row by the other worker:
+            # all resolve on retry (every SQL effect is idempotent), so nothing is dropped.
+            self.metrics.sql_up.set(0)
+            self._write_failed(exc)
+            return False
+        self.metrics.sql_up.set(1)
+        self.metrics.alert_events.inc(result.alert_events)
+        self.metrics.alert_duplicates.inc(result.alert_duplicates)
+        if result.gaps_opened:
+            self.metrics.gaps_recorded.inc(result.gaps_opened)
+            log.info("ingest gaps recorded count=%d gateways=%s", result.gaps_opened,
+                     ",".join(sorted({w.gateway for w in works})))
+        return True
+
+    def _write(self, lines: list[str]) -> None:
+        size = self.settings.ingest_batch_size
+        for start in range(0, len(lines), size):
+            self.influx.write(lines[start:start + size])
+
+    def _flush_one_by_one(self) -> None:
+        done = 0
+        for entry in self._pending:
+            try:
+                self._write(entry.lines)
+            except InfluxUnavailable as exc:
+                self._write_failed(exc)
+                break
+            except InfluxRejected as exc:
+                if not refused_for_good(exc):
+                    self._write_failed(exc)
+                    break
+                entry.rejected = "influx_rejected"
+                log.warning("message rejected reason=influx_rejected gateway=%s mid=%d detail=%s",
+                            entry.gateway, entry.mid, exc.message)
+                self.metrics.rejected.labels(reason="influx_rejected").inc()
+            else:
+                if not self._write_sql([entry]):
+                    break
+                self._write_ok(len(entry.lines))
+            done += 1
+        self._ack(done)
+
+    def _write_ok(self, points: int) -> None:
+        self.metrics.points_written.inc(points)
+        self.metrics.influx_up.set(1)
+        self._write_backoff.reset()
+        if self._outage_since is not None:
+            log.warning("%s available again outage_s=%.1f", self._outage_store, self._clock() - self._outage_since)
+            self._outage_since = None
+
+    def _write_failed(self, exc: Exception) -> None:
+        kind = ("sql" if isinstance(exc, SQLAlchemyError)
+                else "unavailable" if isinstance(exc, InfluxUnavailable) else "rejected")
+        self.metrics.write_failures.labels(kind=kind).inc()
+        if kind != "sql":
+            self.metrics.influx_up.set(0)
+        delay = self._write_backoff.failed()
+        if self._outage_since is None:
+            self._outage_since = self._clock()
+            self._outage_store = "sql" if kind == "sql" else "influx"
+            log.warning(f"{self._outage_store} write failed, holding messages unacknowledged pending=%d points=%d "
+                        "retry_in_s=%.1f error=%s", len(self._pending), self._pending_points, delay, exc)
+        else:
+            log.debug("write still failing retry_in_s=%.1f error=%s", delay, exc)
+
+    def _ack(self, count: int) -> None:
+        """Acknowledge the first `count` pending messages, in the order they arrived."""
+        for entry in self._pending[:count]:
+            self.client.ack(entry.mid, entry.qos)
+            self.metrics.acked.inc()
+        del self._pending[:count]
+        self._alert_pending = any(e.sql is not None and isinstance(e.sql.event, AlertEvent) for e in self._pending)
+        self._pending_points = sum(len(e.lines) for e in self._pending)
+        self.metrics.pending_messages.set(len(self._pending))
+        if self._pending:
+            self._batch_started = self._clock()

@@ -1,0 +1,121 @@
+"""InfluxDB line protocol for `reading` points: escaping, field types, one line per reading.
+
+Tags are exactly gateway, sensor and profile; everything else is a field. Timestamps are ms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from protocol.messages import Reading, TelemetryBatch
+
+MEASUREMENT: Final = "reading"
+TAGS: Final = ("gateway", "sensor", "profile")
+FLOAT_FIELDS: Final = ("temp_c", "rh_pct", "anomaly_score")
+INT_FIELDS: Final = ("battery_mv", "rssi_dbm", "seq")
+
+
+class LineProtocolError(ValueError):
+    """A value that cannot be written as line protocol (empty tag, newline, non-finite float)."""
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name: commas and spaces."""
+    _check_text(name, "measurement")
+    return name.replace(",", "\\,").replace(" ", "\\ ")
+
+
+def escape_tag(value: str, what: str = "tag") -> str:
+    """Escape a tag key or value (also used for field keys): commas, '=' and spaces.
+
+    InfluxDB 1.x has no escape for a backslash itself (`a\\` before a separator breaks the line), so
+    values containing one are refused; gateway ids, MACs and profiles never contain one.
+    """
+    _check_text(value, what)
+    return value.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _check_text(value: str, what: str) -> None:
+    if not value:
+        raise LineProtocolError(f"{what} must not be empty")
+    if "\n" in value or "\r" in value:
+        raise LineProtocolError(f"{what} {value!r} contains a line break")
+    if "\\" in value:
+        raise LineProtocolError(f"{what} {value!r} contains a backslash, which line protocol 1.x cannot escape")
+
+
+def format_float(value: float) -> str:
+    """A float field value; NaN and infinity have no line-protocol form."""
+    if not math.isfinite(value):
+        raise LineProtocolError(f"float field value {value!r} is not finite")
+    return repr(float(value))
+
+
+def format_int(value: int) -> str:
+    """An integer field value (the `i` suffix makes InfluxDB store it as int64)."""
+    return f"{int(value)}i"
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One line-protocol point; tags and fields are written in the order given."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    floats: tuple[tuple[str, float], ...]
+    ints: tuple[tuple[str, int], ...]
+    ts_ms: int
+
+    def to_line(self) -> str:
+        """Render the point, or raise LineProtocolError if it has no fields."""
+        if not self.floats and not self.ints:
+            raise LineProtocolError("a point needs at least one field")
+        head = escape_measurement(self.measurement) + "".join(
+            f",{escape_tag(k, 'tag key')}={escape_tag(v, f'tag {k}')}" for k, v in self.tags
+        )
+        body = ",".join(
+            [f"{escape_tag(k, 'field key')}={format_float(v)}" for k, v in self.floats]
+            + [f"{escape_tag(k, 'field key')}={format_int(v)}" for k, v in self.ints]
+        )
+        return f"{head} {body} {int(self.ts_ms)}"
+
+
+def reading_point(gateway: str, reading: Reading) -> Point | None:
+    """The `reading` point for one reading, or None when it carries no field at all."""
+    floats = tuple(
+        (name, float(value)) for name in FLOAT_FIELDS if (value := getattr(reading, name)) is not None
+    )
+    ints = tuple((name, int(value)) for name in INT_FIELDS if (value := getattr(reading, name)) is not None)
+    if not floats and not ints:
+        return None
+    tags = (("gateway", gateway), ("sensor", reading.sensor), ("profile", reading.profile))
+    return Point(MEASUREMENT, tags, floats, ints, reading.ts)
+
+
+@dataclass(frozen=True, slots=True)
+class Formatted:
+    """Lines for a batch, and how many readings were skipped for having no fields."""
+
+    lines: list[str]
+    skipped_empty: int
+
+
+def batch_lines(batch: TelemetryBatch) -> Formatted:
+    """Line protocol for every reading of a telemetry batch (gateway tag from the batch)."""
+    return readings_lines(batch.gateway, batch.readings)
+
+
+def readings_lines(gateway: str, readings: Iterable[Reading]) -> Formatted:
+    """Line protocol for `readings` seen by `gateway`."""
+    lines: list[str] = []
+    skipped = 0
+    for reading in readings:
+        point = reading_point(gateway, reading)
+        if point is None:
+            skipped += 1
+        else:
+            lines.append(point.to_line())
+    return Formatted(lines, skipped)

@@ -1,0 +1,164 @@
+"""The sensor report as a one-page PDF (fpdf2): the numbers of cloud/reports.py, a temperature chart of the
+per-minute means with the allowed band shaded and data gaps marked, and the excursion table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Final
+
+from fpdf import FPDF
+from fpdf.enums import XPos, YPos
+
+from cloud.reports import SensorReport
+
+_CHART_W: Final = 180.0
+_CHART_H: Final = 70.0
+_MAX_POINTS: Final = 1_500
+_BREAK_FACTOR: Final = 3  # a step this many times the usual one is drawn as a hole, not a line
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _latin1(text: str) -> str:
+    """The PDF's core fonts are Latin-1: anything else becomes '?' rather than an error."""
+    return text.replace("\u2212", "-").replace("\u2013", "-").encode("latin-1", "replace").decode("latin-1")
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
+
+
+def _thin(points: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """At most _MAX_POINTS points, keeping each stride's extreme so peaks survive."""
+    if len(points) <= _MAX_POINTS:
+        return list(points)
+    stride = -(-len(points) // _MAX_POINTS)
+    out = []
+    for i in range(0, len(points), stride):
+        chunk = points[i:i + stride]
+        out.append(max(chunk, key=lambda p: abs(p[1] - chunk[0][1])))
+    return out
+
+
+def _chart(pdf: FPDF, report: SensorReport, points: Sequence[tuple[int, float]],
+           gaps: Sequence[tuple[int, int]]) -> None:
+    x0, y0 = pdf.l_margin, pdf.get_y()
+    values = [v for _, v in points] + [b for b in (report.band_low_c, report.band_high_c) if b is not None]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max(0.5, (high - low) * 0.08)
+    low, high = low - pad, high + pad
+    span_t = max(1, report.end - report.start)
+
+    def px(ts: int) -> float:
+        return x0 + (ts - report.start) / span_t * _CHART_W
+
+    def py(v: float) -> float:
+        return y0 + _CHART_H - (v - low) / (high - low) * _CHART_H
+
+    pdf.set_draw_color(160, 160, 160)
+    pdf.set_line_width(0.2)
+    pdf.rect(x0, y0, _CHART_W, _CHART_H)
+    band_top = py(min(high, report.band_high_c)) if report.band_high_c is not None else y0
+    band_bottom = py(max(low, report.band_low_c)) if report.band_low_c is not None else y0 + _CHART_H
+    if report.profile is not None and band_bottom > band_top:
+        pdf.set_fill_color(214, 240, 220)
+        pdf.rect(x0, band_top, _CHART_W, band_bottom - band_top, style="F")
+    pdf.set_fill_color(225, 225, 225)
+    for after, before in gaps:
+        a, b = px(max(after, report.start)), px(min(before, report.end))
+        if b > a:
+            pdf.rect(a, y0, max(0.4, b - a), _CHART_H, style="F")
+    pdf.set_font("Helvetica", size=7)
+    pdf.set_text_color(90, 90, 90)
+    for i in range(5):
+        v = low + (high - low) * i / 4
+        pdf.text(x0 - 9, py(v) + 1, f"{v:.1f}")
+    for i in range(5):
+        ts = report.start + span_t * i // 4
+        pdf.text(min(px(ts), x0 + _CHART_W - 22), y0 + _CHART_H + 4, _utc(ts)[5:16])
+    pdf.set_draw_color(26, 95, 180)
+    pdf.set_line_width(0.45)
+    thinned = _thin(points)
+    steps = sorted(b[0] - a[0] for a, b in pairwise(thinned))
+    step = max(60_000, steps[len(steps) // 2]) if steps else 60_000
+    run: list[tuple[float, float]] = []
+    previous: int | None = None
+    for ts, v in thinned:
+        if previous is not None and ts - previous > _BREAK_FACTOR * step:
+            _draw_run(pdf, run)
+            run = []
+        run.append((px(ts), py(v)))
+        previous = ts
+    _draw_run(pdf, run)
+    pdf.set_text_color(0, 0, 0)
+    pdf.set_y(y0 + _CHART_H + 7)
+
+
+def _draw_run(pdf: FPDF, run: list[tuple[float, float]]) -> None:
+    if len(run) == 1:
+        pdf.circle(run[0][0], run[0][1], 0.5, style="D")
+    elif run:
+        pdf.polyline(run)
+
+
+def _row(pdf: FPDF, cells: Sequence[str], widths: Sequence[float], bold: bool = False) -> None:
+    pdf.set_font("Helvetica", style="B" if bold else "", size=9)
+    for text, width in zip(cells, widths, strict=True):
+        pdf.cell(width, 5.5, _latin1(text), border="B")
+    pdf.ln(5.5)
+
+
+def report_pdf(report: SensorReport, *, points: Sequence[tuple[int, float]], gaps: Sequence[tuple[int, int]],
+               label: str | None = None) -> bytes:
+    """The PDF of `report`; `points` are (minute ts, mean °C), `gaps` (after_ts, before_ts) ranges with no data."""
+    pdf = FPDF(format="A4")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.set_margins(15, 15, 15)
+    pdf.add_page()
+    pdf.set_title(f"coldwatch sensor report {report.sensor}")
+    pdf.set_creator("coldwatch")
+    pdf.set_font("Helvetica", style="B", size=15)
+    pdf.cell(0, 8, _latin1(f"Sensor report {report.sensor}" + (f" - {label}" if label else "")),
+             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font("Helvetica", size=9)
+    band = "no profile" if report.profile is None else (
+        f"{report.profile}: {_fmt(report.band_low_c, ' °C', 1) if report.band_low_c is not None else 'no lower limit'}"
+        f" .. {_fmt(report.band_high_c, ' °C', 1) if report.band_high_c is not None else 'no upper limit'}")
+    pdf.cell(0, 5, _latin1(f"{_utc(report.start)} to {_utc(report.end)}    band {band}"),
+             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(3)
+    _chart(pdf, report, points, gaps)
+    pdf.set_font("Helvetica", size=7)
+    pdf.cell(0, 4, "Line: per-minute mean temperature (°C). Green: allowed band. Grey: no data received (gap).",
+             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(3)
+    rows = [
+        ("Readings", str(report.readings)), ("Missing (from sequence gaps)", str(report.missing)),
+        ("Completeness", _fmt(report.completeness_pct, " %", 2)),
+        ("Min / mean / max", f"{_fmt(report.min_c, ' °C')} / {_fmt(report.mean_c, ' °C')} / "
+                             f"{_fmt(report.max_c, ' °C')}"),
+        ("Mean kinetic temperature", _fmt(report.mkt_c, " °C")),
+        ("Time out of band", _duration(report.time_out_of_band_s)),
+        ("Excursions", str(len(report.excursions))),
+    ]
+    for name, value in rows:
+        _row(pdf, (name, value), (70, 110))
+    pdf.ln(4)
+    pdf.set_font("Helvetica", style="B", size=11)
+    pdf.cell(0, 7, "Excursions", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    widths = (50, 50, 40, 40)
+    _row(pdf, ("start", "end", "peak", "duration"), widths, bold=True)
+    if not report.excursions:
+        _row(pdf, ("none in this range", "", "", ""), widths)
+    for e in report.excursions:
+        _row(pdf, (_utc(e.start), _utc(e.end), _fmt(e.peak_c, " °C"), _duration(e.duration_s)), widths)
+    return bytes(pdf.output())

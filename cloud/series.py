@@ -1,0 +1,107 @@
+"""Chart data from InfluxDB: a sensor's readings in time buckets (mean/min/max) over any range, and the latest
+values of every sensor (fleet page). Bound parameters only, like cloud/readings.py."""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12 (charts.py returns it)
+
+from cloud.influx import InfluxClient, InfluxRejected, quote_ident
+from cloud.lineprotocol import MEASUREMENT
+
+_NS_PER_MS: Final = 1_000_000
+MIN_BUCKET_MS: Final = 1_000
+DEFAULT_POINTS: Final = 1_200
+MAX_POINTS: Final = 5_000
+# Bucket sizes a person reads easily (ms); a range is split into the smallest that gives <= `points` buckets.
+_NICE_MS: Final = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
+class Bucket(TypedDict):
+    """One time bucket of a sensor's readings (None where no reading in it had the field)."""
+
+    ts: int
+    n: int
+    temp_c: float | None
+    temp_min: float | None
+    temp_max: float | None
+    rh_pct: float | None
+    battery_mv: float | None
+    anomaly_score: float | None
+
+
+class Latest(TypedDict):
+    """A sensor's most recent value of each field within the window (each field its own last value)."""
+
+    temp_c: float | None
+    rh_pct: float | None
+    battery_mv: float | None
+
+
+def bucket_ms(start_ms: int, end_ms: int, points: int = DEFAULT_POINTS) -> int:
+    """The bucket width for [start_ms, end_ms) in at most `points` buckets, rounded up to a readable size."""
+    want = max(MIN_BUCKET_MS, math.ceil((end_ms - start_ms) / max(1, points)))
+    for seconds in _NICE_MS:
+        if seconds * 1000 >= want:
+            return seconds * 1000
+    return math.ceil(want / 86_400_000) * 86_400_000
+
+
+def _f(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _series_query(width_ms: int) -> str:
+    t, rh, bat, score = (quote_ident(n) for n in ("temp_c", "rh_pct", "battery_mv", "anomaly_score"))
+    return (f"SELECT count({t}) AS n, mean({t}) AS temp_c, min({t}) AS temp_min, max({t}) AS temp_max, "  # noqa: S608
+            f"mean({rh}) AS rh_pct, mean({bat}) AS battery_mv, max({score}) AS anomaly_score "
+            f"FROM {quote_ident(MEASUREMENT)} WHERE {quote_ident('sensor')} = $sensor "
+            f"AND time >= $start AND time < $end GROUP BY time({int(width_ms)}ms) fill(none)")
+
+
+def sensor_series(influx: InfluxClient, *, sensor: str, start_ms: int, end_ms: int,
+                  points: int = DEFAULT_POINTS) -> tuple[int, list[Bucket]]:
+    """(bucket width in ms, the buckets that hold readings, oldest first); empty buckets are left out, so a
+    chart can draw a hole where no data arrived instead of joining across it."""
+    width = bucket_ms(start_ms, end_ms, points)
+    try:
+        series = influx.query(_series_query(width), {"sensor": sensor, "start": start_ms * _NS_PER_MS,
+                                                     "end": end_ms * _NS_PER_MS})
+    except InfluxRejected as exc:
+        if "database not found" in exc.message:
+            return width, []
+        raise
+    out: list[Bucket] = []
+    for s in series:
+        for row in s.rows():
+            if row.get("temp_c") is None and row.get("rh_pct") is None and row.get("battery_mv") is None:
+                continue
+            out.append(Bucket(ts=int(row["time"]), n=int(row.get("n") or 0), temp_c=_f(row.get("temp_c")),
+                              temp_min=_f(row.get("temp_min")), temp_max=_f(row.get("temp_max")),
+                              rh_pct=_f(row.get("rh_pct")), battery_mv=_f(row.get("battery_mv")),
+                              anomaly_score=_f(row.get("anomaly_score"))))
+    out.sort(key=lambda b: b["ts"])
+    return width, out
+
+
+def latest_by_sensor(influx: InfluxClient, *, since_ms: int) -> dict[str, Latest]:
+    """sensor id → its last temperature, humidity and battery since `since_ms` (one query for the fleet)."""
+    t, rh, bat = (quote_ident(n) for n in ("temp_c", "rh_pct", "battery_mv"))
+    query = (f"SELECT last({t}) AS temp_c, last({rh}) AS rh_pct, last({bat}) AS battery_mv "  # noqa: S608
+             f"FROM {quote_ident(MEASUREMENT)} WHERE time >= $start GROUP BY {quote_ident('sensor')}")
+    try:
+        series = influx.query(query, {"start": since_ms * _NS_PER_MS})
+    except InfluxRejected as exc:
+        if "database not found" in exc.message:
+            return {}
+        raise
+    out: dict[str, Latest] = {}
+    for s in series:
+        sensor = s.tags.get("sensor")
+        for row in s.rows():
+            if sensor:
+                out[sensor] = Latest(temp_c=_f(row.get("temp_c")), rh_pct=_f(row.get("rh_pct")),
+                                     battery_mv=_f(row.get("battery_mv")))
+    return out

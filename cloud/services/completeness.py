@@ -1,0 +1,206 @@
+"""Completeness: per-stream sequence high-water marks and missing ranges, updated in batches by ingest.
+
+Streams: a gateway's telemetry batch seq and alert seq (each gap-free from 1 at the gateway, see
+docs/decisions.md), and each sensor's 16-bit measurement seq (0..65534, wrapping), unwrapped to an
+ever-growing integer. A seq above the high-water mark opens a gap for the seqs it skipped; a seq below
+it (a late or re-ordered message, e.g. from the other worker) shrinks or splits the gap it falls in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from sqlmodel import Session, col, select
+
+from cloud.db.ingest import IngestGap, ReplayRequest, SeqStream
+from cloud.services.clock import now_ms
+
+SENSOR_WRAP: Final = 65535  # sensor seqs run 0..65534
+# A sensor seq jumping further ahead than this is taken as a restart or re-pairing, not a loss.
+MAX_SENSOR_JUMP: Final = SENSOR_WRAP // 2
+
+
+@dataclass(slots=True)
+class StreamObs:
+    """The seqs of one stream seen in one flush, in arrival order: (seq, ts)."""
+
+    kind: str
+    gateway_id: str | None
+    sensor_id: str | None
+    seqs: list[tuple[int, int]] = field(default_factory=list)
+
+
+def stream_key(kind: str, ident: str) -> str:
+    """`telemetry|gw1`, `alerts|gw1`, `sensor|aa:bb:cc:dd:ee:ff`."""
+    return f"{kind}|{ident}"
+
+
+@dataclass(slots=True)
+class _Tracker:
+    stream: SeqStream
+    session: Session
+    gaps: list[IngestGap] | None = None
+    opened: int = 0
+
+    def _load_gaps(self) -> list[IngestGap]:
+        if self.gaps is None:
+            self.gaps = list(self.session.exec(select(IngestGap).where(IngestGap.stream == self.stream.key)
+                                               .where(col(IngestGap.missing) > 0)).all())
+        return self.gaps
+
+    def unwrap(self, seq: int) -> int | None:
+        """The unwrapped seq; None for a sensor jump too large to be a loss (re-based instead)."""
+        s = self.stream
+        if s.kind != "sensor":
+            return seq
+        delta = (seq - s.highest) % SENSOR_WRAP
+        if delta == 0:
+            return s.highest
+        if delta <= MAX_SENSOR_JUMP:
+            return s.highest + delta
+        return s.highest - (SENSOR_WRAP - delta)
+
+    def observe(self, seq: int, ts: int) -> None:
+        s = self.stream
+        u = self.unwrap(seq)
+        if u is None or u == s.highest:
+            return
+        if u > s.highest:
+            if u > s.highest + 1:
+                gap = IngestGap(stream=s.key, kind=s.kind, gateway_id=s.gateway_id, sensor_id=s.sensor_id,
+                                first_seq=s.highest + 1, last_seq=u - 1, missing=u - 1 - s.highest,
+                                after_ts=s.highest_ts, before_ts=ts, detected_at=now_ms())
+                self.session.add(gap)
+                self._load_gaps().append(gap)
+                s.missing += gap.missing
+                self.opened += 1
+            s.highest, s.highest_ts = u, max(ts, s.highest_ts)
+            s.received += 1
+            return
+        for gap in self._load_gaps():
+            if gap.missing > 0 and gap.first_seq <= u <= gap.last_seq:
+                self._fill(gap, u, ts)
+                s.received += 1
+                s.missing -= 1
+                return
+
+    def _fill(self, gap: IngestGap, u: int, ts: int) -> None:
+        if gap.first_seq == gap.last_seq:
+            gap.missing = 0
+        elif u == gap.first_seq:
+            gap.first_seq, gap.after_ts, gap.missing = u + 1, ts, gap.missing - 1
+        elif u == gap.last_seq:
+            gap.last_seq, gap.before_ts, gap.missing = u - 1, ts, gap.missing - 1
+        else:
+            tail = IngestGap(stream=gap.stream, kind=gap.kind, gateway_id=gap.gateway_id, sensor_id=gap.sensor_id,
+                             first_seq=u + 1, last_seq=gap.last_seq, missing=gap.last_seq - u, after_ts=ts,
+                             before_ts=gap.before_ts, detected_at=gap.detected_at)
+            gap.last_seq, gap.before_ts, gap.missing = u - 1, ts, u - gap.first_seq
+            self.session.add(tail)
+            self._load_gaps().append(tail)
+        self.session.add(gap)
+
+
+def _fast_forward(stream: SeqStream, seqs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Consume the leading run of consecutive seqs with plain ints (the common case: no loss, in order),
+    touching the ORM row once; returns the seqs left for the general path."""
+    highest, highest_ts, received = stream.highest, stream.highest_ts, stream.received
+    wrap = SENSOR_WRAP if stream.kind == "sensor" else None
+    done = 0
+    for seq, ts in seqs:
+        expected = (highest + 1) % wrap if wrap else highest + 1
+        if seq != expected:
+            break
+        highest, highest_ts, received = highest + 1, max(ts, highest_ts), received + 1
+        done += 1
+    if done:
+        stream.highest, stream.highest_ts, stream.received = highest, highest_ts, received
+    return seqs[done:]
+
+
+def observe(session: Session, *, streams: dict[str, StreamObs]) -> int:
+    """Apply one flush's seqs to their streams (rows locked in key order); returns gaps opened."""
+    keys = sorted(streams)
+    rows = {r.key: r for r in session.exec(select(SeqStream).where(col(SeqStream.key).in_(keys))
+                                           .order_by(col(SeqStream.key)).with_for_update()).all()}
+    opened = 0
+    for key in keys:
+        obs = streams[key]
+        if not obs.seqs:
+            continue
+        stream = rows.get(key)
+        seqs = obs.seqs
+        if stream is None:
+            first_seq, first_ts = seqs[0]
+            # Gateway seqs start at 1, so a stream first seen at seq k lost 1..k-1; a sensor's may be anywhere.
+            start = 0 if obs.kind != "sensor" else first_seq
+            stream = SeqStream(key=key, kind=obs.kind, gateway_id=obs.gateway_id, sensor_id=obs.sensor_id,
+                               highest=start, highest_ts=first_ts, received=1 if obs.kind == "sensor" else 0)
+            if obs.kind == "sensor":
+                seqs = seqs[1:]
+        tracker = _Tracker(stream=stream, session=session)
+        seqs = _fast_forward(stream, seqs)
+        for seq, ts in seqs:
+            tracker.observe(seq, ts)
+        session.add(stream)
+        opened += tracker.opened
+    return opened
+
+
+def list_gaps(session: Session, *, gateway_id: str | None = None, sensor_id: str | None = None,
+              kind: str | None = None, start: int | None = None, end: int | None = None, open_only: bool = True,
+              limit: int = 500) -> Sequence[IngestGap]:
+    """Missing ranges, newest first; `start`/`end` select gaps whose time span overlaps [start, end)."""
+    query = select(IngestGap)
+    if open_only:
+        query = query.where(col(IngestGap.missing) > 0)
+    if gateway_id is not None:
+        query = query.where(IngestGap.gateway_id == gateway_id)
+    if sensor_id is not None:
+        query = query.where(IngestGap.sensor_id == sensor_id)
+    if kind is not None:
+        query = query.where(IngestGap.kind == kind)
+    if start is not None:
+        query = query.where(IngestGap.before_ts > start)
+    if end is not None:
+        query = query.where(IngestGap.after_ts < end)
+    return session.exec(query.order_by(col(IngestGap.id).desc()).limit(limit)).all()
+
+
+def claim_replays(session: Session, *, now: int, open_for_ms: int, retry_ms: int, max_attempts: int,
+                  limit: int = 100) -> list[IngestGap]:
+    """Open gaps in gateway streams (telemetry, alerts) that have waited `open_for_ms` and are due for a
+    request (never asked, or asked `retry_ms` ago fewer than `max_attempts` times); each one returned is
+    recorded as asked, so two workers never both ask (rows locked; a race loses on the primary key)."""
+    gaps = session.exec(select(IngestGap).where(col(IngestGap.kind).in_(("telemetry", "alerts")))
+                        .where(col(IngestGap.missing) > 0).where(IngestGap.detected_at <= now - open_for_ms)
+                        .order_by(col(IngestGap.id)).limit(limit * 4).with_for_update(skip_locked=True)).all()
+    asked = {r.gap_id: r for r in session.exec(select(ReplayRequest).where(
+        col(ReplayRequest.gap_id).in_([g.id for g in gaps]))).all()} if gaps else {}
+    due: list[IngestGap] = []
+    for gap in gaps:
+        assert gap.id is not None
+        request = asked.get(gap.id)
+        if request is None:
+            session.add(ReplayRequest(gap_id=gap.id, requested_at=now))
+        elif request.attempts < max_attempts and request.requested_at <= now - retry_ms:
+            request.requested_at, request.attempts = now, request.attempts + 1
+            session.add(request)
+        else:
+            continue
+        due.append(gap)
+        if len(due) >= limit:
+            break
+    return due
+
+
+def missing_in_range(session: Session, *, sensor_id: str, start: int, end: int) -> float:
+    """Readings of `sensor_id` missing in [start, end): each gap's count pro-rated to its overlap."""
+    total = 0.0
+    for gap in list_gaps(session, sensor_id=sensor_id, kind="sensor", start=start, end=end, limit=100_000):
+        span = max(1, gap.before_ts - gap.after_ts)
+        overlap = max(0, min(end, gap.before_ts) - max(start, gap.after_ts))
+        total += gap.missing * min(1.0, overlap / span)
+    return total

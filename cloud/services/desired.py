@@ -1,0 +1,72 @@
+"""Desired state per gateway: build the signed-model message, publish it retained (through a `DesiredPublisher`),
+and remember what was sent so versions only grow and the gateway's fleet config is kept."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Protocol
+
+from sqlmodel import Session
+
+from cloud.db.fleet import Gateway
+from cloud.db.registry import ModelArtifact
+from cloud.db.rollouts import GatewayDesired
+from cloud.services.clock import now_ms
+from protocol.codec import ProtocolError, decode, encode
+from protocol.messages import Desired, DesiredModel
+
+log = logging.getLogger(__name__)
+
+
+class DesiredPublisher(Protocol):
+    """Where desired state goes: retained, QoS 1, on `cw/v1/{gateway}/desired` (cloud/mqtt_desired.py)."""
+
+    def publish(self, gateway_id: str, payload: bytes) -> None:
+        """Publish and wait for the broker's acknowledgement; raise on failure (the caller rolls back)."""
+
+
+def artifact_url(base_url: str, stem: str) -> str:
+    """The URL gateways download `<stem>.tflite` from; the manifest is beside it (`.manifest.json`)."""
+    return f"{base_url.rstrip('/')}/api/v1/artifacts/{stem}.tflite"
+
+
+def desired_model(model: ModelArtifact, *, base_url: str, mode: str, probation_s: float,
+                  max_alert_ratio: float) -> DesiredModel:
+    """The `model` part of a desired message for a registered artifact."""
+    return DesiredModel(name=model.name, version=model.version, profile=model.profile,
+                        url=artifact_url(base_url, model.stem), sha256=model.sha256, signature=model.signature,
+                        mode=mode, probation_s=probation_s, max_alert_ratio=max_alert_ratio)  # type: ignore[arg-type]
+
+
+def current(session: Session, gateway_id: str) -> GatewayDesired | None:
+    """The desired state last published to a gateway."""
+    return session.get(GatewayDesired, gateway_id)
+
+
+def publish_model(session: Session, *, publisher: DesiredPublisher, gateway_id: str, model: ModelArtifact,
+                  base_url: str, mode: str = "active", probation_s: float = 3600.0,
+                  max_alert_ratio: float = 3.0) -> int:
+    """Publish a desired state naming `model` to one gateway; returns its version (added to the session)."""
+    row = session.get(GatewayDesired, gateway_id)
+    gateway = session.get(Gateway, gateway_id)
+    version = max(row.version + 1 if row else 1,
+                  (gateway.reported_desired_version or 0) + 1 if gateway is not None else 1)
+    config = None
+    if row is not None:
+        try:
+            config = decode(json.dumps(row.payload).encode(), Desired).config  # the fleet config stays
+        except ProtocolError:
+            config = None
+    message = Desired(version=version, issued_at=now_ms(), config=config,
+                      model=desired_model(model, base_url=base_url, mode=mode, probation_s=probation_s,
+                                          max_alert_ratio=max_alert_ratio))
+    payload = encode(message)
+    publisher.publish(gateway_id, payload)
+    if row is None:
+        row = GatewayDesired(gateway_id=gateway_id, version=version, payload={}, published_at=0)
+    row.version, row.model_stem, row.mode = version, model.stem, mode
+    row.payload, row.published_at = json.loads(payload), now_ms()
+    session.add(row)
+    log.info("desired published gateway=%s version=%d model=%s mode=%s", gateway_id, version, model.stem, mode)
+    return version

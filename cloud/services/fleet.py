@@ -1,0 +1,178 @@
+"""Gateways and sensors: provisioning, registration on first sight, status/reported, assignments."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Final
+
+from sqlmodel import Session, col, select
+
+from cloud.db.fleet import Gateway, GatewayCreate, GatewayUpdate, Sensor, SensorUpdate
+from cloud.db.rollouts import GatewayShadow
+from cloud.security import mosquitto_hash
+from cloud.services import audit
+from cloud.services.clock import now_ms
+from protocol.messages import Reported, Status
+
+_GATEWAY_FIELDS: Final = ("name", "site", "provisioned", "revoked")
+_SENSOR_FIELDS: Final = ("profile", "asset", "shipment", "label")
+_HEALTH_FIELDS: Final = ("uptime_s", "cpu_pct", "rss_mb", "frames_received", "frames_rejected", "readings_dropped",
+                         "inference_p50_ms", "inference_p99_ms")
+
+
+class FleetError(ValueError):
+    """A fleet change that cannot be made."""
+
+
+def provision_gateway(session: Session, *, data: GatewayCreate, actor: str) -> tuple[Gateway, str]:
+    """Create (or take over a self-registered) gateway with fresh MQTT credentials; returns (gateway, password).
+
+    The password is returned once; only mosquitto's hash of it is stored.
+    """
+    password = secrets.token_urlsafe(24)
+    gateway = session.get(Gateway, data.id)
+    before = None if gateway is None else audit.snapshot(gateway, _GATEWAY_FIELDS)
+    if gateway is not None and gateway.provisioned and not gateway.revoked:
+        raise FleetError(f"gateway {data.id!r} is already provisioned; rotate its credentials instead")
+    if gateway is None:
+        gateway = Gateway(id=data.id, created_at=now_ms())
+    gateway.name, gateway.site = data.name, data.site
+    gateway.provisioned, gateway.revoked, gateway.registered_by = True, False, actor
+    gateway.mqtt_password_hash = mosquitto_hash(password)
+    session.add(gateway)
+    audit.record(session, actor=actor, action="gateway.provision", target_type="gateway", target_id=gateway.id,
+                 before=before, after=audit.snapshot(gateway, _GATEWAY_FIELDS) | {"credentials": "issued"})
+    return gateway, password
+
+
+def rotate_credentials(session: Session, *, gateway: Gateway, actor: str) -> str:
+    """New MQTT password for a gateway (returned once)."""
+    password = secrets.token_urlsafe(24)
+    gateway.mqtt_password_hash = mosquitto_hash(password)
+    gateway.provisioned, gateway.revoked = True, False
+    session.add(gateway)
+    audit.record(session, actor=actor, action="gateway.rotate_credentials", target_type="gateway",
+                 target_id=gateway.id, after={"credentials": "issued"})
+    return password
+
+
+def revoke_gateway(session: Session, *, gateway: Gateway, actor: str) -> None:
+    """Remove a gateway's broker account (its rows and history stay)."""
+    before = audit.snapshot(gateway, _GATEWAY_FIELDS)
+    gateway.revoked, gateway.mqtt_password_hash = True, None
+    session.add(gateway)
+    audit.record(session, actor=actor, action="gateway.revoke", target_type="gateway", target_id=gateway.id,
+                 before=before, after=audit.snapshot(gateway, _GATEWAY_FIELDS))
+
+
+def update_gateway(session: Session, *, gateway: Gateway, data: GatewayUpdate, actor: str) -> Gateway:
+    """Rename / move a gateway (audited)."""
+    before = audit.snapshot(gateway, _GATEWAY_FIELDS)
+    for name, value in data.model_dump(exclude_unset=True).items():
+        setattr(gateway, name, value)
+    session.add(gateway)
+    audit.record(session, actor=actor, action="gateway.update", target_type="gateway", target_id=gateway.id,
+                 before=before, after=audit.snapshot(gateway, _GATEWAY_FIELDS))
+    return gateway
+
+
+def broker_accounts(session: Session) -> dict[str, str]:
+    """gateway id → mosquitto hash for every provisioned, unrevoked gateway."""
+    rows = session.exec(select(Gateway).where(col(Gateway.provisioned), col(Gateway.revoked).is_(False))).all()
+    return {g.id: g.mqtt_password_hash for g in rows if g.mqtt_password_hash}
+
+
+def ensure_gateway(session: Session, *, gateway_id: str, seen_at: int) -> Gateway:
+    """The gateway's row, registered (not provisioned) on first sight; `last_seen_at` moves forward."""
+    gateway = session.get(Gateway, gateway_id)
+    if gateway is None:
+        gateway = Gateway(id=gateway_id, created_at=now_ms(), registered_by="ingest")
+    if gateway.last_seen_at is None or seen_at > gateway.last_seen_at:
+        gateway.last_seen_at = seen_at
+    session.add(gateway)
+    return gateway
+
+
+def apply_status(session: Session, *, status: Status) -> None:
+    """Store a gateway's retained status (older than the stored one: ignored)."""
+    gateway = ensure_gateway(session, gateway_id=status.gateway, seen_at=status.ts)
+    if gateway.status_ts is not None and status.ts < gateway.status_ts:
+        return
+    gateway.status, gateway.status_ts = status.state, status.ts
+    if status.state == "online":
+        gateway.agent_version = status.agent_version or gateway.agent_version
+        gateway.model_version = status.model_version or gateway.model_version
+        if status.outbox_depth is not None:
+            gateway.outbox_depth = status.outbox_depth
+        health = {name: getattr(status, name) for name in _HEALTH_FIELDS if getattr(status, name) is not None}
+        gateway.health = health or gateway.health
+
+
+def apply_reported(session: Session, *, reported: Reported) -> None:
+    """Store what the gateway applied of its desired state (older than the stored one: ignored)."""
+    gateway = ensure_gateway(session, gateway_id=reported.gateway, seen_at=reported.ts)
+    if gateway.reported_ts is not None and reported.ts < gateway.reported_ts:
+        return
+    gateway.reported_ts, gateway.reported_desired_version = reported.ts, reported.desired_version
+    gateway.reported_result, gateway.reported_error = reported.result, reported.error
+    gateway.reported_model_version = reported.model_version
+    if reported.shadow is not None:  # the shadow comparison, for rollouts (cloud/services/rollouts.py)
+        shadow = session.get(GatewayShadow, reported.gateway) or GatewayShadow(
+            gateway_id=reported.gateway, desired_version=reported.desired_version, ts=reported.ts, report={})
+        shadow.desired_version, shadow.ts = reported.desired_version, reported.ts
+        shadow.report = {name: getattr(reported.shadow, name) for name in reported.shadow.__struct_fields__}
+        session.add(shadow)
+    if reported.result == "applied" and reported.model_version:
+        gateway.model_version = reported.model_version
+
+
+def list_gateways(session: Session) -> Sequence[Gateway]:
+    """Every gateway, by id."""
+    return session.exec(select(Gateway).order_by(Gateway.id)).all()
+
+
+def observe_sensor(session: Session, *, sensor_id: str, gateway_id: str, profile: str, first_ts: int,
+                   last_ts: int, existing: Sensor | None = None) -> Sensor:
+    """Register a sensor on its first reading; track the gateway that hears it and its profile.
+
+    `existing`: the row when the caller already loaded it (ingest loads a batch's sensors in one query).
+    """
+    sensor = existing if existing is not None else session.get(Sensor, sensor_id)
+    if sensor is None:
+        sensor = Sensor(id=sensor_id, first_seen_at=first_ts)
+    if sensor.last_seen_at is None or last_ts >= sensor.last_seen_at:
+        sensor.last_seen_at, sensor.gateway_id = last_ts, gateway_id
+        if not sensor.profile_pinned:
+            sensor.profile = profile
+    if sensor.first_seen_at is None or first_ts < sensor.first_seen_at:
+        sensor.first_seen_at = first_ts
+    session.add(sensor)
+    return sensor
+
+
+def list_sensors(session: Session, *, gateway_id: str | None = None, profile: str | None = None,
+                 shipment: str | None = None) -> Sequence[Sensor]:
+    """Sensors, optionally by gateway / profile / shipment."""
+    query = select(Sensor)
+    if gateway_id is not None:
+        query = query.where(Sensor.gateway_id == gateway_id)
+    if profile is not None:
+        query = query.where(Sensor.profile == profile)
+    if shipment is not None:
+        query = query.where(Sensor.shipment == shipment)
+    return session.exec(query.order_by(Sensor.id)).all()
+
+
+def update_sensor(session: Session, *, sensor: Sensor, data: SensorUpdate, actor: str) -> Sensor:
+    """Assign a sensor to an asset/shipment or pin its profile (audited)."""
+    before = audit.snapshot(sensor, _SENSOR_FIELDS)
+    changes = data.model_dump(exclude_unset=True)
+    for name, value in changes.items():
+        setattr(sensor, name, value)
+    if "profile" in changes:
+        sensor.profile_pinned = changes["profile"] is not None
+    session.add(sensor)
+    audit.record(session, actor=actor, action="sensor.update", target_type="sensor", target_id=sensor.id,
+                 before=before, after=audit.snapshot(sensor, _SENSOR_FIELDS))
+    return sensor

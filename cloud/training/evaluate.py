@@ -1,0 +1,60 @@
+"""Evaluation of a candidate (and the current model) on the job's labelled data: recall on the incidents staff
+confirmed, alerts on the windows staff called normal, false alerts per sensor-day; and the quality gate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cloud.training.dataset import Label
+from models.data import Series
+from models.evaluate import GRACE_MS, Detector, Tally, quality_gate
+
+
+def tally(detector: Detector, evaluation: Sequence[tuple[Series, list[Label]]]) -> tuple[Tally, dict[str, int]]:
+    """(models.evaluate Tally over the labelled series, {"benign_windows": n, "benign_windows_alerted": n}); an alert
+    belongs to a window when it opens before the window's end + GRACE_MS (the model sees a window's past)."""
+    result = Tally()
+    benign_total = benign_hit = 0
+    for series, labels in evaluation:
+        alerts = detector.alerts(series)
+        result.sensor_days += series.days
+        incidents = [lab for lab in labels if not lab.benign]
+        for lab in incidents:
+            kind = lab.code
+            result.incidents[kind] = result.incidents.get(kind, 0) + 1
+            hits = [a for a in alerts if a.opened_ms <= lab.end_ms + GRACE_MS and a.end_ms >= lab.start_ms]
+            if hits:
+                result.detected[kind] = result.detected.get(kind, 0) + 1
+                delay = max(0.0, (min(a.opened_ms for a in hits) - lab.start_ms) / 60_000)
+                result.delays_min.setdefault(kind, []).append(delay)
+        for a in alerts:
+            if not any(a.opened_ms <= lab.end_ms + GRACE_MS and a.end_ms >= lab.start_ms for lab in incidents):
+                result.false_alerts += 1
+        for lab in labels:
+            if lab.benign:
+                benign_total += 1
+                if any(a.opened_ms <= lab.end_ms + GRACE_MS and a.end_ms >= lab.start_ms for a in alerts):
+                    benign_hit += 1
+                    result.false_on_benign[lab.code] = result.false_on_benign.get(lab.code, 0) + 1
+    return result, {"benign_windows": benign_total, "benign_windows_alerted": benign_hit}
+
+
+def compare(candidate: Detector, current: Detector | None,
+            evaluation: Sequence[tuple[Series, list[Label]]]) -> dict[str, Any]:
+    """Both models on the same data, and the gate's verdict (candidate no worse than current, or absolute)."""
+    cand, cand_benign = tally(candidate, evaluation)
+    out: dict[str, Any] = {"candidate": cand.summary() | cand_benign}
+    current_summary = None
+    if current is not None:
+        cur, cur_benign = tally(current, evaluation)
+        current_summary = cur.summary()
+        out["current"] = current_summary | cur_benign
+    if not cand.incidents:  # no confirmed incident in the period: recall cannot be measured, only false alerts
+        summary = out["candidate"] | {"recall": 1.0}
+        reference = None if current_summary is None else current_summary | {"recall": 1.0}
+    else:
+        summary, reference = out["candidate"], current_summary
+    decision = quality_gate(summary, reference)
+    out["gate"] = {"passed": decision.passed, "reasons": decision.reasons}
+    return out

@@ -1,0 +1,252 @@
+"""Dashboard pages (HTML): login, alerts inbox, alert detail, fleet, sensor. Data come from cloud/services and
+cloud/series; the buttons call the JSON API, which checks the role again."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlmodel import Session
+
+from cloud.api.deps import SessionDep, request_token
+from cloud.db.alerts import WORKFLOW_STATUSES, Alert
+from cloud.db.fleet import Sensor
+from cloud.db.users import User
+from cloud.influx import InfluxClient, InfluxError
+from cloud.series import latest_by_sensor
+from cloud.services import alerts, fleet, users
+from cloud.services.alerts import AlertFilter
+from cloud.ui import events, wording
+from protocol.profiles import PROFILES
+
+log = logging.getLogger(__name__)
+HERE: Final = Path(__file__).resolve().parent
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.globals.update(utc=wording.utc, iso=wording.iso, kind_title=wording.kind_title,
+                             battery_pct=wording.battery_pct, REASON_CODES=wording.REASON_CODES,
+                             ACTION_WORDS=wording.ACTION_WORDS, BATTERY_LOW_MV=wording.BATTERY_LOW_MV)
+
+SEVERITIES: Final = ("critical", "warning", "info")
+SINCE: Final = {"1h": 3_600_000, "24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
+SORTS: Final = {"-started_at": "newest first", "started_at": "oldest first", "-severity": "most severe first",
+                "status": "open first", "-updated_at": "recently updated", "sensor_id": "by sensor",
+                "gateway_id": "by gateway"}
+PAGE_SIZE: Final = 100
+LATEST_WINDOW_MS: Final = 2 * 86_400_000
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def page_user(request: Request, session: Session) -> User | None:
+    """The logged-in user from the session cookie (or bearer token), else None."""
+    token = request_token(request)
+    return users.user_for_token(session, token=token) if token else None
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+
+
+def _render(request: Request, name: str, user: User | None, status_code: int = 200, **context: Any) -> HTMLResponse:
+    can_act = user is not None and users.has_role(user, "staff")
+    can_ops = user is not None and users.has_role(user, "ops")
+    return templates.TemplateResponse(request, name, {"user": user, "can_act": can_act, "can_ops": can_ops,
+                                                      "now": _now(), **context}, status_code=status_code)
+
+
+def _error(request: Request, user: User | None, status_code: int, title: str, message: str) -> HTMLResponse:
+    return _render(request, "error.html", user, status_code=status_code, title=title, message=message)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxQuery:
+    """The inbox filters from the query string; unknown values are dropped (and said so), never a 500."""
+
+    status: str | None
+    severity: str | None
+    profile: str | None
+    gateway: str | None
+    since: str | None
+    sort: str
+    offset: int
+    dropped: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, params: Any) -> InboxQuery:
+        dropped: list[str] = []
+
+        def pick(name: str, allowed: Any) -> str | None:
+            value = params.get(name) or None
+            if value is not None and value not in allowed:
+                dropped.append(name)
+                return None
+            return value
+
+        gateway = params.get("gateway") or None
+        if gateway is not None and len(gateway) > 64:
+            dropped.append("gateway")
+            gateway = None
+        sort = pick("sort", SORTS) or "-started_at"
+        raw_offset = str(params.get("offset") or "0")
+        offset = int(raw_offset) if raw_offset.isdigit() and len(raw_offset) < 9 else 0
+        if offset == 0 and raw_offset != "0":
+            dropped.append("offset")
+        return cls(status=pick("status", WORKFLOW_STATUSES), severity=pick("severity", SEVERITIES),
+                   profile=pick("profile", PROFILES), gateway=gateway, since=pick("since", SINCE), sort=sort,
+                   offset=offset, dropped=tuple(dropped))
+
+    def filters(self, *, with_status: bool = True) -> AlertFilter:
+        start = _now() - SINCE[self.since] if self.since else None
+        return AlertFilter(status=self.status if with_status else None, severity=self.severity,
+                           profile=self.profile, gateway_id=self.gateway, start=start)
+
+    def query(self, **changes: str | int | None) -> str:
+        """This query string with some parameters changed (None removes one); a new filter starts at page 1."""
+        values: dict[str, str | int | None] = {"status": self.status, "severity": self.severity,
+                                               "profile": self.profile, "gateway": self.gateway,
+                                               "since": self.since, "sort": self.sort, "offset": None} | changes
+        return urlencode({k: v for k, v in values.items() if v})
+
+
+def _inbox_rows(session: Session, q: InboxQuery) -> tuple[list[Alert], int]:
+    rows, total = alerts.list_alerts(session, filters=q.filters(), limit=PAGE_SIZE, offset=q.offset, sort=q.sort)
+    return list(rows), total
+
+
+@router.get("/", response_class=RedirectResponse)
+def home() -> RedirectResponse:
+    """The inbox is the start page."""
+    return RedirectResponse("/ui/alerts", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, session: SessionDep) -> Response:
+    """The login form; it posts to /api/v1/auth/login, which sets the session cookie."""
+    target = request.query_params.get("next", "/ui/alerts")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/ui/alerts"  # only local paths: no open redirect
+    user = page_user(request, session)
+    if user is not None:
+        return RedirectResponse(target, status_code=303)
+    return _render(request, "login.html", None, next=target)
+
+
+@router.get("/ui/alerts", response_class=HTMLResponse)
+def inbox(request: Request, session: SessionDep) -> Response:
+    """Alerts with filters, sorting and counts by status; new ones arrive over /ui/events."""
+    user = page_user(request, session)
+    if user is None:
+        return _to_login(request)
+    q = InboxQuery.parse(request.query_params)
+    rows, total = _inbox_rows(session, q)
+    counts = alerts.counts_by_status(session, filters=q.filters(with_status=False))
+    return _render(request, "alerts.html", user, q=q, rows=rows, total=total, counts=counts,
+                   gateways=[g.id for g in fleet.list_gateways(session)], profiles=list(PROFILES),
+                   severities=SEVERITIES, statuses=WORKFLOW_STATUSES, since_options=list(SINCE), sorts=SORTS,
+                   cursor=events.cursor(session), page_size=PAGE_SIZE)
+
+
+@router.get("/ui/alerts/rows", response_class=HTMLResponse)
+def inbox_rows(request: Request, session: SessionDep) -> Response:
+    """The inbox table's rows and counts only (the live update swaps them in)."""
+    user = page_user(request, session)
+    if user is None:
+        return PlainTextResponse("your session has ended; log in again", status_code=401)
+    q = InboxQuery.parse(request.query_params)
+    rows, total = _inbox_rows(session, q)
+    counts = alerts.counts_by_status(session, filters=q.filters(with_status=False))
+    return _render(request, "_alert_rows.html", user, q=q, rows=rows, total=total, counts=counts)
+
+
+@router.get("/ui/alerts/{alert_id}", response_class=HTMLResponse)
+def alert_page(alert_id: str, request: Request, session: SessionDep) -> Response:
+    """One alert: what, why, the chart around it, its history and (staff) the workflow buttons."""
+    user = page_user(request, session)
+    if user is None:
+        return _to_login(request)
+    alert = session.get(Alert, alert_id) if len(alert_id) <= 32 else None
+    if alert is None:
+        return _error(request, user, 404, "No such alert", f"There is no alert {alert_id[:40]!r}. It may have been "
+                      "mistyped; the inbox lists every alert.")
+    sensor = session.get(Sensor, alert.sensor_id)
+    assignees = [u.username for u in users.list_users(session) if not u.disabled and users.has_role(u, "staff")]
+    history = alerts.history(session, alert_id=alert.id)
+    said = [str(h.detail["reason"]) for h in history if h.detail and h.detail.get("reason")]
+    return _render(request, "alert.html", user, alert=alert, sensor=sensor, history=history,
+                   reason=wording.reason_in_words(alert, said[-1] if said else None),
+                   assignees=assignees, band=PROFILES.get(alert.profile or ""))
+
+
+@router.get("/ui/fleet", response_class=HTMLResponse)
+def fleet_page(request: Request, session: SessionDep) -> Response:
+    """Gateways (online/offline, last seen, outbox, model) and sensors (battery, last reading)."""
+    user = page_user(request, session)
+    if user is None:
+        return _to_login(request)
+    influx: InfluxClient = request.app.state.influx
+    latest_error = None
+    try:
+        latest = latest_by_sensor(influx, since_ms=_now() - LATEST_WINDOW_MS)
+    except InfluxError as exc:
+        log.warning("fleet page without latest readings error=%s", exc)
+        latest, latest_error = {}, "The time-series database (InfluxDB) did not answer, so battery levels and " \
+                                   "last readings are not shown. The rest of the page is current."
+    open_by_sensor: dict[str, int] = {}
+    for a in alerts.list_alerts(session, filters=AlertFilter(status="open"), limit=alerts.MAX_PAGE)[0]:
+        open_by_sensor[a.sensor_id] = open_by_sensor.get(a.sensor_id, 0) + 1
+    return _render(request, "fleet.html", user, gateways=fleet.list_gateways(session),
+                   sensors=fleet.list_sensors(session), latest=latest, latest_error=latest_error,
+                   open_by_sensor=open_by_sensor, age=wording.age)
+
+
+@router.get("/ui/sensors/{sensor_id}", response_class=HTMLResponse)
+def sensor_page(sensor_id: str, request: Request, session: SessionDep) -> Response:
+    """A sensor: zoomable chart over any range, completeness gaps, report downloads."""
+    user = page_user(request, session)
+    if user is None:
+        return _to_login(request)
+    sensor = session.get(Sensor, sensor_id.strip().lower().replace("-", ":")) if len(sensor_id) <= 17 else None
+    if sensor is None:
+        return _error(request, user, 404, "No such sensor", f"No sensor {sensor_id[:40]!r} has been heard. "
+                      "The fleet page lists every sensor.")
+    recent = alerts.list_alerts(session, filters=AlertFilter(sensor_id=sensor.id), limit=20)[0]
+    return _render(request, "sensor.html", user, sensor=sensor, band=PROFILES.get(sensor.profile or ""),
+                   recent=recent, age=wording.age)
+
+
+def _is_page(path: str) -> bool:
+    return path in ("/", "/login") or (path.startswith("/ui/") and not path.startswith("/ui/static/"))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    """A bug behind a page: a readable page (and a log line with the traceback), never a blank one."""
+    log.error("page failed path=%s error=%s", request.url.path, type(exc).__name__, exc_info=exc)
+    if not _is_page(request.url.path):
+        return PlainTextResponse("Internal Server Error", status_code=500)  # the API's answer is unchanged
+    return templates.TemplateResponse(request, "error.html", {
+        "user": None, "can_act": False, "can_ops": False, "now": _now(), "title": "Something went wrong",
+        "message": "The server hit an error while building this page; it has been logged. Try again, or go back "
+                   "to the alerts."}, status_code=500)
+
+
+def install_ui(app: FastAPI) -> None:
+    """Add the dashboard to the API app: staff and ops pages, /ui/events, /ui/static, and readable error pages."""
+    from cloud.ui import ops_pages  # imports this module's helpers
+
+    app.include_router(router)
+    app.include_router(ops_pages.router)
+    app.include_router(events.router)
+    app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="ui-static")
+    app.add_exception_handler(Exception, _unexpected)

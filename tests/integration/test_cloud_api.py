@@ -1,0 +1,206 @@
+"""The API's users, roles, alerts workflow, provisioning (real mosquitto) and reports, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from cloud.api.app import create_app
+from cloud.config import Settings
+from cloud.db.engine import make_engine
+from cloud.influx import InfluxClient
+from cloud.ingest.sql_sink import SqlSink, event_work, telemetry_work
+from cloud.lineprotocol import readings_lines
+from deploy.services import Influxd
+from protocol.messages import AlertEvent, Reading, TelemetryBatch, alert_id
+from tests.conftest import Broker
+
+pytestmark = pytest.mark.integration
+
+ADMIN_PW = "admin-password-1"
+T0 = 1_700_000_000_000
+MAC = "aa:bb:cc:00:04:01"
+
+
+@pytest.fixture
+def broker(mosquitto_factory: Callable[..., Broker], tmp_path: Path) -> Broker:
+    return mosquitto_factory()
+
+
+@pytest.fixture
+def app_settings(database_url: str, influxd: Influxd, influx_db: str, broker: Broker, tmp_path: Path) -> Settings:
+    pid_file = tmp_path / "mosquitto.pid"
+    assert broker.server.proc is not None
+    pid_file.write_text(str(broker.server.proc.pid))
+    return Settings(database_url=database_url, influx_url=influxd.url, influx_db=influx_db,
+                    admin_password=ADMIN_PW, mosquitto_passwd_file=str(broker.server.workdir / "passwd"),
+                    mosquitto_pid_file=str(pid_file), login_max_failures=3)
+
+
+@pytest.fixture
+def api(app_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(app_settings)) as client:
+        yield client
+
+
+def login(api: TestClient, username: str, password: str) -> dict[str, str]:
+    r = api.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    api.cookies.clear()  # the tests use bearer tokens, one per role
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@pytest.fixture
+def tokens(api: TestClient) -> dict[str, dict[str, str]]:
+    admin = login(api, "admin", ADMIN_PW)
+    out = {"admin": admin}
+    for role in ("viewer", "staff", "ops"):
+        r = api.post("/api/v1/users", headers=admin, json={"username": role, "role": role,
+                                                            "password": f"{role}-password"})
+        assert r.status_code == 201, r.text
+        out[role] = login(api, role, f"{role}-password")
+    return out
+
+
+def seed_alert(settings: Settings) -> str:
+    engine = make_engine(settings.database_url)
+    aid = alert_id("gw1", MAC, "temp_high", T0)
+    SqlSink(engine).apply([
+        telemetry_work(TelemetryBatch(gateway="gw1", seq=1, sent_at=T0, readings=[
+            Reading(sensor=MAC, ts=T0, profile="chilled", seq=1, temp_c=3.0)])),
+        event_work(AlertEvent(id=aid, gateway="gw1", seq=1, sensor=MAC, kind="temp_high", severity="critical",
+                              state="open", source="rule", started_at=T0, updated_at=T0, value=6.0, threshold=4.0)),
+    ])
+    engine.dispose()
+    return aid
+
+
+ENDPOINTS = [  # (method, path, body, lowest role allowed)
+    ("GET", "/api/v1/alerts", None, "viewer"),
+    ("GET", "/api/v1/alerts/counts", None, "viewer"),
+    ("GET", "/api/v1/gateways", None, "viewer"),
+    ("GET", "/api/v1/sensors", None, "viewer"),
+    ("GET", "/api/v1/gaps", None, "viewer"),
+    ("POST", "/api/v1/alerts/{aid}/comments", {"text": "checked"}, "staff"),
+    ("PATCH", f"/api/v1/sensors/{MAC}", {"shipment": "SHP-1"}, "staff"),
+    ("PATCH", "/api/v1/gateways/gw1", {"site": "depot"}, "ops"),
+    ("GET", "/api/v1/users", None, "admin"),
+    ("GET", "/api/v1/audit", None, "admin"),
+]
+ORDER = ["viewer", "staff", "ops", "admin"]
+
+
+def test_every_endpoint_refuses_the_wrong_role(api: TestClient, tokens: dict[str, dict[str, str]],
+                                                app_settings: Settings) -> None:
+    aid = seed_alert(app_settings)
+    for method, path, body, lowest in ENDPOINTS:
+        url = path.format(aid=aid)
+        assert api.request(method, url, json=body).status_code == 401, url
+        for role in ORDER:
+            status = api.request(method, url, json=body, headers=tokens[role]).status_code
+            allowed = ORDER.index(role) >= ORDER.index(lowest)
+            assert (status < 400) if allowed else (status == 403), (method, url, role, status)
+
+
+def test_alert_workflow(api: TestClient, tokens: dict[str, dict[str, str]], app_settings: Settings) -> None:
+    aid = seed_alert(app_settings)
+    staff = tokens["staff"]
+    page = api.get("/api/v1/alerts", headers=staff, params={"severity": "critical", "status": "open",
+                                                             "profile": "chilled", "gateway": "gw1"}).json()
+    assert page["total"] == 1 and page["items"][0]["id"] == aid
+    assert api.get("/api/v1/alerts", headers=staff, params={"start": T0 + 1}).json()["total"] == 0
+    assert api.post(f"/api/v1/alerts/{aid}/acknowledge", headers=staff, json={}).json()["status"] == "acknowledged"
+    assert api.post(f"/api/v1/alerts/{aid}/assign", headers=staff, json={"assignee": "ops"}).json()["assignee"] == "ops"
+    assert api.post(f"/api/v1/alerts/{aid}/assign", headers=staff, json={"assignee": "nobody"}).status_code == 422
+    assert api.post(f"/api/v1/alerts/{aid}/resolve", headers=staff, json={"reason_code": "nope"}).status_code == 422
+    assert api.post(f"/api/v1/alerts/{aid}/resolve", headers=staff, json={"reason_code": "other"}).status_code == 422
+    r = api.post(f"/api/v1/alerts/{aid}/resolve", headers=staff, json={"reason_code": "defrost", "note": "cycle"})
+    assert r.status_code == 200 and r.json()["resolution"] == "defrost"
+    assert api.post(f"/api/v1/alerts/{aid}/resolve", headers=staff, json={"reason_code": "defrost"}).status_code == 409
+    assert api.get("/api/v1/alerts/counts", headers=staff).json() == {"open": 0, "acknowledged": 0, "resolved": 1}
+    detail = api.get(f"/api/v1/alerts/{aid}", headers=staff).json()
+    assert [h["action"] for h in detail["history"]] == ["open", "acknowledge", "assign", "resolve"]
+    assert detail["readings"] == []  # nothing in InfluxDB for this sensor
+    audit = api.get("/api/v1/audit", headers=tokens["admin"], params={"target_type": "alert"}).json()
+    assert audit[0]["actor"] == "staff" and audit[0]["before"]["status"] == "acknowledged"
+    assert audit[0]["after"]["status"] == "resolved"
+    assert api.get("/api/v1/alerts/nope", headers=staff).status_code == 404
+
+
+def test_login_rate_limit_and_logout(api: TestClient) -> None:
+    for _ in range(3):
+        assert api.post("/api/v1/auth/login", json={"username": "admin", "password": "wrong"}).status_code == 401
+    r = api.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PW})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+
+
+def test_session_cookie_and_api_token(api: TestClient) -> None:
+    r = api.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PW})
+    assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    assert api.get("/api/v1/auth/me").json()["role"] == "admin"  # via the cookie
+    token = api.post("/api/v1/auth/tokens", json={"name": "script"}).json()["token"]
+    assert api.post("/api/v1/auth/logout").status_code == 204
+    assert api.get("/api/v1/auth/me").status_code == 401
+    assert api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def mqtt_connect(broker: Broker, user: str, password: str) -> bool:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-{secrets.token_hex(3)}",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    client.username_pw_set(user, password)
+    result: list[bool] = []
+    client.on_connect = lambda c, u, f, rc, p: result.append(not rc.is_failure)
+    client.connect(broker.host, broker.port)
+    for _ in range(50):
+        client.loop(timeout=0.1)
+        if result:
+            break
+    client.disconnect()
+    return bool(result and result[0])
+
+
+def test_provision_gateway_updates_the_real_broker(api: TestClient, tokens: dict[str, dict[str, str]],
+                                                   broker: Broker) -> None:
+    ops = tokens["ops"]
+    r = api.post("/api/v1/gateways", headers=ops, json={"id": "truck-7", "name": "Truck 7"})
+    assert r.status_code == 201, r.text
+    creds = r.json()
+    assert creds["broker_reloaded"] and creds["mqtt_username"] == "truck-7"
+    assert "mqtt_password_hash" not in creds["gateway"]
+    assert mqtt_connect(broker, "truck-7", creds["mqtt_password"])
+    assert mqtt_connect(broker, "gw1", broker.password("gw1"))  # accounts not managed here are kept
+    assert not mqtt_connect(broker, "truck-7", "wrong-password")
+    assert api.post("/api/v1/gateways", headers=ops, json={"id": "truck-7"}).status_code == 409
+    assert api.post("/api/v1/gateways", headers=ops, json={"id": "Bad/Id"}).status_code == 422
+    assert api.delete("/api/v1/gateways/truck-7/credentials", headers=ops).json()["revoked"] is True
+    assert not mqtt_connect(broker, "truck-7", creds["mqtt_password"])
+    listed = {g["id"]: g for g in api.get("/api/v1/gateways", headers=tokens["viewer"]).json()}
+    assert listed["truck-7"]["revoked"] and listed["truck-7"]["name"] == "Truck 7"
+
+
+def test_sensor_report_csv(api: TestClient, tokens: dict[str, dict[str, str]], app_settings: Settings) -> None:
+    T1 = 1_700_000_040_000  # on a minute boundary, as GROUP BY time(1m) buckets are  # noqa: N806
+    # 60 minutes at one reading a minute, minutes 10..14 above the chilled band (0..4 °C), seq 30..39 lost
+    readings = [Reading(sensor=MAC, ts=T1 + i * 60_000, profile="chilled", seq=i, temp_c=6.0 if 10 <= i < 15 else 2.0)
+                for i in range(60) if not 30 <= i < 40]
+    with InfluxClient(url=app_settings.influx_url, database=app_settings.influx_db) as client:
+        client.ensure_database()
+        client.write(readings_lines("gw1", readings).lines)
+    engine = make_engine(app_settings.database_url)
+    SqlSink(engine).apply([telemetry_work(TelemetryBatch(gateway="gw1", seq=1, sent_at=T1, readings=readings))])
+    engine.dispose()
+    params = {"start": T1, "end": T1 + 3_600_000}
+    body = api.get(f"/api/v1/reports/sensors/{MAC}", headers=tokens["viewer"], params=params).json()
+    assert (body["readings"], body["missing"], body["time_out_of_band_s"]) == (50, 10, 300)
+    assert body["completeness_pct"] == pytest.approx(100 * 50 / 60, abs=0.01)
+    assert (body["min_c"], body["max_c"]) == (2.0, 6.0)
+    assert body["excursions"] == [{"start": T1 + 600_000, "end": T1 + 900_000, "peak_c": 6.0, "duration_s": 300}]
+    r = api.get(f"/api/v1/reports/sensors/{MAC}", headers=tokens["viewer"], params=params | {"format": "csv"})
+    assert r.headers["content-type"].startswith("text/csv")
+    assert "completeness_pct,83.333" in r.text and f"{T1 + 600_000},{T1 + 900_000},6.0,300" in r.text

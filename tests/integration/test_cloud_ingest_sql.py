@@ -1,0 +1,81 @@
+"""`coldwatch ingest` into SQL over real mosquitto: alerts, status, gaps, reject policy (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from cloud.db.alerts import Alert
+from cloud.db.engine import make_engine
+from cloud.db.fleet import Gateway, Sensor
+from cloud.services import completeness
+from deploy.services import Influxd
+from protocol import encode
+from protocol.messages import AlertEvent, Status, alert_id
+from tests.conftest import Broker
+from tests.integration.test_ingest import SENSORS, T0, Worker, make_batch, wait_for
+from tests.integration.test_ingest import Gateway as GatewayClient
+
+pytestmark = pytest.mark.integration
+
+
+def alert_event(seq: int, state: str, updated: int) -> AlertEvent:
+    return AlertEvent(id=alert_id("gw1", SENSORS[0], "temp_high", T0), gateway="gw1", seq=seq, sensor=SENSORS[0],
+                      kind="temp_high", severity="warning", state=state, source="rule", started_at=T0,  # type: ignore[arg-type]
+                      updated_at=updated, value=9.0, threshold=8.0)
+
+
+def test_alerts_status_and_gaps_reach_sql(
+    mosquitto_factory: Callable[..., Broker], influxd: Influxd, influx_db: str, database_url: str, tmp_path: Path
+) -> None:
+    broker = mosquitto_factory()
+    worker = Worker(broker, influxd.url, influx_db, "ingest-sql", tmp_path, database_url=database_url)
+    gw = GatewayClient(broker)
+    try:
+        for seq in (1, 2, 4):  # batch 3 lost at the gateway
+            gw.publish(encode(make_batch(seq)))
+        for payload in (alert_event(1, "open", T0), alert_event(2, "clear", T0 + 60_000), alert_event(1, "open", T0)):
+            gw.publish(encode(payload), kind="alerts")
+        gw.publish(encode(Status(gateway="gw1", state="online", ts=T0, agent_version="0.1.0", outbox_depth=7)),
+                   kind="status")
+        wait_for(lambda: worker.metric("coldwatch_ingest_messages_acked_total") >= 7, "all acked", worker)
+    finally:
+        gw.close()
+    assert worker.metric("coldwatch_ingest_alert_events_total") == 2
+    assert worker.metric("coldwatch_ingest_alert_events_duplicate_total") == 1
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        alert = session.exec(select(Alert)).one()
+        assert (alert.device_state, alert.status, alert.profile) == ("clear", "open", "chilled")
+        gateway = session.get(Gateway, "gw1")
+        assert gateway is not None and (gateway.status, gateway.outbox_depth) == ("online", 7)
+        assert not gateway.provisioned  # registered on first sight (policy `register`)
+        assert len(session.exec(select(Sensor)).all()) == len(SENSORS)
+        gaps = completeness.list_gaps(session, kind="telemetry")
+        assert [(g.gateway_id, g.first_seq, g.last_seq) for g in gaps] == [("gw1", 3, 3)]
+        # make_batch's sensor seqs skip from batch 2's to batch 4's: one gap per sensor
+        assert len(completeness.list_gaps(session, kind="sensor")) == len(SENSORS)
+    engine.dispose()
+    assert "ingest gaps recorded" in worker.log_text()
+    assert worker.stop() == 0
+
+
+def test_unknown_gateway_rejected_when_policy_says_so(
+    mosquitto_factory: Callable[..., Broker], influxd: Influxd, influx_db: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker = mosquitto_factory()
+    monkeypatch.setenv("COLDWATCH_INGEST_UNKNOWN_GATEWAY", "reject")  # the worker inherits the environment
+    worker = Worker(broker, influxd.url, influx_db, "ingest-strict", tmp_path)
+    gw = GatewayClient(broker)
+    try:
+        gw.publish(encode(make_batch(1)))
+        wait_for(lambda: worker.metric("coldwatch_ingest_messages_acked_total") >= 1, "acked", worker)
+    finally:
+        gw.close()
+    assert worker.metric("coldwatch_ingest_messages_rejected_total", '{reason="unknown_gateway"}') == 1
+    assert "message rejected reason=unknown_gateway gateway=gw1" in worker.log_text()
+    assert worker.stop() == 0

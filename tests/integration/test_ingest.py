@@ -1,0 +1,352 @@
+"""`coldwatch ingest` as a real subprocess between a real mosquitto and a real influxd: every point
+stored once, poison messages counted and acked, two workers, an InfluxDB outage, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from cloud.influx import InfluxClient
+from deploy.services import Influxd, free_port
+from protocol import Reading, TelemetryBatch, encode, topic
+from tests.conftest import CLOUD_BIN, INGEST_USER, Broker
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_700_000_000_000
+SENSORS = [f"aa:bb:cc:00:01:{i:02x}" for i in range(5)]
+
+
+def make_batch(seq: int, gateway: str = "gw1", per_sensor: int = 4) -> TelemetryBatch:
+    """A batch whose points are unique per seq: ts = T0 + seq·100 s + i·1 s."""
+    readings = [
+        Reading(sensor=s, ts=T0 + seq * 100_000 + i * 1000, profile="chilled", seq=(seq * per_sensor + i) % 65535,
+                temp_c=2.0 + i / 10, rh_pct=50.0, battery_mv=3000, rssi_dbm=-60)
+        for s in SENSORS for i in range(per_sensor)
+    ]
+    return TelemetryBatch(gateway=gateway, seq=seq, sent_at=T0 + seq * 100_000, readings=readings)
+
+
+def expected_points(seqs: range, per_sensor: int = 4) -> set[tuple[str, int]]:
+    return {(s, T0 + q * 100_000 + i * 1000) for q in seqs for s in SENSORS for i in range(per_sensor)}
+
+
+class Gateway:
+    """A gateway's MQTT connection (its own credentials, so the broker's ACL applies)."""
+
+    def __init__(self, broker: Broker, gateway_id: str = "gw1") -> None:
+        self.gateway_id = gateway_id
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{gateway_id}-{secrets.token_hex(3)}",
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.username_pw_set(gateway_id, broker.password(gateway_id))
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def publish(self, payload: bytes, kind: str = "telemetry") -> None:
+        info = self.client.publish(topic(self.gateway_id, kind), payload, qos=1)  # type: ignore[arg-type]
+        info.wait_for_publish(timeout=10)
+        assert info.is_published()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Worker:
+    """A `coldwatch ingest` subprocess with its metrics on a free port and its log in a file."""
+
+    def __init__(self, broker: Broker, influx_url: str, db: str, worker_id: str, logdir: Path,
+                 batch_age: str = "0.2", batch_size: str = "5000", database_url: str | None = None) -> None:
+        self.metrics_port = free_port()
+        self.log = logdir / f"{worker_id}-{secrets.token_hex(2)}.log"
+        env = os.environ | {
+            "COLDWATCH_MQTT_HOST": broker.host, "COLDWATCH_MQTT_PORT": str(broker.port),
+            "COLDWATCH_MQTT_USERNAME": INGEST_USER, "COLDWATCH_MQTT_PASSWORD": broker.password(INGEST_USER),
+            "COLDWATCH_INFLUX_URL": influx_url, "COLDWATCH_INFLUX_DB": db,
+            "COLDWATCH_DATABASE_URL": database_url or f"sqlite:///{logdir / 'coldwatch.db'}",
+        }
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(CLOUD_BIN / "coldwatch"), "ingest", "--worker-id", worker_id, "--batch-age", batch_age,
+                 "--batch-size", batch_size, "--metrics-port", str(self.metrics_port)],
+                env=env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        wait_for(lambda: "mqtt subscribed" in self.log_text(), f"worker {worker_id} subscribed", self)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def metric(self, name: str, labels: str = "") -> float:
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        return self.proc.returncode
+
+
+def wait_for(condition: Callable[[], bool], what: str, worker: Worker | None = None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if worker is not None and worker.proc.poll() is not None:
+            pytest.fail(f"worker exited with {worker.proc.returncode} waiting for {what}:\n{worker.log_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            log = worker.log_text()[-3000:] if worker else ""
+            pytest.fail(f"timed out waiting for {what}\n{log}")
+        time.sleep(0.1)
+
+
+def stored(influx_url: str, db: str) -> list[tuple[str, int]]:
+    with InfluxClient(url=influx_url, database=db) as client:
+        if not client.database_exists():
+            return []
+        series = client.query('SELECT "sensor", "temp_c" FROM "reading" WHERE time >= 0')
+    return [(row["sensor"], row["time"]) for s in series for row in s.rows()]
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for w in started:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait(10)
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: Callable[..., Broker]) -> Broker:
+    """A broker of this test's own: a stopped worker's session stays in the shared group (and receives
+    its share of messages) until it returns or the session expires, so tests must not share one."""
+    return mosquitto_factory()
+
+
+@pytest.fixture
+def gw1(mosquitto: Broker) -> Iterator[Gateway]:
+    gateway = Gateway(mosquitto)
+    yield gateway
+    gateway.close()
+
+
+def test_every_point_lands_once_and_republishing_adds_none(
+    mosquitto: Broker, influxd: Influxd, influx_db: str, gw1: Gateway, workers: list[Worker], tmp_path: Path
+) -> None:
+    worker = Worker(mosquitto, influxd.url, influx_db, f"ingest-{influx_db}", tmp_path)
+    workers.append(worker)
+    for seq in range(1, 21):
+        gw1.publish(encode(make_batch(seq)))
+    want = expected_points(range(1, 21))
+    wait_for(lambda: len(stored(influxd.url, influx_db)) >= len(want), "all points stored", worker)
+    first = stored(influxd.url, influx_db)
+    assert sorted(first) == sorted(want)  # every point, none twice
+
+    for seq in range(1, 6):  # the gateway re-sends (e.g. after losing a PUBACK)
+        gw1.publish(encode(make_batch(seq)))
+    wait_for(lambda: worker.metric("coldwatch_ingest_messages_acked_total") >= 25, "re-sent batches acked", worker)
+    assert sorted(stored(influxd.url, influx_db)) == sorted(want)
+    assert worker.metric("coldwatch_ingest_messages_received_total") == 25
+    assert worker.metric("coldwatch_ingest_gateway_last_seq", '{gateway="gw1"}') == 20
+    assert worker.stop() == 0
+
+
+def test_poison_messages_are_counted_acked_and_ingest_goes_on(
+    mosquitto: Broker, influxd: Influxd, influx_db: str, gw1: Gateway, workers: list[Worker], tmp_path: Path
+) -> None:
+    worker_id = f"ingest-{influx_db}"
+    worker = Worker(mosquitto, influxd.url, influx_db, worker_id, tmp_path)
+    workers.append(worker)
+    good = encode(make_batch(1)).decode()
+    poison = {
+        "malformed": [b"\x00\xffgarbage", good.replace('"temp_c":2.0', '"temp_c":NaN').encode()],
+        "schema_version": [good.replace('{"v":1', '{"v":2').encode()],
+        "nan": [good.replace('"temp_c":2.0', '"temp_c":1e999').encode()],
+        "out_of_range": [good.replace('"temp_c":2.0', '"temp_c":999.0').encode()],
+        "topic_gateway_mismatch": [encode(make_batch(1, gateway="gw2"))],
+    }
+    assert '"temp_c":2.0' in good and good.startswith('{"v":1')
+    for payloads in poison.values():
+        for payload in payloads:
+            gw1.publish(payload)
+    gw1.publish(encode(make_batch(2)))
+    want = expected_points(range(2, 3))
+    wait_for(lambda: len(stored(influxd.url, influx_db)) >= len(want), "good batch stored after poison", worker)
+    assert sorted(stored(influxd.url, influx_db)) == sorted(want)
+    wait_for(lambda: worker.metric("coldwatch_ingest_messages_acked_total") >= 7, "everything acked", worker)
+    for reason, payloads in poison.items():
+        value = worker.metric("coldwatch_ingest_messages_rejected_total", f'{{reason="{reason}"}}')
+        assert value == len(payloads), reason
+    assert "message rejected reason=topic_gateway_mismatch gateway=gw1" in worker.log_text()
+    assert worker.stop() == 0
+
+    # Same worker id again: the poison was acked, so only the new batch arrives.
+    again = Worker(mosquitto, influxd.url, influx_db, worker_id, tmp_path)
+    workers.append(again)
+    gw1.publish(encode(make_batch(3)))
+    want |= expected_points(range(3, 4))
+    wait_for(lambda: len(stored(influxd.url, influx_db)) >= len(want), "batch after restart stored", again)
+    wait_for(lambda: again.metric("coldwatch_ingest_messages_acked_total") >= 1, "acked after restart", again)
+    assert again.metric("coldwatch_ingest_messages_received_total") == 1
+    assert again.stop() == 0
+
+
+def test_two_workers_on_the_shared_subscription_lose_and_double_nothing(
+    mosquitto: Broker, influxd: Influxd, influx_db: str, workers: list[Worker], tmp_path: Path
+) -> None:
+    a = Worker(mosquitto, influxd.url, influx_db, f"a-{influx_db}", tmp_path)
+    b = Worker(mosquitto, influxd.url, influx_db, f"b-{influx_db}", tmp_path)
+    workers += [a, b]
+    gateways = [Gateway(mosquitto, "gw3"), Gateway(mosquitto, "gw4")]
+    try:
+        for seq in range(1, 61):
+            for gw in gateways:
+                gw.publish(encode(make_batch(seq, gateway=gw.gateway_id, per_sensor=1)))
+    finally:
+        for gw in gateways:
+            gw.close()
+    want = {(s, T0 + q * 100_000) for q in range(1, 61) for s in SENSORS}
+    with InfluxClient(url=influxd.url, database=influx_db) as client:
+        def by_gateway() -> dict[str, int]:
+            series = client.query('SELECT count("temp_c") FROM "reading" WHERE time >= 0 GROUP BY "gateway"')
+            return {s.tags["gateway"]: int(s.values[0][1]) for s in series}
+
+        wait_for(lambda: client.database_exists() and by_gateway() == {"gw3": 300, "gw4": 300}, "all stored", a)
+    assert {(s, t) for s, t in stored(influxd.url, influx_db)} == want
+    received = [w.metric("coldwatch_ingest_messages_received_total") for w in (a, b)]
+    assert sum(received) == 120  # each message went to exactly one worker
+    assert all(r > 0 for r in received)  # and both did work
+    assert a.stop() == 0 and b.stop() == 0
+
+
+def test_influx_outage_loses_nothing(
+    mosquitto: Broker, influxd_factory: Callable[..., Influxd], influx_db: str, gw1: Gateway,
+    workers: list[Worker], tmp_path: Path
+) -> None:
+    server = influxd_factory()
+    worker = Worker(mosquitto, server.url, influx_db, f"ingest-{influx_db}", tmp_path)
+    workers.append(worker)
+    for seq in range(1, 11):
+        gw1.publish(encode(make_batch(seq)))
+    wait_for(lambda: len(stored(server.url, influx_db)) >= 200, "points before the outage", worker)
+
+    server.stop()
+    for seq in range(11, 51):
+        gw1.publish(encode(make_batch(seq)))
+    wait_for(lambda: worker.metric("coldwatch_ingest_write_failures_total", '{kind="unavailable"}') >= 3,
+             "write retries during the outage", worker)
+    time.sleep(10)  # an outage of some length, with the retry backoff at its cap
+    assert worker.proc.poll() is None
+    assert worker.metric("coldwatch_ingest_influx_up") == 0
+    assert worker.metric("coldwatch_ingest_messages_acked_total") == 10  # nothing acked while influx was down
+
+    server.start()
+    want = expected_points(range(1, 51))
+    wait_for(lambda: len(stored(server.url, influx_db)) >= len(want), "every point after the outage", worker)
+    assert sorted(stored(server.url, influx_db)) == sorted(want)
+    wait_for(lambda: worker.metric("coldwatch_ingest_messages_acked_total") >= 50, "all acked", worker)
+    log = worker.log_text()
+    assert log.count("influx write failed, holding messages unacknowledged") == 1
+    assert log.count("influx available again") == 1
+    assert worker.stop() == 0
+
+
+def test_sigterm_flushes_the_partial_batch_and_acks_it(
+    mosquitto: Broker, influxd: Influxd, influx_db: str, gw1: Gateway, workers: list[Worker], tmp_path: Path
+) -> None:
+    worker_id = f"ingest-{influx_db}"
+    worker = Worker(mosquitto, influxd.url, influx_db, worker_id, tmp_path, batch_age="60")
+    workers.append(worker)
+    for seq in range(1, 4):
+        gw1.publish(encode(make_batch(seq)))
+    wait_for(lambda: worker.metric("coldwatch_ingest_messages_received_total") >= 3, "batches received", worker)
+    assert worker.metric("coldwatch_ingest_points_written_total") == 0  # still batching (age 60 s)
+    assert worker.stop() == 0
+    assert sorted(stored(influxd.url, influx_db)) == sorted(expected_points(range(1, 4)))
+
+    again = Worker(mosquitto, influxd.url, influx_db, worker_id, tmp_path)
+    workers.append(again)
+    gw1.publish(encode(make_batch(4)))
+    wait_for(lambda: again.metric("coldwatch_ingest_messages_acked_total") >= 1, "new batch acked", again)
+    assert again.metric("coldwatch_ingest_messages_received_total") == 1  # the 3 were acked before exit
+    assert again.stop() == 0
+
+
+def test_broker_restart_reconnects_resubscribes_and_loses_nothing(
+    mosquitto: Broker, influxd: Influxd, influx_db: str, workers: list[Worker], tmp_path: Path
+) -> None:
+    worker = Worker(mosquitto, influxd.url, influx_db, f"ingest-{influx_db}", tmp_path)
+    workers.append(worker)
+    gw = Gateway(mosquitto)
+    for seq in range(1, 6):
+        gw.publish(encode(make_batch(seq)))
+    gw.close()
+    wait_for(lambda: len(stored(influxd.url, influx_db)) >= 100, "points before the restart", worker)
+
+    mosquitto.server.stop()  # clean shutdown: the broker saves the worker's session
+    mosquitto.server.start()
+    wait_for(lambda: worker.log_text().count("mqtt subscribed") >= 2, "re-subscribed after reconnect", worker)
+    gw = Gateway(mosquitto)
+    try:
+        for seq in range(6, 11):
+            gw.publish(encode(make_batch(seq)))
+    finally:
+        gw.close()
+    want = expected_points(range(1, 11))
+    wait_for(lambda: len(stored(influxd.url, influx_db)) >= len(want), "points after the restart", worker)
+    assert sorted(stored(influxd.url, influx_db)) == sorted(want)
+    assert worker.log_text().count("mqtt connected") == 2
+    assert worker.stop() == 0
+
+
+def test_message_refused_by_influx_is_acked_and_counted_the_rest_stored(
+    mosquitto: Broker, influxd: Influxd, influx_db: str, gw1: Gateway, workers: list[Worker], tmp_path: Path
+) -> None:
+    with InfluxClient(url=influxd.url, database=influx_db) as client:  # keeps one hour: older points are refused
+        client.execute(f'CREATE DATABASE "{influx_db}" WITH DURATION 1h')
+    worker = Worker(mosquitto, influxd.url, influx_db, f"ingest-{influx_db}", tmp_path, batch_age="1")
+    workers.append(worker)
+    now = int(time.time() * 1000)
+    fresh = [TelemetryBatch(gateway="gw1", seq=seq, sent_at=now, readings=[
+        Reading(sensor=s, ts=now - seq * 1000, profile="chilled", temp_c=1.0) for s in SENSORS]) for seq in (1, 3)]
+    too_old = TelemetryBatch(gateway="gw1", seq=2, sent_at=now, readings=[
+        Reading(sensor=SENSORS[0], ts=T0, profile="chilled", temp_c=1.0)])
+    for batch in (fresh[0], too_old, fresh[1]):
+        gw1.publish(encode(batch))
+    wait_for(lambda: worker.metric("coldwatch_ingest_messages_acked_total") >= 3, "all three acked", worker)
+    assert worker.metric("coldwatch_ingest_messages_rejected_total", '{reason="influx_rejected"}') == 1
+    assert sorted(stored(influxd.url, influx_db)) == sorted((s, now - q * 1000) for q in (1, 3) for s in SENSORS)
+    assert worker.stop() == 0
+
+
+def test_field_type_conflict_holds_the_data_until_resolved(
+    mosquitto: Broker, influxd: Influxd, influx_db: str, gw1: Gateway, workers: list[Worker], tmp_path: Path
+) -> None:
+    with InfluxClient(url=influxd.url, database=influx_db) as client:
+        client.ensure_database()  # another writer stored `seq` as a float: every integer seq now conflicts
+        client.write([f"reading,gateway=other,sensor=aa:bb:cc:00:09:09,profile=chilled seq=1.5 {T0}"])
+        worker = Worker(mosquitto, influxd.url, influx_db, f"ingest-{influx_db}", tmp_path)
+        workers.append(worker)
+        for seq in (1, 2):
+            gw1.publish(encode(make_batch(seq)))
+        wait_for(lambda: worker.metric("coldwatch_ingest_write_failures_total", '{kind="rejected"}') >= 2,
+                 "refused writes", worker)
+        assert worker.metric("coldwatch_ingest_messages_acked_total") == 0
+        assert worker.metric("coldwatch_ingest_messages_rejected_total", '{reason="influx_rejected"}') == 0
+        client.execute('DROP MEASUREMENT "reading"')  # the operator's fix
+    want = expected_points(range(1, 3))
+    wait_for(lambda: len(stored(influxd.url, influx_db)) >= len(want), "stored after the fix", worker)
+    assert sorted(stored(influxd.url, influx_db)) == sorted(want)
+    assert worker.stop() == 0

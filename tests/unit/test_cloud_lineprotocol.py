@@ -1,0 +1,106 @@
+"""Line protocol for `reading` points: escaping, field types, omitted None fields, refusals."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cloud.lineprotocol import (
+    LineProtocolError,
+    Point,
+    batch_lines,
+    escape_measurement,
+    escape_tag,
+    format_float,
+    reading_point,
+)
+from protocol.messages import Reading, TelemetryBatch
+
+MAC = "aa:bb:cc:dd:ee:01"
+
+
+def test_tag_escaping_of_space_comma_equals_and_quotes() -> None:
+    assert escape_tag("a b") == "a\\ b"
+    assert escape_tag("a,b") == "a\\,b"
+    assert escape_tag("a=b") == "a\\=b"
+    assert escape_tag('say "hi" \'there\'') == 'say\\ "hi"\\ \'there\''
+    assert escape_measurement("my meas,x=y") == "my\\ meas\\,x=y"
+
+
+@pytest.mark.parametrize("bad", ["", "line\nbreak", "cr\rhere", "back\\slash", "end\\"])
+def test_tag_values_that_cannot_be_written_are_refused(bad: str) -> None:
+    with pytest.raises(LineProtocolError):
+        escape_tag(bad)
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="\\\n\r", blacklist_categories=("Cs",)), min_size=1))
+def test_escaped_tag_has_no_unescaped_separator(value: str) -> None:
+    escaped = escape_tag(value)
+    i = 0
+    while i < len(escaped):
+        if escaped[i] == "\\":
+            assert escaped[i + 1] in ", ="
+            i += 2
+            continue
+        assert escaped[i] not in ", ="
+        i += 1
+
+
+def test_full_reading_line_has_three_tags_typed_fields_and_ms_timestamp() -> None:
+    r = Reading(sensor=MAC, ts=1_700_000_000_123, profile="frozen", seq=7, temp_c=-21.5, rh_pct=40.0,
+                battery_mv=2900, rssi_dbm=-70, anomaly_score=0.25)
+    point = reading_point("gw1", r)
+    assert point is not None
+    assert point.to_line() == (
+        "reading,gateway=gw1,sensor=aa:bb:cc:dd:ee:01,profile=frozen "
+        "temp_c=-21.5,rh_pct=40.0,anomaly_score=0.25,battery_mv=2900i,rssi_dbm=-70i,seq=7i 1700000000123"
+    )
+
+
+def test_integral_float_fields_stay_floats() -> None:
+    r = Reading(sensor=MAC, ts=1_700_000_000_000, profile="chilled", temp_c=3)
+    point = reading_point("gw1", r)
+    assert point is not None
+    assert " temp_c=3.0 " in point.to_line()
+
+
+def test_none_fields_are_omitted() -> None:
+    r = Reading(sensor=MAC, ts=1_700_000_000_000, profile="chilled", rssi_dbm=-80)
+    point = reading_point("gw1", r)
+    assert point is not None
+    line = point.to_line()
+    assert line.split(" ")[1] == "rssi_dbm=-80i"
+    assert "temp_c" not in line and "seq" not in line
+
+
+def test_reading_without_fields_is_skipped_and_counted() -> None:
+    batch = TelemetryBatch(gateway="gw1", seq=1, sent_at=1_700_000_000_000, readings=[
+        Reading(sensor=MAC, ts=1_700_000_000_000, profile="frozen"),
+        Reading(sensor=MAC, ts=1_700_000_001_000, profile="frozen", temp_c=-20.0),
+    ])
+    out = batch_lines(batch)
+    assert out.skipped_empty == 1
+    assert len(out.lines) == 1 and out.lines[0].endswith(" 1700000001000")
+
+
+def test_only_gateway_sensor_profile_are_tags() -> None:
+    r = Reading(sensor=MAC, ts=1_700_000_000_000, profile="pharma_2_8", seq=1, temp_c=5.0)
+    point = reading_point("gw-x", r)
+    assert point is not None
+    assert [k for k, _ in point.tags] == ["gateway", "sensor", "profile"]
+    tag_part = point.to_line().split(" ")[0]
+    assert tag_part.count(",") == 3 and tag_part.count("=") == 3
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_floats_are_refused(value: float) -> None:
+    with pytest.raises(LineProtocolError):
+        format_float(value)
+
+
+def test_point_without_fields_is_refused() -> None:
+    with pytest.raises(LineProtocolError):
+        Point("reading", (("gateway", "gw1"),), (), (), 1).to_line()

@@ -1,0 +1,72 @@
+"""InfluxQL identifier quoting and query-result parsing of the InfluxDB adapter (no server needed)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from cloud.influx import InfluxClient, InfluxRejected, InfluxUnavailable, quote_ident
+
+
+def test_plain_identifier_is_double_quoted() -> None:
+    assert quote_ident("reading") == '"reading"'
+
+
+def test_quotes_and_backslashes_are_escaped() -> None:
+    assert quote_ident('we"ird') == '"we\\"ird"'
+    assert quote_ident("back\\slash") == '"back\\\\slash"'
+    assert quote_ident('x" OR 1=1 --') == '"x\\" OR 1=1 --"'
+
+
+@pytest.mark.parametrize("bad", ["", "a\nb", "nul\0"])
+def test_unusable_identifiers_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        quote_ident(bad)
+
+
+def _client(handler: httpx.MockTransport) -> InfluxClient:
+    return InfluxClient(url="http://influx.invalid", database="db", token="tkn", transport=handler)
+
+
+def test_token_header_params_and_result_rows() -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"results": [{"statement_id": 0, "series": [
+            {"name": "reading", "columns": ["time", "temp_c"], "values": [[1, 2.5]]}]}]})
+
+    rows = _client(httpx.MockTransport(handle)).query('SELECT * FROM "reading" WHERE "sensor" = $s', {"s": "x'y"})
+    assert rows[0].rows() == [{"time": 1, "temp_c": 2.5}]
+    request = seen[0]
+    assert request.headers["Authorization"] == "Token tkn"
+    assert json.loads(request.url.params["params"]) == {"s": "x'y"}
+    assert request.url.params["epoch"] == "ms"
+
+
+def test_status_codes_map_to_typed_errors() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        code = 400 if request.url.path == "/write" else 503
+        return httpx.Response(code, json={"error": "unable to parse"})
+
+    client = _client(httpx.MockTransport(handle))
+    with pytest.raises(InfluxRejected) as rejected:
+        client.write(["bad line"])
+    assert rejected.value.status == 400 and "unable to parse" in rejected.value.message
+    with pytest.raises(InfluxUnavailable):
+        client.ping()
+
+
+def test_error_inside_a_query_result_is_rejected() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"results": [{"statement_id": 0, "error": "database not found: db"}]})
+
+    with pytest.raises(InfluxRejected, match="database not found"):
+        _client(httpx.MockTransport(handle)).query("SELECT 1")
+
+
+def test_repr_hides_credentials() -> None:
+    client = InfluxClient(url="http://h:1", database="d", username="u", password="s3cret-pw")
+    assert "s3cret-pw" not in repr(client)
