@@ -1,0 +1,191 @@
+"""End-to-end figures on real processes: ingest (mosquitto → 2 workers → influxd) vs raw influxd writes,
+the agent's accept path vs bare frame decoding, and the agent's memory vs a bare interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from bench.results import Result
+from cloud.influx import InfluxClient
+from cloud.lineprotocol import readings_lines
+from deploy.stack import EDGE_BIN, LocalStack, make_gateways
+from edge_agent.config import DetectConfig
+from edge_agent.decode import Decoder
+from edge_agent.detect.detector import Detector
+from edge_agent.metrics import AgentMetrics
+from edge_agent.outbox import Outbox
+from protocol import Datagram, Reading, TelemetryBatch, encode, encode_rawv2, pack_datagram, unpack_datagram
+from protocol.ruuvi import RUUVI_COMPANY_ID, RuuviFrame, decode_rawv2
+from protocol.topics import topic
+
+T0 = 1_767_225_600_000
+SENSORS = 200
+BATCH = 500
+
+
+def _readings(n: int) -> list[Reading]:
+    return [Reading(sensor=f"c2:00:00:01:{(i % SENSORS) // 256:02x}:{i % SENSORS % 256:02x}",
+                    ts=T0 + (i // SENSORS) * 1000, profile="chilled", seq=(i // SENSORS) % 65535,
+                    temp_c=3.0 + (i % 13) * 0.005, rh_pct=80.0, battery_mv=2950, rssi_dbm=-70) for i in range(n)]
+
+
+def _count(client: InfluxClient) -> int:
+    series = client.query("SELECT count(temp_c) FROM reading")
+    rows = series[0].rows() if series else []
+    return int(rows[0]["count"]) if rows else 0
+
+
+def ingest_vs_raw_influx(total: int = 100_000, workers: int = 2) -> list[Result]:
+    """Readings/s through MQTT + ingest workers into influxd, against one client POSTing the same points."""
+    readings = _readings(total)
+    with tempfile.TemporaryDirectory(prefix="coldwatch-bench-") as tmp:
+        stack = LocalStack(workdir=Path(tmp), gateways=make_gateways([("bench-01", 1, ["chilled"])]),
+                           say=lambda _line: None)
+        try:
+            stack.start_infra()
+            assert stack.influxd is not None and stack.mosquitto is not None
+            raw = InfluxClient(url=stack.influxd.url, database="rawref")
+            raw.execute('CREATE DATABASE "rawref"')
+            lines = readings_lines("bench-01", readings).lines
+            t0 = time.perf_counter()
+            for i in range(0, len(lines), 5000):
+                raw.write(lines[i:i + 5000])
+            raw_rate = total / (time.perf_counter() - t0)
+
+            stack.start_ingest(workers=workers)
+            time.sleep(2.0)  # workers subscribe
+            payloads = [encode(TelemetryBatch(gateway="bench-01", seq=1 + i // BATCH, sent_at=T0,
+                                              readings=readings[i:i + BATCH])) for i in range(0, total, BATCH)]
+            gw = stack.gateways[0]
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher",
+                                 protocol=MQTTProtocolVersion.MQTTv5)
+            client.username_pw_set(gw.gateway_id, gw.password)
+            client.max_inflight_messages_set(100)
+            client.connect("127.0.0.1", stack.mosquitto.port)
+            client.loop_start()
+            stored = InfluxClient(url=stack.influxd.url, database=stack.influx_db)
+            t0 = time.perf_counter()
+            infos = [client.publish(topic(gw.gateway_id, "telemetry"), p, qos=1) for p in payloads]
+            for info in infos:
+                info.wait_for_publish(timeout=60)
+            deadline = time.monotonic() + 120
+            while _count(stored) < total and time.monotonic() < deadline:
+                time.sleep(0.1)
+            e2e_rate = _count(stored) / (time.perf_counter() - t0)
+            client.disconnect()
+            client.loop_stop()
+        finally:
+            stack.stop()
+    return [Result("ingest_end_to_end", e2e_rate, "readings/s", "raw influxd /write, one client, 5000/req",
+                   raw_rate, higher_is_better=True)]
+
+
+def slice_sim_to_influx(sensors: int = 100, speed: float = 100.0, ticks: int = 300) -> list[Result]:
+    """The whole slice (coldwatch-sim → UDP → coldwatch-agent → mosquitto → 2 ingest workers → influxd):
+    readings/s from the first frame sent to the last point stored, against the rate the simulator offered."""
+    with tempfile.TemporaryDirectory(prefix="coldwatch-bench-") as tmp:
+        stack = LocalStack(workdir=Path(tmp), gateways=make_gateways([("bench-01", sensors, ["chilled"])]),
+                           say=lambda _line: None)
+        try:
+            stack.start_infra()
+            stack.start_ingest(workers=2)
+            stack.start_agents()
+            time.sleep(2.0)
+            assert stack.influxd is not None
+            stored = InfluxClient(url=stack.influxd.url, database=stack.influx_db)
+            t0 = time.perf_counter()
+            sim = stack.start_sim_for(stack.gateways[0], speed=speed, ticks=ticks)
+            summary = stack.sim_summary(sim, timeout=120)
+            offered = int(str(summary["sent"])) / (time.perf_counter() - t0)
+            sent = int(str(summary["sent"]))
+            deadline = time.monotonic() + 120
+            while _count(stored) < sent and time.monotonic() < deadline:
+                time.sleep(0.1)
+            arrived = _count(stored)
+            rate = arrived / (time.perf_counter() - t0)
+        finally:
+            stack.stop()
+    return [Result("slice_sim_to_influx", rate, "readings/s", f"rate the simulator offered ({sensors} tags)",
+                   offered, higher_is_better=True),
+            Result("slice_delivered_fraction", arrived / sent, "fraction", "readings sent", 1.0,
+                   higher_is_better=True)]
+
+
+def agent_accept_path(n: int = 30_000) -> list[Result]:
+    """Envelopes/s through decode → rules → outbox (SQLite WAL, fsync per batch) vs bare envelope + RAWv2 decoding."""
+    frames = [pack_datagram(Datagram(mac=f"c2:00:00:00:00:{i % 64:02x}", rssi_dbm=-70, company_id=RUUVI_COMPANY_ID,
+                                     ts_ms=T0 + i * 1000,
+                                     payload=encode_rawv2(RuuviFrame(mac=f"c2:00:00:00:00:{i % 64:02x}", temp_c=3.0,
+                                                                     rh_pct=80.0, battery_mv=3000, seq=i % 65535))))
+              for i in range(n)]
+    t0 = time.perf_counter()
+    for data in frames:
+        decode_rawv2(unpack_datagram(data).payload)
+    bare = n / (time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = AgentMetrics()
+        decoder = Decoder(lambda _mac: "chilled", metrics)
+        box = Outbox(Path(tmp) / "outbox.sqlite", "bench", metrics, batch_max_readings=1000)
+        detector = Detector("bench", DetectConfig())
+        t0 = time.perf_counter()
+        for data in frames:
+            reading = decoder.decode(data)
+            if reading is not None:
+                detector.observe(reading)
+                box.stage(reading)
+        box.flush()
+        agent = n / (time.perf_counter() - t0)
+        box.close()
+    return [Result("agent_decode_detect_outbox", agent, "frames/s", "bare unpack_datagram + decode_rawv2", bare,
+                   higher_is_better=True)]
+
+
+def _rss_kib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return float(line.split()[1])
+    return float("nan")
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def agent_200_sensors_at_1hz(seconds: float = 20.0) -> list[Result]:
+    """A real agent hearing 200 tags once a second: its CPU (% of one core) and RSS, against the budget
+    (5 % of a core) and a bare `python -c "import paho.mqtt, numpy"` process."""
+    bare = subprocess.Popen([str(EDGE_BIN / "python"), "-c", "import paho.mqtt.client, numpy, time; time.sleep(60)"])
+    with tempfile.TemporaryDirectory(prefix="coldwatch-bench-") as tmp:
+        stack = LocalStack(workdir=Path(tmp), gateways=make_gateways([("bench-01", 200, ["chilled", "frozen"])]),
+                           say=lambda _line: None)
+        try:
+            stack.start_infra()
+            stack.start_agents()
+            agent_pid = stack.procs["agent-bench-01"].pid
+            sim = stack.start_sim_for(stack.gateways[0], interval=1.0, speed=1.0, duration=seconds + 4)
+            time.sleep(3)  # windows fill, connections settle
+            cpu0, t0 = _cpu_s(agent_pid), time.monotonic()
+            time.sleep(seconds)
+            cpu_pct = (_cpu_s(agent_pid) - cpu0) / (time.monotonic() - t0) * 100
+            agent_rss = _rss_kib(agent_pid) / 1024
+            bare_rss = _rss_kib(bare.pid) / 1024
+            stack.sim_summary(sim, timeout=30)
+        finally:
+            stack.stop()
+            bare.kill()
+            bare.wait()
+    return [Result("agent_cpu_200_tags_1hz", cpu_pct, "% of a core", "budget", 5.0, higher_is_better=False),
+            Result("agent_rss_200_tags_1hz", agent_rss, "MiB", "bare python + paho + numpy", bare_rss,
+                   higher_is_better=False)]
+
+
+def run() -> list[Result]:
+    return agent_accept_path() + agent_200_sensors_at_1hz() + slice_sim_to_influx()  # ingest: bench/cloud.py

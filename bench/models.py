@@ -1,0 +1,130 @@
+"""Model benchmarks: int8 TFLite per window (batched, single) vs the same model in fp32 and vs feature extraction;
+size; training time; and the held-out suite's figures beside the static rule, all from one run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.results import Result
+
+ROOT = Path(__file__).resolve().parent.parent
+EDGE_PYTHON = ROOT / ".venv-edge" / "bin" / "python"
+BATCH = 200
+TRAIN_BUDGET_S = 180.0  # issue 4: one profile, 7 days × 50 sensors, on the 2-core CPU
+
+# Timed in the gateway's interpreter (tflite_runtime, one thread) when .venv-edge exists.
+_TIMER = r"""
+import json, sys, time
+import numpy as np
+from models.runtime import TfliteModel
+from models.features import default_spec, window_features
+x = np.load(sys.argv[3])
+def per_window(path, batch, rounds=200):
+    m = TfliteModel(path, num_threads=1)
+    xs = x[:batch]
+    m.outputs(xs)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            m.outputs(xs)
+        best = min(best, (time.perf_counter() - t0) / rounds / batch)
+    return best * 1e6
+spec = default_spec()
+ts = np.arange(40, dtype=np.int64) * 60000
+temp = np.sin(np.arange(40) / 5.0)
+t0 = time.perf_counter()
+for _ in range(2000):
+    window_features(spec, ts, temp, temp, temp)
+features_us = (time.perf_counter() - t0) / 2000 * 1e6
+print(json.dumps({"int8_batched": per_window(sys.argv[1], int(sys.argv[4])),
+                  "fp32_batched": per_window(sys.argv[2], int(sys.argv[4])),
+                  "int8_single": per_window(sys.argv[1], 1, 2000),
+                  "fp32_single": per_window(sys.argv[2], 1, 2000),
+                  "features": features_us}))
+"""
+
+
+def _fp32_tflite(module: Any, example: np.ndarray, path: Path) -> Path:
+    import litert_torch  # type: ignore[import-untyped]
+    import torch
+
+    litert_torch.convert(module.eval(), (torch.from_numpy(example[:1].copy()),)).export(str(path))
+    return path
+
+
+def _timings(int8: Path, fp32: Path, x: np.ndarray, work: Path) -> dict[str, float]:
+    np.save(work / "x.npy", x)
+    python = str(EDGE_PYTHON) if EDGE_PYTHON.exists() else sys.executable
+    out = subprocess.run([python, "-c", _TIMER, str(int8), str(fp32), str(work / "x.npy"), str(BATCH)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600, check=True)
+    timings: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return timings
+
+
+def run() -> list[Result]:
+    from models.artifacts import export_model
+    from models.evaluate import ModelDetector, RollingZScore, StaticRule, run_suite
+    from models.runtime import TfliteModel
+    from models.train import TrainConfig, train_profile
+    from protocol.profiles import PROFILES
+
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        models = {}
+        train_s = {}
+        for profile in ("frozen", "chilled", "pharma_2_8"):
+            t0 = time.perf_counter()
+            trained = train_profile(TrainConfig(profile))
+            train_s[profile] = time.perf_counter() - t0
+            done = export_model(trained, work / profile, name=f"cw_{profile}", version="bench", private_key_pem=None)
+            models[profile] = (trained, done)
+        trained, done = models["chilled"]
+        fp32 = _fp32_tflite(trained.module, trained.calibration, work / "fp32.tflite")
+        t = _timings(done.files.model, fp32, trained.calibration[:BATCH], work)
+        results += [
+            Result("models_int8_batched", t["int8_batched"], "µs/window", f"fp32 .tflite, batch {BATCH}",
+                   t["fp32_batched"], higher_is_better=False),
+            Result("models_int8_single", t["int8_single"], "µs/window", f"int8 batched ×{BATCH}",
+                   t["int8_batched"], higher_is_better=False),
+            Result("models_features_per_window", t["features"], "µs/window", "int8 single invoke",
+                   t["int8_single"], higher_is_better=False),
+            Result("models_int8_size", done.files.model.stat().st_size, "bytes", "fp32 .tflite",
+                   fp32.stat().st_size, higher_is_better=False),
+            Result("models_train_chilled", train_s["chilled"], "s", "budget (issue 4)", TRAIN_BUDGET_S,
+                   higher_is_better=False),
+        ]
+
+        def detectors(profile: str) -> list[Any] | None:
+            if profile not in models:
+                return None
+            band = PROFILES[profile]
+            tr, ex = models[profile]
+            return [ModelDetector(tr.spec, tr.threshold, TfliteModel(ex.files.model).outputs, name="model"),
+                    StaticRule(band.low_c, band.high_c), RollingZScore()]
+
+        suite = run_suite(detectors, seeds=range(10_000, 10_004)).to_dict()["detectors"]
+    model, rule = suite["model"], suite["static_rule"]
+    results += [
+        Result("models_recall", model["recall"] or 0.0, "recall", "static rule, same runs", rule["recall"] or 0.0,
+               higher_is_better=True),
+        Result("models_false_per_sensor_day", model["false_alerts_per_sensor_day"] or 0.0, "alerts/day",
+               "static rule, same runs", rule["false_alerts_per_sensor_day"] or 0.0, higher_is_better=False),
+    ]
+    for kind in ("compressor_failure", "refrigerant_leak"):
+        ours = model["kinds"].get(kind, {}).get("median_delay_min")
+        ref = rule["kinds"].get(kind, {}).get("median_delay_min")
+        if ours is not None and ref is not None:
+            results.append(Result(f"models_delay_{kind}", ours, "min", "static rule (30 min hold)", ref,
+                                  higher_is_better=False))
+    return results

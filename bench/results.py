@@ -1,0 +1,43 @@
+"""One benchmark figure and its same-run reference, and how results are written and shown."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Result:
+    """A measured value beside a reference measured in the same run; `ratio` = value / reference."""
+
+    name: str
+    value: float
+    unit: str
+    reference: str
+    reference_value: float
+    higher_is_better: bool
+    ratio: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ratio = self.value / self.reference_value if self.reference_value else float("nan")
+
+
+def write(results: list[Result], path: Path) -> None:
+    """Write results as a JSON list of objects."""
+    rows = [
+        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(r).items()} for r in results
+    ]
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def table(results: list[Result]) -> str:
+    """A plain-text table of the results."""
+    lines = [f"{'name':<28} {'value':>14} {'unit':<12} {'ratio':>8}  reference (value)"]
+    for r in results:
+        better = "↑" if r.higher_is_better else "↓"
+        lines.append(
+            f"{r.name:<28} {r.value:>14,.1f} {r.unit:<12} {r.ratio:>7.3f}{better}  "
+            f"{r.reference} ({r.reference_value:,.1f})"
+        )
+    return "\n".join(lines)

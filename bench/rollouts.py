@@ -1,0 +1,196 @@
+"""Rollout and retraining figures on real processes (deploy.stack.LocalStack: mosquitto, influxd, two ingest workers,
+the API with its rollout controller): a model rolled out active to 200 lightweight gateways (MQTT client, artifact
+download with the gateway's token, sha256 + Ed25519 check, `reported`) against the broker's own fan-out of 200
+messages to the same clients; and one profile retrained end to end by `coldwatch train-worker` against the training
+step alone inside the same job."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from bench.results import Result
+from cloud.ops_client import OpsClient
+from deploy.stack import CLOUD_BIN, INGEST_USER, LocalStack, make_gateways
+from models.manifest import generate_keypair, verify_manifest_bytes
+from protocol import encode
+from protocol.codec import ProtocolError, decode
+from protocol.messages import Desired, Reported
+from protocol.topics import topic
+
+ADMIN_PW = "bench-admin-password"
+GATEWAYS = 200
+T0 = 1_767_225_600_000
+
+
+class LightGateway:
+    """What a gateway does with a desired model, minus the interpreter: download, verify, report."""
+
+    def __init__(self, gateway_id: str, password: str, port: int, token: str, public_key: bytes) -> None:
+        self.id, self.token, self.public_key = gateway_id, token, public_key
+        self.applied_at: float | None = None
+        self.ping_at: float | None = None
+        self.http = httpx.Client(timeout=30)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"light-{gateway_id}",
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.username_pw_set(gateway_id, password)
+        self.subscribed = threading.Event()
+        self.client.on_connect = lambda c, *_: c.subscribe(topic(gateway_id, "desired"), qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _get(self, url: str) -> bytes:
+        response = self.http.get(url, headers={"Authorization": f"Bearer {self.token}"})
+        response.raise_for_status()
+        return response.content
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        if message.payload == b"ping":
+            self.ping_at = time.perf_counter()
+            return
+        try:
+            desired = decode(bytes(message.payload), Desired)
+        except ProtocolError:
+            return
+        if desired.model is None:
+            return
+        model = self._get(desired.model.url)
+        manifest = verify_manifest_bytes(self._get(desired.model.url[: -len(".tflite")] + ".manifest.json"),
+                                         desired.model.signature, [self.public_key])
+        if hashlib.sha256(model).hexdigest() != manifest.sha256:
+            return
+        reported = Reported(gateway=self.id, ts=int(time.time() * 1000), desired_version=desired.version,
+                            result="applied", model_version=desired.model.version)
+        self.client.publish(topic(self.id, "reported"), encode(reported), qos=1, retain=True)
+        self.applied_at = time.perf_counter()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.http.close()
+
+
+def _signed_model(folder: Path, private_pem: bytes) -> Path:
+    from models.artifacts import export_model
+    from models.train import TrainConfig, train_profile
+
+    trained = train_profile(TrainConfig(profile="chilled", sensors=4, days=1.0, validation_sensors=2,
+                                        validation_days=0.5, epochs=2))
+    return export_model(trained, folder, name="cw_chilled", version="1", private_key_pem=private_pem).files.model
+
+
+def _wait(condition: Any, what: str, timeout: float = 300.0, poll_s: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(poll_s)
+
+
+def fanout(stack: LocalStack, ops: OpsClient, public_key: bytes, model_dir: Path) -> list[Result]:
+    """Seconds from POST /rollouts (no canary: what a promotion sends) to the API showing it completed."""
+    assert stack.mosquitto is not None
+    ops.push_model(model_dir)
+    light = []
+    for gw in stack.gateways:
+        ops.request("POST", "/api/v1/gateways", json={"id": gw.gateway_id})
+        token = ops.request("POST", f"/api/v1/gateways/{gw.gateway_id}/artifact-token")["token"]
+        light.append(LightGateway(gw.gateway_id, gw.password, stack.mosquitto.port, token, public_key))
+    try:
+        _wait(lambda: all(g.subscribed.is_set() for g in light), "the gateways to subscribe")
+        pinger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-ping", protocol=MQTTProtocolVersion.MQTTv5)
+        pinger.username_pw_set(INGEST_USER, stack.ingest_password)
+        pinger.connect("127.0.0.1", stack.mosquitto.port)
+        pinger.loop_start()
+        t0 = time.perf_counter()
+        for g in light:
+            pinger.publish(topic(g.id, "desired"), b"ping", qos=1)  # not retained: the rollout's message stays
+        _wait(lambda: all(g.ping_at is not None for g in light), "the broker fan-out")
+        broker_s = max(g.ping_at or 0.0 for g in light) - t0
+        pinger.disconnect()
+        pinger.loop_stop()
+
+        t0 = time.perf_counter()
+        rollout = ops.start_rollout(model="cw_chilled-1", canary_fraction=0.0)
+        _wait(lambda: all(g.applied_at is not None for g in light), "every gateway to apply")
+        applied_s = max(g.applied_at or 0.0 for g in light) - t0
+        _wait(lambda: ops.rollout(rollout["id"])["state"] == "completed", "the rollout to complete", poll_s=0.25)
+        completed_s = time.perf_counter() - t0
+    finally:
+        for g in light:
+            g.close()
+    ref = f"broker fan-out of {GATEWAYS} messages, same clients"
+    return [Result(f"rollout_active_{GATEWAYS}_gw", applied_s, "s", ref, broker_s, higher_is_better=False),
+            Result(f"rollout_completed_{GATEWAYS}_gw", completed_s, "s", ref, broker_s, higher_is_better=False)]
+
+
+def retrain(stack: LocalStack, ops: OpsClient, token: str, key_file: Path, work: Path) -> list[Result]:
+    """One profile (20 rooms × 7 days, staff labels) through `coldwatch train-worker`: query, train, export,
+    evaluate against the current model, sign, register; the training step alone as the reference."""
+    from tests.integration.site_data import site_data, store_site
+
+    t0_ms = T0 + 60 * 86_400_000
+    series, windows = site_data(t0_ms, rooms=20, days=7.0)
+    assert stack.influxd is not None
+    ids = store_site(series, windows, influx_url=stack.influxd.url, influx_db=stack.influx_db,
+                     database_url=f"sqlite:///{stack.workdir / 'coldwatch.db'}")
+    for aid, (_, _, _, code) in zip(ids, windows, strict=True):
+        ops.request("POST", f"/api/v1/alerts/{aid}/resolve", json={"reason_code": code})
+    job = ops.queue_training(profile="chilled", start=t0_ms, end=t0_ms + 7 * 86_400_000, epochs=8, version="2")
+    env = {**os.environ, "COLDWATCH_API_TOKEN": token, "COLDWATCH_SIGNING_KEY_FILE": str(key_file)}
+    subprocess.run([str(CLOUD_BIN / "coldwatch"), "train-worker", "--once", "--api-url", stack.api_url,
+                    "--work-dir", str(work)], env=env, capture_output=True, timeout=1800)
+    done = ops.training_job(job["id"])
+    if not done["result"]:
+        raise RuntimeError(f"retraining failed: {done['error']}\n{done['log']}")
+    timings = done["result"]["timings_s"]
+    device = done["result"]["device"]
+    verdict = "registered" if done["state"] == "succeeded" else f"refused by the gate: {done['error']}"
+    print(f"    retraining: {verdict}; {timings}", file=sys.stderr)
+    return [Result(f"retrain_profile_e2e_{device}", timings["total_s"], "s", "its training step alone",
+                   timings["train_s"], higher_is_better=False)]
+
+
+def run() -> list[Result]:
+    """Both figures on one stack."""
+    with tempfile.TemporaryDirectory(prefix="coldwatch-bench-") as tmp:
+        root = Path(tmp)
+        private_pem, public_raw = generate_keypair()
+        (root / "fleet.pub").write_bytes(base64.b64encode(public_raw) + b"\n")
+        (root / "fleet.key").write_bytes(private_pem)
+        model = _signed_model(root / "model", private_pem)
+        saved = dict(os.environ)
+        os.environ.update({"COLDWATCH_ADMIN_PASSWORD": ADMIN_PW, "COLDWATCH_MODELS_DIR": str(root / "registry"),
+                           "COLDWATCH_MODEL_PUBLIC_KEYS": str(root / "fleet.pub"),
+                           "COLDWATCH_ROLLOUT_INTERVAL_S": "0.5"})
+        stack = LocalStack(workdir=root / "stack", say=lambda _line: None,
+                           gateways=make_gateways([(f"lgw{i:03d}", 0, ["chilled"]) for i in range(GATEWAYS)]))
+        try:
+            stack.start_infra()
+            stack.start_ingest(workers=2)
+            stack.start_api()
+            login = httpx.post(f"{stack.api_url}/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PW})
+            login.raise_for_status()
+            token = login.json()["access_token"]
+            with OpsClient(url=stack.api_url, token=token) as ops:
+                results = fanout(stack, ops, public_raw, model.parent)
+                results += retrain(stack, ops, token, root / "fleet.key", root / "work")
+        finally:
+            stack.stop()
+            os.environ.clear()
+            os.environ.update(saved)
+    return results

@@ -1,0 +1,48 @@
+"""`make bench`: run every benchmark, print a table and write bench/results.json (ratios vs same-run references)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+import time
+from pathlib import Path
+
+from bench.results import Result, table, write
+
+# Each module exposes run() -> list[Result]; the order is cheapest first.
+SUITES = ("bench.codec", "bench.sim", "bench.models", "bench.e2e", "bench.cloud", "bench.rollouts")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--only", action="append", choices=[s.rsplit(".", 1)[1] for s in SUITES],
+                        help="run only this suite (repeatable)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
+    args = parser.parse_args(argv)
+    results: list[Result] = []
+    for name in SUITES:
+        if args.only and name.rsplit(".", 1)[1] not in args.only:
+            continue
+        t0 = time.monotonic()
+        print(f"==> {name}", file=sys.stderr, flush=True)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            print(f"    not built yet: {name}", file=sys.stderr)
+            continue
+        suite: list[Result] = module.run()
+        results.extend(suite)
+        print(f"    {len(suite)} figures in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+    write(results, args.out)
+    print(f"# {platform.node()} · {platform.processor() or platform.machine()} · python {platform.python_version()}")
+    print(table(results))
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
