@@ -6,6 +6,8 @@ Nothing is created at import time: `make_engine(url)` is called by the app facto
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,14 +55,32 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (pysqlite's is deferred)
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL. Two processes opening a new file together can both hold a shared lock and
+    both want the exclusive one; SQLite then answers "database is locked" at once, without waiting on the
+    busy timeout (it would be a deadlock). Whichever loses tries again; WAL is set in the file, once."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            log.debug("sqlite journal_mode=WAL busy, retrying in %.2fs", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def init_schema(engine: Engine) -> None:
