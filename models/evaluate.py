@@ -38,6 +38,7 @@ class ModelDetector:
     threshold: float
     outputs: Outputs
     name: str = "model"
+    _last: tuple[Series, list[Episode]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def scores(self, series: Series) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Window ends with usable windows and the score at each (causal: only readings up to each end)."""
@@ -47,9 +48,13 @@ class ModelDetector:
         return ends[usable], (score(x, self.outputs(x)) if len(x) else np.zeros(0, dtype=np.float32))
 
     def alerts(self, series: Series) -> list[Episode]:
+        if self._last is not None and self._last[0] is series:  # a Gateway asks again for the same series
+            return self._last[1]
         ends, s = self.scores(series)
         min_ms, clear_ms = model_lifecycle_ms(self.spec.sample_period_s)
-        return episodes(s > self.threshold, ends, min_duration_ms=min_ms, clear_after_ms=clear_ms)
+        found = episodes(s > self.threshold, ends, min_duration_ms=min_ms, clear_after_ms=clear_ms)
+        self._last = (series, found)
+        return found
 
 
 @dataclass
@@ -91,6 +96,34 @@ class RollingZScore:
         zscore = np.abs(newest - past.mean(axis=1)) / (past.std(axis=1) + 0.2)
         min_ms, clear_ms = model_lifecycle_ms(self.sample_period_s)
         return episodes(zscore > self.z, ends[usable], min_duration_ms=min_ms, clear_after_ms=clear_ms)
+
+
+@dataclass
+class SilenceRule:
+    """The gateway's hard rule for a tag that went quiet: no reading for `after_s` (the agent's `silent_after_s`)
+    opens `sensor_silent` then; the next reading clears it. A model cannot see readings that never came."""
+
+    after_s: float = 900.0
+    name: str = "silence_rule"
+
+    def alerts(self, series: Series) -> list[Episode]:
+        ts = series.ts_ms
+        if len(ts) < 2:
+            return []
+        limit = round(self.after_s * 1000)
+        gaps = np.flatnonzero(np.diff(ts) > limit)
+        return [Episode(int(ts[i]), int(ts[i]) + limit, int(ts[i + 1])) for i in gaps]
+
+
+@dataclass
+class Gateway:
+    """What a gateway raises for one sensor: every alert of `parts` (the model beside the agent's hard rules)."""
+
+    parts: list[Detector]
+    name: str = "gateway"
+
+    def alerts(self, series: Series) -> list[Episode]:
+        return sorted((a for part in self.parts for a in part.alerts(series)), key=lambda a: a.opened_ms)
 
 
 @dataclass

@@ -65,3 +65,21 @@ def test_quality_gate() -> None:
     assert not decision.passed and len(decision.reasons) == 3
     assert not quality_gate(current, None).passed  # first model: must meet the absolute targets
     assert quality_gate({"recall": 0.96, "false_alerts_per_sensor_day": 0.05, "median_delay_min": 5.0}, None).passed
+
+
+def test_silence_rule_opens_after_the_gap_and_the_gateway_adds_it_to_the_model() -> None:
+    from models.evaluate import Gateway, SilenceRule
+
+    ts = np.concatenate([np.arange(100), np.arange(160, 300)]).astype(np.int64) * MIN  # an hour without frames
+    quiet = Series("s", "frozen", ts, np.full(len(ts), -21.0), np.full(len(ts), 60.0), np.full(len(ts), 3000.0))
+    (alert,) = SilenceRule(after_s=900).alerts(quiet)
+    assert (alert.since_ms, alert.opened_ms, alert.end_ms) == (99 * MIN, 114 * MIN, 160 * MIN)
+    assert SilenceRule(after_s=900).alerts(series(np.full(50, 2.0))) == []  # one reading a minute: never silent
+
+    hot = StaticRule(0.0, 4.0, minutes=30)
+    temp = np.full(len(ts), 2.0)
+    temp[200:260] = 6.0
+    both = Gateway([hot, SilenceRule(after_s=900)]).alerts(
+        Series("s", "chilled", ts, temp, np.full(len(ts), 60.0), np.full(len(ts), 3000.0)))
+    assert [a.opened_ms for a in both] == [114 * MIN, sorted(a.opened_ms for a in hot.alerts(
+        Series("s", "chilled", ts, temp, np.full(len(ts), 60.0), np.full(len(ts), 3000.0))))[0]]
