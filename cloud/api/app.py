@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from cloud.api.deps import InfluxDep, MetricsDep
-from cloud.api.errors import install_error_handlers
+from cloud.api.errors import ERROR_RESPONSES, install_error_handlers
 from cloud.api.metrics import ApiMetrics
 from cloud.api.ratelimit import LoginLimiter
 from cloud.api.routes import alerts, audit, auth, fleet, readings, reports, users
@@ -93,7 +93,7 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
         if engine is None:
             sql.dispose()
 
-    app = FastAPI(title="coldwatch", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="coldwatch", version="0.1.0", lifespan=lifespan, responses=ERROR_RESPONSES,
                   description="Cold-chain monitoring: readings, alerts workflow, fleet, reports. Authenticate with "
                               "POST /api/v1/auth/login (session cookie) or `Authorization: Bearer <token>`.")
     app.state.settings = settings

@@ -5,13 +5,30 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from cloud.api.metrics import ApiMetrics
 from cloud.influx import InfluxRejected, InfluxUnavailable
 
 log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Every refusal's body: a machine-readable reason, the parameter at fault (when one is) and a sentence."""
+
+    error: str
+    parameter: str | None = None
+    message: str
+
+
+# Declared for every operation instead of FastAPI's HTTPValidationError, which this API never sends.
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    422: {"model": ErrorBody, "description": "a parameter that cannot be used: which one, and why"},
+}
 
 
 class BadParameterError(Exception):
@@ -33,7 +50,8 @@ def _rejected(request: Request, status: int, reason: str, parameter: str | None,
     _metrics(request).rejected.labels(reason=reason).inc()
     log.warning("request rejected reason=%s parameter=%s path=%s detail=%s", reason, parameter,
                 request.url.path, message)
-    return JSONResponse(status_code=status, content={"error": reason, "parameter": parameter, "message": message})
+    return JSONResponse(status_code=status, content=ErrorBody(error=reason, parameter=parameter,
+                                                              message=message).model_dump())
 
 
 async def _bad_parameter(request: Request, exc: Exception) -> JSONResponse:
@@ -46,6 +64,19 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
     parameter = str(first["loc"][-1])
     return _rejected(request, 422, "validation", parameter, f"{parameter}: {first['msg']}")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """A route's own 422 (a body field the service refused) gets the same body as every other 422; the other
+    statuses keep FastAPI's `{"detail": ...}`."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code != 422:
+        return await http_exception_handler(request, exc)
+    detail = exc.detail
+    if isinstance(detail, dict):
+        return _rejected(request, 422, str(detail.get("error", "invalid")), detail.get("parameter"),
+                         str(detail.get("message", "")))
+    return _rejected(request, 422, "invalid", None, str(detail))
 
 
 async def _influx_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -68,5 +99,6 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn exceptions into the JSON bodies above."""
     app.add_exception_handler(BadParameterError, _bad_parameter)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)
     app.add_exception_handler(InfluxRejected, _influx_rejected)
