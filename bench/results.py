@@ -23,11 +23,15 @@ class Result:
         self.ratio = self.value / self.reference_value if self.reference_value else float("nan")
 
 
-def write(results: list[Result], path: Path) -> None:
-    """Write results as a JSON list of objects."""
+def write(results: list[Result], path: Path, *, keep_others: bool = False) -> None:
+    """Write results as a JSON list of objects. `keep_others`: figures already in the file that this run did not
+    measure stay (a partial run with `--only` refreshes its own figures, not the whole file)."""
     rows = [
         {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(r).items()} for r in results
     ]
+    if keep_others and path.exists():
+        fresh = {row["name"] for row in rows}
+        rows = [row for row in json.loads(path.read_text()) if row.get("name") not in fresh] + rows
     path.write_text(json.dumps(rows, indent=2) + "\n")
 
 

@@ -18,7 +18,7 @@ SUITES = ("bench.codec", "bench.sim", "bench.models", "bench.e2e", "bench.cloud"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--only", action="append", choices=[s.rsplit(".", 1)[1] for s in SUITES],
-                        help="run only this suite (repeatable)")
+                        help="run only this suite (repeatable); the other suites' figures in --out are kept")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
     args = parser.parse_args(argv)
     results: list[Result] = []
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         suite: list[Result] = module.run()
         results.extend(suite)
         print(f"    {len(suite)} figures in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
-    write(results, args.out)
+    write(results, args.out, keep_others=bool(args.only))
     print(f"# {platform.node()} · {platform.processor() or platform.machine()} · python {platform.python_version()}")
     print(table(results))
     print(f"written to {args.out}")
