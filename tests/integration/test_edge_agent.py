@@ -136,7 +136,8 @@ def test_plain_connections_to_a_tls_broker_are_refused(
     agent = AgentProcess(tmp_path / "agent", broker.port).start()
     try:
         agent.send([frame(0)])
-        time.sleep(2)
+        wait_for(lambda: agent.metric("coldwatch_agent_outbox_depth") == 1, "the reading in the outbox")
+        time.sleep(2)  # connection attempts go on meanwhile; none may succeed
         assert agent.metric("coldwatch_agent_mqtt_connected") == 0
         assert agent.metric("coldwatch_agent_outbox_depth") == 1  # kept, not lost
     finally:
