@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -10,7 +11,7 @@ from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
 from cloud.db.alerts import RESOLUTION_CODES, Alert, AlertHistory
-from cloud.db.fleet import Sensor
+from cloud.db.fleet import Gateway, Sensor
 from cloud.services import audit
 from cloud.services.clock import now_ms
 from protocol.messages import AlertEvent
@@ -74,6 +75,7 @@ class AlertFilter:
     profile: str | None = None
     gateway_id: str | None = None
     sensor_id: str | None = None
+    site: str | None = None  # alerts of the gateways at this site
     start: int | None = None  # started_at >= start
     end: int | None = None  # started_at < end
 
@@ -83,6 +85,8 @@ def _filtered(query: Any, f: AlertFilter) -> Any:
                           (Alert.gateway_id, f.gateway_id), (Alert.sensor_id, f.sensor_id)):
         if value is not None:
             query = query.where(column == value)
+    if f.site is not None:
+        query = query.where(col(Alert.gateway_id).in_(select(Gateway.id).where(Gateway.site == f.site)))
     if f.start is not None:
         query = query.where(Alert.started_at >= f.start)
     if f.end is not None:
@@ -116,8 +120,7 @@ def list_alerts(session: Session, *, filters: AlertFilter, limit: int = 100, off
 
 def counts_by_status(session: Session, *, filters: AlertFilter) -> dict[str, int]:
     """{"open": n, "acknowledged": n, "resolved": n} for the filter (status filter ignored)."""
-    f = AlertFilter(severity=filters.severity, profile=filters.profile, gateway_id=filters.gateway_id,
-                    sensor_id=filters.sensor_id, start=filters.start, end=filters.end)
+    f = dataclasses.replace(filters, status=None)
     rows = session.exec(_filtered(select(Alert.status, func.count()).group_by(Alert.status), f)).all()
     counts = {"open": 0, "acknowledged": 0, "resolved": 0}
     counts.update({status: int(n) for status, n in rows})

@@ -78,6 +78,7 @@ class InboxQuery:
     severity: str | None
     profile: str | None
     gateway: str | None
+    site: str | None
     since: str | None
     sort: str
     offset: int
@@ -94,28 +95,32 @@ class InboxQuery:
                 return None
             return value
 
-        gateway = params.get("gateway") or None
-        if gateway is not None and len(gateway) > 64:
-            dropped.append("gateway")
-            gateway = None
+        def text(name: str, longest: int) -> str | None:
+            value = params.get(name) or None
+            if value is not None and len(value) > longest:
+                dropped.append(name)
+                return None
+            return value
+
+        gateway, site = text("gateway", 64), text("site", 200)
         sort = pick("sort", SORTS) or "-started_at"
         raw_offset = str(params.get("offset") or "0")
         offset = int(raw_offset) if raw_offset.isdigit() and len(raw_offset) < 9 else 0
         if offset == 0 and raw_offset != "0":
             dropped.append("offset")
         return cls(status=pick("status", WORKFLOW_STATUSES), severity=pick("severity", SEVERITIES),
-                   profile=pick("profile", PROFILES), gateway=gateway, since=pick("since", SINCE), sort=sort,
+                   profile=pick("profile", PROFILES), gateway=gateway, site=site, since=pick("since", SINCE), sort=sort,
                    offset=offset, dropped=tuple(dropped))
 
     def filters(self, *, with_status: bool = True) -> AlertFilter:
         start = _now() - SINCE[self.since] if self.since else None
         return AlertFilter(status=self.status if with_status else None, severity=self.severity,
-                           profile=self.profile, gateway_id=self.gateway, start=start)
+                           profile=self.profile, gateway_id=self.gateway, site=self.site, start=start)
 
     def query(self, **changes: str | int | None) -> str:
         """This query string with some parameters changed (None removes one); a new filter starts at page 1."""
         values: dict[str, str | int | None] = {"status": self.status, "severity": self.severity,
-                                               "profile": self.profile, "gateway": self.gateway,
+                                               "profile": self.profile, "gateway": self.gateway, "site": self.site,
                                                "since": self.since, "sort": self.sort, "offset": None} | changes
         return urlencode({k: v for k, v in values.items() if v})
 
@@ -152,8 +157,10 @@ def inbox(request: Request, session: SessionDep) -> Response:
     q = InboxQuery.parse(request.query_params)
     rows, total = _inbox_rows(session, q)
     counts = alerts.counts_by_status(session, filters=q.filters(with_status=False))
+    known = fleet.list_gateways(session)
     return _render(request, "alerts.html", user, q=q, rows=rows, total=total, counts=counts,
-                   gateways=[g.id for g in fleet.list_gateways(session)], profiles=list(PROFILES),
+                   gateways=[g.id for g in known], sites=sorted({g.site for g in known if g.site}),
+                   profiles=list(PROFILES),
                    severities=SEVERITIES, statuses=WORKFLOW_STATUSES, since_options=list(SINCE), sorts=SORTS,
                    cursor=events.cursor(session), page_size=PAGE_SIZE)
 

@@ -115,6 +115,14 @@ def test_alert_workflow(api: TestClient, tokens: dict[str, dict[str, str]], app_
                                                              "profile": "chilled", "gateway": "gw1"}).json()
     assert page["total"] == 1 and page["items"][0]["id"] == aid
     assert api.get("/api/v1/alerts", headers=staff, params={"start": T0 + 1}).json()["total"] == 0
+    assert api.patch("/api/v1/gateways/gw1", headers=tokens["ops"], json={"site": "Depot North"}).status_code == 200
+    assert api.get("/api/v1/alerts", headers=staff, params={"site": "Depot North"}).json()["total"] == 1
+    assert api.get("/api/v1/alerts", headers=staff, params={"site": "Depot South"}).json()["total"] == 0
+    assert api.get("/api/v1/alerts/counts", headers=staff, params={"site": "Depot South"}).json()["open"] == 0
+    inbox = api.get("/ui/alerts", headers=staff, params={"site": "Depot North"})
+    assert inbox.status_code == 200 and f'data-alert="{aid}"' in inbox.text
+    assert "<option selected>Depot North" in inbox.text
+    assert f'data-alert="{aid}"' not in api.get("/ui/alerts", headers=staff, params={"site": "Depot South"}).text
     assert api.post(f"/api/v1/alerts/{aid}/acknowledge", headers=staff, json={}).json()["status"] == "acknowledged"
     assert api.post(f"/api/v1/alerts/{aid}/assign", headers=staff, json={"assignee": "ops"}).json()["assignee"] == "ops"
     assert api.post(f"/api/v1/alerts/{aid}/assign", headers=staff, json={"assignee": "nobody"}).status_code == 422

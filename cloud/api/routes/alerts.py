@@ -70,20 +70,21 @@ class ResolveIn(BaseModel):
 
 
 def _filters(status: Status | None, severity: Severity | None, profile: str | None, gateway: str | None,
-             sensor: str | None, start: str | None, end: str | None) -> AlertFilter:
+             sensor: str | None, start: str | None, end: str | None, site: str | None = None) -> AlertFilter:
     return AlertFilter(status=status, severity=severity, profile=profile, gateway_id=gateway, sensor_id=sensor,
-                       start=parse_time(start, "start") if start else None,
+                       site=site, start=parse_time(start, "start") if start else None,
                        end=parse_time(end, "end") if end else None)
 
 
 FilterQ = Annotated[str | None, Query(max_length=64)]
+SiteQ = Annotated[str | None, Query(max_length=200, description="only alerts of the gateways at this site")]
 SORT_PATTERN: Final = "^-?(" + "|".join(alerts.SORT_KEYS) + ")$"
 
 
 @router.get("", response_model=AlertPage, summary="List alerts with filters and paging")
 def list_alerts(
     user: Viewer, session: SessionDep, status: Status | None = None, severity: Severity | None = None,
-    profile: FilterQ = None, gateway: FilterQ = None, sensor: FilterQ = None,
+    profile: FilterQ = None, gateway: FilterQ = None, sensor: FilterQ = None, site: SiteQ = None,
     start: Annotated[str | None, Query(description="started at or after (epoch ms or ISO-8601)")] = None,
     end: Annotated[str | None, Query(description="started before (epoch ms or ISO-8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=alerts.MAX_PAGE)] = 100, offset: Offset = 0,
@@ -93,7 +94,7 @@ def list_alerts(
 ) -> AlertPage:
     """Newest first (by start time) unless `sort` says otherwise."""
     rows, total = alerts.list_alerts(session, filters=_filters(status, severity, profile, gateway, sensor, start,
-                                                               end), limit=limit, offset=offset, sort=sort)
+                                                               end, site), limit=limit, offset=offset, sort=sort)
     return AlertPage(total=total, limit=limit, offset=offset, items=[AlertPublic.model_validate(a) for a in rows])
 
 
@@ -101,9 +102,11 @@ def list_alerts(
 def counts(
     user: Viewer, session: SessionDep, severity: Severity | None = None, profile: FilterQ = None,
     gateway: FilterQ = None, sensor: FilterQ = None, start: str | None = None, end: str | None = None,
+    site: SiteQ = None,
 ) -> dict[str, int]:
     """{"open": n, "acknowledged": n, "resolved": n} under the same filters as the list."""
-    return alerts.counts_by_status(session, filters=_filters(None, severity, profile, gateway, sensor, start, end))
+    return alerts.counts_by_status(session, filters=_filters(None, severity, profile, gateway, sensor, start, end,
+                                                             site))
 
 
 def _get(session: SessionDep, alert_id: str) -> Alert:
