@@ -147,6 +147,16 @@ def model_page(stem: str, request: Request, session: SessionDep) -> Response:
                    runs=_shadow_runs(session, model.stem), number=number, rate=rate)
 
 
+@router.get("/ui/models/{stem}/shadows", response_class=HTMLResponse)
+def model_shadows(stem: str, request: Request, session: SessionDep) -> Response:
+    """The model page's shadow table only (the page polls it while canaries report)."""
+    user = page_user(request, session)
+    if user is None:
+        return PlainTextResponse("your session has ended; log in again", status_code=401)
+    return _render(request, "_model_shadows.html", user, runs=_shadow_runs(session, stem[:200]), number=number,
+                   rate=rate)
+
+
 # ---- rollouts -----------------------------------------------------------------------------------------------
 @router.get("/ui/rollouts", response_class=HTMLResponse)
 def rollouts_page(request: Request, session: SessionDep) -> Response:

@@ -129,6 +129,12 @@ function setupRollout() {
   }
 }
 
+/* ---- model page: the shadow table follows the canaries' reports ------------------------------------------ */
+function setupModel() {
+  const shadows = document.getElementById("shadows-live");
+  if (shadows) livePart(shadows);
+}
+
 /* ---- retraining ---------------------------------------------------------------------------------------- */
 function setupTraining() {
   const rows = document.getElementById("job-rows");
@@ -167,4 +173,4 @@ function setupTraining() {
   });
 }
 
-document.addEventListener("DOMContentLoaded", () => { setupRolloutForm(); setupRollout(); setupTraining(); });
+document.addEventListener("DOMContentLoaded", () => { setupRolloutForm(); setupRollout(); setupModel(); setupTraining(); });
