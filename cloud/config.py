@@ -60,9 +60,8 @@ class Settings:
     cookie_secure: bool = False  # set the session cookie's Secure flag (behind HTTPS)
     login_max_failures: int = 5  # per user name and per client address, in login_window_s
     login_window_s: int = 300
-    # Transitional: the local stack (deploy/stack.py) and its tests read readings without logging in yet.
-    # Set false in production; the default flips once the stack bootstraps a user (docs/cloud.md).
-    api_public_readings: bool = True
+    # True lets GET /sensors/{id}/readings be read without logging in (a public display); off by default.
+    api_public_readings: bool = False
     # Model registry and rollouts (docs/rollouts.md). The signing key is never a setting: only the training
     # worker reads it (COLDWATCH_SIGNING_KEY_FILE), where models are signed.
     models_dir: str = "var/registry"  # registered artifacts: <dir>/<name>-<version>/<stem>.{tflite,manifest.json,sig}

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    dashboard:     {stack.api_url}/   logins: " + ", ".join(f"{u} / {p}" for u, p in logins.items()))
         print(f"    API docs:      {stack.api_url}/docs")
         first = stack.gateways[0].sensors[0].mac
-        print(f"    readings:      {stack.api_url}/api/v1/sensors/{first}/readings")
+        print(f"    readings:      {stack.api_url}/api/v1/sensors/{first}/readings   (log in first, or send a "
+              "bearer token from POST /api/v1/auth/login)")
         print(f"    metrics:       {stack.api_url}/metrics")
         assert stack.mosquitto is not None and stack.influxd is not None
         print(f"    mosquitto:     127.0.0.1:{stack.mosquitto.port}   influxd: {stack.influxd.url} (db coldwatch)")

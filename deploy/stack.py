@@ -116,6 +116,13 @@ class LocalStack:
 
         self._step(f"starting the API on {self.api_url}", start)
 
+    def bearer(self, username: str, password: str) -> dict[str, str]:
+        """Log in to the API as `username`; the Authorization header its token goes in."""
+        login = httpx.post(f"{self.api_url}/api/v1/auth/login", json={"username": username, "password": password},
+                           timeout=30)
+        login.raise_for_status()
+        return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
     def _wait_http(self, url: str, name: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

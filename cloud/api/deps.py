@@ -89,7 +89,7 @@ def require_role(minimum: str) -> Callable[..., Any]:
 
 
 def readings_reader(request: Request, session: SessionDep) -> User | None:
-    """Viewer or above; anonymous too while COLDWATCH_API_PUBLIC_READINGS is true (transitional)."""
+    """Viewer or above; anonymous too when COLDWATCH_API_PUBLIC_READINGS is true (off by default)."""
     settings: Settings = request.app.state.settings
     if settings.api_public_readings and request_token(request) is None:
         return None

@@ -13,6 +13,7 @@ import pytest
 
 from deploy.stack import LocalStack, make_gateways
 from tests.conftest import require_binary
+from tests.integration.cloud_harness import ADMIN_PW
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = float(os.environ.get("COLDWATCH_TEST_OUTAGE_S", "120"))
@@ -27,7 +28,7 @@ def stack(tmp_path: Path, edge_python: Path) -> Iterator[LocalStack]:
     try:
         s.start_infra()
         s.start_ingest(workers=2)
-        s.start_api()
+        s.start_api(env={"COLDWATCH_ADMIN_PASSWORD": ADMIN_PW})
         s.start_agents()
         yield s
     finally:
@@ -48,8 +49,9 @@ def test_a_two_minute_broker_outage_loses_nothing(stack: LocalStack) -> None:
 
     stored = stack.wait_stored(sent, start, end, timeout=90)
     assert stored == {"gw-outage": sent}
+    viewer = stack.bearer("admin", ADMIN_PW)
     for sensor in gw.sensors:
         body = httpx.get(f"{stack.api_url}/api/v1/sensors/{sensor.mac}/readings",
-                         params={"start": start, "end": end + 1}, timeout=30).json()
+                         params={"start": start, "end": end + 1}, headers=viewer, timeout=30).json()
         seqs = [r["seq"] for r in body["readings"]]  # ordered by time: the tag's own sequence must be too
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{sensor.mac}: gap or disorder"

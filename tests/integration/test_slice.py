@@ -12,6 +12,7 @@ import pytest
 
 from deploy.stack import LocalStack, make_gateways
 from tests.conftest import require_binary
+from tests.integration.cloud_harness import ADMIN_PW
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,7 @@ def stack(tmp_path: Path, edge_python: Path) -> Iterator[LocalStack]:
     try:
         s.start_infra()
         s.start_ingest(workers=2)
-        s.start_api()
+        s.start_api(env={"COLDWATCH_ADMIN_PASSWORD": ADMIN_PW})
         s.start_agents()
         yield s
     finally:
@@ -53,7 +54,7 @@ def test_every_reading_sent_is_stored_and_served(stack: LocalStack) -> None:
 
     sensor = stack.gateways[0].sensors[0]  # a frozen reefer tag
     body = httpx.get(f"{stack.api_url}/api/v1/sensors/{sensor.mac}/readings",
-                     params={"start": start, "end": end + 1}).json()
+                     params={"start": start, "end": end + 1}, headers=stack.bearer("admin", ADMIN_PW)).json()
     assert body["count"] == 40
     ts = [r["ts"] for r in body["readings"]]
     assert ts == sorted(ts) and len(set(ts)) == 40
