@@ -37,11 +37,11 @@ def write(results: list[Result], path: Path, *, keep_others: bool = False) -> No
 
 def table(results: list[Result]) -> str:
     """A plain-text table of the results."""
-    lines = [f"{'name':<28} {'value':>14} {'unit':<12} {'ratio':>8}  reference (value)"]
+    lines = [f"{'name':<36} {'value':>14} {'unit':<12} {'ratio':>8}  reference (value)"]
     for r in results:
         better = "↑" if r.higher_is_better else "↓"
         lines.append(
-            f"{r.name:<28} {r.value:>14,.1f} {r.unit:<12} {r.ratio:>7.3f}{better}  "
+            f"{r.name:<36} {r.value:>14,.1f} {r.unit:<12} {r.ratio:>7.3f}{better}  "
             f"{r.reference} ({r.reference_value:,.1f})"
         )
     return "\n".join(lines)
