@@ -93,6 +93,11 @@ class InfluxClient:
         """Close the connection pool."""
         self._http.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called (a closed client cannot be used again)."""
+        return self._http.is_closed
+
     def __enter__(self) -> InfluxClient:
         return self
 

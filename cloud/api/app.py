@@ -73,10 +73,10 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
 
     `influx` and `engine` replace the ones made from the settings (tests).
     """
-    client = influx or InfluxClient(
-        url=settings.influx_url, database=settings.influx_db, token=settings.influx_token,
-        username=settings.influx_username, password=settings.influx_password,
-    )
+    def own_influx() -> InfluxClient:
+        return InfluxClient(url=settings.influx_url, database=settings.influx_db, token=settings.influx_token,
+                            username=settings.influx_username, password=settings.influx_password)
+
     sql = engine or make_engine(settings.database_url)
     init_schema(sql)
     if settings.admin_password:
@@ -84,12 +84,15 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if influx is None and app.state.influx.closed:  # started again after a shutdown closed it
+            app.state.influx = own_influx()
         stop_rollouts = start_rollouts(app, settings, sql)
         stop_notify = start_notify(settings, sql, app.state.metrics.registry)
         yield
         stop_notify()
         stop_rollouts()
-        client.close()
+        if influx is None:  # a client handed in belongs to the caller
+            app.state.influx.close()
         if engine is None:
             sql.dispose()
 
@@ -97,7 +100,7 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
                   description="Cold-chain monitoring: readings, alerts workflow, fleet, reports. Authenticate with "
                               "POST /api/v1/auth/login (session cookie) or `Authorization: Bearer <token>`.")
     app.state.settings = settings
-    app.state.influx = client
+    app.state.influx = influx or own_influx()
     app.state.engine = sql
     app.state.metrics = ApiMetrics()
     app.state.desired_publisher = None  # set in the lifespan when the API has an MQTT account

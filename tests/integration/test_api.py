@@ -124,6 +124,16 @@ def test_influx_down_is_503(influxd_factory: Callable[..., Influxd], influx_db: 
         assert client.get(f"/api/v1/sensors/{MAC}/readings", params=DAY).json()["count"] == 30
 
 
+def test_the_same_app_starts_again_after_a_shutdown(influxd: Influxd, influx_db: str, tmp_path: Path) -> None:
+    _write(influxd.url, influx_db)
+    client = _logged_in(Settings(influx_url=influxd.url, influx_db=influx_db, admin_password="admin-password-1",
+                                 database_url=f"sqlite:///{tmp_path / 'api.db'}"))
+    for _ in range(2):  # each `with` runs the lifespan: startup, then shutdown (which closes its InfluxDB client)
+        with client:
+            assert client.get(f"/api/v1/sensors/{MAC}/readings", params=DAY).json()["count"] == 30
+            assert client.get("/healthz").status_code == 200
+
+
 def test_missing_database_means_no_readings(influxd: Influxd, tmp_path: Path) -> None:
     with _logged_in(Settings(influx_url=influxd.url, influx_db="never_created", admin_password="admin-password-1",
                              database_url=f"sqlite:///{tmp_path / 'api.db'}")) as client:
