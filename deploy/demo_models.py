@@ -258,7 +258,10 @@ class FleetOps:
                           f"model (limit {r['max_alert_ratio']:g}×)")
                 if t["state"] == "failed":
                     failed.append(f"rollout #{r['id']} {r['model_stem']} failed on {t['gateway_id']}: {t['detail']}")
-            if r["state"] in FAILED_STATES:
+            if self._canary_refused(r):  # the canary did its job: the fleet never ran the worse model
+                print(f"       halted by its canary's shadow verdict ({r['reason'] or ''}); the gateways keep the "
+                      "model they had")
+            elif r["state"] in FAILED_STATES:
                 failed.append(f"rollout #{r['id']} {r['model_stem']} {r['state']}: {r['reason'] or ''}")
             elif r["state"] in ("canary", "promoting"):
                 print(f"       still {r['state']} when the run ended (the probation runs in reading time)")
@@ -274,6 +277,15 @@ class FleetOps:
             print(f"    FAIL: {problem}")
         print(f"  {'OK: no rollout failed' if not failed else 'FAIL: a rollout failed'}")
         return not failed
+
+    @staticmethod
+    def _canary_refused(rollout: dict[str, Any]) -> bool:
+        """Halted because a canary's shadow judged the model worse (its verdict: discarded), with no target
+        failing to apply anything."""
+        sent = [t for t in rollout["targets"] if t["state"] != "waiting"]
+        return rollout["state"] == "halted" and bool(sent) and all(
+            t["role"] == "canary" and t["state"] == "reverted" and (t.get("shadow") or {}).get("state") == "discarded"
+            for t in sent)
 
     def close(self) -> None:
         """Close the API client."""

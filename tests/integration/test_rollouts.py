@@ -237,6 +237,8 @@ def test_retraining_on_resolved_alerts_stops_firing_on_false_alarms_and_keeps_th
     registered = fleet.cloud.ops.model("cw_chilled-9")  # signed, registered, and measured again here
     assert registered["source"] == f"training-job:{job['id']}"
     assert registered["manifest"]["training_range"]["labels"]["loading"] == 24
+    metrics = registered["manifest"]["metrics"]  # the shipped threshold was calibrated on the int8 model's scores
+    assert metrics["threshold_fp32"] > 0 and registered["manifest"]["threshold"] > 0
     model_file = tmp_path / "cw_chilled-9.tflite"
     model_file.write_bytes(fleet.cloud.ops.download("cw_chilled-9.tflite"))
     detector = ModelDetector(FeatureSpec.from_dict(registered["manifest"]["feature_spec"]),
