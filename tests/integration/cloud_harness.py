@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,27 @@ from cloud.config import Settings
 from cloud.ingest.worker import IngestWorker
 from cloud.ops_client import OpsClient
 from deploy.services import free_port
-from tests.conftest import INGEST_USER, Broker
+from deploy.stack import LocalStack, make_gateways
+from tests.conftest import INGEST_USER, Broker, require_binary
 
 ADMIN_PW = "admin-password-1"
+
+
+@contextmanager
+def local_stack(workdir: Path, layout: list[tuple[str, int, list[str]]]) -> Iterator[LocalStack]:
+    """deploy's LocalStack as the demo runs it, every part its own process: mosquitto, influxd, two ingest
+    workers, the API (user admin with ADMIN_PW) and an agent per gateway of `layout`; stopped afterwards."""
+    require_binary("mosquitto")
+    require_binary("influxd")
+    stack = LocalStack(workdir=workdir, gateways=make_gateways(layout), say=lambda _line: None)
+    try:
+        stack.start_infra()
+        stack.start_ingest(workers=2)
+        stack.start_api(env={"COLDWATCH_ADMIN_PASSWORD": ADMIN_PW})
+        stack.start_agents()
+        yield stack
+    finally:
+        stack.stop()
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:

@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.stack import LocalStack, make_gateways
-from tests.conftest import require_binary
-from tests.integration.cloud_harness import ADMIN_PW
+from deploy.stack import LocalStack
+from tests.integration.cloud_harness import ADMIN_PW, local_stack
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = float(os.environ.get("COLDWATCH_TEST_OUTAGE_S", "120"))
@@ -21,18 +20,8 @@ OUTAGE_S = float(os.environ.get("COLDWATCH_TEST_OUTAGE_S", "120"))
 
 @pytest.fixture
 def stack(tmp_path: Path, edge_python: Path) -> Iterator[LocalStack]:
-    require_binary("mosquitto")
-    require_binary("influxd")
-    s = LocalStack(workdir=tmp_path / "stack", gateways=make_gateways([("gw-outage", 4, ["chilled", "frozen"])]),
-                   say=lambda _line: None)
-    try:
-        s.start_infra()
-        s.start_ingest(workers=2)
-        s.start_api(env={"COLDWATCH_ADMIN_PASSWORD": ADMIN_PW})
-        s.start_agents()
+    with local_stack(tmp_path / "stack", [("gw-outage", 4, ["chilled", "frozen"])]) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_a_two_minute_broker_outage_loses_nothing(stack: LocalStack) -> None:

@@ -10,30 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.stack import LocalStack, make_gateways
-from tests.conftest import require_binary
-from tests.integration.cloud_harness import ADMIN_PW
+from deploy.stack import LocalStack
+from tests.integration.cloud_harness import ADMIN_PW, local_stack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def stack(tmp_path: Path, edge_python: Path) -> Iterator[LocalStack]:
-    require_binary("mosquitto")
-    require_binary("influxd")
-    s = LocalStack(
-        workdir=tmp_path / "stack",
-        gateways=make_gateways([("gw-a", 4, ["frozen", "chilled"]), ("gw-b", 3, ["pharma_2_8"])]),
-        say=lambda _line: None,
-    )
-    try:
-        s.start_infra()
-        s.start_ingest(workers=2)
-        s.start_api(env={"COLDWATCH_ADMIN_PASSWORD": ADMIN_PW})
-        s.start_agents()
+    with local_stack(tmp_path / "stack", [("gw-a", 4, ["frozen", "chilled"]), ("gw-b", 3, ["pharma_2_8"])]) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_every_reading_sent_is_stored_and_served(stack: LocalStack) -> None:
