@@ -1,11 +1,12 @@
 """Synthetic faults injected into normal training series ("outlier exposure"): generic physical shapes, not the
-simulator's incident code, so the autoencoder learns not to reconstruct them. No held-out data is involved.
+simulator's incident code: the classifier learns to tell them from normal windows, the autoencoder not to
+reconstruct them. No held-out data is involved.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -58,10 +59,31 @@ def shift(series: Series, after: NDArrayBool, rng: np.random.Generator) -> Serie
     return replace(series, temp_c=np.where(after, series.temp_c + offset, series.temp_c))
 
 
-# Each fault, and how old it must be at a window's end before that window counts as anomalous (younger ones are
-# not yet distinguishable from normal and would only teach the network noise).
-FAULTS: Final[tuple[tuple[Fault, float], ...]] = (
-    (warming, 20.0), (drift, 120.0), (stuck, 30.0), (spikes, 3.0), (shift, 3.0),
+def battery_sag(series: Series, after: NDArrayBool, rng: np.random.Generator) -> Series:
+    """The cell sags: 150–900 mV lower from onset, then falling up to 0.5 mV/min further."""
+    drop = rng.uniform(150.0, 900.0) + rng.uniform(0.0, 0.5) * _minutes_since(series, after)
+    return replace(series, battery_mv=np.where(after, series.battery_mv - drop, series.battery_mv))
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """A fault and which of its windows count as anomalous: none younger than `min_age_min` at the window's end
+    (not yet distinguishable from normal; they would only teach noise), and with `above_normal_top` only those
+    whose newest temperature is above the series' normal top (`NORMAL_TOP_PERCENTILE` + `NORMAL_TOP_MARGIN_C`)
+    and at most `MAX_AGE_H` after onset: until then a space that stopped cooling looks exactly like a normal
+    off-cycle, and a classifier taught otherwise alerts on every off-cycle."""
+
+    inject: Fault
+    min_age_min: float
+    above_normal_top: bool = False
+
+
+NORMAL_TOP_PERCENTILE: Final = 90.0
+NORMAL_TOP_MARGIN_C: Final = 0.5
+MAX_AGE_H: Final = 6.0
+FAULTS: Final[tuple[FaultKind, ...]] = (
+    FaultKind(warming, 20.0, above_normal_top=True), FaultKind(drift, 120.0), FaultKind(stuck, 30.0),
+    FaultKind(spikes, 3.0), FaultKind(shift, 3.0), FaultKind(battery_sag, 3.0),
 )
 
 
@@ -72,11 +94,17 @@ def fault_windows(spec: FeatureSpec, series: list[Series], *, seed: int, stride:
     for s in series:
         if len(s.ts_ms) < 2 * spec.window:
             continue
-        for fault, min_age_min in FAULTS:
+        top = float(np.nanpercentile(s.temp_c, NORMAL_TOP_PERCENTILE)) + NORMAL_TOP_MARGIN_C
+        for kind in FAULTS:
             onset = int(rng.integers(spec.window, len(s.ts_ms) - spec.window))
             after = np.arange(len(s.ts_ms)) >= onset
-            ends, raw = series_raw_windows(spec, fault(s, after, rng), stride=stride)
-            keep = ends >= s.ts_ms[onset] + min_age_min * 60_000
+            faulty = kind.inject(s, after, rng)
+            ends, raw = series_raw_windows(spec, faulty, stride=stride)
+            age_ms = ends - s.ts_ms[onset]
+            keep = age_ms >= kind.min_age_min * 60_000
+            if kind.above_normal_top:
+                newest = faulty.temp_c[np.searchsorted(faulty.ts_ms, ends, side="right") - 1]
+                keep &= (newest > top) & (age_ms <= MAX_AGE_H * 3_600_000)
             out.append(raw[keep])
     if not out:
         return np.zeros((0, spec.window, spec.channels), dtype=np.float32)

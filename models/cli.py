@@ -18,6 +18,7 @@ log = logging.getLogger("models.cli")
 EXIT_FAIL: Final = 1
 EXIT_USAGE: Final = 2
 DEFAULT_DIR: Final = Path("var/models")
+ARCHITECTURE_CHOICES: Final = ("classifier", "autoencoder", "forecaster")  # models.nets.ARCHITECTURES (no torch here)
 
 
 def add_subparsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -45,7 +46,8 @@ def add_subparsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     source.add_argument("--csv", type=Path, help="train on a logger export (assumed mostly normal operation)")
     train.add_argument("--out", type=Path, default=DEFAULT_DIR, help=f"models folder (default {DEFAULT_DIR})")
     train.add_argument("--key", type=Path, help="sign with this private key (default: unsigned)")
-    train.add_argument("--architecture", choices=["autoencoder", "forecaster"], default="autoencoder")
+    train.add_argument("--architecture", choices=ARCHITECTURE_CHOICES, default="classifier",
+                       help="network (default classifier; docs/decisions.md has the comparison)")
     train.add_argument("--sensors", type=int, default=50, help="simulated sensors (default 50)")
     train.add_argument("--days", type=float, default=7.0, help="simulated days per sensor (default 7)")
     train.add_argument("--epochs", type=int, default=8)

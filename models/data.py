@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.features import FeatureSpec, FloatArray, raw_windows, window_ends
+from protocol.profiles import PROFILES
 
 TRAIN_SEEDS: Final = range(0, 1000)
 VALIDATION_SEEDS: Final = range(5000, 6000)
@@ -59,23 +60,30 @@ def series_raw_windows(spec: FeatureSpec, series: Series, *, stride: int = 1) ->
     return ends[usable], raw[usable]
 
 
-def trim_start(series: Series, hours: float) -> Series:
-    """`series` without its first `hours` (a trip's pre-cool pull-down happens there)."""
-    keep = series.ts_ms >= series.ts_ms[0] + hours * 3_600_000 if len(series.ts_ms) else np.zeros(0, dtype=bool)
+def settled(series: Series, hours: float) -> Series:
+    """`series` from `hours` after it first read inside its profile's band: a trip's pre-cool pull-down comes
+    before that (it can take 9 h for a loaded freezer), and it is not the normal operation a model learns.
+    Empty when the series never reaches its band."""
+    band = PROFILES[series.profile]
+    low = -np.inf if band.low_c is None else band.low_c
+    high = np.inf if band.high_c is None else band.high_c
+    inside = np.flatnonzero((series.temp_c >= low) & (series.temp_c <= high))
+    start = series.ts_ms[inside[0]] + hours * 3_600_000 if len(inside) else np.iinfo(np.int64).max
+    keep = series.ts_ms >= start
     return Series(series.sensor, series.profile, series.ts_ms[keep], series.temp_c[keep], series.rh_pct[keep],
                   series.battery_mv[keep])
 
 
 def normal_series(profile: str, seeds: range, *, sensors: int, days: float, sample_period_s: float = 60.0,
-                  skip_start_h: float = 0.0) -> list[Series]:
+                  settle_h: float = 1.0) -> list[Series]:
     """Normal-only simulator data (routine benign events included) for `profile`, one dataset per seed, each
-    sensor's first `skip_start_h` hours dropped."""
+    sensor from `settle_h` hours after its pull-down reached the band (see `settled`)."""
     from firmware_sim.scenarios import normal
 
     out: list[Series] = []
     for seed in seeds:
         data = normal(profile, seed, sensors=sensors, days=days, sample_period_s=sample_period_s)
-        out.extend(trim_start(s, skip_start_h) if skip_start_h > 0 else s for s in series_of(data))
+        out.extend(s for s in (settled(s, settle_h) for s in series_of(data)) if len(s.ts_ms))
     return out
 
 

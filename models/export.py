@@ -21,7 +21,7 @@ from models.train import TrainedModel, predict
 
 log = logging.getLogger("models.export")
 
-MIN_SCORE_CORRELATION: Final = 0.95
+MAX_SCORE_ERROR: Final = 0.2  # of the spread between the median score and the threshold (see `compare`)
 MIN_DECISION_AGREEMENT: Final = 0.99
 CALIBRATION_WINDOWS: Final = 1024
 
@@ -37,6 +37,8 @@ class QuantisationCheck:
     windows: int
     score_correlation: float
     rank_correlation: float
+    score_error: float
+    band_windows: int
     decision_agreement: float
     int8_alerts: int
     fp32_alerts: int
@@ -44,7 +46,8 @@ class QuantisationCheck:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, rounded."""
         return {"windows": self.windows, "score_correlation": round(self.score_correlation, 4),
-                "rank_correlation": round(self.rank_correlation, 4),
+                "rank_correlation": round(self.rank_correlation, 4), "score_error": round(self.score_error, 4),
+                "band_windows": self.band_windows,
                 "decision_agreement": round(self.decision_agreement, 5),
                 "int8_alerts": self.int8_alerts, "fp32_alerts": self.fp32_alerts}
 
@@ -83,7 +86,13 @@ def convert_int8(trained: TrainedModel, path: Path) -> Path:
 
 
 def compare(fp32_scores: NDArray[np.float32], int8_scores: NDArray[np.float32], threshold: float) -> QuantisationCheck:
-    """Correlation (linear and rank) and decision agreement between two score arrays."""
+    """Correlation (linear and rank), decision agreement and the score error between two score arrays.
+
+    Score error: how far int8 moves the scores of the windows that could flip — fp32 score within half the
+    spread of the threshold, the spread being the threshold minus the median score — as the 95th percentile of
+    |int8 − fp32| over them, in units of that spread. Scale-free, so it means the same for a classifier's
+    logits and an autoencoder's squared errors; the order of clearly normal windows far below the threshold
+    (where int8 rounding is as large as their differences) does not enter it (docs/decisions.md)."""
     a = np.asarray(fp32_scores, dtype=np.float64)
     b = np.asarray(int8_scores, dtype=np.float64)
 
@@ -91,7 +100,20 @@ def compare(fp32_scores: NDArray[np.float32], int8_scores: NDArray[np.float32], 
         return 1.0 if np.std(x) == 0 or np.std(y) == 0 else float(np.corrcoef(x, y)[0, 1])
 
     rank = corr(np.argsort(np.argsort(a)).astype(np.float64), np.argsort(np.argsort(b)).astype(np.float64))
-    return QuantisationCheck(windows=len(a), score_correlation=corr(np.log1p(a), np.log1p(b)), rank_correlation=rank,
+    if len(a) and min(a.min(), b.min()) >= 0:  # errors (autoencoder, forecaster) spread over decades: log them
+        a_lin, b_lin = np.log1p(a), np.log1p(b)
+    else:  # logits (classifier)
+        a_lin, b_lin = a, b
+    spread = threshold - float(np.median(a)) if len(a) else 0.0
+    band = np.abs(a - threshold) <= spread / 2 if spread > 0 else np.zeros(len(a), dtype=bool)
+    if spread <= 0:
+        error = float("inf")  # a threshold at or below the median score: half the windows alert
+    elif not band.any():
+        error = 0.0
+    else:
+        error = float(np.quantile(np.abs(b[band] - a[band]), 0.95)) / spread
+    return QuantisationCheck(windows=len(a), score_correlation=corr(a_lin, b_lin), rank_correlation=rank,
+                             score_error=error, band_windows=int(band.sum()),
                              decision_agreement=float(np.mean((a > threshold) == (b > threshold))),
                              int8_alerts=int(np.sum(b > threshold)), fp32_alerts=int(np.sum(a > threshold)))
 
@@ -105,7 +127,7 @@ def check_windows(trained: TrainedModel, extra: FloatArray | None = None) -> Flo
 
 
 def export_checked(trained: TrainedModel, path: Path, *, check: FloatArray | None = None,
-                   min_correlation: float = MIN_SCORE_CORRELATION,
+                   max_error: float = MAX_SCORE_ERROR,
                    min_agreement: float = MIN_DECISION_AGREEMENT) -> QuantisationCheck:
     """Convert to int8, then compare with fp32 on held-out windows; ExportRejected (file removed) beyond tolerance."""
     convert_int8(trained, path)
@@ -113,14 +135,15 @@ def export_checked(trained: TrainedModel, path: Path, *, check: FloatArray | Non
     fp32 = score(windows, predict(trained.module, windows))
     int8 = score(windows, tflite_outputs(path, windows))
     result = compare(fp32, int8, trained.threshold)
-    log.info("int8 check windows=%d corr=%.4f rank=%.4f agreement=%.5f", result.windows, result.score_correlation,
-             result.rank_correlation, result.decision_agreement)
-    # The gate is on rank correlation: the edge only compares a score with the threshold, so the order of scores
-    # and the decisions must survive; the linear correlation of normal windows' near-zero log-scores is dominated
-    # by int8 rounding (frozen: 0.937 linear, 0.986 rank, 99.5 % same decisions; docs/decisions.md).
-    if result.rank_correlation < min_correlation or result.decision_agreement < min_agreement:
+    log.info("int8 check windows=%d error=%.4f (band %d) agreement=%.5f corr=%.4f rank=%.4f", result.windows,
+             result.score_error, result.band_windows, result.decision_agreement, result.score_correlation,
+             result.rank_correlation)
+    # The edge only compares a score with the threshold: what must survive int8 are the decisions and the scores
+    # near the threshold. Correlations over all windows measure the rounding of clearly normal ones (frozen
+    # autoencoder: 0.937 linear; classifier: rank 0.93 with 100 % of decisions the same; docs/decisions.md).
+    if result.score_error > max_error or result.decision_agreement < min_agreement:
         path.unlink(missing_ok=True)
-        raise ExportRejected(f"int8 disagrees with fp32: rank correlation {result.rank_correlation:.4f} "
-                             f"(min {min_correlation}), decision agreement {result.decision_agreement:.5f} "
+        raise ExportRejected(f"int8 disagrees with fp32: score error {result.score_error:.4f} of the spread "
+                             f"(max {max_error}), decision agreement {result.decision_agreement:.5f} "
                              f"(min {min_agreement})")
     return result

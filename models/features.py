@@ -22,6 +22,7 @@ KNOWN_FEATURES: Final = frozenset(DEFAULT_FEATURES)
 MIN_FRESH_FRACTION: Final = 0.5  # a window needs fresh temperatures in at least half its steps
 COOLING_EPS_C_PER_MIN: Final = 0.005
 FRESH_PERIODS: Final = 1.5
+INPUT_CLIP: Final = 8.0  # normalised inputs end here (standard deviations)
 RATE_STEPS: Final = 5  # temp_rate compares with the value this many steps earlier (one step is mostly noise)
 
 
@@ -173,10 +174,12 @@ def raw_windows(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: 
 
 
 def normalise(spec: FeatureSpec, raw: FloatArray) -> FloatArray:
-    """[N, window, channels] raw windows → [N, input_size] model inputs (a channel with no data → 0)."""
+    """[N, window, channels] raw windows → [N, input_size] model inputs (a channel with no data → 0), each
+    clipped to ±`INPUT_CLIP` standard deviations: further out is simply "far off" for every model, and an
+    unbounded input (a tag at ambient in a freezer is 30 σ out) would spend the int8 input scale on it."""
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
-    out = (raw - mean) / std
+    out = np.clip((raw - mean) / std, -INPUT_CLIP, INPUT_CLIP)
     out = np.where(np.isnan(out), np.float32(0.0), out)
     return np.ascontiguousarray(out.reshape(len(raw), spec.input_size), dtype=np.float32)
 
@@ -217,11 +220,12 @@ def window_features(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_p
 
 
 def score(inputs: ArrayLike, outputs: ArrayLike) -> NDArray[np.float32]:
-    """Anomaly score per row: mean squared error between what the model gives back and what it saw.
+    """Anomaly score per row, from what the model gave back for what it saw.
 
-    An output as wide as the input is a reconstruction (autoencoder) and is compared with the whole input;
-    a narrower output of k columns is a forecast of the last k input columns (the newest step's channels).
-    An alert is due when the score is above the manifest's threshold.
+    One output column is the score itself (a fault classifier's logit). Otherwise the score is a mean squared
+    error: an output as wide as the input is a reconstruction (autoencoder) and is compared with the whole
+    input; a narrower output of k ≥ 2 columns is a forecast of the last k input columns (the newest step's
+    channels). An alert is due when the score is above the manifest's threshold.
     """
     x = np.asarray(inputs, dtype=np.float32)
     y = np.asarray(outputs, dtype=np.float32)
@@ -231,5 +235,7 @@ def score(inputs: ArrayLike, outputs: ArrayLike) -> NDArray[np.float32]:
         y = y[None, :]
     if y.shape[1] > x.shape[1] or y.shape[0] != x.shape[0]:
         raise ValueError(f"outputs {y.shape} do not fit inputs {x.shape}")
+    if y.shape[1] == 1:
+        return np.ascontiguousarray(y[:, 0], dtype=np.float32)
     target = x[:, x.shape[1] - y.shape[1]:]
     return np.asarray(np.mean((target - y) ** 2, axis=1), dtype=np.float32)

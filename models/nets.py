@@ -1,6 +1,7 @@
-"""The torch networks: a window autoencoder and a next-step forecaster; both are small MLPs that export to int8.
+"""The torch networks: a fault classifier, a window autoencoder and a next-step forecaster; small MLPs that
+export to int8.
 
-Both take [N, input_size] float32; `models.features.score` turns their output into an anomaly score.
+All take [N, input_size] float32; `models.features.score` turns their output into an anomaly score.
 """
 
 from __future__ import annotations
@@ -10,8 +11,23 @@ from typing import Final, Literal
 import torch
 from torch import nn
 
-Architecture = Literal["autoencoder", "forecaster"]
-ARCHITECTURES: Final[tuple[Architecture, ...]] = ("autoencoder", "forecaster")
+Architecture = Literal["classifier", "autoencoder", "forecaster"]
+ARCHITECTURES: Final[tuple[Architecture, ...]] = ("classifier", "autoencoder", "forecaster")
+
+
+class FaultClassifier(nn.Module):
+    """Tells normal windows from synthetic faults (models/augment); output [N, 1], the logit of "fault"."""
+
+    def __init__(self, input_size: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(input_size, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)  # type: ignore[no-any-return]
 
 
 class WindowAutoencoder(nn.Module):
@@ -56,13 +72,19 @@ class ResidualForecaster(nn.Module):
 
 def build(architecture: Architecture, input_size: int, channels: int, hidden: int = 32) -> nn.Module:
     """A fresh network of the named kind."""
+    if architecture == "classifier":
+        return FaultClassifier(input_size, hidden=hidden)
     if architecture == "autoencoder":
         return WindowAutoencoder(input_size, hidden=hidden, code=max(4, hidden // 4))
     if architecture == "forecaster":
+        if channels < 2:  # a one-column output is a classifier's score (models.features.score)
+            raise ValueError("a forecaster needs at least 2 channels")
         return ResidualForecaster(input_size, channels, hidden=hidden)
     raise ValueError(f"unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
 
 
 def reconstruction_target(architecture: Architecture, x: torch.Tensor, channels: int) -> torch.Tensor:
-    """What the network's output is trained to match (the same columns `features.score` compares)."""
+    """What a reconstructing network's output is trained to match (the columns `features.score` compares)."""
+    if architecture == "classifier":
+        raise ValueError("a classifier reconstructs nothing")
     return x if architecture == "autoencoder" else x[:, x.shape[1] - channels:]

@@ -1,4 +1,5 @@
-"""Training one profile's model on normal data: features → torch MLP → threshold calibrated on held-apart data.
+"""Training one profile's model on normal data and synthetic faults: features → torch MLP → threshold
+calibrated on held-apart normal data.
 
 CUDA when present (mixed precision, bf16), else CPU; seeded, so a CPU run is reproducible.
 """
@@ -36,7 +37,7 @@ class TrainConfig:
     """What to train on and how. Defaults: the issue's 7 days × 50 sensors, well inside 3 CPU minutes."""
 
     profile: str
-    architecture: Architecture = "autoencoder"
+    architecture: Architecture = "classifier"
     sensors: int = 50
     days: float = 7.0
     train_seeds: int = 1
@@ -50,9 +51,9 @@ class TrainConfig:
     batch_size: int = 256
     learning_rate: float = 3e-3
     max_alerts_per_sensor_day: float = 0.1
-    skip_start_h: float = 4.0  # simulated pre-cool happens in a sensor's first hours: not "normal" to learn
-    outlier_exposure: bool = True  # also train the autoencoder NOT to reconstruct synthetic faults (models/augment)
-    margin: float = 2.0  # score the synthetic faults are pushed above
+    settle_h: float = 1.0  # normal data starts this long after a sensor's pull-down reached its band
+    outlier_exposure: bool = True  # synthetic faults (models/augment): the classifier's positives; the others'
+    margin: float = 2.0  # reconstruction error the autoencoder / forecaster push synthetic faults above
     seed: int = 0
     device: str | None = None
 
@@ -88,11 +89,15 @@ def seed_everything(seed: int) -> None:
 def fit(module: torch.nn.Module, inputs: FloatArray, *, architecture: Architecture, channels: int, epochs: int,
         batch_size: int, learning_rate: float, device: torch.device, seed: int,
         negatives: FloatArray | None = None, margin: float = 2.0) -> list[float]:
-    """Train `module` in place to reproduce its target columns on `inputs` and, when `negatives` are given, to
-    score them at least `margin` (hinge); returns the mean loss per epoch."""
+    """Train `module` in place; returns the mean loss per epoch. A classifier learns `inputs` as normal and
+    `negatives` (synthetic faults, required) as faults, with binary cross-entropy on balanced batches. A
+    reconstructing network learns to reproduce its target columns on `inputs` and, when `negatives` are
+    given, to score them at least `margin` (hinge)."""
     generator = torch.Generator().manual_seed(seed)
     data = torch.from_numpy(np.ascontiguousarray(inputs))
     bad = torch.from_numpy(np.ascontiguousarray(negatives)) if negatives is not None and len(negatives) else None
+    if architecture == "classifier" and bad is None:
+        raise ValueError("a classifier needs synthetic fault windows (outlier_exposure) to learn from")
     module.to(device).train()
     optimiser = torch.optim.AdamW(module.parameters(), lr=learning_rate, weight_decay=1e-5)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=learning_rate, total_steps=max(1, epochs * (
@@ -105,9 +110,16 @@ def fit(module: torch.nn.Module, inputs: FloatArray, *, architecture: Architectu
         for start in range(0, len(data), batch_size):
             batch = data[order[start:start + batch_size]].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                output = module(batch)
-                loss = torch.mean((output.float() - reconstruction_target(architecture, batch, channels)) ** 2)
-                if bad is not None:
+                if architecture == "classifier":
+                    assert bad is not None
+                    pick = torch.randint(0, len(bad), (len(batch),), generator=generator)
+                    both = torch.cat([batch, bad[pick].to(device, non_blocking=True)])
+                    labels = torch.cat([torch.zeros(len(batch), 1), torch.ones(len(batch), 1)]).to(device)
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(module(both).float(), labels)
+                else:
+                    output = module(batch)
+                    loss = torch.mean((output.float() - reconstruction_target(architecture, batch, channels)) ** 2)
+                if bad is not None and architecture != "classifier":
                     pick = torch.randint(0, len(bad), (len(batch),), generator=generator)
                     neg = bad[pick].to(device, non_blocking=True)
                     err = torch.mean((module(neg).float() - reconstruction_target(architecture, neg, channels)) ** 2,
@@ -176,6 +188,11 @@ def train_on_series(train: list[Series], validation: list[Series], cfg: TrainCon
     val_windows = normalise(spec, np.concatenate(val_raw)) if val_raw else inputs[:0]
     rng = np.random.default_rng(cfg.seed)
     calibration = inputs[rng.choice(len(inputs), size=min(len(inputs), 2048), replace=False)]
+    if cfg.architecture == "classifier" and negatives is not None and len(negatives):
+        # A quarter of fault windows: the int8 output range must reach the faults' logits, or every score above
+        # the calibration's largest saturates there, below the threshold.
+        faults = negatives[rng.choice(len(negatives), size=min(len(negatives), len(calibration) // 3), replace=False)]
+        calibration = np.concatenate([calibration, faults])[rng.permutation(len(calibration) + len(faults))]
     metrics = {"train_windows": len(inputs), "final_loss": round(losses[-1], 6), "device": device.type,
                "seconds_features": round(t_features, 2), "seconds_fit": round(t_fit, 2),
                "seconds_total": round(time.perf_counter() - t0, 2), "validation_sensor_days": round(sensor_days, 2)}
@@ -192,9 +209,9 @@ def train_profile(cfg: TrainConfig) -> TrainedModel:
     train_seeds = range(TRAIN_SEEDS.start, TRAIN_SEEDS.start + cfg.train_seeds)
     val_seeds = range(VALIDATION_SEEDS.start, VALIDATION_SEEDS.start + 1)
     train = normal_series(cfg.profile, train_seeds, sensors=cfg.sensors, days=cfg.days,
-                          sample_period_s=cfg.sample_period_s, skip_start_h=cfg.skip_start_h)
+                          sample_period_s=cfg.sample_period_s, settle_h=cfg.settle_h)
     validation = normal_series(cfg.profile, val_seeds, sensors=cfg.validation_sensors, days=cfg.validation_days,
-                               sample_period_s=cfg.sample_period_s, skip_start_h=cfg.skip_start_h)
+                               sample_period_s=cfg.sample_period_s, settle_h=cfg.settle_h)
     t_sim = time.perf_counter() - t0
     trained = train_on_series(train, validation, cfg)
     trained.training_range = {"source": "simulator", "scenario": "normal", "profile": cfg.profile,

@@ -231,14 +231,16 @@ def test_retraining_on_resolved_alerts_stops_firing_on_false_alarms_and_keeps_th
     evaluation = done["result"]["evaluation"]
     before, after = evaluation["current"], evaluation["candidate"]
     assert before["benign_windows"] == after["benign_windows"] == 24
-    assert before["benign_windows_alerted"] >= 8  # the current model fires on the site's loading windows
-    assert after["benign_windows_alerted"] == 0 and after["recall"] == 1.0 >= before["recall"]
+    # The simulator-only classifier already stays quiet on most of the site's loading windows (the autoencoder
+    # fired on 8 or more); the retrained one must fire on none and still catch both excursions.
+    assert after["benign_windows_alerted"] == 0 <= before["benign_windows_alerted"]
+    assert after["recall"] == 1.0 >= before["recall"]
 
     registered = fleet.cloud.ops.model("cw_chilled-9")  # signed, registered, and measured again here
     assert registered["source"] == f"training-job:{job['id']}"
     assert registered["manifest"]["training_range"]["labels"]["loading"] == 24
     metrics = registered["manifest"]["metrics"]  # the shipped threshold was calibrated on the int8 model's scores
-    assert metrics["threshold_fp32"] > 0 and registered["manifest"]["threshold"] > 0
+    assert isinstance(metrics["threshold_fp32"], float) and metrics["int8_check"]["score_error"] <= 0.2
     model_file = tmp_path / "cw_chilled-9.tflite"
     model_file.write_bytes(fleet.cloud.ops.download("cw_chilled-9.tflite"))
     detector = ModelDetector(FeatureSpec.from_dict(registered["manifest"]["feature_spec"]),

@@ -114,6 +114,11 @@ def test_window_ends_cover_the_history() -> None:
     assert ends[0] == ts[0] + 29 * 60_000 and ends[-1] <= ts[-1] and np.all(np.diff(ends) == 60_000)
 
 
+def test_one_output_column_is_the_score_itself() -> None:
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    assert score(x, np.array([[-3.5], [7.25]], dtype=np.float32)).tolist() == [-3.5, 7.25]
+
+
 def test_score_reconstruction_and_forecast() -> None:
     x = np.arange(12, dtype=np.float32).reshape(2, 6)
     assert score(x, x).tolist() == [0.0, 0.0]
