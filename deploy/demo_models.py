@@ -9,8 +9,10 @@ signs or publishes on its own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -67,11 +69,19 @@ def _cached(folder: Path, stem: str, key: FleetKey) -> Path | None:
     return folder / stem
 
 
+def training_code_tag() -> str:
+    """A short hash of the training code (models/*.py): a cached model is reused only while it is unchanged."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "models").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def first_models(profiles: list[str], key: FleetKey, logs: Path, say: Callable[[str], None] = print,
                  cache: Path = CACHE) -> dict[str, Path]:
     """The first model of each profile (folder of `cw_<profile>-1`): from the cache, else trained now with
     `coldwatch models train` (simulated normal data, int8 export checked against fp32, signed)."""
-    tag = "s{sensors}d{days}e{epochs}".format(**TRAIN)
+    tag = "s{sensors}d{days}e{epochs}".format(**TRAIN) + "-" + training_code_tag()
     found: dict[str, Path] = {}
     for profile in profiles:
         folder, stem = cache / f"{profile}-{tag}", f"cw_{profile}-{FIRST_VERSION}"
@@ -80,6 +90,9 @@ def first_models(profiles: list[str], key: FleetKey, logs: Path, say: Callable[[
             say(f"==> model {stem}: cached ({model.relative_to(ROOT) if model.is_relative_to(ROOT) else model})")
             found[profile] = model
             continue
+        for stale in cache.glob(f"{profile}-s*"):  # trained by other code or settings
+            if stale != folder:
+                shutil.rmtree(stale, ignore_errors=True)
         t0 = time.monotonic()
         say(f"==> training {stem} ({TRAIN['sensors']} simulated sensors × {TRAIN['days']} days, "
             f"{TRAIN['epochs']} epochs; int8 export; signing) ...")
