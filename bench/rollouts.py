@@ -161,6 +161,11 @@ def retrain(stack: LocalStack, ops: OpsClient, token: str, key_file: Path, work:
     device = done["result"]["device"]
     verdict = "registered" if done["state"] == "succeeded" else f"refused by the gate: {done['error']}"
     print(f"    retraining: {verdict}; {timings}", file=sys.stderr)
+    for role, ev in (done["result"].get("evaluation") or {}).items():
+        if isinstance(ev, dict):
+            print(f"    {role}: " + ", ".join(f"{k}={ev.get(k)}" for k in (
+                "recall", "median_delay_min", "false_alerts_per_sensor_day", "benign_windows",
+                "benign_windows_alerted")), file=sys.stderr)
     return [Result(f"retrain_profile_e2e_{device}", timings["total_s"], "s", "its training step alone",
                    timings["train_s"], higher_is_better=False)]
 
