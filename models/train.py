@@ -109,22 +109,12 @@ def fit(module: torch.nn.Module, inputs: FloatArray, *, architecture: Architectu
         total = 0.0
         for start in range(0, len(data), batch_size):
             batch = data[order[start:start + batch_size]].to(device, non_blocking=True)
+            neg = None
+            if bad is not None:
+                pick = torch.randint(0, len(bad), (len(batch),), generator=generator)
+                neg = bad[pick].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                if architecture == "classifier":
-                    assert bad is not None
-                    pick = torch.randint(0, len(bad), (len(batch),), generator=generator)
-                    both = torch.cat([batch, bad[pick].to(device, non_blocking=True)])
-                    labels = torch.cat([torch.zeros(len(batch), 1), torch.ones(len(batch), 1)]).to(device)
-                    loss = torch.nn.functional.binary_cross_entropy_with_logits(module(both).float(), labels)
-                else:
-                    output = module(batch)
-                    loss = torch.mean((output.float() - reconstruction_target(architecture, batch, channels)) ** 2)
-                if bad is not None and architecture != "classifier":
-                    pick = torch.randint(0, len(bad), (len(batch),), generator=generator)
-                    neg = bad[pick].to(device, non_blocking=True)
-                    err = torch.mean((module(neg).float() - reconstruction_target(architecture, neg, channels)) ** 2,
-                                     dim=1)
-                    loss = loss + torch.mean(torch.relu(margin - err))
+                loss = batch_loss(module, architecture, batch, neg, channels=channels, margin=margin)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
@@ -133,6 +123,22 @@ def fit(module: torch.nn.Module, inputs: FloatArray, *, architecture: Architectu
         losses.append(total / len(data))
     module.to("cpu").eval()
     return losses
+
+
+def batch_loss(module: torch.nn.Module, architecture: Architecture, batch: torch.Tensor, faults: torch.Tensor | None,
+               *, channels: int, margin: float) -> torch.Tensor:
+    """One batch's loss: binary cross-entropy of normal (0) against fault (1) windows for a classifier; else the
+    reconstruction error on normal windows, plus a hinge pushing the faults' error above `margin`."""
+    if architecture == "classifier":
+        assert faults is not None
+        labels = torch.cat([torch.zeros(len(batch), 1), torch.ones(len(faults), 1)]).to(batch.device)
+        return torch.nn.functional.binary_cross_entropy_with_logits(module(torch.cat([batch, faults])).float(),
+                                                                    labels)
+    loss = torch.mean((module(batch).float() - reconstruction_target(architecture, batch, channels)) ** 2)
+    if faults is not None:
+        err = torch.mean((module(faults).float() - reconstruction_target(architecture, faults, channels)) ** 2, dim=1)
+        loss = loss + torch.mean(torch.relu(margin - err))
+    return loss
 
 
 def predict(module: torch.nn.Module, inputs: FloatArray, batch_size: int = 8192) -> FloatArray:
