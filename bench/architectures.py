@@ -13,9 +13,11 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+
+from models.cli import ARCHITECTURE_CHOICES
 
 PROFILES_TRAINED = ("frozen", "chilled", "pharma_2_8")
 SELECTION_SEEDS_START = 5100  # validation range (models/data.py); seed 5000 calibrates thresholds
@@ -25,11 +27,13 @@ KINDS_SHOWN = ("compressor_failure", "refrigerant_leak", "door_left_open", "powe
 def compare(architecture: str, seeds: int) -> dict[str, Any]:
     """Train the three profiles with `architecture` and run the whole scenario suite on selection seeds."""
     from models.evaluate import Gateway, ModelDetector, SilenceRule, StaticRule, run_suite
+    from models.nets import Architecture
     from models.train import TrainConfig, predict, train_profile
     from protocol.profiles import PROFILES
 
     t0 = time.perf_counter()
-    trained = {p: train_profile(TrainConfig(p, architecture=architecture)) for p in PROFILES_TRAINED}  # type: ignore[arg-type]
+    network = cast(Architecture, architecture)  # one of ARCHITECTURE_CHOICES (argparse checked)
+    trained = {p: train_profile(TrainConfig(p, architecture=network)) for p in PROFILES_TRAINED}
     train_s = time.perf_counter() - t0
 
     def detectors(profile: str) -> list[Any] | None:
@@ -64,12 +68,11 @@ def table(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.architectures", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=6, help="selection seeds per scenario (default 6)")
-    parser.add_argument("--architecture", action="append", help="default: all")
+    parser.add_argument("--architecture", action="append", choices=ARCHITECTURE_CHOICES,
+                        help="default: all")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    from models.nets import ARCHITECTURES
-
-    results = [compare(a, args.seeds) for a in (args.architecture or ARCHITECTURES)]
+    results = [compare(a, args.seeds) for a in (args.architecture or ARCHITECTURE_CHOICES)]
     for r in results:
         print(table(r), f"\n{'':<12}trained 3 profiles in {r['train_s']} s, thresholds {r['thresholds']}")
     if args.json:

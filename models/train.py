@@ -52,7 +52,7 @@ class TrainConfig:
     learning_rate: float = 3e-3
     max_alerts_per_sensor_day: float = 0.1
     settle_h: float = 1.0  # normal data starts this long after a sensor's pull-down reached its band
-    outlier_exposure: bool = True  # synthetic faults (models/augment): the classifier's positives; the others'
+    outlier_exposure: bool = True  # synthetic faults (models/augment): the classifier's positives, the others' hinge
     margin: float = 2.0  # reconstruction error the autoencoder / forecaster push synthetic faults above
     seed: int = 0
     device: str | None = None
