@@ -26,7 +26,7 @@ KINDS_SHOWN = ("compressor_failure", "refrigerant_leak", "door_left_open", "powe
 
 def compare(architecture: str, seeds: int) -> dict[str, Any]:
     """Train the three profiles with `architecture` and run the whole scenario suite on selection seeds."""
-    from models.evaluate import Gateway, ModelDetector, SilenceRule, StaticRule, run_suite
+    from models.evaluate import Gateway, ModelDetector, StaticRule, gateway_rules, run_suite
     from models.nets import Architecture
     from models.train import TrainConfig, predict, train_profile
     from protocol.profiles import PROFILES
@@ -46,7 +46,7 @@ def compare(architecture: str, seeds: int) -> dict[str, Any]:
             return predict(tr.module, np.ascontiguousarray(x))
 
         model = ModelDetector(tr.spec, tr.threshold, outputs)
-        return [model, Gateway([model, SilenceRule()]), StaticRule(band.low_c, band.high_c)]
+        return [model, Gateway([model, *gateway_rules()]), StaticRule(band.low_c, band.high_c)]
 
     suite = run_suite(detectors, seeds=range(SELECTION_SEEDS_START, SELECTION_SEEDS_START + seeds)).to_dict()
     return {"architecture": architecture, "train_s": round(train_s, 1), "seeds": suite["seeds"],

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from models.pulldown import FADING_BELOW, FADING_FOR_S
 from protocol.messages import GatewayId, Profile, SensorId
 from protocol.profiles import PROFILES
 
@@ -83,6 +84,9 @@ class DetectConfig(_Section):
     rate_min_duration_s: Annotated[float, Meta(ge=0, le=86400)] = 120.0
     rate_window_s: Annotated[float, Meta(gt=0, le=3600)] = 300.0
     battery_low_mv: Annotated[int, Meta(ge=1600, le=3646)] = 2400
+    # cooling_fading: pull-downs this much slower than the sensor's own hours before, held this long
+    pulldown_fading_below: Annotated[float, Meta(gt=0, lt=1)] = FADING_BELOW
+    pulldown_fading_s: Annotated[float, Meta(ge=0, le=86400)] = FADING_FOR_S
     silent_after_s: Annotated[float, Meta(gt=0, le=7 * 86400)] = 900.0
     clear_after_s: Annotated[float, Meta(ge=0, le=86400)] = 300.0
     update_every_s: Annotated[float, Meta(gt=0, le=86400)] = 300.0

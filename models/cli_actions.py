@@ -157,7 +157,7 @@ def evaluate(args: argparse.Namespace) -> int:
     """The held-out suite with the newest model of each profile beside both baselines."""
     from models.artifacts import latest_by_profile
     from models.data import HELD_OUT_SEEDS
-    from models.evaluate import Detector, Gateway, ModelDetector, RollingZScore, SilenceRule, StaticRule, run_suite
+    from models.evaluate import Detector, Gateway, ModelDetector, RollingZScore, StaticRule, gateway_rules, run_suite
     from models.features import FeatureSpec
     from models.runtime import TfliteModel
     from protocol.profiles import PROFILES
@@ -178,7 +178,7 @@ def evaluate(args: argparse.Namespace) -> int:
         spec = FeatureSpec.from_dict(manifest.feature_spec)
         model = TfliteModel(files.model)
         ours = ModelDetector(spec, manifest.threshold, model.outputs, name="model (int8)")
-        return [ours, Gateway([ours, SilenceRule()], name="gateway (model+silence)"),
+        return [ours, Gateway([ours, *gateway_rules()], name="gateway (model+rules)"),
                 StaticRule(band.low_c, band.high_c, minutes=args.rule_minutes),
                 RollingZScore(sample_period_s=spec.sample_period_s)]
 

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from models.data import HELD_OUT_SEEDS, Series, series_of
 from models.episodes import Episode, episodes, model_lifecycle_ms
 from models.features import FeatureSpec, FloatArray, raw_windows, score, window_ends, windows_at
+from models.pulldown import FADING_BELOW, FADING_FOR_S, pulldown_ratio
 
 GRACE_MS: Final = 60 * 60_000  # an alert up to an hour after an incident's labelled end still belongs to it
 Outputs = Callable[[FloatArray], FloatArray]
@@ -113,6 +114,33 @@ class SilenceRule:
         limit = round(self.after_s * 1000)
         gaps = np.flatnonzero(np.diff(ts) > limit)
         return [Episode(int(ts[i]), int(ts[i]) + limit, int(ts[i + 1])) for i in gaps]
+
+
+@dataclass
+class PulldownRule:
+    """The gateway's `cooling_fading` rule (edge_agent.detect.rules.PulldownRule) replayed: the pull-down ratio
+    (`models.pulldown`) below `below` for `minutes`, verdicts every sample period; no verdict holds."""
+
+    below: float = FADING_BELOW
+    minutes: float = FADING_FOR_S / 60.0
+    clear_minutes: float = 5.0
+    sample_period_s: float = 60.0
+    name: str = "pulldown_rule"
+
+    def alerts(self, series: Series) -> list[Episode]:
+        ok = ~np.isnan(series.temp_c)
+        if ok.sum() < 2:
+            return []
+        ts, temp = series.ts_ms[ok], series.temp_c[ok]
+        ends = np.arange(int(ts[0]), int(ts[-1]) + 1, round(self.sample_period_s * 1000), dtype=np.int64)
+        ratio = pulldown_ratio(ts, temp, ends, self.sample_period_s)
+        return episodes(ratio < self.below, ends, hold=np.isnan(ratio), min_duration_ms=round(self.minutes * 60_000),
+                        clear_after_ms=round(self.clear_minutes * 60_000))
+
+
+def gateway_rules() -> list[Detector]:
+    """The agent's rules that see what a model cannot: a tag gone quiet, pull-downs slowing over hours."""
+    return [SilenceRule(), PulldownRule()]
 
 
 @dataclass

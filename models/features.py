@@ -11,7 +11,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["DEFAULT_FEATURES", "FeatureSpec", "FloatArray", "default_spec", "raw_windows", "score",
+__all__ = ["DEFAULT_FEATURES", "FeatureSpec", "FloatArray", "default_spec", "raw_windows", "sample_steps", "score",
            "window_ends", "window_features", "windows_at"]
 
 FloatArray = NDArray[np.float32]
@@ -103,7 +103,7 @@ def _as_float(values: ArrayLike | None, n: int) -> NDArray[np.float64]:
     return out
 
 
-def _sample(ts_ms: NDArray[np.int64], values: NDArray[np.float64], step_end: NDArray[np.int64],
+def sample_steps(ts_ms: NDArray[np.int64], values: NDArray[np.float64], step_end: NDArray[np.int64],
             window_start: NDArray[np.int64], period_ms: int) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """At each step end: the latest valid value at or before it within the window, and whether it is fresh
     (younger than 1.5 periods, so timing jitter does not look like a lost reading). NaN where the window has no
@@ -151,9 +151,9 @@ def raw_windows(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: 
     step_end = ends[:, None] + offsets[None, :]
     window_start = (ends - w * period_ms)[:, None]
 
-    t, t_fresh = _sample(ts, temp, step_end, window_start, period_ms)
-    h, _ = _sample(ts, rh, step_end, window_start, period_ms)
-    b, _ = _sample(ts, batt, step_end, window_start, period_ms)
+    t, t_fresh = sample_steps(ts, temp, step_end, window_start, period_ms)
+    h, _ = sample_steps(ts, rh, step_end, window_start, period_ms)
+    b, _ = sample_steps(ts, batt, step_end, window_start, period_ms)
     t, h, b = _backfill_leading(t), _backfill_leading(h), _backfill_leading(b)
     usable = t_fresh.sum(axis=1) >= int(np.ceil(MIN_FRESH_FRACTION * w))
 

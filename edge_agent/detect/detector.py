@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from edge_agent.config import DetectConfig as DetectSettings
 from edge_agent.detect.alerts import AlertTracker
-from edge_agent.detect.rules import BatteryRule, RangeRule, RateRule, Rule
+from edge_agent.detect.rules import BatteryRule, PulldownRule, RangeRule, RateRule, Rule
 from protocol.messages import AlertEvent, Reading
 
 
@@ -21,6 +21,8 @@ def default_rules(s: DetectSettings) -> list[Rule]:
         RateRule(max_c_per_min=s.rate_max_c_per_min, min_duration_ms=int(s.rate_min_duration_s * 1000),
                  clear_after_ms=clear),
         BatteryRule(low_mv=s.battery_low_mv, min_duration_ms=clear, clear_after_ms=clear),
+        PulldownRule(below=s.pulldown_fading_below, min_duration_ms=int(s.pulldown_fading_s * 1000),
+                     clear_after_ms=clear),
     ]
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import numpy as np
+
+from models.pulldown import HISTORY_MS, fading_reason, pulldown_ratio
 from protocol.messages import Reading
 from protocol.profiles import PROFILES
 
@@ -117,3 +121,39 @@ class BatteryRule:
         active = reading.battery_mv < self.low_mv
         return Finding(active, reading.battery_mv, self.low_mv,
                        f"battery {reading.battery_mv} mV is below {self.low_mv} mV" if active else "")
+
+
+@dataclass
+class PulldownRule:
+    """Pull-downs slower than `below` × the same sensor's own in the hours before (`models.pulldown`): cooling
+    capacity fading (a refrigerant leak) hours before the air leaves its band. Keeps `HISTORY_MS` of
+    temperatures per sensor and gives a verdict at most every `every_ms`; none while there are too few
+    pull-downs to compare (an open alert then stays as it is)."""
+
+    below: float
+    min_duration_ms: int
+    clear_after_ms: int
+    every_ms: int = 60_000
+    kind: str = "cooling_fading"
+    severity: Severity = "warning"
+    _history: dict[str, deque[tuple[int, float]]] = field(default_factory=dict)
+    _checked: dict[str, int] = field(default_factory=dict)
+
+    def check(self, reading: Reading, previous: Reading | None) -> Finding | None:
+        if reading.temp_c is None:
+            return None
+        history = self._history.setdefault(reading.sensor, deque())
+        history.append((reading.ts, reading.temp_c))
+        while history[0][0] <= reading.ts - HISTORY_MS:
+            history.popleft()
+        last = self._checked.get(reading.sensor)
+        if last is not None and reading.ts - last < self.every_ms:
+            return None
+        self._checked[reading.sensor] = reading.ts
+        ts = np.fromiter((t for t, _ in history), dtype=np.int64, count=len(history))
+        temp = np.fromiter((v for _, v in history), dtype=np.float64, count=len(history))
+        ratio = float(pulldown_ratio(ts, temp, [reading.ts])[0])
+        if np.isnan(ratio):
+            return None
+        active = ratio < self.below
+        return Finding(active, ratio, self.below, fading_reason(ratio) if active else "")

@@ -104,13 +104,13 @@ def test_evaluate_prints_model_beside_baselines(workdir: Path, tmp_path: Path,
                      "door_left_open", "--scenario", "sensor_spikes", "--scenario", "compressor_failure",
                      "--json", str(report), "--public-key", str(workdir / "keys" / "fleet.pub")) == 0
     out = capsys.readouterr().out
-    assert "static_rule" in out and "rolling_z" in out and "model (int8)" in out and "gateway (model+silence)" in out
+    assert "static_rule" in out and "rolling_z" in out and "model (int8)" in out and "gateway (model+rules)" in out
     assert "compressor_failure" in out  # skipped: no frozen model
     data = json.loads(report.read_text())
     assert data["skipped_scenarios"] == ["compressor_failure"]
-    assert set(data["detectors"]) == {"model (int8)", "gateway (model+silence)", "static_rule", "rolling_z"}
+    assert set(data["detectors"]) == {"model (int8)", "gateway (model+rules)", "static_rule", "rolling_z"}
     assert data["detectors"]["static_rule"]["kinds"]["door_left_open"]["incidents"] == 1
-    model, gateway = data["detectors"]["model (int8)"], data["detectors"]["gateway (model+silence)"]
+    model, gateway = data["detectors"]["model (int8)"], data["detectors"]["gateway (model+rules)"]
     assert gateway["false_alerts"] >= model["false_alerts"]  # the gateway raises the model's alerts and more
     assert all(gateway["kinds"][k]["detected"] >= v["detected"] for k, v in model["kinds"].items())
 

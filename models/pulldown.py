@@ -1,0 +1,68 @@
+"""Pull-down speed against the sensor's own recent past: the cooling-capacity signal behind the gateway's
+`cooling_fading` rule (a refrigerant leak shows here hours before any temperature limit). numpy only.
+
+The ratio is the median of the falls steeper than `FALL_C_PER_MIN` over the last `RECENT_S`, divided by the
+same median over the `REFERENCE_S` before: 1 is "pulls down as fast as before", 0.8 is "20 % slower". Both
+spans come from the same unit in the same place, so a unit that is simply weaker than others, or a hot
+afternoon, does not move it much; a compressor losing capacity does (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from models.features import sample_steps
+
+FALL_C_PER_MIN: Final = 0.1  # steeper than this is the compressor pulling the air down
+RECENT_S: Final = 90 * 60.0
+REFERENCE_S: Final = 240 * 60.0
+MIN_FALLS: Final = 3  # fewer falling steps in either span: no verdict (a heater holding the space, a dead unit)
+FADING_BELOW: Final = 0.88  # chosen on the validation seeds (docs/decisions.md)
+FADING_FOR_S: Final = 3600.0
+HISTORY_MS: Final = round((RECENT_S + REFERENCE_S) * 1000)
+_CHUNK: Final = 2048
+
+
+def _median_fall(rates: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Rows of step rates (°C/min): the median of those below −FALL_C_PER_MIN; NaN with fewer than MIN_FALLS."""
+    falls = np.where(rates < -FALL_C_PER_MIN, rates, np.nan)
+    enough = np.sum(~np.isnan(falls), axis=1) >= MIN_FALLS
+    out = np.full(len(rates), np.nan)
+    if np.any(enough):
+        out[enough] = np.nanmedian(falls[enough], axis=1)
+    return out
+
+
+def pulldown_ratio(ts_ms: ArrayLike, temp_c: ArrayLike, end_ms: ArrayLike,
+                   sample_period_s: float = 60.0) -> NDArray[np.float64]:
+    """The ratio at each of `end_ms` (see the module docstring), clipped to [0, 2]; NaN where there is no
+    verdict. One sensor's readings sorted by time (NaN = invalid), resampled onto `sample_period_s` steps like
+    the model's windows; only readings at or before each end count, so it is causal."""
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    temp = np.asarray(temp_c, dtype=np.float64)
+    ends = np.atleast_1d(np.asarray(end_ms, dtype=np.int64))
+    if len(ts) > 1 and np.any(np.diff(ts) < 0):
+        raise ValueError("timestamps must be sorted")
+    period_ms = round(sample_period_s * 1000)
+    recent = max(2, round(RECENT_S / sample_period_s))
+    steps = recent + max(2, round(REFERENCE_S / sample_period_s))
+    offsets = (np.arange(steps, dtype=np.int64) - (steps - 1)) * period_ms
+    out = np.full(len(ends), np.nan)
+    for lo in range(0, len(ends), _CHUNK):  # bounded memory: a week of ends is 10^4 rows of `steps`
+        chunk = ends[lo:lo + _CHUNK]
+        grid, _ = sample_steps(ts, temp, chunk[:, None] + offsets[None, :], (chunk - steps * period_ms)[:, None],
+                               period_ms)
+        rates = np.diff(grid, axis=1) / (sample_period_s / 60.0)
+        now, before = _median_fall(rates[:, -recent:]), _median_fall(rates[:, :-recent])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[lo:lo + _CHUNK] = np.clip(now / before, 0.0, 2.0)
+    return out
+
+
+def fading_reason(ratio: float) -> str:
+    """What staff read on a `cooling_fading` alert."""
+    return (f"pull-downs {100 * (1 - ratio):.0f} % slower than in the {REFERENCE_S / 3600:g} h before "
+            f"(ratio {ratio:.2f} < {FADING_BELOW:g}): cooling capacity fading")

@@ -1,0 +1,98 @@
+"""The pull-down ratio and the `cooling_fading` rule: a compressor losing capacity is seen against the same
+sensor's own past, on the gateway exactly as in the evaluation replay."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_agent.config import DetectConfig
+from edge_agent.detect.detector import Detector
+from edge_agent.detect.rules import PulldownRule as GatewayPulldownRule
+from models.evaluate import PulldownRule
+from models.pulldown import FADING_BELOW, HISTORY_MS, pulldown_ratio
+from protocol.messages import Reading
+
+MIN = 60_000
+T0 = 1_767_225_600_000
+
+
+def thermostat(hours: float, capacity: list[float] | None = None, *, gain: float = 0.15,
+               cooling: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """Minute readings of a space held between −21.5 and −18.5 °C: it warms by `gain` °C/min and the compressor
+    takes `cooling` × capacity off while it runs (capacity per minute, default 1)."""
+    n = int(hours * 60)
+    cap = np.ones(n) if capacity is None else np.asarray(capacity)
+    temp, on, out = -20.0, False, []
+    for i in range(n):
+        on = temp > -18.5 or (on and temp > -21.5)
+        temp += gain - (cooling * cap[i] if on else 0.0)
+        out.append(temp)
+    return T0 + np.arange(n, dtype=np.int64) * MIN, np.array(out)
+
+
+def test_a_steady_unit_pulls_down_as_fast_as_before() -> None:
+    ts, temp = thermostat(8)
+    ratio = pulldown_ratio(ts, temp, ts[-60:])
+    assert np.all(np.abs(ratio - 1.0) < 0.02)
+
+
+def test_slower_pull_downs_lower_the_ratio_below_the_rule() -> None:
+    cap = np.concatenate([np.ones(6 * 60), np.full(2 * 60, 0.7)])
+    ts, temp = thermostat(8, list(cap))
+    ratio = float(pulldown_ratio(ts, temp, [ts[-1]])[0])
+    assert ratio < FADING_BELOW
+    assert abs(ratio - (0.6 * 0.7 - 0.15) / (0.6 - 0.15)) < 0.05  # the net pull-down rate, now against before
+
+
+def test_no_pull_downs_give_no_verdict() -> None:
+    ts = T0 + np.arange(6 * 60, dtype=np.int64) * MIN
+    assert np.isnan(pulldown_ratio(ts, -20 + 0.05 * np.arange(len(ts)), [ts[-1]])[0])  # a dead compressor
+
+
+def test_the_ratio_is_causal_and_needs_only_history_ms() -> None:
+    cap = np.linspace(1.0, 0.5, 10 * 60)
+    ts, temp = thermostat(10, list(cap))
+    end = int(ts[8 * 60])
+    whole = pulldown_ratio(ts, temp, [end])[0]
+    keep = (ts <= end) & (ts > end - HISTORY_MS)
+    assert whole == pulldown_ratio(ts[keep], temp[keep], [end])[0]
+
+
+def _leak() -> tuple[object, object]:
+    from firmware_sim.scenarios import generate
+    from models.data import series_of
+
+    data = generate("refrigerant_leak", 5100, days=1.0)
+    label = next(lab for lab in data.labels if not lab.benign)
+    series = next(s for s in series_of(data) if s.sensor == label.sensor)
+    return label, series
+
+
+def test_the_replay_catches_a_simulated_leak_hours_after_it_starts_and_not_before() -> None:
+    label, series = _leak()
+    alerts = PulldownRule().alerts(series)  # type: ignore[arg-type]
+    assert alerts, "the leak was not seen"
+    assert all(a.opened_ms > label.start_ms for a in alerts)  # type: ignore[attr-defined]
+
+
+def test_the_gateway_rule_judges_like_the_replay_and_opens_during_the_leak() -> None:
+    label, series = _leak()
+    ok = ~np.isnan(series.temp_c)  # type: ignore[attr-defined]
+    ts_all, temp_all = series.ts_ms[ok], series.temp_c[ok]  # type: ignore[attr-defined]
+    detector = Detector("gw1", DetectConfig())
+    rule = GatewayPulldownRule(below=FADING_BELOW, min_duration_ms=3_600_000, clear_after_ms=300_000)
+    opened, judged = [], []
+    for ts, temp in zip(ts_all, temp_all, strict=True):
+        reading = Reading(sensor="c2:00:00:00:00:00", ts=int(ts), profile="frozen", temp_c=float(temp))
+        finding = rule.check(reading, None)  # a second one alone, to see its verdicts ...
+        if finding is not None:
+            judged.append((reading.ts, finding.value))
+        opened += [e for e in detector.observe(reading) if e.kind == "cooling_fading" and e.state == "open"]
+    assert opened, "the gateway did not see the leak"
+    assert opened[0].started_at > label.start_ms  # type: ignore[attr-defined]
+    assert opened[0].reason.startswith("pull-downs") and opened[0].threshold == FADING_BELOW
+    assert opened[0].value is not None and opened[0].value < FADING_BELOW
+    # ... which are the replay's over the whole series: the history the agent keeps is enough
+    when, value = zip(*judged, strict=True)
+    assert len(when) > 500
+    assert np.allclose(value, pulldown_ratio(ts_all, temp_all, list(when)))
