@@ -12,6 +12,7 @@ KIND_TITLES: Final = {
     "temp_rate": "Temperature changing unusually fast",
     "battery_low": "Tag battery low",
     "sensor_silent": "Tag stopped reporting",
+    "cooling_fading": "Cooling capacity fading (pull-downs slowing)",
     "anomaly": "Readings unlike normal operation (anomaly model)",
 }
 REASON_CODES: Final = (

@@ -8,6 +8,7 @@ from cloud.reports import Excursion, SensorReport
 from cloud.series import bucket_ms
 from cloud.ui import wording
 from cloud.ui.pages import InboxQuery
+from models.pulldown import fading_reason
 
 
 def test_bucket_width_is_readable_and_bounded() -> None:
@@ -57,6 +58,9 @@ def test_reason_in_words_names_rule_or_model() -> None:
                                       "6.2 °C is above the chilled limit 4 °C")
     assert "The gateway said: 6.2 °C is above" in cleared
     assert wording.kind_title("something_new") == "Something new"
+    fading = wording.reason_in_words(_alert(kind="cooling_fading", value=0.81, threshold=0.88,
+                                            reason=fading_reason(0.81)))
+    assert "cooling capacity fading (pull-downs slowing)" in fading and "19 % slower" in fading
 
 
 def test_inbox_query_drops_unknown_values() -> None:
