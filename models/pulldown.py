@@ -27,13 +27,13 @@ _CHUNK: Final = 2048
 
 
 def _median_fall(rates: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Rows of step rates (°C/min): the median of those below −FALL_C_PER_MIN; NaN with fewer than MIN_FALLS."""
-    falls = np.where(rates < -FALL_C_PER_MIN, rates, np.nan)
-    enough = np.sum(~np.isnan(falls), axis=1) >= MIN_FALLS
-    out = np.full(len(rates), np.nan)
-    if np.any(enough):
-        out[enough] = np.nanmedian(falls[enough], axis=1)
-    return out
+    """Rows of step rates (°C/min): the median of those below −FALL_C_PER_MIN; NaN with fewer than MIN_FALLS.
+    (Sorted by hand: np.nanmedian goes through masked arrays and was most of the gateway rule's time.)"""
+    falls = np.sort(np.where(rates < -FALL_C_PER_MIN, rates, np.nan), axis=1)  # NaN sort last
+    count = np.sum(~np.isnan(falls), axis=1)
+    lo = np.take_along_axis(falls, np.maximum(count - 1, 0)[:, None] // 2, axis=1)[:, 0]
+    hi = np.take_along_axis(falls, (count // 2)[:, None], axis=1)[:, 0]
+    return np.where(count >= MIN_FALLS, (lo + hi) / 2.0, np.nan)
 
 
 def pulldown_ratio(ts_ms: ArrayLike, temp_c: ArrayLike, end_ms: ArrayLike,

@@ -44,6 +44,19 @@ def test_slower_pull_downs_lower_the_ratio_below_the_rule() -> None:
     assert abs(ratio - (0.6 * 0.7 - 0.15) / (0.6 - 0.15)) < 0.05  # the net pull-down rate, now against before
 
 
+def test_the_median_of_falls_is_numpys() -> None:
+    from models.pulldown import FALL_C_PER_MIN, MIN_FALLS, _median_fall
+
+    rng = np.random.default_rng(0)
+    for width in range(1, 40):
+        rates = rng.normal(-0.1, 0.2, (16, width))
+        falls = np.where(rates < -FALL_C_PER_MIN, rates, np.nan)
+        enough = np.sum(~np.isnan(falls), axis=1) >= MIN_FALLS
+        expected = np.full(len(rates), np.nan)
+        expected[enough] = np.nanmedian(falls[enough], axis=1)
+        assert np.allclose(_median_fall(rates), expected, equal_nan=True, rtol=0, atol=1e-15)
+
+
 def test_no_pull_downs_give_no_verdict() -> None:
     ts = T0 + np.arange(6 * 60, dtype=np.int64) * MIN
     assert np.isnan(pulldown_ratio(ts, -20 + 0.05 * np.arange(len(ts)), [ts[-1]])[0])  # a dead compressor
