@@ -2,9 +2,11 @@
 `cooling_fading` rule (a refrigerant leak shows here hours before any temperature limit). numpy only.
 
 The ratio is the median of the falls steeper than `FALL_C_PER_MIN` over the last `RECENT_S`, divided by the
-same median over the `REFERENCE_S` before: 1 is "pulls down as fast as before", 0.8 is "20 % slower". Both
-spans come from the same unit in the same place, so a unit that is simply weaker than others, or a hot
-afternoon, does not move it much; a compressor losing capacity does (docs/decisions.md).
+same median over the `REFERENCE_S` before: 1 is "pulls down as fast as before", 0.8 is "20 % slower". Only
+falls inside the sensor's usual range count (`LEVEL_PERCENTILES` of the whole lookback): the recovery after a
+defrost or an open door starts far above it and runs at its own pace. Both spans come from the same unit in
+the same place, so a unit that is simply weaker than others, or a hot afternoon, does not move it much; a
+compressor losing capacity does (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ MIN_FALLS: Final = 3  # fewer falling steps in either span: no verdict (a heater
 FADING_BELOW: Final = 0.88  # chosen on the validation seeds (docs/decisions.md)
 FADING_FOR_S: Final = 3600.0
 HISTORY_MS: Final = round((RECENT_S + REFERENCE_S) * 1000)
+LEVEL_PERCENTILES: Final = (10.0, 80.0)
+COVER_STEPS: Final = 10  # no verdict until the history reaches back to within this many steps of HISTORY_MS
 _CHUNK: Final = 2048
 
 
@@ -34,6 +38,14 @@ def _median_fall(rates: NDArray[np.float64]) -> NDArray[np.float64]:
     lo = np.take_along_axis(falls, np.maximum(count - 1, 0)[:, None] // 2, axis=1)[:, 0]
     hi = np.take_along_axis(falls, (count // 2)[:, None], axis=1)[:, 0]
     return np.where(count >= MIN_FALLS, (lo + hi) / 2.0, np.nan)
+
+
+def _row_percentiles(grid: NDArray[np.float64], percentiles: tuple[float, ...]) -> list[NDArray[np.float64]]:
+    """Per row, the nearest-rank percentiles of the values present (NaN for a row without any)."""
+    ordered = np.sort(grid, axis=1)  # NaN sort last
+    top = np.maximum(np.sum(~np.isnan(grid), axis=1) - 1, 0)
+    return [np.take_along_axis(ordered, np.round(top * p / 100.0).astype(np.int64)[:, None], axis=1)[:, 0]
+            for p in percentiles]
 
 
 def pulldown_ratio(ts_ms: ArrayLike, temp_c: ArrayLike, end_ms: ArrayLike,
@@ -56,9 +68,13 @@ def pulldown_ratio(ts_ms: ArrayLike, temp_c: ArrayLike, end_ms: ArrayLike,
         grid, _ = sample_steps(ts, temp, chunk[:, None] + offsets[None, :], (chunk - steps * period_ms)[:, None],
                                period_ms)
         rates = np.diff(grid, axis=1) / (sample_period_s / 60.0)
+        low, high = _row_percentiles(grid, LEVEL_PERCENTILES)
+        usual = (grid[:, 1:] >= low[:, None]) & (grid[:, 1:] <= high[:, None])
+        rates = np.where(usual, rates, np.nan)
         now, before = _median_fall(rates[:, -recent:]), _median_fall(rates[:, :-recent])
+        covered = np.any(~np.isnan(grid[:, :COVER_STEPS]), axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[lo:lo + _CHUNK] = np.clip(now / before, 0.0, 2.0)
+            out[lo:lo + _CHUNK] = np.where(covered, np.clip(now / before, 0.0, 2.0), np.nan)
     return out
 
 

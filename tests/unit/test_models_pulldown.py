@@ -16,16 +16,19 @@ MIN = 60_000
 T0 = 1_767_225_600_000
 
 
-def thermostat(hours: float, capacity: list[float] | None = None, *, gain: float = 0.15,
-               cooling: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+def thermostat(hours: float, capacity: list[float] | None = None, *, gain: float = 0.15, cooling: float = 0.6,
+               defrost_at_h: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Minute readings of a space held between −21.5 and −18.5 °C: it warms by `gain` °C/min and the compressor
-    takes `cooling` × capacity off while it runs (capacity per minute, default 1)."""
+    takes `cooling` × capacity off while it runs (capacity per minute, default 1). A defrost heats 0.5 °C/min
+    for 15 min with the compressor off; the pull-down after it runs at 60 % above the band (warm coil)."""
     n = int(hours * 60)
     cap = np.ones(n) if capacity is None else np.asarray(capacity)
+    defrost = range(-1) if defrost_at_h is None else range(int(defrost_at_h * 60), int(defrost_at_h * 60) + 15)
     temp, on, out = -20.0, False, []
     for i in range(n):
-        on = temp > -18.5 or (on and temp > -21.5)
-        temp += gain - (cooling * cap[i] if on else 0.0)
+        on = i not in defrost and (temp > -18.5 or (on and temp > -21.5))
+        pace = 0.6 if temp > -18.0 else 1.0
+        temp += gain + (0.5 if i in defrost else 0.0) - (cooling * cap[i] * pace if on else 0.0)
         out.append(temp)
     return T0 + np.arange(n, dtype=np.int64) * MIN, np.array(out)
 
@@ -55,6 +58,19 @@ def test_the_median_of_falls_is_numpys() -> None:
         expected = np.full(len(rates), np.nan)
         expected[enough] = np.nanmedian(falls[enough], axis=1)
         assert np.allclose(_median_fall(rates), expected, equal_nan=True, rtol=0, atol=1e-15)
+
+
+def test_a_slow_recovery_from_a_defrost_is_not_a_fading_compressor() -> None:
+    ts, temp = thermostat(8, defrost_at_h=7.0)
+    assert temp.max() > -12  # the defrost went well above the band, and came back slowly
+    assert np.all(pulldown_ratio(ts, temp, ts[-50:]) > 0.95)  # only falls at the usual level count
+
+
+def test_no_verdict_until_the_history_reaches_back_far_enough() -> None:
+    ts, temp = thermostat(8)
+    ratio = pulldown_ratio(ts, temp, ts)
+    assert np.all(np.isnan(ratio[ts - ts[0] < HISTORY_MS - 10 * MIN]))
+    assert not np.any(np.isnan(ratio[ts - ts[0] >= HISTORY_MS]))
 
 
 def test_no_pull_downs_give_no_verdict() -> None:
