@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -124,6 +125,21 @@ class BatteryRule:
 
 
 @dataclass
+class _Temperatures:
+    """One sensor's recent temperatures, in two flat buffers (numpy reads them without a Python loop)."""
+
+    ts: array[int] = field(default_factory=lambda: array("q"))
+    temp: array[float] = field(default_factory=lambda: array("d"))
+
+    def add(self, ts_ms: int, temp_c: float, keep_ms: int) -> None:
+        self.ts.append(ts_ms)
+        self.temp.append(temp_c)
+        old = bisect_right(self.ts, ts_ms - keep_ms)
+        if old:
+            del self.ts[:old], self.temp[:old]
+
+
+@dataclass
 class PulldownRule:
     """Pull-downs slower than `below` × the same sensor's own in the hours before (`models.pulldown`): cooling
     capacity fading (a refrigerant leak) hours before the air leaves its band. Keeps `HISTORY_MS` of
@@ -136,22 +152,20 @@ class PulldownRule:
     every_ms: int = 60_000
     kind: str = "cooling_fading"
     severity: Severity = "warning"
-    _history: dict[str, deque[tuple[int, float]]] = field(default_factory=dict)
+    _history: dict[str, _Temperatures] = field(default_factory=dict)
     _checked: dict[str, int] = field(default_factory=dict)
 
     def check(self, reading: Reading, previous: Reading | None) -> Finding | None:
         if reading.temp_c is None:
             return None
-        history = self._history.setdefault(reading.sensor, deque())
-        history.append((reading.ts, reading.temp_c))
-        while history[0][0] <= reading.ts - HISTORY_MS:
-            history.popleft()
+        history = self._history.setdefault(reading.sensor, _Temperatures())
+        history.add(reading.ts, reading.temp_c, HISTORY_MS)
         last = self._checked.get(reading.sensor)
         if last is not None and reading.ts - last < self.every_ms:
             return None
         self._checked[reading.sensor] = reading.ts
-        ts = np.fromiter((t for t, _ in history), dtype=np.int64, count=len(history))
-        temp = np.fromiter((v for _, v in history), dtype=np.float64, count=len(history))
+        ts = np.array(history.ts, dtype=np.int64)
+        temp = np.array(history.temp, dtype=np.float64)
         ratio = float(pulldown_ratio(ts, temp, [reading.ts])[0])
         if np.isnan(ratio):
             return None
