@@ -104,7 +104,7 @@ def _as_float(values: ArrayLike | None, n: int) -> NDArray[np.float64]:
 
 
 def sample_steps(ts_ms: NDArray[np.int64], values: NDArray[np.float64], step_end: NDArray[np.int64],
-            window_start: NDArray[np.int64], period_ms: int) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+                 window_start: NDArray[np.int64], period_ms: int) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """At each step end: the latest valid value at or before it within the window, and whether it is fresh
     (younger than 1.5 periods, so timing jitter does not look like a lost reading). NaN where the window has no
     valid value yet (filled later)."""
