@@ -4,6 +4,8 @@ sensor's own past, on the gateway exactly as in the evaluation replay."""
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent.config import DetectConfig
 from edge_agent.detect.detector import Detector
@@ -125,3 +127,15 @@ def test_the_gateway_rule_judges_like_the_replay_and_opens_during_the_leak() -> 
     when, value = zip(*judged, strict=True)
     assert len(when) > 500
     assert np.allclose(value, pulldown_ratio(ts_all, temp_all, list(when)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30 * MIN), st.one_of(st.none(), st.floats(-90.0, 150.0))), max_size=300))
+def test_any_reading_sequence_gives_a_verdict_in_range_or_none(steps: list[tuple[int, float | None]]) -> None:
+    """Gaps, repeats, missing temperatures, wild jumps: the rule never raises and says 0..2 or nothing."""
+    rule = GatewayPulldownRule(below=FADING_BELOW, min_duration_ms=0, clear_after_ms=0, every_ms=0)
+    ts = T0
+    for gap, temp in steps:
+        ts += gap
+        finding = rule.check(Reading(sensor="c2:00:00:00:00:01", ts=ts, profile="frozen", temp_c=temp), None)
+        assert finding is None or (finding.value is not None and 0.0 <= finding.value <= 2.0)
