@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,9 +166,31 @@ def series_scores(module: torch.nn.Module, spec: FeatureSpec,
     return scores, ends
 
 
+@contextmanager
+def one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """On CPU, torch with one intra-op thread: its sums then run in one order, so a training gives the same model
+    whatever the machine's core count (with two threads the chilled threshold came out 2.95, with one 0.32),
+    and a network this small trains no faster on more (docs/decisions.md)."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_on_series(train: list[Series], validation: list[Series], cfg: TrainConfig,
                     spec: FeatureSpec | None = None) -> TrainedModel:
     """Train on `train` (assumed normal), calibrate the threshold on `validation`."""
+    with one_cpu_thread(select_device(cfg.device)):
+        return _train_on_series(train, validation, cfg, spec)
+
+
+def _train_on_series(train: list[Series], validation: list[Series], cfg: TrainConfig,
+                     spec: FeatureSpec | None) -> TrainedModel:
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
     spec = spec or default_spec(window=cfg.window, sample_period_s=cfg.sample_period_s)
