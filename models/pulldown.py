@@ -30,22 +30,28 @@ COVER_STEPS: Final = 10  # no verdict until the history reaches back to within t
 _CHUNK: Final = 2048
 
 
+def _sorted_present(rows: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Each row sorted (NaN last; sorted by hand: np.nanmedian / nanpercentile go through masked arrays and were
+    most of the gateway rule's time) and how many values it has."""
+    return np.sort(rows, axis=1), np.sum(~np.isnan(rows), axis=1)
+
+
+def _at(ordered: NDArray[np.float64], index: NDArray[np.int64]) -> NDArray[np.float64]:
+    return np.take_along_axis(ordered, index[:, None], axis=1)[:, 0]
+
+
 def _median_fall(rates: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Rows of step rates (°C/min): the median of those below −FALL_C_PER_MIN; NaN with fewer than MIN_FALLS.
-    (Sorted by hand: np.nanmedian goes through masked arrays and was most of the gateway rule's time.)"""
-    falls = np.sort(np.where(rates < -FALL_C_PER_MIN, rates, np.nan), axis=1)  # NaN sort last
-    count = np.sum(~np.isnan(falls), axis=1)
-    lo = np.take_along_axis(falls, np.maximum(count - 1, 0)[:, None] // 2, axis=1)[:, 0]
-    hi = np.take_along_axis(falls, (count // 2)[:, None], axis=1)[:, 0]
-    return np.where(count >= MIN_FALLS, (lo + hi) / 2.0, np.nan)
+    """Rows of step rates (°C/min): the median of those below −FALL_C_PER_MIN; NaN with fewer than MIN_FALLS."""
+    ordered, count = _sorted_present(np.where(rates < -FALL_C_PER_MIN, rates, np.nan))
+    median = (_at(ordered, np.maximum(count - 1, 0) // 2) + _at(ordered, count // 2)) / 2.0
+    return np.where(count >= MIN_FALLS, median, np.nan)
 
 
 def _row_percentiles(grid: NDArray[np.float64], percentiles: tuple[float, ...]) -> list[NDArray[np.float64]]:
     """Per row, the nearest-rank percentiles of the values present (NaN for a row without any)."""
-    ordered = np.sort(grid, axis=1)  # NaN sort last
-    top = np.maximum(np.sum(~np.isnan(grid), axis=1) - 1, 0)
-    return [np.take_along_axis(ordered, np.round(top * p / 100.0).astype(np.int64)[:, None], axis=1)[:, 0]
-            for p in percentiles]
+    ordered, count = _sorted_present(grid)
+    top = np.maximum(count - 1, 0)
+    return [_at(ordered, np.round(top * p / 100.0).astype(np.int64)) for p in percentiles]
 
 
 def pulldown_ratio(ts_ms: ArrayLike, temp_c: ArrayLike, end_ms: ArrayLike,
