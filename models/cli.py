@@ -1,13 +1,16 @@
-"""`coldwatch models …`: keygen, sign, verify, train, export, evaluate, score (wired into cloud/cli.py).
-
-`add_subparsers(subparsers)` adds the `models` command; `dispatch(args)` runs it and returns the exit status.
-"""
+"""`coldwatch models …`: keygen, sign, verify, train, export, evaluate, score (wired into cloud/cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -19,6 +22,14 @@ EXIT_FAIL: Final = 1
 EXIT_USAGE: Final = 2
 DEFAULT_DIR: Final = Path("var/models")
 ARCHITECTURE_CHOICES: Final = ("classifier", "autoencoder", "forecaster")  # models.nets.ARCHITECTURES (no torch here)
+# Third-party chatter during training and export: litert_torch's progress lines on stdout, TensorFlow / absl / TFLite
+# lines on fd 2, torch / torchao / jax warnings through logging, FutureWarnings. Set only where not set already.
+QUIET_ENV: Final = {"LITERT_TORCH_SHOW_PROGRESS": "n", "TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2",
+                    "GRPC_VERBOSITY": "ERROR"}
+NOISY_LOGGERS: Final = ("torch", "torchao", "jax", "absl", "tensorflow", "litert_torch", "ai_edge_litert", "h5py")
+OUR_PACKAGES: Final = r"(models|cloud|edge_agent|protocol|firmware_sim|deploy)(\.|$)"
+NATIVE_NOISE: Final = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)|"
+                                 r"[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] |INFO: (Created|Initialized) TensorFlow Lite")
 
 
 def add_subparsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -76,6 +87,8 @@ def add_subparsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     score.add_argument("--csv", type=Path, required=True)
     score.add_argument("--out", type=Path, required=True, help="CSV with a score per row")
     score.add_argument("--public-key", type=Path, action="append", help="verify the model with these keys first")
+    score.add_argument("--report", action="store_true",
+                       help="also report alerts per sensor-day, time in alert and each episode (stderr and JSON)")
     _csv_options(score)
     return models
 
@@ -83,20 +96,83 @@ def add_subparsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
 def _csv_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-column", help="timestamp column (default: found by name)")
     parser.add_argument("--temp-column", help="temperature column (default: found by name)")
+    parser.add_argument("--rh-column", help="humidity column (default: found by name: humidity, rh, RH%%…)")
+    parser.add_argument("--battery-column", help="battery column (default: found by name)")
+    parser.add_argument("--sensor-column", help="column naming the sensor of each row (default: found by name)")
     parser.add_argument("--unit", default="auto", help="temperature unit C, F, K or auto (from the column name)")
     parser.add_argument("--timezone", default="UTC", help="zone of timestamps without an offset (default UTC)")
+    parser.add_argument("--encoding", help="text encoding (default: BOM, else UTF-8, else Windows-1252)")
+    order = parser.add_mutually_exclusive_group()
+    order.add_argument("--date-format", help="strptime format of the timestamps, e.g. '%%d/%%m/%%Y %%H:%%M'")
+    order.add_argument("--dayfirst", dest="dayfirst", action="store_const", const=True,
+                       help="read 11/03/2025 as 11 March (default: inferred from a day above 12, else refused)")
+    order.add_argument("--monthfirst", dest="dayfirst", action="store_const", const=False,
+                       help="read 11/03/2025 as 3 November")
+
+
+def quiet_third_parties() -> None:
+    """Silence libraries' chatter (environment, loggers, warnings); call again after importing torch, which resets
+    its logger. Our own loggers and warnings are untouched; third-party errors still show."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    root = logging.getLogger()
+    if not any(isinstance(f, _RootCallsFilter) for f in root.filters):
+        root.addFilter(_RootCallsFilter())
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=OUR_PACKAGES)
+
+
+class _RootCallsFilter(logging.Filter):
+    """Drops records logged on the root logger itself below ERROR: libraries calling `logging.info(...)` directly
+    (ours log on named loggers, whose records reach the root's handlers without passing this filter)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+@contextmanager
+def native_noise_filtered() -> Iterator[None]:
+    """Native libraries (absl, TensorFlow, TFLite) write INFO lines straight to fd 2: while the block runs fd 2 goes
+    to a temporary file, then every line but theirs is written back to stderr (ours arrive late, none is lost)."""
+    try:
+        sys.stderr.flush()
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr is not a file (captured): nothing native reaches it
+        yield
+        return
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode(errors="replace").splitlines(keepends=True)
+                    if not NATIVE_NOISE.match(line)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    """Run the chosen `models` action; returns the exit status."""
+    """Run the chosen `models` action; returns the exit status. stdout carries only the action's JSON result."""
+    quiet_third_parties()
     from models import cli_actions
 
     action = getattr(cli_actions, args.models_command)
     try:
         return int(action(args))
     except ModelRejected as exc:
-        print(f"rejected: {exc}", file=sys.stderr)
+        print(f"rejected: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAIL
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

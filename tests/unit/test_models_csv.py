@@ -21,7 +21,8 @@ def write(tmp_path: Path, text: str, name: str = "log.csv") -> Path:
     return path
 
 
-def stamps(n: int, step_s: float = 300, start: str = "2026-01-01 00:00:00", fmt: str = "%Y-%m-%d %H:%M:%S") -> list[str]:
+def stamps(n: int, step_s: float = 300, start: str = "2026-01-01 00:00:00",
+           fmt: str = "%Y-%m-%d %H:%M:%S") -> list[str]:
     t0 = datetime.fromisoformat(start)
     return [(t0 + timedelta(seconds=i * step_s)).strftime(fmt) for i in range(n)]
 
@@ -180,13 +181,13 @@ def test_one_row_with_a_day_above_12_decides_for_the_whole_file(tmp_path: Path) 
     data = read_csv(write(tmp_path, body([*AMBIGUOUS, "13/04/2025 09:00"])), min_rows=1)
     assert data.date_order == "day-first"
     assert data.series[0].ts_ms[0] == utc_ms("2025-03-11T10:00:00Z")
-    assert [n.kind for n in data.notes][0] == "date_order" and data.notes[0].lines == (6,)
+    assert data.notes[0].kind == "date_order" and data.notes[0].lines == (6,)
     us = read_csv(write(tmp_path, body(["03/11/2025 10:00", "03/13/2025 10:00"])), min_rows=1)
     assert us.date_order == "month-first" and us.series[0].ts_ms[0] == utc_ms("2025-03-11T10:00:00Z")
 
 
 def test_contradicting_date_orders_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(CsvError, match="neither day-first nor month-first.*line 2.*line 3"):
+    with pytest.raises(CsvError, match=r"neither day-first nor month-first.*line 2.*line 3"):
         read_csv(write(tmp_path, body(["13/03/2025 10:00", "03/14/2025 10:00"])), min_rows=1)
     with pytest.raises(CsvError, match=r"line 3: '03/14/2025 10:00' is not a valid day-first date"):
         read_csv(write(tmp_path, body(["01/03/2025 10:00", "03/14/2025 10:00"])), min_rows=1, dayfirst=True)
@@ -223,7 +224,7 @@ def test_given_encoding_that_does_not_fit_is_a_clear_error(tmp_path: Path) -> No
     assert read_csv(path, encoding="latin-1", min_rows=1).columns["temperature"] == "Temp (°C)"
     odd = tmp_path / "odd.csv"
     odd.write_bytes(b"\xff\xfet\x00i\x00m")  # a UTF-16 BOM and half a character
-    with pytest.raises(CsvError, match="cannot decode odd.csv as utf-16"):
+    with pytest.raises(CsvError, match=r"cannot decode odd\.csv as utf-16"):
         read_csv(odd, min_rows=1)
 
 
@@ -323,7 +324,7 @@ def test_bad_inputs_are_one_line_csv_errors(tmp_path: Path, name: str, content: 
 
 
 def test_missing_file_and_unknown_unit(tmp_path: Path) -> None:
-    with pytest.raises(CsvError, match="cannot read .*nope.csv"):
+    with pytest.raises(CsvError, match=r"cannot read .*nope\.csv"):
         read_csv(tmp_path / "nope.csv")
     with pytest.raises(CsvError, match="unknown temperature unit"):
         read_csv(write(tmp_path, body(stamps(3))), unit="R")
