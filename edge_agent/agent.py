@@ -45,7 +45,7 @@ class Agent:
         self._detect_lock = threading.Lock()  # inputs, the tick and model swaps run on different threads
         self.models = ModelLifecycle(config, self.anomaly, self._detect_lock,
                                      report=lambda reported: self.publisher.publish_reported(reported),
-                                     desired_version=lambda: self.desired.state.version)
+                                     desired_version=lambda: self.desired.state.version, metrics=self.metrics)
         self._pending: list[Reading] = []  # decoded, rules applied, waiting for the tick's batched model scoring
         box = config.outbox
         self.outbox = Outbox(box.path, config.gateway_id, self.metrics, max_bytes=box.max_bytes,
@@ -57,7 +57,9 @@ class Agent:
         self.replay = ReplayHandler(config.gateway_id, self.outbox, self.metrics)
         self.desired = DesiredHandler(config.gateway_id, config.state_dir() / "desired-state.json", self.metrics,
                                       report=self.publisher.publish_reported, on_profiles=self._set_profiles,
-                                      installer=self.models.installer())
+                                      installer=self.models.installer(), on_no_model=self.models.withdraw_shadows,
+                                      ended_shadow=self.models.take_ended_shadow,
+                                      current_model=lambda: self.models.model_version)
         self._inbound_thread: threading.Thread | None = None
         self.inputs: list[Input] = [DRIVERS[spec.type].create(spec) for spec in config.inputs]
         self._stopping = threading.Event()

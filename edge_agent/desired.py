@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from edge_agent.metrics import AgentMetrics
 from protocol.codec import ProtocolError, decode
-from protocol.messages import Desired, DesiredModel, Reported
+from protocol.messages import Desired, DesiredModel, Reported, ShadowReport
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ class DesiredHandler:
     report: Callable[[Reported], None]
     installer: ModelInstaller | None = None
     on_profiles: Callable[[dict[str, str]], None] = lambda _profiles: None
+    on_no_model: Callable[[], None] = lambda: None  # a desired state naming no model ends any shadow probation
+    ended_shadow: Callable[[], ShadowReport | None] = lambda: None  # the probation this state ended, if any
+    current_model: Callable[[], str | None] = lambda: None  # the model raising alerts, for a state naming none
     state: AppliedState = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +95,9 @@ class DesiredHandler:
                 result, error = "rejected", "this gateway has no model updater configured"
             else:
                 result, model_version, error = self.installer.install(desired.model, desired.version)
+        elif self.installer is not None:
+            self.on_no_model()
+            model_version = self.current_model()
         if result in ("applied", "shadow") and desired.config is not None:
             if desired.config.sensor_profiles:
                 self.state.sensor_profiles = dict(desired.config.sensor_profiles)
@@ -102,7 +108,7 @@ class DesiredHandler:
             self.state.version = desired.version  # a rejected version is not retried until the cloud sends a newer one
             self.state.save(self.state_path)
         reported = Reported(gateway=self.gateway, ts=int(time.time() * 1000), desired_version=desired.version,
-                            result=result, model_version=model_version, error=error)
+                            result=result, model_version=model_version, error=error, shadow=self.ended_shadow())
         self.metrics.desired_applied.labels(result=result).inc()
         log.info("event=desired gateway=%s version=%d result=%s model_version=%s error=%r", self.gateway,
                  desired.version, result, model_version, error)

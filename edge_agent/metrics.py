@@ -36,6 +36,9 @@ class AgentMetrics:
                                         "Desired-state messages refused, by reason", ["reason"], registry=r)
         self.desired_applied = Counter("coldwatch_agent_desired_total", "Desired-state versions handled, by result",
                                        ["result"], registry=r)
+        self.models_refused = Counter("coldwatch_agent_models_refused_total",
+                                      "Models the updater refused (signature, hash, too new for this agent, ...), "
+                                      "by reason", ["reason"], registry=r)
         self.alerts = Counter("coldwatch_agent_alert_events_total", "Alert events raised, by kind and state",
                               ["kind", "state"], registry=r)
         self.replayed = Counter("coldwatch_agent_replayed_total", "Kept messages queued again at the cloud's request",

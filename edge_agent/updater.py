@@ -15,15 +15,43 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent import __version__
 from edge_agent.desired import Result
 from edge_agent.detect.anomaly import ActiveModel
-from models.features import FeatureSpec
-from models.manifest import MANIFEST_SUFFIX, MODEL_SUFFIX, SIG_SUFFIX, ModelFiles, ModelRejected, load_verified
+from models.features import KNOWN_FEATURES, FeatureSpec
+from models.manifest import (
+    MANIFEST_SUFFIX,
+    MODEL_SUFFIX,
+    SIG_SUFFIX,
+    Manifest,
+    ModelFiles,
+    ModelRejected,
+    load_verified,
+)
 from protocol.messages import DesiredModel
 
 log = logging.getLogger(__name__)
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 SMOKE_BUDGET_MS = 200.0
+
+
+def check_runnable(manifest: Manifest, agent_version: str = __version__) -> None:
+    """Refuse a verified model this agent cannot feed: one that names a newer agent as its minimum
+    (`agent_too_old`), or whose feature spec names a channel this agent does not compute (`unsupported_features`)."""
+    if not manifest.runs_on(agent_version):
+        raise ModelRejected("agent_too_old", f"{manifest.stem} needs coldwatch-agent {manifest.min_agent_version} "
+                                             f"or newer; this agent is {agent_version}")
+    spec = manifest.feature_spec
+    channels = spec.get("features") if isinstance(spec, dict) else None
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise ModelRejected("bad_manifest", f"{manifest.stem}: feature_spec has no list of channel names")
+    if unknown := sorted(set(channels) - KNOWN_FEATURES):
+        raise ModelRejected("unsupported_features", f"{manifest.stem} needs feature channels this agent "
+                                                    f"({agent_version}) cannot compute: {', '.join(unknown)}")
+    try:
+        FeatureSpec.from_dict(spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelRejected("bad_manifest", f"{manifest.stem}: feature_spec: {exc}") from exc
 
 
 @dataclass
@@ -56,9 +84,11 @@ class ModelStore:
         tmp.replace(self.pointer)  # the switch is this rename: old or new, never half
 
     def load(self, stem: str) -> ActiveModel:
-        """Verify (again: the disk may have been tampered with) and load an installed model."""
+        """Verify (again: the disk may have been tampered with; the agent may have been downgraded) and load an
+        installed model."""
         folder = self.directory / stem
         manifest = load_verified(folder, self.public_keys)
+        check_runnable(manifest)
         return ActiveModel.load(ModelFiles.for_stem(folder, stem).model, manifest)
 
     def load_active(self) -> dict[str, ActiveModel]:
@@ -112,13 +142,16 @@ def https_fetch(url: str, token: str | None) -> bytes:
 
 @dataclass
 class Installer:
-    """The desired handler's model installer; `on_activate` swaps the running model (agent's lock held there)."""
+    """The desired handler's model installer; `on_activate` swaps the running model (agent's lock held there).
+    Every refused model is logged with its reason, counted through `on_refused(reason)` and reported."""
 
     store: ModelStore
     on_activate: Callable[[str, ActiveModel], None]
     on_shadow: Callable[[DesiredModel, ActiveModel, int], None] = lambda _m, _a, _v: None
     token: str | None = None
     fetch: Fetch = https_fetch
+    gateway: str = ""
+    on_refused: Callable[[str], None] = lambda _reason: None
 
     def install(self, model: DesiredModel, desired_version: int) -> tuple[Result, str | None, str | None]:
         stem = f"{model.name}-{model.version}"
@@ -128,20 +161,22 @@ class Installer:
             if model.mode == "shadow":
                 self.on_shadow(model, candidate, desired_version)
                 current = self.store.pointers().get(model.profile, {}).get("active")
-                log.info("event=model_shadow profile=%s stem=%s probation_s=%g", model.profile, stem,
-                         model.probation_s)
+                log.info("event=model_shadow gateway=%s profile=%s model=%s", self.gateway, model.profile, stem)
                 return "shadow", current.split("-", 1)[1] if current else None, None
             self.store.activate(model.profile, stem)
             self.on_activate(model.profile, candidate)
         except ModelRejected as exc:
-            log.error("event=model_rejected stem=%s reason=%s detail=%r", stem, exc.reason, exc.detail[:200])
+            self.on_refused(exc.reason)
+            log.error("event=model_rejected gateway=%s model=%s reason=%s detail=%r", self.gateway, stem, exc.reason,
+                      exc.detail[:200])
             return "rejected", None, f"{exc.reason}: {exc.detail}"[:500]
         except (OSError, ValueError, RuntimeError) as exc:
-            log.error("event=model_install_failed stem=%s error=%r", stem, exc)
+            self.on_refused("install_failed")
+            log.error("event=model_install_failed gateway=%s model=%s error=%r", self.gateway, stem, exc)
             return "rejected", None, f"install_failed: {exc}"[:500]
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        log.info("event=model_activated profile=%s stem=%s", model.profile, stem)
+        log.info("event=model_activated gateway=%s profile=%s model=%s", self.gateway, model.profile, stem)
         return "applied", model.version, None
 
     def _installed(self, model: DesiredModel, stem: str) -> ActiveModel | None:
@@ -165,6 +200,7 @@ class Installer:
             raise ModelRejected("desired_mismatch", "manifest hash or profile differs from the desired state")
         if manifest.stem != stem:
             raise ModelRejected("desired_mismatch", f"manifest is {manifest.stem}, desired names {stem}")
+        check_runnable(manifest)  # before anything tries to build its windows
         self._smoke_test(ActiveModel.load(ModelFiles.for_stem(staging, stem).model, manifest))
         final = self.store.directory / stem
         shutil.rmtree(final, ignore_errors=True)

@@ -20,13 +20,27 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = ["Manifest", "ModelFiles", "ModelRejected", "generate_keypair", "load_private_key", "load_public_key",
-           "load_verified", "sha256_file", "sign_manifest", "verify_manifest_bytes", "write_signed"]
+           "load_verified", "release", "sha256_file", "sign_manifest", "verify_manifest_bytes", "write_signed"]
 
 MANIFEST_SUFFIX: Final = ".manifest.json"
 SIG_SUFFIX: Final = ".sig"
 MODEL_SUFFIX: Final = ".tflite"
 SCHEMA_VERSION: Final = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
+_RELEASE = re.compile(r"^v?([0-9]+(?:\.[0-9]+)*)")
+_MIN_AGENT = re.compile(r"^[0-9]+(\.[0-9]+){0,3}$")
+
+
+def release(version: str | None) -> tuple[int, ...] | None:
+    """The release numbers of a version, trailing zeros dropped ('0.2.0', '0.2.0rc1', 'v0.2' → (0, 2)); None when
+    it starts with none. A pre-release counts as its release: versions only need ordering against a minimum."""
+    found = _RELEASE.match(version.strip()) if version else None
+    if found is None:
+        return None
+    numbers = [int(part) for part in found.group(1).split(".")]
+    while numbers and numbers[-1] == 0:
+        numbers.pop()
+    return tuple(numbers)
 
 
 class ModelRejected(Exception):  # noqa: N818 (the name is the contract with the agent)
@@ -54,11 +68,25 @@ class Manifest:
     architecture: str = "autoencoder"
     schema: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    # The oldest coldwatch-agent that can compute this model's inputs (e.g. a feature channel added later). Signed
+    # with the rest; absent (None) from the canonical bytes when unset, so older manifests keep their bytes.
+    min_agent_version: str | None = None
 
     def __post_init__(self) -> None:
         for label, value in (("name", self.name), ("version", self.version)):
             if not _NAME.match(value) or "-" in value:
                 raise ValueError(f"{label} {value!r} must be letters, digits, '_' or '.' (no '-')")
+        if self.min_agent_version is not None and (
+                not isinstance(self.min_agent_version, str) or not _MIN_AGENT.match(self.min_agent_version)):
+            raise ValueError(f"min_agent_version {self.min_agent_version!r} must be release numbers like '0.3.0'")
+
+    def runs_on(self, agent_version: str | None) -> bool:
+        """Whether an agent of `agent_version` may run this model (an unknown or unparseable version may not,
+        when the manifest names a minimum)."""
+        if self.min_agent_version is None:
+            return True
+        have, need = release(agent_version), release(self.min_agent_version)
+        return have is not None and need is not None and have >= need
 
     @property
     def stem(self) -> str:
@@ -72,7 +100,10 @@ class Manifest:
 
     def to_bytes(self) -> bytes:
         """Canonical JSON (sorted keys, UTF-8): the exact bytes that are signed."""
-        return (json.dumps(asdict(self), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+        fields = asdict(self)
+        if fields["min_agent_version"] is None:
+            del fields["min_agent_version"]
+        return (json.dumps(fields, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:

@@ -101,7 +101,8 @@ class Status(_Message):
 
 
 class ShadowReport(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
-    """A candidate model scored beside the active one (only the active one raises alerts)."""
+    """A candidate model scored beside the active one (only the active one raises alerts). The cloud judges it on
+    the alert episodes both models would have raised over the same readings, once there are enough sensor-hours."""
 
     model_version: Version
     state: Literal["running", "promoted", "discarded"]
@@ -111,6 +112,10 @@ class ShadowReport(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     shadow_alerts: Annotated[int, Meta(ge=0)] = 0  # windows above the candidate's threshold
     score_drift: Score | None = None  # mean |candidate − active| score, in units of the active threshold
     reason: ShortText = ""
+    last_at: TimestampMs | None = None  # reading time of the newest window scored
+    sensor_hours: Annotated[float, Meta(ge=0, le=1e9)] = 0.0  # evidence: one sample period per window scored
+    shadow_episodes: Annotated[int, Meta(ge=0)] = 0  # alert episodes the candidate would have raised
+    active_episodes: Annotated[int, Meta(ge=0)] | None = None  # the active model's, same readings (None: none ran)
 
 
 class Reported(_Message):

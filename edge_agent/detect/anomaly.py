@@ -96,9 +96,8 @@ class AnomalyDetector:
             shadow_scores = self._run(profile, shadow.model if shadow else None, readings, indexes, shadow=True)
             if shadow is not None:
                 active = self.models.get(profile)
-                active_threshold = active.manifest.threshold if active else None
                 for i, s in shadow_scores.items():
-                    shadow.observe(readings[i].ts, active_scores.get(i), active_threshold, s)
+                    shadow.observe(readings[i].sensor, readings[i].ts, s, active, active_scores.get(i))
             model = self.models.get(profile)
             if model is None:
                 continue
