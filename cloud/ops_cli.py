@@ -36,17 +36,28 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
         push.add_argument("model", type=Path, help="model folder or any of its files (.tflite, .manifest.json, .sig)")
         _api_flag(push)
     rollouts = sub.add_parser("rollouts", help="start and follow model rollouts (API)",
-                              description="Canary (shadow) first, then the rest; halted when a canary's shadow is "
-                                          "discarded or a swap fails. Token from COLDWATCH_API_TOKEN.")
+                              description="Canary (shadow) first, then the rest once the canary verdict (alert "
+                                          "episodes per sensor-day against the current model's, or the alert budget "
+                                          "for a first model) promotes it; halted by the verdict or when a swap "
+                                          "fails. Token from COLDWATCH_API_TOKEN.")
     rsub = rollouts.add_subparsers(dest="rollouts_command", required=True, metavar="ACTION")
     start = rsub.add_parser("start", help="roll a registered model out to a group of gateways")
     start.add_argument("model", help="registered model, <name>-<version>")
     start.add_argument("--gateways", help="comma-separated gateway ids (default: all, or --site)")
     start.add_argument("--site", help="every gateway of this site")
-    start.add_argument("--canary-fraction", type=float, default=0.2, help="share of canaries (default 0.2; 0: none)")
+    start.add_argument("--canary-fraction", type=float, default=0.2,
+                       help="share of canaries (default 0.2; 0: none, every target gets the model active at once)")
     start.add_argument("--canaries", help="comma-separated canary gateway ids (default: chosen by hash)")
-    start.add_argument("--probation-s", type=float, default=3600.0, help="shadow probation (default 3600)")
-    start.add_argument("--max-alert-ratio", type=float, default=3.0, help="shadow alerts ≤ ratio × active alerts")
+    start.add_argument("--probation-s", type=float, default=3600.0,
+                       help="reading time each canary scores the candidate before a verdict (default 3600)")
+    start.add_argument("--max-alert-ratio", type=float, default=1.0,
+                       help="candidate alert episodes per sensor-day ≤ ratio × the current model's, never below the "
+                            "alert budget (default 1)")
+    start.add_argument("--min-sensor-hours", type=float, default=None,
+                       help="evidence before a verdict: sensor-hours of shadow scoring over the canaries "
+                            "(default 240)")
+    start.add_argument("--alert-budget", type=float, default=None,
+                       help="alert episodes per sensor-day a first model may raise (default: its manifest's, else 0.1)")
     status = rsub.add_parser("status", help="one rollout per gateway, or the latest rollouts")
     status.add_argument("rollout", type=int, nargs="?", help="rollout id (default: list)")
     status.add_argument("--json", action="store_true", help="print the JSON")
@@ -96,12 +107,16 @@ def _print(data: Any) -> None:
 def _status_table(rollout: dict[str, Any]) -> str:
     lines = [f"rollout {rollout['id']}  model {rollout['model_stem']}  state {rollout['state']}"
              + (f"  ({rollout['reason']})" if rollout.get("reason") else ""),
-             "  " + "  ".join(f"{k}={v}" for k, v in rollout["counts"].items() if v),
-             f"  {'gateway':<20}{'role':<8}{'state':<10}{'reported':<12}{'model':<12}shadow"]
+             "  " + "  ".join(f"{k}={v}" for k, v in rollout["counts"].items() if v)]
+    if rollout.get("verdict"):
+        lines.append(f"  verdict: {rollout['verdict']}")
+    lines.append(f"  {'gateway':<20}{'role':<8}{'state':<10}{'reported':<12}{'model':<12}shadow")
     for t in rollout["targets"]:
         shadow = t.get("shadow") or {}
-        text = (f"{shadow.get('state')} windows={shadow.get('windows')} alerts={shadow.get('shadow_alerts')}/"
-                f"{shadow.get('active_alerts')}") if shadow else ""
+        current = shadow.get("active_episodes")
+        text = (f"{shadow.get('state')} sensor-hours={shadow.get('sensor_hours') or 0:g} episodes new/current="
+                f"{shadow.get('shadow_episodes') or 0}/{'-' if current is None else current} "
+                f"windows={shadow.get('windows')}") if shadow else ""
         lines.append(f"  {t['gateway_id']:<20}{t['role']:<8}{t['state']:<10}{t['reported_result'] or '-':<12}"
                      f"{t['reported_model_version'] or '-':<12}{text}")
     return "\n".join(lines)
@@ -129,7 +144,8 @@ def _dispatch(api: OpsClient, args: argparse.Namespace) -> int:
             _print(api.start_rollout(
                 model=args.model, gateways=args.gateways.split(",") if args.gateways else None, site=args.site,
                 canary_fraction=args.canary_fraction, canaries=args.canaries.split(",") if args.canaries else None,
-                probation_s=args.probation_s, max_alert_ratio=args.max_alert_ratio))
+                probation_s=args.probation_s, max_alert_ratio=args.max_alert_ratio,
+                min_sensor_hours=args.min_sensor_hours, alert_budget=args.alert_budget))
         elif action == "status" and args.rollout is None:
             rows = api.rollouts()
             if args.json:

@@ -8,6 +8,8 @@ from typing import Any, Final
 from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from cloud.services.canary import DEFAULT_ALERT_BUDGET, DEFAULT_MIN_SENSOR_HOURS
+
 ROLLOUT_STATES: Final = ("canary", "promoting", "completed", "halted", "rolled_back")
 ACTIVE_STATES: Final = ("canary", "promoting")
 # waiting: not sent yet (the rest during the canary phase); sent: desired published, no answer yet;
@@ -22,10 +24,20 @@ class RolloutCreate(SQLModel):
     model: str = Field(max_length=129, description="registered model stem, <name>-<version>")
     gateways: list[str] | None = Field(default=None, description="target gateways (default: all, or `site`)")
     site: str | None = Field(default=None, max_length=200)
-    canary_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    canary_fraction: float = Field(default=0.2, ge=0.0, le=1.0,
+                                   description="0: no canary, every target gets the model active at once")
     canaries: list[str] | None = Field(default=None, description="choose the canaries (default: by hash)")
-    probation_s: float = Field(default=3600.0, gt=0, le=30 * 86400)
-    max_alert_ratio: float = Field(default=3.0, gt=0, le=1000)
+    probation_s: float = Field(default=3600.0, gt=0, le=30 * 86400,
+                               description="reading time every canary scores the candidate before a verdict")
+    max_alert_ratio: float = Field(default=1.0, gt=0, le=1000,
+                                   description="the candidate may raise this many times the current model's alert "
+                                               "episodes per sensor-day (never less than the alert budget)")
+    min_sensor_hours: float = Field(default=DEFAULT_MIN_SENSOR_HOURS, gt=0, le=1e6,
+                                    description="evidence: sensor-hours of shadow scoring, summed over the canaries, "
+                                                "before a verdict")
+    alert_budget: float | None = Field(default=None, gt=0, le=1000,
+                                       description="alert episodes per sensor-day a first model may raise (default: "
+                                                   "the model manifest's, else the training default)")
 
 
 class RolloutBase(SQLModel):
@@ -41,6 +53,10 @@ class RolloutBase(SQLModel):
     created_at: int = Field(sa_type=BigInteger)
     updated_at: int = Field(sa_type=BigInteger)
     reason: str | None = Field(default=None, max_length=500)  # why it halted / was rolled back
+    min_sensor_hours: float = DEFAULT_MIN_SENSOR_HOURS
+    alert_budget: float = DEFAULT_ALERT_BUDGET  # at start: the rollout's, the manifest's or the training default
+    verdict: str | None = Field(default=None, max_length=500)  # the canary verdict so far (or final)
+    evidence: dict[str, Any] | None = Field(default=None, sa_type=JSON)  # what the verdict was taken on
 
 
 class RolloutTargetPublic(SQLModel):

@@ -48,6 +48,19 @@ def publish_model(session: Session, *, publisher: DesiredPublisher, gateway_id: 
                   base_url: str, mode: str = "active", probation_s: float = 3600.0,
                   max_alert_ratio: float = 3.0) -> int:
     """Publish a desired state naming `model` to one gateway; returns its version (added to the session)."""
+    return _publish(session, publisher=publisher, gateway_id=gateway_id,
+                    model=desired_model(model, base_url=base_url, mode=mode, probation_s=probation_s,
+                                        max_alert_ratio=max_alert_ratio), stem=model.stem, mode=mode)
+
+
+def publish_withdrawal(session: Session, *, publisher: DesiredPublisher, gateway_id: str) -> int:
+    """Publish a desired state naming no model: the gateway ends any candidate's shadow and keeps its active models
+    (a halted canary that had no model to return to). Returns its version."""
+    return _publish(session, publisher=publisher, gateway_id=gateway_id, model=None, stem=None, mode=None)
+
+
+def _publish(session: Session, *, publisher: DesiredPublisher, gateway_id: str, model: DesiredModel | None,
+             stem: str | None, mode: str | None) -> int:
     row = session.get(GatewayDesired, gateway_id)
     gateway = session.get(Gateway, gateway_id)
     version = max(row.version + 1 if row else 1,
@@ -58,15 +71,14 @@ def publish_model(session: Session, *, publisher: DesiredPublisher, gateway_id: 
             config = decode(json.dumps(row.payload).encode(), Desired).config  # the fleet config stays
         except ProtocolError:
             config = None
-    message = Desired(version=version, issued_at=now_ms(), config=config,
-                      model=desired_model(model, base_url=base_url, mode=mode, probation_s=probation_s,
-                                          max_alert_ratio=max_alert_ratio))
+    message = Desired(version=version, issued_at=now_ms(), config=config, model=model)
     payload = encode(message)
     publisher.publish(gateway_id, payload)
     if row is None:
         row = GatewayDesired(gateway_id=gateway_id, version=version, payload={}, published_at=0)
-    row.version, row.model_stem, row.mode = version, model.stem, mode
+    row.version, row.model_stem, row.mode = version, stem, mode
     row.payload, row.published_at = json.loads(payload), now_ms()
     session.add(row)
-    log.info("desired published gateway=%s version=%d model=%s mode=%s", gateway_id, version, model.stem, mode)
+    log.info("desired published gateway=%s version=%d model=%s mode=%s", gateway_id, version, stem or "-",
+             mode or "-")
     return version

@@ -1,6 +1,8 @@
-"""Rollouts: a registered model to a group of gateways, canaries first in shadow mode, the rest once every
-canary's shadow was promoted; a discarded shadow or a failed swap halts the rollout and sends the previous
-model back. `advance` is the controller's step: it reads the `reported` state ingest stored in SQL."""
+"""Rollouts: a registered model to a group of gateways, canaries first in shadow mode, the rest once the canary
+verdict (cloud/services/canary.py: alert episodes per sensor-day against the current model's, or the alert budget
+for a first model, once there is enough evidence) promotes it; a halting verdict or a failed swap halts the rollout
+and sends the previous model back. `advance` is the controller's step: it reads the `reported` and shadow state
+ingest stored in SQL."""
 
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ from cloud.db.rollouts import (
     RolloutTarget,
     RolloutTargetPublic,
 )
-from cloud.services import audit, desired
+from cloud.services import audit, canary, desired
 from cloud.services.clock import now_ms
 from cloud.services.desired import DesiredPublisher
+from models.manifest import release
 
 log = logging.getLogger(__name__)
 _REPORTED: Final = {"shadow": "shadow", "applied": "applied", "rejected": "failed", "rolled_back": "failed"}
@@ -61,6 +64,22 @@ def _targets_of(session: Session, data: RolloutCreate) -> list[str]:
     return sorted(session.exec(with_token).all())
 
 
+def _too_old(session: Session, model: ModelArtifact, ids: list[str]) -> list[str]:
+    """Targets whose last reported agent version is older than the model's `min_agent_version` (or unknown), as
+    'gateway (version)'."""
+    need = model.manifest.get("min_agent_version") if isinstance(model.manifest, dict) else None
+    if not need:
+        return []
+    wanted = release(str(need))
+    versions = dict(session.exec(select(Gateway.id, Gateway.agent_version).where(col(Gateway.id).in_(ids))).all())
+    old = []
+    for g in ids:
+        have = release(versions.get(g))
+        if wanted is None or have is None or have < wanted:
+            old.append(f"{g} ({versions.get(g) or 'version unknown'})")
+    return old
+
+
 def _previous_model(session: Session, gateway_id: str) -> str | None:
     """The model the gateway runs: its active desired model, else what its last rollout would return to."""
     row = desired.current(session, gateway_id)
@@ -84,6 +103,10 @@ def start(session: Session, *, data: RolloutCreate, actor: str, publisher: Desir
                         .where(col(Rollout.state).in_(ACTIVE_STATES), col(RolloutTarget.gateway_id).in_(ids))).all()
     if busy:
         raise RolloutError(f"gateways already in an active rollout: {', '.join(sorted(set(busy))[:10])}")
+    if old := _too_old(session, model, ids):
+        raise RolloutError(f"{model.stem} needs coldwatch-agent {model.manifest['min_agent_version']} or newer "
+                           f"(its inputs); these targets report an older agent: {', '.join(old[:10])}"
+                           f"{' …' if len(old) > 10 else ''}; upgrade them or leave them out", 422)
     if data.canaries is not None:
         if stray := sorted(set(data.canaries) - set(ids)):
             raise RolloutError(f"canaries not among the targets: {', '.join(stray[:10])}", 422)
@@ -93,9 +116,12 @@ def start(session: Session, *, data: RolloutCreate, actor: str, publisher: Desir
         ranked = sorted(ids, key=lambda g: hashlib.sha256(f"{model.stem}/{g}".encode()).hexdigest())
         canaries = set(ranked[:count])
     now = now_ms()
+    budget = data.alert_budget if data.alert_budget is not None else canary.alert_budget(model.manifest)
     rollout = Rollout(model_stem=model.stem, profile=model.profile, state="canary" if canaries else "promoting",
                       canary_fraction=data.canary_fraction, probation_s=data.probation_s,
-                      max_alert_ratio=data.max_alert_ratio, created_by=actor, created_at=now, updated_at=now)
+                      max_alert_ratio=data.max_alert_ratio, min_sensor_hours=data.min_sensor_hours,
+                      alert_budget=budget, created_by=actor, created_at=now, updated_at=now,
+                      verdict=None if canaries else "no canary: every target gets the model active at once")
     session.add(rollout)
     session.flush()
     assert rollout.id is not None
@@ -107,9 +133,10 @@ def start(session: Session, *, data: RolloutCreate, actor: str, publisher: Desir
         session.add(target)
     audit.record(session, actor=actor, action="rollout.start", target_type="rollout", target_id=str(rollout.id),
                  after={"model": model.stem, "gateways": len(ids), "canaries": sorted(canaries),
-                        "probation_s": data.probation_s, "max_alert_ratio": data.max_alert_ratio})
-    log.info("rollout started rollout=%d model=%s gateways=%d canaries=%s by=%s", rollout.id, model.stem, len(ids),
-             ",".join(sorted(canaries)) or "-", actor)
+                        "probation_s": data.probation_s, "max_alert_ratio": data.max_alert_ratio,
+                        "min_sensor_hours": data.min_sensor_hours, "alert_budget": budget})
+    log.info("rollout started rollout=%d model=%s gateways=%d canaries=%s min_sensor_hours=%g alert_budget=%g by=%s",
+             rollout.id, model.stem, len(ids), ",".join(sorted(canaries)) or "-", data.min_sensor_hours, budget, actor)
     return rollout
 
 
@@ -161,23 +188,69 @@ def advance(session: Session, *, rollout: Rollout, publisher: DesiredPublisher, 
         _halt(session, rollout, rows, publisher, base_url, actor="controller", state="halted",
               reason=f"{first.role} {first.gateway_id}: {first.detail or 'swap failed'}"[:500])
         return True
-    if rollout.state == "canary" and all(t.state == "applied" for t in rows if t.role == "canary"):
-        _promote(session, rollout, rows, publisher, base_url, actor="controller")
-        return True
+    if rollout.state == "canary":
+        verdict = judge(session, rollout=rollout, rows=rows)
+        changed = _record(session, rollout, verdict) or changed
+        if verdict.decision == "promote":
+            _promote(session, rollout, rows, publisher, base_url, actor="controller", verdict=verdict)
+            return True
+        if verdict.decision == "halt":
+            _halt(session, rollout, rows, publisher, base_url, actor="controller", state="halted",
+                  reason=verdict.text[:500], verdict=verdict)
+            return True
+        return changed
     if rollout.state == "promoting" and all(t.state == "applied" for t in rows):
         _set_state(session, rollout, "completed", actor="controller")
         return True
     return changed
 
 
-def _set_state(session: Session, rollout: Rollout, state: str, *, actor: str, reason: str | None = None) -> None:
+def canary_shadows(session: Session, *, rollout: Rollout, rows: Sequence[RolloutTarget]) -> list[canary.CanaryShadow]:
+    """Each canary's latest shadow report of this rollout's model, for the desired version sent to it."""
+    ids = [t.gateway_id for t in rows if t.role == "canary"]
+    stored = {s.gateway_id: s for s in session.exec(select(GatewayShadow)
+                                                    .where(col(GatewayShadow.gateway_id).in_(ids))).all()}
+    version = rollout.model_stem.split("-", 1)[1]
+    out = []
+    for t in rows:
+        if t.role != "canary":
+            continue
+        s = stored.get(t.gateway_id)
+        fits = (s is not None and t.state == "shadow" and s.desired_version == t.desired_version
+                and s.report.get("model_version") == version)
+        out.append(canary.CanaryShadow(t.gateway_id, s.report if fits and s is not None else None))
+    return out
+
+
+def judge(session: Session, *, rollout: Rollout, rows: Sequence[RolloutTarget]) -> canary.Verdict:
+    """The canary verdict on what the canaries reported so far."""
+    return canary.judge(canary_shadows(session, rollout=rollout, rows=rows), min_sensor_hours=rollout.min_sensor_hours,
+                        probation_s=rollout.probation_s, alert_budget=rollout.alert_budget,
+                        max_alert_ratio=rollout.max_alert_ratio)
+
+
+def _record(session: Session, rollout: Rollout, verdict: canary.Verdict) -> bool:
+    """Keep the verdict so far on the rollout (its page shows it); whether it changed."""
+    evidence = verdict.evidence.as_dict() | {"decision": verdict.decision}
+    if rollout.verdict == verdict.text[:500] and rollout.evidence == evidence:
+        return False
+    rollout.verdict, rollout.evidence, rollout.updated_at = verdict.text[:500], evidence, now_ms()
+    session.add(rollout)
+    return True
+
+
+def _set_state(session: Session, rollout: Rollout, state: str, *, actor: str, reason: str | None = None,
+               verdict: canary.Verdict | None = None) -> None:
     before = {"state": rollout.state}
     rollout.state, rollout.updated_at = state, now_ms()
     if reason is not None:
         rollout.reason = reason
     session.add(rollout)
+    after: dict[str, object] = {"state": state, "reason": reason}
+    if verdict is not None:
+        after |= {"verdict": verdict.text, "evidence": verdict.evidence.as_dict()}
     audit.record(session, actor=actor, action=f"rollout.{state}", target_type="rollout", target_id=str(rollout.id),
-                 before=before, after={"state": state, "reason": reason})
+                 before=before, after=after)
     log.info("rollout %s rollout=%s model=%s by=%s reason=%r", state, rollout.id, rollout.model_stem, actor, reason)
 
 
@@ -189,30 +262,38 @@ def _model(session: Session, stem: str) -> ModelArtifact:
 
 
 def _promote(session: Session, rollout: Rollout, rows: Sequence[RolloutTarget], publisher: DesiredPublisher,
-             base_url: str, *, actor: str) -> None:
+             base_url: str, *, actor: str, verdict: canary.Verdict | None = None) -> None:
     """Every target (canaries too, so their retained desired says `active`) gets the model in active mode."""
     model = _model(session, rollout.model_stem)
     for target in rows:
         _send(session, publisher, target, model, rollout, base_url, mode="active")
-    _set_state(session, rollout, "promoting", actor=actor)
+    if verdict is None and rollout.state == "canary":  # ops decided: say so beside the evidence so far
+        rollout.verdict = (f"promoted by {actor} before the verdict ({rollout.verdict or 'no evidence yet'})")[:500]
+    _set_state(session, rollout, "promoting", actor=actor, verdict=verdict)
 
 
 def _halt(session: Session, rollout: Rollout, rows: Sequence[RolloutTarget], publisher: DesiredPublisher,
-          base_url: str, *, actor: str, state: str, reason: str) -> None:
-    """Stop, and send every target that received the new model its previous one (active)."""
+          base_url: str, *, actor: str, state: str, reason: str, verdict: canary.Verdict | None = None) -> None:
+    """Stop, and send every target that received the new model its previous one (active); a canary that had none
+    is sent a desired state naming no model, which ends its shadow."""
     for target in rows:
         if target.state not in _SENT:
             continue
-        if target.previous_model is None:
+        if target.previous_model is not None:
+            target.desired_version = desired.publish_model(
+                session, publisher=publisher, gateway_id=target.gateway_id,
+                model=_model(session, target.previous_model), base_url=base_url, mode="active")
+        elif target.state in ("sent", "shadow") and rollout.state == "canary":
+            target.desired_version = desired.publish_withdrawal(session, publisher=publisher,
+                                                                gateway_id=target.gateway_id)
+            target.detail = "no previous model: the candidate was withdrawn from its shadow"
+        else:
             target.detail = ((target.detail or "") + "; no previous model to return to").lstrip("; ")[:500]
             session.add(target)
             continue
-        target.desired_version = desired.publish_model(
-            session, publisher=publisher, gateway_id=target.gateway_id, model=_model(session, target.previous_model),
-            base_url=base_url, mode="active")
         target.state, target.updated_at = "reverted", now_ms()
         session.add(target)
-    _set_state(session, rollout, state, actor=actor, reason=reason)
+    _set_state(session, rollout, state, actor=actor, reason=reason, verdict=verdict)
 
 
 def promote(session: Session, *, rollout: Rollout, actor: str, publisher: DesiredPublisher, base_url: str) -> None:
@@ -222,11 +303,18 @@ def promote(session: Session, *, rollout: Rollout, actor: str, publisher: Desire
     _promote(session, rollout, targets(session, rollout=rollout), publisher, base_url, actor=actor)
 
 
-def halt(session: Session, *, rollout: Rollout, actor: str, reason: str | None = None) -> None:
-    """Stop sending the model further; gateways keep what they have (see `rollback`)."""
+def halt(session: Session, *, rollout: Rollout, actor: str, publisher: DesiredPublisher | None = None,
+         base_url: str = "", reason: str | None = None) -> None:
+    """Stop sending the model further; gateways keep what they have (see `rollback`). In the canary phase the
+    canaries' shadows end too (they return to their previous model, or drop the candidate): no verdict follows."""
     if rollout.state not in ACTIVE_STATES:
         raise RolloutError(f"the rollout is {rollout.state}, not active")
-    _set_state(session, rollout, "halted", actor=actor, reason=reason or f"halted by {actor}")
+    why = reason or f"halted by {actor}"
+    if rollout.state == "canary" and publisher is not None:
+        _halt(session, rollout, targets(session, rollout=rollout), publisher, base_url, actor=actor, state="halted",
+              reason=why)
+        return
+    _set_state(session, rollout, "halted", actor=actor, reason=why)
 
 
 def rollback(session: Session, *, rollout: Rollout, actor: str, publisher: DesiredPublisher, base_url: str,

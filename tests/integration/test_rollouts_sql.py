@@ -12,6 +12,7 @@ from cloud.db.engine import init_schema, make_engine
 from tests.unit.test_cloud_rollouts import (
     seed,
     test_a_discarded_shadow_halts_and_the_canary_gets_its_previous_model,
+    test_a_first_model_over_its_budget_is_withdrawn_from_the_canary,
     test_canaries_shadow_then_the_rest_get_the_model_active,
     test_training_jobs_are_claimed_once_and_keep_their_log,
     test_versions_only_grow_and_a_busy_gateway_is_refused,
@@ -20,6 +21,7 @@ from tests.unit.test_cloud_rollouts import (
 pytestmark = pytest.mark.integration
 
 __all__ = ["test_a_discarded_shadow_halts_and_the_canary_gets_its_previous_model",
+           "test_a_first_model_over_its_budget_is_withdrawn_from_the_canary",
            "test_canaries_shadow_then_the_rest_get_the_model_active",
            "test_training_jobs_are_claimed_once_and_keep_their_log",
            "test_versions_only_grow_and_a_busy_gateway_is_refused"]

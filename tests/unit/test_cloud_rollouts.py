@@ -1,13 +1,20 @@
 """The rollout state machine on a real SQLite database, with an in-memory desired-state publisher (the plug-in
-point the MQTT publisher fills in production); and the label → training data split of retraining jobs."""
+point the MQTT publisher fills in production): canaries judged on alert episodes once there is enough evidence, a
+first model on its alert budget, models needing a newer agent; and the label → training data split of retraining
+jobs."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 from sqlmodel import Session
 
 from cloud.db.engine import init_schema, make_engine
@@ -15,13 +22,15 @@ from cloud.db.fleet import Gateway
 from cloud.db.registry import GatewayToken, ModelArtifact
 from cloud.db.rollouts import Rollout, RolloutCreate
 from cloud.services import fleet, rollouts
+from cloud.services.canary import DEFAULT_ALERT_BUDGET, DEFAULT_MIN_SENSOR_HOURS, CanaryShadow, alert_budget, judge
 from cloud.services.rollouts import RolloutError
 from cloud.training.dataset import Label, build
 from models.data import Series
-from protocol.codec import decode
-from protocol.messages import Desired, Reported, ShadowReport
+from protocol.codec import ProtocolError, decode, encode
+from protocol.messages import Desired, Reported, ShadowReport, Status
 
 T0 = 1_767_225_600_000
+HOUR = 3_600_000
 BASE = "https://cloud.example"
 
 
@@ -62,16 +71,19 @@ def seed(s: Session) -> None:
 
 
 def report(session: Session, gw: str, version: int, result: str, model: str, shadow: str | None = None,
-           ts: int = T0) -> None:
+           ts: int = T0, candidate: str = "2", **figures: Any) -> None:
+    """What ingest stores from a gateway's `reported`; `figures` fill its shadow block (sensor_hours, episodes...)."""
+    block = None
+    if shadow is not None:
+        figures = {"started_at": T0, "last_at": T0 + HOUR, "windows": 60, **figures}
+        block = ShadowReport(model_version=candidate, state=shadow, **figures)  # type: ignore[arg-type]
     fleet.apply_reported(session, reported=Reported(
         gateway=gw, ts=ts, desired_version=version, result=result, model_version=model,  # type: ignore[arg-type]
-        error="shadow alert rate too high" if shadow == "discarded" else None,
-        shadow=None if shadow is None else ShadowReport(model_version="2", state=shadow,  # type: ignore[arg-type]
-                                                        started_at=T0, windows=10, shadow_alerts=9)))
+        shadow=block))
 
 
-def start(session: Session, out: Published, model: str, fraction: float) -> int:
-    rollout = rollouts.start(session, data=RolloutCreate(model=model, canary_fraction=fraction), actor="ops",
+def start(session: Session, out: Published, model: str, fraction: float, **params: Any) -> int:
+    rollout = rollouts.start(session, data=RolloutCreate(model=model, canary_fraction=fraction, **params), actor="ops",
                              publisher=out, base_url=BASE)
     assert rollout.id is not None
     return rollout.id
@@ -84,52 +96,153 @@ def step(session: Session, out: Published, rollout_id: int) -> str:
     return rollout.state
 
 
+def get(session: Session, rollout_id: int) -> Rollout:
+    rollout = session.get(Rollout, rollout_id)
+    assert rollout is not None
+    return rollout
+
+
 def first_model_everywhere(session: Session, out: Published) -> None:
-    rid = start(session, out, "m-1", 0.0)
+    rid = start(session, out, "m-1", 0.0)  # ops may still choose no canary: every target gets it active at once
     for gw in [f"gw{i}" for i in range(1, 6)]:
+        assert out.last(gw).model.mode == "active"  # type: ignore[union-attr]
         report(session, gw, out.last(gw).version, "applied", "1")
     assert step(session, out, rid) == "completed"
+
+
+def canaries_of(session: Session, rid: int) -> list[str]:
+    view = rollouts.public(session, rollout=get(session, rid))
+    return [t.gateway_id for t in view.targets if t.role == "canary"]
 
 
 def test_canaries_shadow_then_the_rest_get_the_model_active(session: Session) -> None:
     out = Published()
     first_model_everywhere(session, out)
-    rid = start(session, out, "m-2", 0.4)
-    view = rollouts.public(session, rollout=session.get(Rollout, rid))  # type: ignore[arg-type]
-    canaries = [t.gateway_id for t in view.targets if t.role == "canary"]
+    rid = start(session, out, "m-2", 0.4, min_sensor_hours=10, probation_s=1800)
+    view = rollouts.public(session, rollout=get(session, rid))
+    canaries = canaries_of(session, rid)
     assert len(canaries) == 2 and view.counts["waiting"] == 3
     for gw in canaries:
         desired = out.last(gw)
         assert desired.model is not None and desired.model.mode == "shadow" and desired.version == 2
         assert desired.model.url == f"{BASE}/api/v1/artifacts/m-2.tflite"
-        report(session, gw, desired.version, "shadow", "1", shadow="running")
+        report(session, gw, desired.version, "shadow", "1", shadow="running", sensor_hours=2.0, shadow_episodes=0,
+               active_episodes=0)
     assert step(session, out, rid) == "canary"
-    report(session, canaries[0], 2, "applied", "2", shadow="promoted", ts=T0 + 1)
-    assert step(session, out, rid) == "canary"  # one canary still on probation
-    report(session, canaries[1], 2, "applied", "2", shadow="promoted", ts=T0 + 1)
+    assert get(session, rid).verdict == "not enough data yet: 4.0 sensor-hours of 10"
+    report(session, canaries[0], 2, "shadow", "1", shadow="running", ts=T0 + 1, sensor_hours=6.0,
+           shadow_episodes=0, active_episodes=1)
+    assert step(session, out, rid) == "canary"
+    assert get(session, rid).verdict == "not enough data yet: 8.0 sensor-hours of 10"
+    report(session, canaries[1], 2, "shadow", "1", shadow="running", ts=T0 + 1, sensor_hours=6.0,
+           shadow_episodes=1, active_episodes=1, last_at=T0 + 1_000_000)  # 16.7 min of reading time
+    assert step(session, out, rid) == "canary"
+    assert get(session, rid).verdict == f"on probation: 0.28 h of reading time of 0.5 h on {canaries[1]}"
+    report(session, canaries[1], 2, "shadow", "1", shadow="running", ts=T0 + 2, sensor_hours=6.0,
+           shadow_episodes=1, active_episodes=1, last_at=T0 + 1_800_000)
     assert step(session, out, rid) == "promoting"
+    rollout = get(session, rid)
+    assert rollout.verdict is not None and rollout.verdict.startswith("promoted: candidate 1 alert episode (2.00 per "
+                                                                      "sensor-day) vs 2 for the current model (4.00)")
+    assert rollout.evidence is not None and rollout.evidence["decision"] == "promote"
+    assert (rollout.evidence["sensor_hours"], rollout.evidence["candidate_episodes"],
+            rollout.evidence["current_episodes"]) == (12.0, 1, 2)
     for gw in [f"gw{i}" for i in range(1, 6)]:
         desired = out.last(gw)
         assert desired.model is not None and desired.model.mode == "active" and desired.model.version == "2"
         assert step(session, out, rid) == "promoting"
-        report(session, gw, desired.version, "applied", "2", ts=T0 + 2)
+        report(session, gw, desired.version, "applied", "2", ts=T0 + 3)
     assert step(session, out, rid) == "completed"
 
 
 def test_a_discarded_shadow_halts_and_the_canary_gets_its_previous_model(session: Session) -> None:
+    """More alert episodes than the current model over the same readings halts the rollout at the canary."""
     out = Published()
     first_model_everywhere(session, out)
-    rid = start(session, out, "m-2", 0.2)
-    canary = out.messages[5][0]
-    report(session, canary, out.last(canary).version, "rejected", "1", shadow="discarded", ts=T0 + 1)
+    rid = start(session, out, "m-2", 0.2, min_sensor_hours=24, probation_s=600)
+    (canary,) = canaries_of(session, rid)
+    report(session, canary, out.last(canary).version, "shadow", "1", shadow="running", ts=T0 + 1,
+           sensor_hours=48.0, shadow_episodes=3, active_episodes=1, windows=2880, shadow_alerts=12, active_alerts=40)
     assert step(session, out, rid) == "halted"
     back = out.last(canary)
     assert back.model is not None and (back.model.version, back.model.mode) == ("1", "active") and back.version == 3
     assert {g for g, _ in out.messages[5:]} == {canary}  # the rest were never sent anything
-    rollout = session.get(Rollout, rid)
-    assert rollout is not None and "shadow alert rate too high" in (rollout.reason or "")
+    rollout = get(session, rid)
+    # fewer windows above its threshold (12 vs 40), but three alerts where the current model raised one
+    assert rollout.reason == rollout.verdict and (rollout.reason or "").startswith(
+        "halted: candidate 3 alert episodes (1.50 per sensor-day) vs 1 for the current model (0.50)")
+    assert rollouts.public(session, rollout=rollout).targets[0].state == "reverted"
     with pytest.raises(RolloutError):
         rollouts.promote(session, rollout=rollout, actor="ops", publisher=out, base_url=BASE)
+
+
+def test_a_first_model_is_judged_on_its_canary_against_the_alert_budget(session: Session) -> None:
+    out = Published()
+    rid = start(session, out, "m-1", 0.2, min_sensor_hours=240, probation_s=600)
+    assert get(session, rid).alert_budget == 0.1  # the manifest records none: the training default
+    (canary,) = canaries_of(session, rid)
+    report(session, canary, 1, "shadow", None, shadow="running", candidate="1", sensor_hours=100.0,
+           shadow_episodes=0)  # no active model: `active_episodes` absent
+    assert step(session, out, rid) == "canary"
+    assert get(session, rid).verdict == "not enough data yet: 100.0 sensor-hours of 240"
+    report(session, canary, 1, "shadow", None, shadow="running", candidate="1", ts=T0 + 1, sensor_hours=240.0,
+           shadow_episodes=1)
+    assert step(session, out, rid) == "promoting"  # one episode in ten sensor-days: 0.1, the budget itself
+    assert get(session, rid).verdict == ("promoted: first model: 1 alert episode (0.10 per sensor-day) over 240.0 "
+                                         "sensor-hours on 1 canary, within the alert budget 0.1")
+    assert all(d.model is not None and d.model.mode == "active" for _, d in out.messages[1:])
+
+
+def test_a_first_model_over_its_budget_is_withdrawn_from_the_canary(session: Session) -> None:
+    out = Published()
+    rid = start(session, out, "m-1", 0.2, min_sensor_hours=240, probation_s=600)
+    (canary,) = canaries_of(session, rid)
+    report(session, canary, 1, "shadow", None, shadow="running", candidate="1", sensor_hours=250.0,
+           shadow_episodes=2)
+    assert step(session, out, rid) == "halted"
+    rollout = get(session, rid)
+    assert (rollout.reason or "").startswith("halted: first model: 2 alert episodes (0.19 per sensor-day)")
+    assert "above the alert budget 0.1" in (rollout.reason or "")
+    withdrawn = out.last(canary)  # no model to return to: a desired state naming none ends its shadow
+    assert withdrawn.model is None and withdrawn.version == 2
+    (target,) = [t for t in rollouts.public(session, rollout=rollout).targets if t.role == "canary"]
+    assert target.state == "reverted" and "withdrawn" in (target.detail or "")
+    assert {g for g, _ in out.messages} == {canary}
+
+
+def test_the_alert_budget_comes_from_the_rollout_else_the_manifest(session: Session) -> None:
+    model = session.get(ModelArtifact, "m-1")
+    assert model is not None
+    model.manifest = {"metrics": {"alert_budget_per_sensor_day": 0.5}}
+    session.add(model)
+    out = Published()
+    assert get(session, start(session, out, "m-1", 0.2, gateways=["gw1"])).alert_budget == 0.5
+    assert get(session, start(session, out, "m-1", 0.2, gateways=["gw2"], alert_budget=0.05)).alert_budget == 0.05
+
+
+def test_a_reported_shadow_of_another_version_is_no_evidence(session: Session) -> None:
+    out = Published()
+    first_model_everywhere(session, out)
+    rid = start(session, out, "m-2", 0.2, min_sensor_hours=1, probation_s=60)
+    (canary,) = canaries_of(session, rid)
+    version = out.last(canary).version
+    report(session, canary, version, "shadow", "1", shadow="running", candidate="9", sensor_hours=500.0)
+    assert step(session, out, rid) == "canary"  # a shadow of model 9 says nothing about model 2
+    assert (get(session, rid).verdict or "").startswith("not enough data yet: 0.0 sensor-hours of 1")
+    report(session, canary, version - 1, "shadow", "1", shadow="running", ts=T0 + 1, sensor_hours=500.0)
+    assert step(session, out, rid) == "canary"  # an earlier desired version's probation neither
+
+
+def test_ops_halt_during_the_canary_ends_the_canaries_shadows(session: Session) -> None:
+    out = Published()
+    first_model_everywhere(session, out)
+    rid = start(session, out, "m-2", 0.2)
+    (canary,) = canaries_of(session, rid)
+    report(session, canary, out.last(canary).version, "shadow", "1", shadow="running")
+    rollouts.halt(session, rollout=get(session, rid), actor="ops", publisher=out, base_url=BASE)
+    assert get(session, rid).state == "halted"
+    back = out.last(canary)
+    assert back.model is not None and (back.model.version, back.model.mode) == ("1", "active")
 
 
 def test_versions_only_grow_and_a_busy_gateway_is_refused(session: Session) -> None:
@@ -144,6 +257,96 @@ def test_versions_only_grow_and_a_busy_gateway_is_refused(session: Session) -> N
     with pytest.raises(RolloutError, match="without an artifact token"):
         rollouts.start(session, data=RolloutCreate(model="m-2", gateways=["gw9"]), actor="ops", publisher=out,
                        base_url=BASE)
+
+
+def test_a_model_needing_a_newer_agent_is_refused_for_older_gateways(session: Session) -> None:
+    model = session.get(ModelArtifact, "m-2")
+    assert model is not None
+    model.manifest = {"min_agent_version": "0.3.0"}
+    session.add(model)
+    fleet.apply_status(session, status=Status(gateway="gw1", state="online", ts=T0, agent_version="0.2.9"))
+    fleet.apply_status(session, status=Status(gateway="gw2", state="online", ts=T0, agent_version="0.3.0"))
+    fleet.apply_status(session, status=Status(gateway="gw3", state="online", ts=T0, agent_version="0.10.1rc1"))
+    out = Published()
+    with pytest.raises(RolloutError) as refused:
+        start(session, out, "m-2", 0.2, gateways=["gw1", "gw2", "gw3", "gw4"])
+    assert refused.value.status == 422 and "needs coldwatch-agent 0.3.0 or newer" in str(refused.value)
+    assert "gw1 (0.2.9)" in str(refused.value) and "gw4 (version unknown)" in str(refused.value)
+    assert "gw2" not in str(refused.value) and "gw3" not in str(refused.value) and out.messages == []
+    assert get(session, start(session, out, "m-2", 0.2, gateways=["gw2", "gw3"])).state == "canary"
+
+
+@pytest.mark.parametrize("bad", [{"min_sensor_hours": 0}, {"min_sensor_hours": -5}, {"alert_budget": 0},
+                                 {"max_alert_ratio": 0}, {"canary_fraction": 1.5}])
+def test_rollout_parameters_are_validated(bad: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        RolloutCreate.model_validate({"model": "m-2", **bad})
+    assert RolloutCreate(model="m-2").min_sensor_hours == DEFAULT_MIN_SENSOR_HOURS == 240
+
+
+def test_the_fallback_alert_budget_is_the_training_default() -> None:
+    pytest.importorskip("torch")
+    from models.train import TrainConfig
+
+    assert DEFAULT_ALERT_BUDGET == TrainConfig(profile="chilled").max_alerts_per_sensor_day
+    assert alert_budget({}) == alert_budget({"metrics": {"alert_budget_per_sensor_day": "x"}}) == DEFAULT_ALERT_BUDGET
+    assert alert_budget({"metrics": {"alert_budget_per_sensor_day": 0.2}}) == 0.2
+
+
+# -- the verdict on arbitrary shadow reports, as they arrive over the wire -----------------------------------------
+
+_figures = st.fixed_dictionaries({
+    "sensor_hours": st.floats(0, 2000, allow_nan=False), "shadow_episodes": st.integers(0, 50),
+    "active_episodes": st.none() | st.integers(0, 50), "windows": st.integers(0, 10_000),
+    "span_s": st.integers(0, 86_400)})
+
+
+@given(figures=st.lists(_figures, min_size=1, max_size=4), min_hours=st.floats(0.5, 500),
+       ratio=st.floats(0.5, 5), budget=st.floats(0.01, 2))
+@settings(max_examples=300, deadline=None)
+def test_the_verdict_on_any_reports_is_evidence_first_then_episodes(
+        figures: list[dict[str, Any]], min_hours: float, ratio: float, budget: float) -> None:
+    shadows = []
+    for i, f in enumerate(figures):
+        sent = ShadowReport(model_version="2", state="running", started_at=T0, last_at=T0 + f["span_s"] * 1000,
+                            sensor_hours=f["sensor_hours"], shadow_episodes=f["shadow_episodes"],
+                            active_episodes=f["active_episodes"], windows=f["windows"])
+        wire = decode(encode(Reported(gateway=f"gw{i}", ts=T0, desired_version=2, result="shadow", shadow=sent)),
+                      Reported)
+        assert wire.shadow is not None
+        stored = {name: getattr(wire.shadow, name) for name in wire.shadow.__struct_fields__}  # as ingest keeps it
+        shadows.append(CanaryShadow(f"gw{i}", stored))
+    verdict = judge(shadows, min_sensor_hours=min_hours, probation_s=3600, alert_budget=budget, max_alert_ratio=ratio)
+    hours = sum(f["sensor_hours"] for f in figures)
+    if hours < min_hours:
+        assert verdict.decision == "wait" and verdict.text.startswith(f"not enough data yet: {hours:.1f} sensor-hours")
+        return
+    if any(f["span_s"] < 3600 for f in figures):
+        assert verdict.decision == "wait" and verdict.text.startswith("on probation")
+        return
+    e = verdict.evidence
+    candidate = sum(f["shadow_episodes"] for f in figures) / (hours / 24)
+    compared = [f for f in figures if f["active_episodes"] is not None]
+    compared_hours = sum(f["sensor_hours"] for f in compared)
+    limit = budget
+    if compared and compared_hours > 0:
+        limit = max(budget, ratio * sum(f["active_episodes"] for f in compared) / (compared_hours / 24))
+    assert e.limit_per_day == pytest.approx(limit)
+    assert verdict.decision == ("promote" if candidate <= e.limit_per_day else "halt")
+    worse = judge([CanaryShadow(s.gateway_id, {**(s.report or {}), "shadow_episodes": 100}) for s in shadows],
+                  min_sensor_hours=min_hours, probation_s=3600, alert_budget=budget, max_alert_ratio=ratio)
+    assert worse.decision == "halt" or verdict.decision == "promote"  # more episodes never turn a halt around
+
+
+@given(hours=st.floats(-1e9, -1e-9) | st.just(float("nan")) | st.just(float("inf")),
+       episodes=st.integers(-100, -1))
+def test_shadow_figures_out_of_range_are_refused_on_the_wire(hours: float, episodes: int) -> None:
+    for field_, value in (("sensor_hours", hours), ("shadow_episodes", episodes), ("active_episodes", episodes)):
+        payload = json.dumps({"v": 1, "gateway": "gw1", "ts": T0, "desired_version": 1, "result": "shadow",
+                              "shadow": {"model_version": "2", "state": "running", "started_at": T0,
+                                         field_: value}}).encode()
+        with pytest.raises(ProtocolError):
+            decode(payload, Reported)
 
 
 def _series(sensor: str, hours: float) -> Series:
@@ -190,3 +393,33 @@ def test_training_jobs_are_claimed_once_and_keep_their_log(session: Session) -> 
     assert claimed.finished_at is not None
     with pytest.raises(training.TrainingError):
         training.update(session, job=claimed, data=TrainingJobUpdate(progress=1.0), actor="ops")
+
+
+def test_the_rollout_page_shows_the_episode_counts_and_the_evidence(session: Session) -> None:
+    from cloud.ui.ops_pages import FINAL_ROLLOUT, number, per_day, rate
+    from cloud.ui.pages import templates
+
+    out = Published()
+    first_model_everywhere(session, out)
+    rid = start(session, out, "m-2", 0.2, min_sensor_hours=48, probation_s=600)
+    (canary,) = canaries_of(session, rid)
+
+    def page() -> str:
+        view = rollouts.public(session, rollout=get(session, rid))
+        return templates.env.get_template("_rollout_live.html").render(
+            r=view, final=FINAL_ROLLOUT, rate=rate, number=number, per_day=per_day, utc=str)
+
+    report(session, canary, out.last(canary).version, "shadow", "1", shadow="running", sensor_hours=12.0,
+           shadow_episodes=1, active_episodes=2)
+    step(session, out, rid)
+    html = page()
+    assert "not enough data yet: 12.0 sensor-hours of 48" in html
+    assert 'data-sensor-hours="12.0" data-min-sensor-hours="48.0"' in html
+    assert '<tr data-model="candidate"><td>Candidate (m-2)</td><td class="num">1</td><td class="num">2</td>' in html
+    assert '<tr data-model="current"><td>Current model</td><td class="num">2</td><td class="num">4</td>' in html
+    assert "<b>12.0</b> sensor-hours of 48.0 on 1 canary" in html and 'style="width: 25.0%"' in html
+    assert f'data-gateway="{canary}"' in html and "12 · 2 / 1 · 60" in html  # sensor-hours · current / new · windows
+    report(session, canary, out.last(canary).version, "shadow", "1", shadow="running", ts=T0 + 1, sensor_hours=48.0,
+           shadow_episodes=0, active_episodes=2)
+    assert step(session, out, rid) == "promoting"
+    assert "promoted: candidate 0 alert episodes (0.00 per sensor-day) vs 2 for the current model (1.00)" in page()

@@ -46,7 +46,10 @@ def _fail(exc: RolloutError) -> HTTPException:
 
 @router.post("", response_model=RolloutPublic, status_code=201, summary="Start a rollout (ops)")
 def start(body: RolloutCreate, user: Ops, session: SessionDep, request: Request) -> RolloutPublic:
-    """Canaries get the model in shadow mode now; the rest once every canary's shadow was promoted."""
+    """Canaries get the model in shadow mode now; the rest once the canary verdict promotes it (alert episodes per
+    sensor-day against the current model's, or the alert budget for a first model, after `min_sensor_hours` of
+    shadow scoring). A model whose manifest names a `min_agent_version` is refused (422) for targets whose reported
+    agent is older."""
     publisher, base_url = _publisher(request)
     try:
         rollout = rollouts.start(session, data=body, actor=user.username, publisher=publisher, base_url=base_url)
@@ -87,11 +90,16 @@ def promote(rollout_id: RowId, user: Ops, session: SessionDep, request: Request)
 
 
 @router.post("/{rollout_id}/halt", response_model=RolloutPublic, summary="Stop the rollout where it is (ops)")
-def halt(rollout_id: RowId, body: RolloutAction, user: Ops, session: SessionDep) -> RolloutPublic:
-    """No further gateway is sent the model; those that have it keep it (see rollback)."""
+def halt(rollout_id: RowId, body: RolloutAction, user: Ops, session: SessionDep, request: Request) -> RolloutPublic:
+    """No further gateway is sent the model; those that have it keep it (see rollback). In the canary phase the
+    canaries' shadows are ended (they go back to their previous model)."""
     rollout = _rollout(session, rollout_id)
+    publisher: DesiredPublisher | None = request.app.state.desired_publisher
+    if publisher is None and rollout.state == "canary":
+        publisher, _ = _publisher(request)  # 503: the canaries' shadows could not be ended
     try:
-        rollouts.halt(session, rollout=rollout, actor=user.username, reason=body.reason)
+        rollouts.halt(session, rollout=rollout, actor=user.username, reason=body.reason, publisher=publisher,
+                      base_url=request.app.state.artifact_base_url)
     except RolloutError as exc:
         raise _fail(exc) from None
     session.commit()
