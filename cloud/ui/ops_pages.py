@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from cloud.api.deps import SessionDep
 from cloud.db.registry import GatewayToken, ModelArtifact
-from cloud.db.rollouts import ACTIVE_STATES, GatewayDesired, Rollout, RolloutPublic, RolloutTarget
+from cloud.db.rollouts import ACTIVE_STATES, GatewayDesired, Rollout, RolloutCreate, RolloutPublic, RolloutTarget
 from cloud.db.training import TrainingJob
 from cloud.db.users import User
 from cloud.services import fleet, registry, rollouts, training
@@ -81,6 +81,13 @@ def rate(alerts: int | None, windows: int | None) -> str:
     return f"{100.0 * alerts / windows:.1f} %"
 
 
+def per_day(episodes: int | None, sensor_hours: float | None) -> str:
+    """Alert episodes per sensor-day ('—' without sensor-hours or episodes)."""
+    if episodes is None or not sensor_hours:
+        return "—"
+    return f"{episodes / (sensor_hours / 24):.2f}"
+
+
 def number(value: Any) -> str:
     """A metric value for a table: floats to four significant digits, None as '—'."""
     if value is None:
@@ -144,7 +151,7 @@ def model_page(stem: str, request: Request, session: SessionDep) -> Response:
     keys = sorted(set(mine) | set(theirs))
     return _render(request, "model.html", user, model=model, current=current, held=held, keys=keys, mine=mine,
                    theirs=theirs, eval_keys=eval_keys, cand=cand, cur=cur, gate=gate,
-                   runs=_shadow_runs(session, model.stem), number=number, rate=rate)
+                   runs=_shadow_runs(session, model.stem), number=number, rate=rate, per_day=per_day)
 
 
 @router.get("/ui/models/{stem}/shadows", response_class=HTMLResponse)
@@ -154,7 +161,7 @@ def model_shadows(stem: str, request: Request, session: SessionDep) -> Response:
     if user is None:
         return PlainTextResponse("your session has ended; log in again", status_code=401)
     return _render(request, "_model_shadows.html", user, runs=_shadow_runs(session, stem[:200]), number=number,
-                   rate=rate)
+                   rate=rate, per_day=per_day)
 
 
 # ---- rollouts -----------------------------------------------------------------------------------------------
@@ -170,7 +177,7 @@ def rollouts_page(request: Request, session: SessionDep) -> Response:
     return _render(request, "rollouts.html", user, rows=rows, models=list(registry.list_models(session)),
                    gateways=[g for g in gateways if not g.revoked], tokens=tokens,
                    sites=sorted({g.site for g in gateways if g.site and not g.revoked}),
-                   preselect=request.query_params.get("model", ""))
+                   preselect=request.query_params.get("model", ""), defaults=RolloutCreate(model="-"))
 
 
 def _rollout_or_error(request: Request, session: Session, user: User, raw: str) -> RolloutPublic | Response:
@@ -191,7 +198,8 @@ def rollout_page(rollout_id: str, request: Request, session: SessionDep) -> Resp
     found = _rollout_or_error(request, session, user, rollout_id)
     if isinstance(found, Response):
         return found
-    return _render(request, "rollout.html", user, r=found, final=FINAL_ROLLOUT, rate=rate, number=number)
+    return _render(request, "rollout.html", user, r=found, final=FINAL_ROLLOUT, rate=rate, number=number,
+                   per_day=per_day)
 
 
 @router.get("/ui/rollouts/{rollout_id}/live", response_class=HTMLResponse)
@@ -203,7 +211,8 @@ def rollout_live(rollout_id: str, request: Request, session: SessionDep) -> Resp
     found = _rollout_or_error(request, session, user, rollout_id)
     if isinstance(found, Response):
         return PlainTextResponse("no such rollout", status_code=404)
-    return _render(request, "_rollout_live.html", user, r=found, final=FINAL_ROLLOUT, rate=rate, number=number)
+    return _render(request, "_rollout_live.html", user, r=found, final=FINAL_ROLLOUT, rate=rate, number=number,
+                   per_day=per_day)
 
 
 # ---- retraining ---------------------------------------------------------------------------------------------

@@ -69,11 +69,13 @@ function setupRolloutForm() {
     e.preventDefault();
     formError(error, "");
     const fraction = Number(form.canary_fraction.value), minutes = Number(form.probation_min.value);
-    const ratio = Number(form.max_alert_ratio.value);
+    const ratio = Number(form.max_alert_ratio.value), evidence = Number(form.min_sensor_hours.value);
     if (!(fraction >= 0 && fraction <= 1)) { formError(error, "The canary fraction is a number from 0 to 1."); return; }
     if (!(minutes > 0)) { formError(error, "The probation must be at least a minute."); return; }
     if (!(ratio > 0)) { formError(error, "The alert ratio must be above 0."); return; }
-    const body = { model: form.model.value, canary_fraction: fraction, probation_s: minutes * 60, max_alert_ratio: ratio };
+    if (!(evidence > 0)) { formError(error, "The evidence must be above 0 sensor-hours."); return; }
+    const body = { model: form.model.value, canary_fraction: fraction, probation_s: minutes * 60, max_alert_ratio: ratio,
+                   min_sensor_hours: evidence };
     const group = form.querySelector('input[name="group"]:checked').value;
     if (group === "site") body.site = form.site.value;
     if (group === "chosen") {
