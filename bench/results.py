@@ -17,6 +17,7 @@ class Result:
     reference: str
     reference_value: float
     higher_is_better: bool
+    note: str = ""  # what else a reader needs beside the figure (counts, the reference's other figures)
     ratio: float = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,3 +1,3 @@
 """coldwatch-agent: the gateway daemon (inputs → decode → outbox → MQTT publisher)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

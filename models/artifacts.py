@@ -5,19 +5,21 @@ Layout: one folder per model, `<dir>/<name>-<version>/` holding `<name>-<version
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from models.export import QuantisationCheck, export_checked
+from models.data import Series
 from models.features import FeatureSpec
-from models.manifest import MANIFEST_SUFFIX, Manifest, ModelFiles, sha256_file, write_signed
+from models.manifest import MANIFEST_SUFFIX, Manifest, ModelFiles
 from models.nets import build
+from models.pipeline import Exported, build_artifact
 from models.train import TrainedModel
+
+__all__ = ["Exported", "default_name", "default_version", "export_model", "find_manifests", "latest_by_profile",
+           "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_SUFFIX = ".pt"
 
@@ -32,14 +34,28 @@ def default_name(profile: str) -> str:
     return f"cw_{profile}"
 
 
+def _series_to_dict(s: Series) -> dict[str, Any]:
+    return {"sensor": s.sensor, "profile": s.profile, "ts_ms": torch.from_numpy(s.ts_ms),
+            "temp_c": torch.from_numpy(s.temp_c), "rh_pct": torch.from_numpy(s.rh_pct),
+            "battery_mv": torch.from_numpy(s.battery_mv)}
+
+
+def _series_from_dict(d: dict[str, Any]) -> Series:
+    return Series(str(d["sensor"]), str(d["profile"]), d["ts_ms"].numpy(), d["temp_c"].numpy(), d["rh_pct"].numpy(),
+                  d["battery_mv"].numpy())
+
+
 def save_checkpoint(trained: TrainedModel, path: Path, *, hidden: int) -> Path:
-    """Weights, spec, threshold and the windows the export needs, loadable with `weights_only=True`."""
+    """Weights, spec, threshold and the windows and series the export needs, loadable with `weights_only=True`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({
         "state_dict": trained.module.state_dict(), "architecture": trained.architecture, "hidden": hidden,
         "profile": trained.profile, "spec": trained.spec.to_dict(), "threshold": trained.threshold,
         "training_range": trained.training_range, "metrics": trained.metrics,
         "calibration": torch.from_numpy(trained.calibration), "validation": torch.from_numpy(trained.validation),
+        "alert_budget": trained.alert_budget,
+        "validation_series": [_series_to_dict(s) for s in trained.validation_series],
+        "incident_series": [_series_to_dict(s) for s in trained.incident_series],
     }, path)
     return path
 
@@ -54,34 +70,17 @@ def load_checkpoint(path: Path) -> TrainedModel:
     return TrainedModel(module=module, architecture=data["architecture"], profile=data["profile"], spec=spec,
                         threshold=float(data["threshold"]), training_range=dict(data["training_range"]),
                         calibration=data["calibration"].numpy(), validation=data["validation"].numpy(),
-                        metrics=dict(data["metrics"]))
-
-
-@dataclass(frozen=True)
-class Exported:
-    """Where an exported model landed and what its manifest says."""
-
-    files: ModelFiles
-    manifest: Manifest
-    check: QuantisationCheck
-    signed: bool
+                        metrics=dict(data["metrics"]), alert_budget=float(data.get("alert_budget", 0.1)),
+                        validation_series=[_series_from_dict(d) for d in data.get("validation_series", [])],
+                        incident_series=[_series_from_dict(d) for d in data.get("incident_series", [])])
 
 
 def export_model(trained: TrainedModel, directory: Path, *, name: str, version: str, private_key_pem: bytes | None,
-                 extra_metrics: dict[str, Any] | None = None, check: np.ndarray | None = None) -> Exported:
-    """int8 .tflite (checked against fp32; ExportRejected beyond tolerance) + manifest, signed when a key is given."""
-    stem = f"{name}-{version}"
-    files = ModelFiles.for_stem(directory, stem)
-    directory.mkdir(parents=True, exist_ok=True)
-    result = export_checked(trained, files.model, check=check)
-    metrics = {**trained.metrics, "int8_check": result.as_dict(), "tflite_bytes": files.model.stat().st_size,
-               **(extra_metrics or {})}
-    manifest = Manifest(name=name, version=version, profile=trained.profile, feature_spec=trained.spec.to_dict(),
-                        threshold=float(trained.threshold), training_range=trained.training_range, metrics=metrics,
-                        sha256=sha256_file(files.model), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                        architecture=trained.architecture)
-    write_signed(manifest, directory, private_key_pem)
-    return Exported(files=files, manifest=manifest, check=result, signed=private_key_pem is not None)
+                 extra_metrics: dict[str, Any] | None = None) -> Exported:
+    """The artifact pipeline (`models.pipeline.build_artifact`): int8 .tflite, threshold calibrated on its scores,
+    checked against fp32 on alert episodes (ExportRejected beyond tolerance), manifest signed when a key is given."""
+    return build_artifact(trained, directory, name=name, version=version, private_key_pem=private_key_pem,
+                          extra_metrics=extra_metrics)
 
 
 def find_manifests(root: Path) -> list[tuple[ModelFiles, Manifest]]:

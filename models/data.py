@@ -21,7 +21,7 @@ HELD_OUT_SEEDS: Final = range(10_000, 11_000)
 # Smallest scale per channel: the unit in which a deviation starts to matter. A channel that barely varies in
 # training (a lost frame, a battery that sits still) must not dominate the score when it moves a little.
 MIN_STD: Final = {"temp_c": 0.5, "temp_rate": 0.05, "cooling_duty": 0.25, "rh_pct": 5.0, "battery_mv": 20.0,
-                  "battery_trend": 10.0, "missing": 1.0}
+                  "battery_trend": 10.0, "missing": 1.0, "temp_dev": 0.1, "temp_drift": 0.25, "rh_dev": 2.0}
 
 
 @dataclass(frozen=True)
@@ -107,3 +107,15 @@ def fit_normalisation(spec: FeatureSpec, raw: FloatArray) -> FeatureSpec:
     floor = np.array([MIN_STD.get(name, 0.1) for name in spec.features])
     std = np.maximum(np.nan_to_num(np.nanstd(flat, axis=0), nan=1.0), floor)
     return spec.with_normalisation(np.nan_to_num(mean), std)
+
+
+def chronological_split(series: list[Series], train_share: float = 0.8) -> tuple[list[Series], list[Series]]:
+    """The first `train_share` of each sensor's readings for training, the rest for the threshold."""
+    train_part: list[Series] = []
+    validation: list[Series] = []
+    for s in series:
+        cut = int(len(s.ts_ms) * train_share)
+        for part, lo, hi in ((train_part, 0, cut), (validation, cut, len(s.ts_ms))):
+            part.append(Series(s.sensor, s.profile, s.ts_ms[lo:hi], s.temp_c[lo:hi], s.rh_pct[lo:hi],
+                               s.battery_mv[lo:hi]))
+    return train_part, validation

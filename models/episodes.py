@@ -84,14 +84,35 @@ def count_episodes(scores: Sequence[NDArray[np.float32]], ends: Sequence[NDArray
                for s, e in zip(scores, ends, strict=True))
 
 
+class NotEnoughNormalData(ValueError):  # noqa: N818 (reads as the verdict it is)
+    """Too little normal data to place a threshold at the alert budget, even by extrapolating its tail."""
+
+
+MIN_TAIL_POINTS = 3  # thresholds with at least `MIN_TAIL_EPISODES` episodes each, to fit the tail through
+MIN_TAIL_EPISODES = 2
+MIN_CALIBRATION_WINDOWS = 120
+
+
 def calibrate_threshold(scores: Sequence[NDArray[np.float32]], ends: Sequence[NDArray[np.int64]], *,
                         sensor_days: float, max_alerts_per_sensor_day: float, sample_period_s: float,
                         margin: float = 1.0) -> float:
-    """The lowest threshold whose alert rate on normal data is at most the target, times a safety margin."""
-    pooled = np.concatenate([np.asarray(s, dtype=np.float64) for s in scores])
+    """The lowest threshold whose alert rate on normal data is at most the budget, times a safety margin.
+
+    Where the data holds at least one alert's worth of the budget, the rate is counted (alert episodes through the
+    agent's lifecycle). Where it holds less (31 minutes of validation allow 0.002 alerts, and the highest score seen
+    is then no estimate at all), the tail is extrapolated: the episode rate falls about exponentially as the
+    threshold rises, so a line through log(rate) at the thresholds that still open a few episodes is followed down
+    to the budget, never below the lowest threshold that opened none here. NotEnoughNormalData when even that
+    cannot be fitted.
+    """
+    arrays = [np.asarray(s, dtype=np.float64) for s in scores]
+    pooled = np.concatenate(arrays) if arrays else np.zeros(0)
     if len(pooled) == 0:
         raise ValueError("no scores to calibrate on")
     allowed = max_alerts_per_sensor_day * sensor_days
+    if allowed < 1.0:
+        return _extrapolated(scores, ends, pooled, sensor_days=sensor_days, sample_period_s=sample_period_s,
+                             max_alerts_per_sensor_day=max_alerts_per_sensor_day) * margin
     candidates = np.unique(np.quantile(pooled, np.linspace(0.9, 1.0, 101)))
     lo, hi = 0, len(candidates) - 1  # alert counts fall as the threshold rises: bisect
     if count_episodes(scores, ends, float(candidates[hi]), sample_period_s=sample_period_s) > allowed:
@@ -103,3 +124,30 @@ def calibrate_threshold(scores: Sequence[NDArray[np.float32]], ends: Sequence[ND
         else:
             lo = mid + 1
     return float(candidates[lo]) * margin
+
+
+def _extrapolated(scores: Sequence[NDArray[np.float32]], ends: Sequence[NDArray[np.int64]],
+                  pooled: NDArray[np.float64], *, sensor_days: float, sample_period_s: float,
+                  max_alerts_per_sensor_day: float) -> float:
+    hours = sensor_days * 24.0
+    need_h = 24.0 / max_alerts_per_sensor_day
+    short = NotEnoughNormalData(
+        f"not enough normal data: {hours:.1f} h ({len(pooled)} windows), need {need_h:.0f} h to count the budget "
+        f"of {max_alerts_per_sensor_day} alerts per sensor-day, or a normal stretch with enough ordinary ups and "
+        "downs to extrapolate it from")
+    if len(pooled) < MIN_CALIBRATION_WINDOWS:
+        raise short
+    candidates = np.unique(np.quantile(pooled, np.linspace(0.5, 1.0, 201)))
+    counts = np.array([count_episodes(scores, ends, float(c), sample_period_s=sample_period_s) for c in candidates])
+    zero = candidates[np.argmax(counts == 0)] if (counts == 0).any() else float(pooled.max())
+    fit = counts >= MIN_TAIL_EPISODES
+    if fit.sum() < MIN_TAIL_POINTS:
+        raise short
+    x, y = candidates[fit], np.log(counts[fit] / sensor_days)
+    x = x[len(x) // 2:] if fit.sum() >= 2 * MIN_TAIL_POINTS else x  # the upper half of the tail
+    y = y[len(y) - len(x):]
+    slope, intercept = np.polyfit(x, y, 1)
+    if not np.isfinite(slope) or slope >= 0:
+        raise short
+    target = (np.log(max_alerts_per_sensor_day) - intercept) / slope
+    return float(max(target, zero))

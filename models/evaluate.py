@@ -82,11 +82,12 @@ class StaticRule:
 
 @dataclass
 class RollingZScore:
-    """|newest − mean of the previous hour| / (their std + 0.2 °C) above `z`, per sample period."""
+    """|newest − mean of the previous `steps`| / (their std + `floor_c`) above `z`, per sample period."""
 
     sample_period_s: float = 60.0
     steps: int = 60
     z: float = 4.0
+    floor_c: float = 0.2
     name: str = "rolling_z"
 
     def alerts(self, series: Series) -> list[Episode]:
@@ -94,7 +95,8 @@ class RollingZScore:
         ends = window_ends(spec, series.ts_ms)
         raw, usable = raw_windows(spec, series.ts_ms, series.temp_c, end_ms=ends)
         past, newest = raw[usable, :-1, 0].astype(np.float64), raw[usable, -1, 0].astype(np.float64)
-        zscore = np.abs(newest - past.mean(axis=1)) / (past.std(axis=1) + 0.2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            zscore = np.abs(newest - past.mean(axis=1)) / (past.std(axis=1) + self.floor_c)
         min_ms, clear_ms = model_lifecycle_ms(self.sample_period_s)
         return episodes(zscore > self.z, ends[usable], min_duration_ms=min_ms, clear_after_ms=clear_ms)
 

@@ -1,4 +1,5 @@
-"""int8 TFLite export: PT2E static quantisation calibrated on training windows, checked against fp32.
+"""int8 TFLite export: PT2E static quantisation calibrated on training windows and synthetic faults; window-level
+figures of int8 against fp32 (the pipeline, models.pipeline, judges it on alert episodes).
 
 float32 in and out (QUANTIZE / FULLY_CONNECTED / DEQUANTIZE inside), batchable by resizing the input.
 """
@@ -14,20 +15,16 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models.features import FloatArray, score
-from models.runtime import tflite_outputs
 from models.tflite_io import with_float_io
-from models.train import TrainedModel, predict
+from models.train import TrainedModel
 
 log = logging.getLogger("models.export")
 
-MAX_SCORE_ERROR: Final = 0.2  # of the spread between the median score and the threshold (see `compare`)
-MIN_DECISION_AGREEMENT: Final = 0.99
-CALIBRATION_WINDOWS: Final = 1024
+CALIBRATION_WINDOWS: Final = 4096
 
 
 class ExportRejected(Exception):  # noqa: N818 (reads as the verdict it is)
-    """The int8 model disagrees with fp32 beyond tolerance."""
+    """The int8 model disagrees with fp32 beyond tolerance (models.pipeline says why and what to do)."""
 
 
 @dataclass(frozen=True)
@@ -116,34 +113,3 @@ def compare(fp32_scores: NDArray[np.float32], int8_scores: NDArray[np.float32], 
                              score_error=error, band_windows=int(band.sum()),
                              decision_agreement=float(np.mean((a > threshold) == (b > threshold))),
                              int8_alerts=int(np.sum(b > threshold)), fp32_alerts=int(np.sum(a > threshold)))
-
-
-def check_windows(trained: TrainedModel, extra: FloatArray | None = None) -> FloatArray:
-    """Held-out windows for the int8 check: validation windows plus, when given, windows with anomalies."""
-    parts = [trained.validation]
-    if extra is not None and len(extra):
-        parts.append(extra)
-    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
-
-
-def export_checked(trained: TrainedModel, path: Path, *, check: FloatArray | None = None,
-                   max_error: float = MAX_SCORE_ERROR,
-                   min_agreement: float = MIN_DECISION_AGREEMENT) -> QuantisationCheck:
-    """Convert to int8, then compare with fp32 on held-out windows; ExportRejected (file removed) beyond tolerance."""
-    convert_int8(trained, path)
-    windows = check if check is not None else check_windows(trained)
-    fp32 = score(windows, predict(trained.module, windows))
-    int8 = score(windows, tflite_outputs(path, windows))
-    result = compare(fp32, int8, trained.threshold)
-    log.info("int8 check windows=%d error=%.4f (band %d) agreement=%.5f corr=%.4f rank=%.4f", result.windows,
-             result.score_error, result.band_windows, result.decision_agreement, result.score_correlation,
-             result.rank_correlation)
-    # The edge only compares a score with the threshold: what must survive int8 are the decisions and the scores
-    # near the threshold. Correlations over all windows measure the rounding of clearly normal ones (frozen
-    # autoencoder: 0.937 linear; classifier: rank 0.93 with 100 % of decisions the same; docs/decisions.md).
-    if result.score_error > max_error or result.decision_agreement < min_agreement:
-        path.unlink(missing_ok=True)
-        raise ExportRejected(f"int8 disagrees with fp32: score error {result.score_error:.4f} of the spread "
-                             f"(max {max_error}), decision agreement {result.decision_agreement:.5f} "
-                             f"(min {min_agreement})")
-    return result

@@ -1,5 +1,9 @@
 """Feature extraction shared by the gateway and training: windows resampled onto the sample period, normalised.
 
+The default channels describe behaviour, not level: each temperature is taken against the window's own mean
+(`temp_dev`) and against the sensor's own recent past (`temp_drift`), never as an absolute value; absolute level
+against the profile's band is what the gateway's hard rules judge (docs/models.md).
+
 numpy only (1.x and 2.x): the edge agent imports this module in the gateway's environment.
 """
 
@@ -16,9 +20,16 @@ __all__ = ["DEFAULT_FEATURES", "FeatureSpec", "FloatArray", "default_spec", "raw
 
 FloatArray = NDArray[np.float32]
 
-# Per-step channels, in this order inside each step of the flattened vector.
-DEFAULT_FEATURES: Final = ("temp_c", "temp_rate", "cooling_duty", "rh_pct", "battery_mv", "battery_trend", "missing")
-KNOWN_FEATURES: Final = frozenset(DEFAULT_FEATURES)
+# Per-step channels, in this order inside each step of the flattened vector. Level-free: a model trained on them
+# does not alarm because a sensor runs at another level than its training data did.
+DEFAULT_FEATURES: Final = ("temp_dev", "temp_drift", "temp_rate", "cooling_duty", "rh_dev", "battery_trend",
+                           "missing")
+# Absolute levels: still computed for models trained before the level-free channels (manifests name them).
+LEVEL_FEATURES: Final = ("temp_c", "rh_pct", "battery_mv")
+KNOWN_FEATURES: Final = frozenset(DEFAULT_FEATURES + LEVEL_FEATURES)
+# Channels an agent before 0.2 cannot compute: a manifest naming one declares that minimum agent version.
+LEVEL_FREE_FEATURES: Final = frozenset({"temp_dev", "temp_drift", "rh_dev"})
+DEFAULT_BASELINE_WINDOWS: Final = 8  # `temp_drift` compares with this many window spans before the window
 MIN_FRESH_FRACTION: Final = 0.5  # a window needs fresh temperatures in at least half its steps
 COOLING_EPS_C_PER_MIN: Final = 0.005
 FRESH_PERIODS: Final = 1.5
@@ -39,10 +50,13 @@ class FeatureSpec:
     features: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    baseline_windows: int = DEFAULT_BASELINE_WINDOWS
 
     def __post_init__(self) -> None:
         if self.window < 2:
             raise ValueError("window must be at least 2 steps")
+        if self.baseline_windows < 1:
+            raise ValueError("baseline_windows must be at least 1")
         if self.sample_period_s <= 0:
             raise ValueError("sample_period_s must be positive")
         unknown = set(self.features) - KNOWN_FEATURES
@@ -64,34 +78,56 @@ class FeatureSpec:
         return self.window * len(self.features)
 
     @property
-    def span_ms(self) -> int:
-        """How much history one window covers; the agent keeps at least this much per sensor."""
+    def window_ms(self) -> int:
+        """The time one window covers."""
         return round(self.window * self.sample_period_s * 1000)
+
+    @property
+    def span_ms(self) -> int:
+        """How much history one input needs (the window, and the baseline before it when `temp_drift` is used);
+        the agent keeps at least this much per sensor."""
+        return self.window_ms * (1 + (self.baseline_windows if "temp_drift" in self.features else 0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (as stored in the manifest)."""
         return {"window": self.window, "sample_period_s": self.sample_period_s, "features": list(self.features),
-                "mean": list(self.mean), "std": list(self.std)}
+                "mean": list(self.mean), "std": list(self.std), "baseline_windows": self.baseline_windows}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
         """Inverse of `to_dict` (ValueError / KeyError / TypeError on malformed input)."""
         return cls(window=int(data["window"]), sample_period_s=float(data["sample_period_s"]),
                    features=tuple(str(f) for f in data["features"]),
-                   mean=tuple(float(m) for m in data["mean"]), std=tuple(float(s) for s in data["std"]))
+                   mean=tuple(float(m) for m in data["mean"]), std=tuple(float(s) for s in data["std"]),
+                   baseline_windows=int(data.get("baseline_windows", DEFAULT_BASELINE_WINDOWS)))
 
     def with_normalisation(self, mean: ArrayLike, std: ArrayLike) -> FeatureSpec:
         """The same spec with new normalisation constants (a std below 1e-3 is raised to it)."""
         std_arr = np.maximum(np.asarray(std, dtype=np.float64), 1e-3)
         return FeatureSpec(self.window, self.sample_period_s, self.features,
                            tuple(float(m) for m in np.asarray(mean, dtype=np.float64)),
-                           tuple(float(s) for s in std_arr))
+                           tuple(float(s) for s in std_arr), self.baseline_windows)
 
 
-def default_spec(*, window: int = 30, sample_period_s: float = 60.0) -> FeatureSpec:
-    """A spec with every feature and identity normalisation (training replaces mean / std)."""
-    n = len(DEFAULT_FEATURES)
-    return FeatureSpec(window, sample_period_s, DEFAULT_FEATURES, (0.0,) * n, (1.0,) * n)
+def default_spec(*, window: int = 30, sample_period_s: float = 60.0,
+                 features: tuple[str, ...] = DEFAULT_FEATURES) -> FeatureSpec:
+    """A spec with the level-free features (or `features`) and identity normalisation (training replaces
+    mean / std)."""
+    n = len(features)
+    return FeatureSpec(window, sample_period_s, features, (0.0,) * n, (1.0,) * n)
+
+
+def _baseline_mean(ts: NDArray[np.int64], values: NDArray[np.float64], lo_ms: NDArray[np.int64],
+                   hi_ms: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Mean of the valid values with lo < ts <= hi, for each (lo, hi); NaN where there is none."""
+    ok = ~np.isnan(values)
+    ts_ok = ts[ok]
+    csum = np.concatenate([[0.0], np.cumsum(values[ok])])
+    a = np.searchsorted(ts_ok, lo_ms, side="right")
+    b = np.searchsorted(ts_ok, hi_ms, side="right")
+    count = (b - a).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, (csum[b] - csum[a]) / np.maximum(count, 1.0), np.nan)
 
 
 def _as_float(values: ArrayLike | None, n: int) -> NDArray[np.float64]:
@@ -127,6 +163,15 @@ def _backfill_leading(grid: NDArray[np.float64]) -> NDArray[np.float64]:
     first_value = grid[np.arange(len(grid)), first]
     leading = np.arange(grid.shape[1])[None, :] < first[:, None]
     return np.where(leading, first_value[:, None], grid)
+
+
+def _row_mean(grid: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Each row's mean as a column [N, 1] (NaN for a row without values, without a warning)."""
+    present = ~np.isnan(grid)
+    count = present.sum(axis=1, keepdims=True)
+    total = np.where(present, grid, 0.0).sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def raw_windows(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: ArrayLike | None = None,
@@ -166,10 +211,16 @@ def raw_windows(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: 
     rate = (t - t[:, lag]) / (span[None, :] * minutes)
     duty = np.cumsum(falling, axis=1) / np.maximum(np.arange(w, dtype=np.float64), 1.0)[None, :]
     channels = {
-        "temp_c": t, "temp_rate": rate, "cooling_duty": duty, "rh_pct": h, "battery_mv": b,
-        "battery_trend": b - b[:, :1], "missing": (~t_fresh).astype(np.float64),
+        "temp_c": lambda: t, "temp_rate": lambda: rate, "cooling_duty": lambda: duty, "rh_pct": lambda: h,
+        "battery_mv": lambda: b, "battery_trend": lambda: b - b[:, :1],
+        "missing": lambda: (~t_fresh).astype(np.float64),
+        "temp_dev": lambda: t - _row_mean(t), "rh_dev": lambda: h - _row_mean(h),
+        # each step against the mean of the sensor's readings over `baseline_windows` window spans before the
+        # window: hours at a 60 s period, minutes at 1 s; NaN (the training mean once normalised) without any
+        "temp_drift": lambda: t - _baseline_mean(ts, temp, window_start[:, 0] - spec.baseline_windows * w * period_ms,
+                                                 window_start[:, 0])[:, None],
     }
-    stacked = np.stack([channels[name] for name in spec.features], axis=2)
+    stacked = np.stack([channels[name]() for name in spec.features], axis=2)
     return stacked.astype(np.float32), usable
 
 

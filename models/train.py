@@ -32,6 +32,7 @@ from models.features import FeatureSpec, FloatArray, default_spec, normalise, sc
 from models.nets import Architecture, build, reconstruction_target
 
 log = logging.getLogger("models.train")
+CALIBRATION_NORMAL = 3072  # normal windows kept for int8 calibration (a third as many synthetic faults join them)
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,12 @@ class TrainedModel:
     spec: FeatureSpec
     threshold: float
     training_range: dict[str, Any]
-    calibration: FloatArray  # normalised training windows, for int8 calibration
+    calibration: FloatArray  # normalised training windows and synthetic faults, for int8 calibration
     validation: FloatArray  # normalised windows never trained on (normal and incidents), for the int8 check
     metrics: dict[str, Any] = field(default_factory=dict)
+    alert_budget: float = 0.1  # alert episodes per sensor-day on normal data the threshold is calibrated to
+    validation_series: list[Series] = field(default_factory=list)  # normal, never trained on: the threshold
+    incident_series: list[Series] = field(default_factory=list)  # with faults: the int8 check's episodes
 
 
 def select_device(preferred: str | None = None) -> torch.device:
@@ -217,7 +221,7 @@ def _train_on_series(train: list[Series], validation: list[Series], cfg: TrainCo
     val_raw = [series_raw_windows(spec, s, stride=cfg.stride)[1] for s in validation]
     val_windows = normalise(spec, np.concatenate(val_raw)) if val_raw else inputs[:0]
     rng = np.random.default_rng(cfg.seed)
-    calibration = inputs[rng.choice(len(inputs), size=min(len(inputs), 2048), replace=False)]
+    calibration = inputs[rng.choice(len(inputs), size=min(len(inputs), CALIBRATION_NORMAL), replace=False)]
     if cfg.architecture == "classifier" and negatives is not None and len(negatives):
         # A quarter of fault windows: the int8 output range must reach the faults' logits, or every score above
         # the calibration's largest saturates there, below the threshold.
@@ -230,7 +234,8 @@ def _train_on_series(train: list[Series], validation: list[Series], cfg: TrainCo
              cfg.architecture, len(inputs), losses[-1], threshold, device.type, metrics["seconds_total"])
     return TrainedModel(module=module, architecture=cfg.architecture, profile=cfg.profile, spec=spec,
                         threshold=threshold, training_range={}, calibration=calibration,
-                        validation=val_windows, metrics=metrics)
+                        validation=val_windows, metrics=metrics, alert_budget=cfg.max_alerts_per_sensor_day,
+                        validation_series=list(validation))
 
 
 def train_profile(cfg: TrainConfig) -> TrainedModel:
@@ -250,6 +255,7 @@ def train_profile(cfg: TrainConfig) -> TrainedModel:
     trained.metrics["seconds_simulate"] = round(t_sim, 2)
     incidents = scenario_series(cfg.profile, range(TRAIN_SEEDS.start, TRAIN_SEEDS.start + 1),
                                 sample_period_s=cfg.sample_period_s)
+    trained.incident_series = incidents
     raws = [series_raw_windows(trained.spec, s, stride=cfg.stride)[1] for s in incidents]
     if raws:
         trained.validation = np.concatenate([trained.validation, normalise(trained.spec, np.concatenate(raws))])

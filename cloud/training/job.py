@@ -36,19 +36,6 @@ def _detector(model_path: Path, manifest: Any, name: str) -> Detector:
                          TfliteModel(model_path).outputs, name=name)
 
 
-def _int8_threshold(model_path: Path, spec: Any, calibration: list[Any], *, max_alerts_per_sensor_day: float) -> float:
-    """The threshold calibrated again on the int8 model's own scores (what gateways will compare), on the same
-    normal data as the fp32 one: int8 rounding near the threshold would otherwise add alerts."""
-    from models.episodes import calibrate_threshold
-    from models.runtime import TfliteModel
-
-    detector = ModelDetector(spec, 0.0, TfliteModel(model_path).outputs)
-    scored = [detector.scores(s) for s in calibration]
-    return calibrate_threshold([s for _, s in scored], [e for e, _ in scored],
-                               sensor_days=sum(s.days for s in calibration), sample_period_s=spec.sample_period_s,
-                               max_alerts_per_sensor_day=max_alerts_per_sensor_day)
-
-
 def _current(api: OpsClient, profile: str, folder: Path) -> Detector | None:
     """The newest registered model of the profile, downloaded as gateways get it (None: there is none)."""
     from models.manifest import Manifest
@@ -107,14 +94,12 @@ def run_job(api: OpsClient, job: dict[str, Any], *, work_dir: Path, signing_key:
     shutil.rmtree(folder, ignore_errors=True)
     from models.export import ExportRejected
 
-    try:
+    trained.incident_series = [s for s, labels in labelled.evaluation if any(not lab.benign for lab in labels)]
+    try:  # the one artifact pipeline: int8, threshold calibrated on its scores, episode check (models.pipeline)
         exported = export_model(trained, folder, name=name, version=version, private_key_pem=None)
     except ExportRejected as exc:
         raise JobFailed(f"int8 export rejected: {exc}") from None
-    threshold = _int8_threshold(exported.files.model, trained.spec, labelled.validation,
-                                max_alerts_per_sensor_day=cfg.max_alerts_per_sensor_day)
-    shipped = dataclasses.replace(exported.manifest, threshold=threshold, metrics={
-        **exported.manifest.metrics, "threshold_fp32": trained.threshold})
+    shipped, threshold = exported.manifest, exported.manifest.threshold
     timings["export_s"] = time.perf_counter() - t2
     report(stage="evaluate", progress=0.75, log=[f"exported {exported.files.model.name} "
                                                  f"bytes={exported.files.model.stat().st_size} "

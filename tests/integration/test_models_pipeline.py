@@ -86,15 +86,25 @@ def test_tflite_runs_batched_in_the_gateway_runtime(workdir: Path, edge_python: 
     np.testing.assert_allclose(score(x, edge[:7]), score(x, litert), rtol=0.02, atol=1.01 * step + 1e-6)
 
 
-def test_export_fails_beyond_tolerance(workdir: Path, tmp_path: Path) -> None:
-    from models.artifacts import load_checkpoint
-    from models.export import ExportRejected, export_checked
+def test_export_refuses_an_int8_model_that_misses_the_faults_fp32_alerts_on(
+        workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from models import pipeline
+    from models.artifacts import export_model, load_checkpoint
+    from models.export import ExportRejected
+
+    class Flat:  # an int8 model gone wrong: the same output for every window
+        def __init__(self, path: Path) -> None:
+            pass
+
+        def outputs(self, x: np.ndarray) -> np.ndarray:
+            return np.zeros((len(x), 1), dtype=np.float32)
 
     trained = load_checkpoint(model_dir(workdir) / "cw_chilled-1.pt")
-    target = tmp_path / "strict.tflite"
-    with pytest.raises(ExportRejected, match="disagrees"):
-        export_checked(trained, target, max_error=0.0)
-    assert not target.exists()
+    assert trained.validation_series, "the checkpoint carries the series the threshold is calibrated on"
+    monkeypatch.setattr(pipeline, "TfliteModel", Flat)
+    with pytest.raises(ExportRejected, match=r"int8 misses \d+ of the \d+ faults.*What to do"):
+        export_model(trained, tmp_path / "flat", name="cw_chilled", version="9", private_key_pem=None)
+    assert not (tmp_path / "flat" / "cw_chilled-9.tflite").exists()
 
 
 def test_evaluate_prints_model_beside_baselines(workdir: Path, tmp_path: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models.episodes import Episode, calibrate_threshold, count_episodes, episodes
 
@@ -41,3 +42,18 @@ def test_calibrated_threshold_meets_the_alert_budget() -> None:
                                     sample_period_s=60.0, margin=1.0)
     assert count_episodes(scores, ends, threshold, sample_period_s=60.0) <= 1
     assert count_episodes(scores, ends, threshold * 0.7, sample_period_s=60.0) > 1
+
+
+def test_short_normal_data_extrapolates_the_tail_beyond_every_alert_seen() -> None:
+    from models.episodes import NotEnoughNormalData
+
+    rng = np.random.default_rng(3)
+    ends = [np.arange(1800, dtype=np.int64) * 1000]  # half an hour at 1 s: the budget allows 0.002 alerts
+    scores = [rng.gumbel(0.0, 1.0, 1800).astype(np.float32)]
+    threshold = calibrate_threshold(scores, ends, sensor_days=1800 / 86400, max_alerts_per_sensor_day=0.1,
+                                    sample_period_s=1.0)
+    assert threshold > float(np.quantile(scores[0], 0.995))
+    assert count_episodes(scores, ends, threshold, sample_period_s=1.0) == 0
+    with pytest.raises(NotEnoughNormalData, match=r"not enough normal data: 0\.0 h \(50 windows\), need 240 h"):
+        calibrate_threshold([scores[0][:50]], [ends[0][:50]], sensor_days=50 / 86400,
+                            max_alerts_per_sensor_day=0.1, sample_period_s=1.0)

@@ -42,7 +42,11 @@ def test_spec_round_trip_and_validation() -> None:
     s = spec()
     assert FeatureSpec.from_dict(s.to_dict()) == s
     assert s.input_size == 30 * len(DEFAULT_FEATURES)
-    assert s.span_ms == 30 * 60_000
+    assert s.window_ms == 30 * 60_000
+    assert s.span_ms == 30 * 60_000 * (1 + s.baseline_windows)  # temp_drift looks back before the window
+    drift = FeatureSpec(30, 60.0, ("temp_dev", "temp_drift"), (0.0, 0.0), (1.0, 1.0), baseline_windows=4)
+    assert FeatureSpec.from_dict(drift.to_dict()) == drift
+    assert drift.span_ms == 30 * 60_000 * 5  # temp_drift looks back four window spans before the window
     with pytest.raises(ValueError, match="unknown features"):
         FeatureSpec(30, 60.0, ("nope",), (0.0,), (1.0,))
     with pytest.raises(ValueError, match="std"):
@@ -50,14 +54,15 @@ def test_spec_round_trip_and_validation() -> None:
 
 
 def test_window_features_is_the_last_row_of_the_batch_path() -> None:
-    ts, temp, rh, batt = history()
+    ts, temp, rh, batt = history(400)
     s = spec()
     x, _ = windows_at(s, ts, temp, rh, batt, end_ms=ts)
     one = window_features(s, ts, temp, rh, batt)
     assert one is not None and one.dtype == np.float32 and one.shape == (s.input_size,)
     np.testing.assert_array_equal(one, x[-1])
-    # a short tail of history is enough: windows only use readings inside themselves
-    tail = window_features(s, ts[-40:], temp[-40:], rh[-40:], batt[-40:])
+    # `span_ms` of history is enough: windows use readings inside themselves and temp_drift's baseline before them
+    keep = s.span_ms // 60_000 + 2
+    tail = window_features(s, ts[-keep:], temp[-keep:], rh[-keep:], batt[-keep:])
     np.testing.assert_array_equal(tail, one)
 
 
@@ -132,8 +137,36 @@ def test_score_reconstruction_and_forecast() -> None:
 def test_features_and_manifest_import_in_the_edge_venv_without_torch(edge_python: Path) -> None:
     code = ("import sys, numpy as np; import models.features as f; "
             "w = f.window_features(f.default_spec(), np.arange(40) * 60000, np.zeros(40), None, None); "
-            "assert w is not None and w.shape == (210,); assert 'torch' not in sys.modules; print(np.__version__)")
+            "assert w is not None and w.shape == (30 * len(f.DEFAULT_FEATURES),); "
+                "assert 'torch' not in sys.modules; print(np.__version__)")
     out = subprocess.run([str(edge_python), "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("1."), "the edge venv should run numpy 1.x"
+
+
+@settings(max_examples=40, deadline=None)
+@given(offset=st.floats(-60.0, 60.0), rh_offset=st.floats(-30.0, 30.0), seed=st.integers(0, 50))
+def test_the_default_inputs_do_not_change_when_the_whole_history_sits_at_another_level(
+        offset: float, rh_offset: float, seed: int) -> None:
+    ts, temp, rh, batt = history(seed=seed)
+    spec = default_spec()
+    ends = window_ends(spec, ts)
+    a, ua = raw_windows(spec, ts, temp, rh, batt, end_ms=ends)
+    b, ub = raw_windows(spec, ts, temp + offset, rh + rh_offset, batt, end_ms=ends)
+    assert np.array_equal(ua, ub)
+    np.testing.assert_allclose(a, b, atol=1e-3)  # a setpoint, a room, a season: the same behaviour
+
+
+def test_temp_drift_is_each_step_against_the_sensors_own_past() -> None:
+    n = 600
+    ts = T0 + np.arange(n, dtype=np.int64) * 60_000
+    temp = np.full(n, 4.0)
+    temp[-20:] = 5.0  # the last 20 minutes a degree above the hours before
+    spec = FeatureSpec(30, 60.0, ("temp_dev", "temp_drift"), (0.0, 0.0), (1.0, 1.0), baseline_windows=4)
+    raw, usable = raw_windows(spec, ts, temp, end_ms=[int(ts[-1])])
+    assert usable[0]
+    np.testing.assert_allclose(raw[0, -20:, 1], 1.0, atol=1e-6)
+    np.testing.assert_allclose(raw[0, :10, 1], 0.0, atol=1e-6)
+    early, _ = raw_windows(spec, ts, temp, end_ms=[int(ts[29])])  # no history before the window: no drift known
+    assert np.isnan(early[0, :, 1]).all()

@@ -48,7 +48,7 @@ def test_settled_starts_an_hour_after_the_pull_down_reached_the_band() -> None:
 
 
 def test_a_rise_counts_as_a_fault_only_above_the_series_normal_top(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = default_spec()
+    spec = default_spec(features=("temp_c", "temp_rate"))  # the absolute level, to see where each window ends
     normal = freezer(cycling(2000))
     monkeypatch.setattr(augment, "FAULTS", (augment.FaultKind(augment.warming, 20.0, above_normal_top=True),))
     windows = augment.fault_windows(spec, [normal], seed=1, stride=1)
