@@ -250,14 +250,19 @@ def locate_model(path: Path) -> ModelFiles:
     return files
 
 
-def _missing_channels(spec_features: tuple[str, ...], data: CsvData, csv_name: str) -> list[str]:
-    """Warnings for channels the model reads that the file does not have (they score as the training mean)."""
+def _missing_channels(manifest: Manifest, data: CsvData, csv_name: str) -> list[str]:
+    """Warnings for channels the model reads that the file does not have (they score as the training mean); not
+    for a model trained on a CSV that lacked them too."""
+    trained_on = manifest.training_range.get("columns") if manifest.training_range.get("source") == "csv" else None
+    features = manifest.feature_spec.get("features", [])
     out = []
     for channels, role, option, values in (
             (("rh_pct",), "humidity", "--rh-column", [s.rh_pct for s in data.series]),
             (("battery_mv", "battery_trend"), "battery", "--battery-column", [s.battery_mv for s in data.series])):
-        used = [c for c in channels if c in spec_features]
+        used = [c for c in channels if c in features]
         if not used or any(np.isfinite(v).any() for v in values):
+            continue
+        if isinstance(trained_on, dict) and role not in trained_on:
             continue
         what = f"no {role} column" if role not in data.columns else f"no valid value in its {role} column"
         out.append(f"the model uses {', '.join(used)} but {csv_name} has {what} (name it with {option}); it reads "
@@ -283,7 +288,7 @@ def score(args: argparse.Namespace) -> int:
     if not args.out.resolve().parent.is_dir():
         raise ValueError(f"cannot write {args.out}: no folder {args.out.parent}")
     data = _read_csv(args, min_rows=1)
-    for warning in _missing_channels(spec.features, data, args.csv.name):
+    for warning in _missing_channels(manifest, data, args.csv.name):
         print(f"warning: {warning}", file=sys.stderr)
     if data.sample_period_s > spec.sample_period_s * 1.5:
         print(f"warning: the CSV's cadence ({data.sample_period_s:g} s) is coarser than the model's "
@@ -356,13 +361,12 @@ def _open_at_end(active: np.ndarray, when: np.ndarray, end_ms: int, clear_ms: in
 def backtest_report(data: CsvData, events: list[dict[str, Any]]) -> dict[str, Any]:
     """Alerts per sensor-day and time in alert, per sensor and over all (covered time: each segment's span)."""
     per_sensor = []
+    spans = []
     for sensor in data.sensors:
-        span_s = sum(float(s.ts_ms[-1] - s.ts_ms[0]) / 1000 for s in data.series if s.sensor == sensor)
+        spans.append(sum(float(s.ts_ms[-1] - s.ts_ms[0]) / 1000 for s in data.series if s.sensor == sensor))
         mine = [e for e in events if e["sensor"] == sensor]
-        in_alert = sum(e["duration_s"] for e in mine)
-        per_sensor.append(_rates(sensor, span_s, len(mine), in_alert))
-    total = _rates("all", sum(p["days"] for p in per_sensor) * 86_400, len(events),
-                   sum(p["time_in_alert_s"] for p in per_sensor))
+        per_sensor.append(_rates(sensor, spans[-1], len(mine), sum(e["duration_s"] for e in mine)))
+    total = _rates("all", sum(spans), len(events), sum(e["duration_s"] for e in events))
     return {"sensor_days": total["days"], "alerts": len(events), "alerts_per_sensor_day": total["alerts_per_day"],
             "time_in_alert_s": total["time_in_alert_s"], "time_in_alert_pct": total["time_in_alert_pct"],
             "per_sensor": per_sensor}

@@ -207,7 +207,7 @@ def _head_rows(text: str, delimiter: str) -> list[list[str]]:
 
 
 def _cell(row: list[str], columns: tuple[int, ...]) -> str:
-    return " ".join(row[i].strip() for i in columns)
+    return row[columns[0]].strip() if len(columns) == 1 else " ".join(row[i].strip() for i in columns)
 
 
 def _preview(text: str) -> str:
@@ -421,6 +421,12 @@ def parse_time(text: str, tz: ZoneInfo, *, dayfirst: bool | None = None, date_fo
 
 
 def _number(text: str) -> float:
+    try:
+        number = float(text)  # the common case, fast
+    except ValueError:
+        pass
+    else:
+        return number if math.isfinite(number) else float("nan")
     value = text.strip()
     if value.lower() in MISSING:
         return float("nan")

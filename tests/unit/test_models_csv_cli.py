@@ -35,15 +35,17 @@ def fake_tflite(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_model(root: Path, *, name: str = "cw_csv", version: str = "1", profile: str = "custom",
-               created: str = "2026-01-01T00:00:00+00:00", period_s: float = 60.0) -> Path:
+               created: str = "2026-01-01T00:00:00+00:00", period_s: float = 60.0,
+               training_range: dict[str, Any] | None = None) -> Path:
     folder = root / f"{name}-{version}"
     folder.mkdir(parents=True)
     model = folder / f"{name}-{version}.tflite"
     model.write_bytes(b"fake tflite " + version.encode())
     spec = FeatureSpec(WINDOW, period_s, FEATURES, (4.0, 50.0, 0.0), (1.0, 10.0, 1.0))
-    write_signed(Manifest(name=name, version=version, profile=profile, feature_spec=spec.to_dict(), threshold=2.0,
-                          training_range={}, metrics={}, sha256=sha256_file(model), created_at=created,
-                          architecture="classifier"), folder, None)
+    manifest = Manifest(name=name, version=version, profile=profile, feature_spec=spec.to_dict(), threshold=2.0,
+                        training_range=training_range or {}, metrics={}, sha256=sha256_file(model),
+                        created_at=created, architecture="classifier")
+    write_signed(manifest, folder, None)
     return folder
 
 
@@ -132,6 +134,11 @@ def test_missing_channel_warning_names_it(tmp_path: Path, capsys: pytest.Capture
     with_rh.write_text(with_rh.read_text().replace("Temp (°C)\n", "Temp (°C),RH%\n").replace("0\n", "0,50\n"))
     code, _, err = run(capsys, "score", "--model", str(folder), "--csv", str(with_rh), "--out", str(tmp_path / "t.csv"))
     assert code == 0 and "rh_pct" not in err
+    # a model trained on a CSV without humidity never saw it either: nothing to warn about
+    csv_trained = make_model(tmp_path / "c", training_range={"source": "csv", "columns": {"time": "t"}})
+    code, _, err = run(capsys, "score", "--model", str(csv_trained), "--csv", str(tmp_path / "log.csv"), "--out",
+                       str(tmp_path / "u.csv"))
+    assert code == 0 and "warning" not in err
 
 
 def test_clock_jump_is_in_the_json_and_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
