@@ -139,7 +139,7 @@ def test_csv_train_and_causal_score_round_trip(tmp_path: Path, capsys: pytest.Ca
     assert coldwatch("score", "--model", str(model), "--csv", str(path), "--out", str(out)) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     rows = out.read_text().splitlines()
-    assert rows[0] == "line,timestamp,sensor,score,above_threshold,alert"
+    assert rows[0] == "line,timestamp,sensor,score,above_threshold,alert_id,alert_opened"
     assert len(rows) - 1 == len(path.read_text().splitlines()) - 1 == summary["rows"]
     assert summary["scored"] > 0.9 * summary["rows"]
     # causal: scoring a prefix of the file gives the same scores for the rows it keeps
