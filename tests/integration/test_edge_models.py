@@ -3,6 +3,7 @@ Real agent (.venv-edge, tflite-runtime), real mosquitto, a real int8 model train
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import shutil
@@ -101,18 +102,18 @@ def test_a_signed_model_is_applied_and_scores_and_a_tampered_one_is_refused(
         restarted.terminate()
 
 
-def test_shadow_candidates_are_promoted_or_discarded_on_their_alert_rate(
+def test_a_shadow_counts_alert_episodes_and_ends_only_when_the_cloud_says(
     mosquitto_factory: Callable[..., Broker], edge_python: Path, tmp_path: Path, signed_model: SignedModel,
     artifact_server: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("COLDWATCH_AGENT_STATUS_INTERVAL_S", "1")  # report a running shadow every second
-    signed_model.variant("7", threshold=1e-9)  # every window above threshold: an exploding alert rate
+    signed_model.variant("7", threshold=-1e9)  # every window above threshold (scores are logits): one alert
     signed_model.variant("8", threshold=signed_model.manifest.threshold)
     broker = mosquitto_factory()
     cloud = Cloud(broker)
     extra = f'[updater]\npublic_keys = ["{signed_model.public_key}"]\n'
     agent = AgentProcess(tmp_path / "agent", broker.port, extra=extra).start()
-    shadow = {"mode": "shadow", "probation_s": 600.0, "max_alert_ratio": 3.0}
+    shadow = {"mode": "shadow", "probation_s": 600.0}
     seq = iter(range(10_000))
 
     def minutes(n: int) -> None:
@@ -121,31 +122,87 @@ def test_shadow_candidates_are_promoted_or_discarded_on_their_alert_rate(
     def last() -> Reported | None:
         return cloud.reported[-1] if cloud.reported else None
 
+    def running(windows: int) -> Reported:
+        wait_for(lambda: (r := last()) is not None and r.shadow is not None and r.shadow.state == "running"
+                 and r.shadow.windows >= windows, f"a running shadow over {windows} windows")
+        report = last()
+        assert report is not None and report.shadow is not None
+        return report
+
     try:
         cloud.push(signed_model.desired(1, artifact_server))
         wait_for(lambda: (r := last()) is not None and r.result == "applied", "model 1 active")
-        minutes(35)  # fill the windows, and let the active model score them: the probation is measured in
-        # reading time, so a backlog still pending when the shadow starts would finish it at once
+        minutes(35)  # fill the windows, and let the active model score them
         wait_for(lambda: agent.metric("coldwatch_agent_readings_accepted_total") >= 35, "the backlog scored")
         cloud.push(signed_model.desired(2, artifact_server, stem="chilled_ae-7", **shadow))
         wait_for(lambda: (r := last()) is not None and r.desired_version == 2, "shadow started")
         assert last().result == "shadow" and last().model_version == "1"  # type: ignore[union-attr]
-        minutes(15)
-        wait_for(lambda: (r := last()) is not None and r.shadow is not None and r.shadow.state == "discarded",
-                 "the exploding candidate discarded")
-        discarded = last()
-        assert discarded is not None and discarded.shadow is not None
-        assert discarded.result == "rejected" and discarded.model_version == "1"
-        assert discarded.shadow.shadow_alerts > discarded.shadow.active_alerts and discarded.shadow.windows >= 10
+        minutes(20)  # twice the probation: the gateway still only reports, the cloud decides
+        exploding = running(15)
+        assert exploding.result == "shadow" and exploding.desired_version == 2
+        s = exploding.shadow
+        assert s is not None and s.shadow_episodes == 1 and s.active_episodes == 0  # one alert that stays open
+        assert s.shadow_alerts == s.windows > s.active_alerts and s.sensor_hours == pytest.approx(s.windows / 60, abs=1e-3)
+        assert s.last_at is not None and s.last_at - s.started_at >= 14 * 60_000  # reading time, not wall time
 
-        cloud.push(signed_model.desired(3, artifact_server, stem="chilled_ae-8", **shadow))
-        wait_for(lambda: (r := last()) is not None and r.desired_version == 3, "second shadow started")
+        cloud.push(signed_model.desired(3, artifact_server))  # the cloud's verdict: back to model 1
+        wait_for(lambda: (r := last()) is not None and r.desired_version == 3, "the candidate discarded")
+        discarded = last()
+        assert discarded is not None and discarded.result == "applied" and discarded.model_version == "1"
+        assert discarded.shadow is not None and discarded.shadow.state == "discarded"
+        assert discarded.shadow.model_version == "7" and discarded.shadow.shadow_episodes == 1
+
+        cloud.push(signed_model.desired(4, artifact_server, stem="chilled_ae-8", **shadow))
+        wait_for(lambda: (r := last()) is not None and r.desired_version == 4, "second shadow started")
         minutes(15)
-        wait_for(lambda: (r := last()) is not None and r.shadow is not None and r.shadow.state == "promoted",
-                 "the sound candidate promoted")
+        sound = running(10)
+        assert sound.shadow is not None and sound.shadow.model_version == "8"
+        assert sound.shadow.shadow_episodes == sound.shadow.active_episodes == 0  # the same network, threshold
+        cloud.push(signed_model.desired(5, artifact_server, stem="chilled_ae-8"))  # the cloud's verdict: promote
+        wait_for(lambda: (r := last()) is not None and r.desired_version == 5, "the candidate promoted")
         promoted = last()
         assert promoted is not None and promoted.result == "applied" and promoted.model_version == "8"
-        assert any(r.shadow is not None and r.shadow.state == "running" for r in cloud.reported)
+        assert promoted.shadow is not None and promoted.shadow.state == "promoted"
+        assert "event=shadow_promoted gateway=gw1 profile=chilled model=chilled_ae-8" in agent.log.read_text()
+    finally:
+        cloud.close()
+        agent.terminate()
+
+
+def test_a_model_this_agent_cannot_feed_is_refused_with_its_reason(
+    mosquitto_factory: Callable[..., Broker], edge_python: Path, tmp_path: Path, signed_model: SignedModel,
+    artifact_server: str,
+) -> None:
+    """A signed model naming a newer agent, or a feature channel this agent does not compute (another engineer's
+    next channel), is refused before it is loaded: reported, counted, logged; the agent keeps its model."""
+    from models.manifest import write_signed
+
+    spec = signed_model.manifest.feature_spec
+    unknown = {**spec, "features": [*spec["features"][:-1], "door_open_sense"]}
+    cases = {"20": ({"min_agent_version": "99.0"}, "agent_too_old", "needs coldwatch-agent 99.0 or newer"),
+             "21": ({"feature_spec": unknown}, "unsupported_features", "cannot compute: door_open_sense")}
+    for version, (changes, _, _) in cases.items():
+        signed_model.variant(version, threshold=signed_model.manifest.threshold)
+        write_signed(dataclasses.replace(signed_model.manifest, version=version, **changes), signed_model.directory,
+                     signed_model.private_pem)
+    broker = mosquitto_factory()
+    cloud = Cloud(broker)
+    extra = f'[updater]\npublic_keys = ["{signed_model.public_key}"]\n'
+    agent = AgentProcess(tmp_path / "agent", broker.port, extra=extra).start()
+    try:
+        cloud.push(signed_model.desired(1, artifact_server))
+        wait_for(lambda: [(r.desired_version, r.result) for r in cloud.reported] == [(1, "applied")], "model 1")
+        for n, (version, (_, reason, words)) in enumerate(cases.items(), start=2):
+            cloud.push(signed_model.desired(n, artifact_server, stem=f"chilled_ae-{version}"))
+            wait_for(lambda n=n: cloud.reported[-1].desired_version == n, f"chilled_ae-{version} reported")
+            refused = cloud.reported[-1]
+            assert refused.result == "rejected" and refused.error is not None
+            assert refused.error.startswith(f"{reason}: ") and words in refused.error
+            assert agent.metric(f'coldwatch_agent_models_refused_total{{reason="{reason}"}}') == 1
+            assert (f"event=model_rejected gateway=gw1 model=chilled_ae-{version} reason={reason}"
+                    in agent.log.read_text())
+        assert "event=model_active gateway=gw1 profile=chilled model=chilled_ae-1" in agent.log.read_text()
+        assert agent.log.read_text().count("event=model_active") == 1  # never swapped
     finally:
         cloud.close()
         agent.terminate()

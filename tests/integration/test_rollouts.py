@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 GATEWAYS = [f"gw{i:02d}" for i in range(1, 11)]
 PROBATION_S = 600.0  # ten minutes of reading time (frames are one simulated minute apart)
+EVIDENCE_H = 0.4  # sensor-hours over the two canaries (one tag each): about 12 windows each
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +60,38 @@ def test_registry_verifies_uploads_and_serves_artifacts_only_with_a_token(fleet:
     assert got.status_code == 200 and got.content == fleet.model.files.model.read_bytes()
 
 
-def test_a_first_model_without_canary_reaches_every_gateway(fleet: Fleet) -> None:
-    started = fleet.cloud.ops.start_rollout(model="chilled_ae-1", canary_fraction=0.0)
-    assert started["state"] == "promoting" and set(states(started).values()) == {"sent"}
-    done = fleet.wait_state(started["id"], "completed")
+def test_a_first_model_is_judged_on_its_canary_against_the_alert_budget_then_reaches_every_gateway(
+        fleet: Fleet) -> None:
+    started = fleet.cloud.ops.start_rollout(model="chilled_ae-1", canary_fraction=0.2, probation_s=PROBATION_S,
+                                            min_sensor_hours=EVIDENCE_H)
+    rid = started["id"]
+    canaries = sorted(states(started, "canary"))
+    assert started["state"] == "canary" and len(canaries) == 2 and started["alert_budget"] == 0.1
+    wait_until(lambda: set(states(fleet.rollout(rid), "canary").values()) == {"shadow"}, "the canaries' shadow")
+    waiting = fleet.rollout(rid)
+    assert waiting["state"] == "canary" and (waiting["verdict"] or "").startswith("not enough data yet: 0.0 "
+                                                                                 f"sensor-hours of {EVIDENCE_H:g}")
+    assert {fleet.reported_model(gw) for gw in canaries} == {None}  # in shadow a first model raises nothing
+
+    fleet.minutes(canaries, 35)  # ~20 windows each once half a window has data: 0.6 sensor-hours, 20 min
+    done = fleet.wait_state(rid, "completed")
+    assert (done["verdict"] or "").startswith("promoted: first model: 0 alert episodes (0.00 per sensor-day) over "), \
+        done["verdict"]
+    assert "within the alert budget 0.1" in done["verdict"]
+    assert done["evidence"]["current_episodes"] is None and done["evidence"]["sensor_hours"] >= EVIDENCE_H
     assert set(states(done).values()) == {"applied"}
     assert {t["reported_model_version"] for t in done["targets"]} == {"1"}
-    fleet.minutes(GATEWAYS, 35)  # fill every window before any shadow starts
+    for t in done["targets"]:
+        if t["role"] == "canary":
+            assert t["shadow"]["state"] == "promoted" and t["shadow"]["active_episodes"] is None
+    fleet.minutes([gw for gw in GATEWAYS if gw not in canaries], 35)  # fill every window before any shadow starts
 
 
 def test_canary_shadows_is_promoted_and_the_rest_follow_an_offline_one_on_its_return(fleet: Fleet) -> None:
     fleet.model.variant("2", threshold=fleet.model.manifest.threshold)  # a sound candidate
     fleet.push("chilled_ae-2")
-    started = fleet.cloud.ops.start_rollout(model="chilled_ae-2", canary_fraction=0.2, probation_s=PROBATION_S)
+    started = fleet.cloud.ops.start_rollout(model="chilled_ae-2", canary_fraction=0.2, probation_s=PROBATION_S,
+                                            min_sensor_hours=EVIDENCE_H)
     rid = started["id"]
     canaries = sorted(states(started, "canary"))
     rest = sorted(states(started, "rest"))
@@ -89,29 +109,35 @@ def test_canary_shadows_is_promoted_and_the_rest_follow_an_offline_one_on_its_re
     wait_until(lambda: fleet.cloud.ops.request("GET", f"/api/v1/gateways/{offline}")["status"] == "offline",
                "the gateway to be seen offline")
 
-    fleet.minutes(canaries, 15)  # the probation passes in reading time
+    fleet.minutes(canaries, 15)  # evidence and probation pass in reading time
     promoting = wait_until(lambda: (r := fleet.rollout(rid))["state"] != "canary" and r, "the canaries' verdict")
     assert promoting["state"] == "promoting", promoting
-    for t in promoting["targets"]:
-        if t["role"] == "canary":
-            assert t["shadow"]["state"] == "promoted" and t["shadow"]["windows"] >= 10
-            assert t["shadow"]["shadow_alerts"] <= 3 * max(t["shadow"]["active_alerts"], 1)
+    assert promoting["verdict"].startswith("promoted: candidate 0 alert episodes (0.00 per sensor-day) vs 0 for the "
+                                           "current model"), promoting["verdict"]
+    evidence = promoting["evidence"]
+    assert evidence["sensor_hours"] >= EVIDENCE_H and evidence["canaries"] == 2 and evidence["decision"] == "promote"
 
     online_rest = [gw for gw in rest if gw != offline]
     waiting = wait_until(lambda: (r := fleet.rollout(rid)) and all(
         states(r)[gw] == "applied" for gw in canaries + online_rest) and r, "the online rest to apply")
     assert waiting["state"] == "promoting" and states(waiting)[offline] == "sent"
     assert {fleet.reported_model(gw) for gw in canaries + online_rest} == {"2"}
+    for t in waiting["targets"]:
+        if t["role"] == "canary":  # the gateway's last word on its probation came with the promotion
+            assert t["shadow"]["state"] == "promoted" and t["shadow"]["windows"] >= 10
+            assert t["shadow"]["shadow_episodes"] == t["shadow"]["active_episodes"] == 0
 
     fleet.agents[offline].start()  # the retained desired state is waiting for it at the broker
     done = fleet.wait_state(rid, "completed")
     assert set(states(done).values()) == {"applied"} and fleet.reported_model(offline) == "2"
 
 
-def test_an_exploding_shadow_is_halted_at_the_canary_which_returns_to_the_previous_model(fleet: Fleet) -> None:
-    fleet.model.variant("3", threshold=1e-9)  # every window above threshold: the alert rate explodes
+def test_a_candidate_raising_more_alerts_is_halted_at_the_canary_which_returns_to_the_previous_model(
+        fleet: Fleet) -> None:
+    fleet.model.variant("3", threshold=-1e9)  # every window above threshold (scores are logits): an alert each
     fleet.push("chilled_ae-3")
-    started = fleet.cloud.ops.start_rollout(model="chilled_ae-3", canary_fraction=0.2, probation_s=PROBATION_S)
+    started = fleet.cloud.ops.start_rollout(model="chilled_ae-3", canary_fraction=0.2, probation_s=PROBATION_S,
+                                            min_sensor_hours=EVIDENCE_H)
     rid = started["id"]
     canaries = sorted(states(started, "canary"))
     assert {t["previous_model"] for t in started["targets"]} == {"chilled_ae-2"}
@@ -119,15 +145,39 @@ def test_an_exploding_shadow_is_halted_at_the_canary_which_returns_to_the_previo
 
     fleet.minutes(canaries, 15)
     halted = fleet.wait_state(rid, "halted")
-    assert "shadow alert rate too high" in (halted["reason"] or "")
+    assert (halted["reason"] or "").startswith("halted: candidate 2 alert episodes"), halted["reason"]
+    assert "vs 0 for the current model" in halted["reason"] and halted["evidence"]["decision"] == "halt"
     assert set(states(halted, "canary").values()) == {"reverted"}
     assert set(states(halted, "rest").values()) == {"waiting"}  # never sent
     wait_until(lambda: all((t := {x["gateway_id"]: x for x in fleet.rollout(rid)["targets"]}[gw])[
         "reported_result"] == "applied" and t["reported_model_version"] == "2" for gw in canaries),
         "the canaries to run the previous model again")
     assert {fleet.reported_model(gw) for gw in GATEWAYS} == {"2"}
+    assert all(t["shadow"]["state"] == "discarded" for t in fleet.rollout(rid)["targets"] if t["role"] == "canary")
     audit = fleet.cloud.ops.request("GET", "/api/v1/audit", params={"target_type": "rollout", "target_id": str(rid)})
     assert audit[0]["action"] == "rollout.halted" and audit[0]["actor"] == "controller"
+
+
+def test_a_model_needing_a_newer_agent_is_refused_by_the_rollout(fleet: Fleet) -> None:
+    import dataclasses
+
+    from models.manifest import write_signed
+
+    for version, minimum in (("30", "99.0"), ("31", "0.1")):
+        fleet.model.variant(version, threshold=fleet.model.manifest.threshold)
+        write_signed(dataclasses.replace(fleet.model.manifest, version=version, min_agent_version=minimum),
+                     fleet.model.directory, fleet.model.private_pem)
+        assert fleet.push(f"chilled_ae-{version}")["manifest"]["min_agent_version"] == minimum
+    agent_version = fleet.cloud.ops.request("GET", "/api/v1/gateways/gw08")["agent_version"]
+    with pytest.raises(ApiError, match="422") as refused:
+        fleet.cloud.ops.start_rollout(model="chilled_ae-30", gateways=["gw08", "gw09"], canary_fraction=0.0)
+    assert "needs coldwatch-agent 99.0 or newer" in str(refused.value)
+    assert f"gw08 ({agent_version})" in str(refused.value) and f"gw09 ({agent_version})" in str(refused.value)
+    started = fleet.cloud.ops.start_rollout(model="chilled_ae-31", gateways=["gw08"], canary_fraction=0.0)
+    assert fleet.wait_state(started["id"], "completed")["targets"][0]["reported_model_version"] == "31"
+    back = fleet.cloud.ops.rollout_action(started["id"], "rollback", "back to model 2")
+    assert back["state"] == "rolled_back"
+    wait_until(lambda: fleet.reported_model("gw08") == "2", "gw08 back on model 2")
 
 
 def test_key_rotation_a_new_key_is_used_only_once_every_gateway_trusts_both(fleet: Fleet) -> None:
