@@ -257,7 +257,7 @@ def _missing_channels(manifest: Manifest, data: CsvData, csv_name: str) -> list[
     features = manifest.feature_spec.get("features", [])
     out = []
     for channels, role, option, values in (
-            (("rh_pct",), "humidity", "--rh-column", [s.rh_pct for s in data.series]),
+            (("rh_pct", "rh_dev"), "humidity", "--rh-column", [s.rh_pct for s in data.series]),
             (("battery_mv", "battery_trend"), "battery", "--battery-column", [s.battery_mv for s in data.series])):
         used = [c for c in channels if c in features]
         if not used or any(np.isfinite(v).any() for v in values):
