@@ -125,6 +125,8 @@ def fanout(stack: LocalStack, ops: OpsClient, public_key: bytes, model_dir: Path
         pinger.loop_stop()
 
         t0 = time.perf_counter()
+        # No canary, on purpose: this figure is the fan-out a promotion sends (what the canary verdict triggers), and
+        # light gateways score nothing, so they could give a canary no evidence (its verdict is tested, not timed).
         rollout = ops.start_rollout(model="cw_chilled-1", canary_fraction=0.0)
         _wait(lambda: all(g.applied_at is not None for g in light), "every gateway to apply")
         applied_s = max(g.applied_at or 0.0 for g in light) - t0

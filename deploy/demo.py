@@ -2,8 +2,10 @@
 and the simulator playing one simulated day of incident scenarios in accelerated time.
 
 Before the gateways start, the first model of each profile is trained (or taken from var/demo-models/), signed
-with a demo fleet key, registered and rolled out; the gateways run it beside the rules. During the day one profile
-is retrained from the readings stored so far and rolled out as a canary (deploy/demo_models.py).
+with a demo fleet key, registered and rolled out through a canary: the gateway scores it in shadow over the day's
+first hours and the rollout promotes it if its alert episodes stay within the alert budget; from then on the
+gateways run it beside the rules. During the day one profile is retrained from the readings stored so far and
+rolled out as a canary judged against the current model (deploy/demo_models.py).
 
 With --duration N it runs headless for N seconds (one simulated day in N seconds), prints a summary and
 exits non-zero if a reading sent was not stored, an incident in the scenarios' ground truth was missed or a
@@ -73,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         stems: list[str] = []
         timed(f"registering {len(models)} signed models", lambda: stems.extend(fleet.register(models)))
         stack.start_agents()
-        timed(f"rolling out {', '.join(stems)} (a rollout per profile to its gateways)",
-              lambda: fleet.roll_out_first(stems))
+        timed(f"rolling out {', '.join(stems)} (a rollout per profile; its canary scores the model in shadow "
+              "until the verdict)", lambda: fleet.roll_out_first(stems))
         if fleet.problems:
             raise RuntimeError("; ".join(fleet.problems))
         assert stack.mosquitto is not None

@@ -1,7 +1,8 @@
 """The demo's ops flow: the first model of each profile trained (cached under var/demo-models/), signed with a demo
-fleet key, registered through the API and rolled out to the gateways; during the run one profile retrained by a
-training job (`coldwatch train-worker --once`, on the readings the demo itself stored) and rolled out as a canary;
-and each gateway's outcome for the summary.
+fleet key, registered through the API and rolled out through a canary (scored in shadow, judged against the alert
+budget on its alert episodes); during the run one profile retrained by a training job (`coldwatch train-worker
+--once`, on the readings the demo itself stored) and rolled out as a canary judged against the current model; and
+each rollout's verdict and each gateway's outcome for the summary.
 
 Everything goes through the same API, CLI and agents an operator uses (docs/rollouts.md); nothing here trains,
 signs or publishes on its own.
@@ -38,7 +39,13 @@ RETRAIN_PROFILE: Final = "chilled"
 RETRAIN_AT: Final = 0.22  # of the simulated day: 5.3 h of readings, before any scenario's incident (≥ 6 h)
 RETRAIN_EPOCHS: Final = 40  # ~600 windows: 8 epochs are 24 optimiser steps, too few for the gate to pass often
 CANARY_FRACTION: Final = 0.34  # a third of the profile's gateways, at least one
-PROBATION_S: Final = 7200.0  # two hours of reading time (seconds of simulated time)
+PROBATION_S: Final = 7200.0  # the retrain's canary: two hours of reading time (seconds of simulated time)
+FIRST_PROBATION_S: Final = 3600.0  # a first model's canary: an hour of reading time
+# Evidence before a verdict: two hours of a site's eight tags. The production default (240 sensor-hours) would take
+# 30 simulated hours of one demo site; with 16 the verdict comes before the scenarios' incidents (≥ 6 h into the day),
+# and a model within the budget of 0.1 alerts per sensor-day may raise none in them.
+EVIDENCE_SENSOR_HOURS: Final = 16.0
+STATUS_INTERVAL_S: Final = 2.0  # agents report a running shadow this often (wall time; 16 simulated minutes at 180 s)
 FAILED_STATES: Final = ("halted", "rolled_back")
 
 
@@ -170,6 +177,7 @@ class FleetOps:
             token_file.write_text(token + "\n")
             token_file.chmod(0o600)
             gw.agent_extra = f'\n[updater]\npublic_keys = ["{self.key.public}"]\ntoken_file = "{token_file}"\n'
+            gw.status_interval_s = STATUS_INTERVAL_S
 
     def register(self, models: dict[str, Path]) -> list[str]:
         """Upload the signed models to the registry (the API verifies signature and hash)."""
@@ -179,22 +187,49 @@ class FleetOps:
         return [gw.gateway_id for gw in self.stack.gateways if profile_of(gw) == profile]
 
     def roll_out_first(self, stems: list[str], timeout: float = 90.0) -> None:
-        """One rollout per profile to the gateways holding it. A first model has no active model to be compared
-        with in shadow, so it goes out without a canary (as docs/rollouts.md's first rollout); then wait."""
+        """One rollout per profile to the gateways holding it, through a canary: it scores the model in shadow (a
+        first model raises nothing there) until EVIDENCE_SENSOR_HOURS of readings are in, and the rollout promotes it
+        if its alert episodes per sensor-day are within the model's alert budget. Returns once every canary is
+        scoring (the simulated day starts then); the verdicts come during the day."""
+        self._wait_agents_known(timeout)  # a model may name a minimum agent version: the rollout checks it
         for stem in stems:
             profile = stem.split("-", 1)[0].removeprefix("cw_")
-            started = self.ops.start_rollout(model=stem, gateways=self.gateways_of(profile), canary_fraction=0.0)
+            started = self.ops.start_rollout(model=stem, gateways=self.gateways_of(profile),
+                                             canary_fraction=CANARY_FRACTION, probation_s=FIRST_PROBATION_S,
+                                             min_sensor_hours=EVIDENCE_SENSOR_HOURS)
             self.rollout_ids.append(int(started["id"]))
         deadline = time.monotonic() + timeout
+        rollouts: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            states = [self.ops.rollout(rid)["state"] for rid in self.rollout_ids]
-            if all(s not in ("canary", "promoting") for s in states):
+            rollouts = [self.ops.rollout(rid) for rid in self.rollout_ids]
+            if all(r["state"] != "canary" or all(t["state"] != "sent" for t in r["targets"] if t["role"] == "canary")
+                   for r in rollouts):
                 break
             time.sleep(0.5)
-        for rid in self.rollout_ids:
-            r = self.ops.rollout(rid)
-            if r["state"] != "completed":
-                self.problems.append(f"rollout #{rid} {r['model_stem']} is {r['state']}: {r['reason'] or ''}")
+        for r in rollouts:
+            canaries = {t["gateway_id"]: t["state"] for t in r["targets"] if t["role"] == "canary"}
+            if r["state"] != "canary" or set(canaries.values()) != {"shadow"}:
+                self.problems.append(f"rollout #{r['id']} {r['model_stem']} is {r['state']} (canaries: "
+                                     f"{canaries}): {r['reason'] or ''}")
+
+    def _wait_rollouts_done(self, group: list[str], timeout: float = 60.0) -> None:
+        """Until no rollout the demo started holds a gateway of `group` (two cannot hold one at once)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = [r for r in (self.ops.rollout(rid) for rid in self.rollout_ids) if r["state"] in (
+                "canary", "promoting") and any(t["gateway_id"] in group for t in r["targets"])]
+            if not busy:
+                return
+            time.sleep(0.5)
+
+    def _wait_agents_known(self, timeout: float) -> None:
+        """Until ingest has stored every agent's status (its agent version)."""
+        deadline = time.monotonic() + timeout
+        for gw in self.stack.gateways:
+            while not self.ops.request("GET", f"/api/v1/gateways/{gw.gateway_id}").get("agent_version"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{gw.gateway_id} reported no agent version within {timeout:.0f} s")
+                time.sleep(0.25)
 
     def retrain_later(self, sim_start_ms: int, play_s: float, stop: threading.Event) -> None:
         """In a thread: when RETRAIN_AT of the day's readings are stored, retrain RETRAIN_PROFILE on them and roll
@@ -241,13 +276,15 @@ class FleetOps:
                           f"for the current model")
         self.say(f"    {stem} registered in {time.monotonic() - t0:.1f} s (quality gate passed)")
         group = self.gateways_of(RETRAIN_PROFILE)
+        self._wait_rollouts_done(group)  # the first model's canary may still hold them on a slow machine
         started = self.ops.start_rollout(model=stem, gateways=group, canary_fraction=CANARY_FRACTION,
-                                         probation_s=PROBATION_S)
+                                         probation_s=PROBATION_S, min_sensor_hours=EVIDENCE_SENSOR_HOURS)
         self.rollout_ids.append(int(started["id"]))
         canaries = [t["gateway_id"] for t in started["targets"] if t["role"] == "canary"]
         self.say(f"==> rolling out {stem} as a canary: {', '.join(canaries)} ({len(canaries)} of {len(group)} "
-                 f"{RETRAIN_PROFILE} gateways) shadows it for {PROBATION_S / 3600:g} h of readings, then it is "
-                 f"promoted or halted")
+                 f"{RETRAIN_PROFILE} gateways) scores it in shadow beside the current model for at least "
+                 f"{PROBATION_S / 3600:g} h and {EVIDENCE_SENSOR_HOURS:g} sensor-hours of readings; it is promoted "
+                 f"if it raises no more alert episodes per sensor-day than the current model (or the budget)")
 
     def outcome(self) -> list[dict[str, Any]]:
         """Every rollout the demo started, with each target (after the retrain thread finished)."""
@@ -261,24 +298,22 @@ class FleetOps:
         """Print each rollout per gateway and the model each gateway runs now; True when none failed."""
         rollouts = self.outcome()
         failed = list(self.problems)
-        print("\n  rollouts (a canary scores a new model in shadow, beside the active one, before it may raise alerts)")
+        print("\n  rollouts (a canary scores the model in shadow; the verdict compares alert episodes per sensor-day "
+              "with the current model's, or a first model's with the alert budget)")
         for r in rollouts:
             targets = ", ".join(f"{t['gateway_id']} {t['role']} {t['state']}" for t in r["targets"])
             print(f"  #{r['id']:<3} {r['model_stem']:<16} {r['state']:<10} {targets}")
+            if r.get("verdict"):
+                print(f"       verdict: {r['verdict']}")
             for t in r["targets"]:
-                if shadow := t.get("shadow"):
-                    print(f"       shadow on {t['gateway_id']}: {shadow['state']} after {shadow['windows']} windows, "
-                          f"{shadow['shadow_alerts']} above threshold vs {shadow['active_alerts']} for the active "
-                          f"model (limit {r['max_alert_ratio']:g}×)")
                 if t["state"] == "failed":
                     failed.append(f"rollout #{r['id']} {r['model_stem']} failed on {t['gateway_id']}: {t['detail']}")
             if self._canary_refused(r):  # the canary did its job: the fleet never ran the worse model
-                print(f"       halted by its canary's shadow verdict ({r['reason'] or ''}); the gateways keep the "
-                      "model they had")
+                print("       halted by its canary's verdict; the gateways keep the model they had (or rules alone)")
             elif r["state"] in FAILED_STATES:
                 failed.append(f"rollout #{r['id']} {r['model_stem']} {r['state']}: {r['reason'] or ''}")
             elif r["state"] in ("canary", "promoting"):
-                print(f"       still {r['state']} when the run ended (the probation runs in reading time)")
+                print(f"       still {r['state']} when the run ended (evidence and probation run in reading time)")
         for note in self.notes:
             print(f"  {note}")
         print("  gateway       profile      model active        status")
@@ -294,12 +329,11 @@ class FleetOps:
 
     @staticmethod
     def _canary_refused(rollout: dict[str, Any]) -> bool:
-        """Halted because a canary's shadow judged the model worse (its verdict: discarded), with no target
-        failing to apply anything."""
+        """Halted by the canary verdict (the candidate raised more alert episodes than allowed), with no target
+        failing to apply anything: every target that was sent the model is a canary sent back."""
         sent = [t for t in rollout["targets"] if t["state"] != "waiting"]
-        return rollout["state"] == "halted" and bool(sent) and all(
-            t["role"] == "canary" and t["state"] == "reverted" and (t.get("shadow") or {}).get("state") == "discarded"
-            for t in sent)
+        return rollout["state"] == "halted" and (rollout.get("evidence") or {}).get("decision") == "halt" and bool(
+            sent) and all(t["role"] == "canary" and t["state"] == "reverted" for t in sent)
 
     def close(self) -> None:
         """Close the API client."""

@@ -39,6 +39,7 @@ class Gateway:
     metrics_port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     agent_extra: str = ""  # TOML appended to the agent's config, e.g. an [updater] section (keys, token file)
+    status_interval_s: float | None = None  # the agent's status (and running shadow report) interval; None: default
 
 
 def make_gateways(layout: Iterable[tuple[str, int, list[str]]]) -> list[Gateway]:
@@ -143,9 +144,10 @@ class LocalStack:
         path = self.workdir / "agents" / gw.gateway_id / "agent.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
         profiles = "\n".join(f'"{s.mac}" = "{s.profile}"' for s in gw.sensors)
+        status = f"status_interval_s = {gw.status_interval_s}\n" if gw.status_interval_s is not None else ""
         path.write_text(f"""gateway_id = "{gw.gateway_id}"
 metrics_port = {gw.metrics_port}
-
+{status}
 [mqtt]
 host = "127.0.0.1"
 port = {self.mosquitto.port}

@@ -1,7 +1,7 @@
 """The ops pages in headless Chromium against a real fleet (API with its rollout controller, ingest, mosquitto,
 influxd and four real agents trusting the fleet key, a real int8 model signed in the run): ops open the models,
-start a rollout with a canary and watch it progress on the page without reloading, halt and roll back a second
-one, queue a retraining job and follow a real training worker through it to the quality gate; a viewer sees no
+start a rollout with a canary and watch its evidence and verdict on the page without reloading, halt and roll back
+a second one, queue a retraining job and follow a real training worker through it to the quality gate; a viewer sees no
 ops buttons and the API refuses them.
 
 Probations run in reading time: the test sends each canary its simulated minutes at once (as
@@ -75,7 +75,7 @@ def shot(page: Any, name: str) -> Path:
 
 
 def start_from_form(page: Any, fleet: Fleet, model: str, *, canary: str, probation_min: str,
-                    gateways: list[str] | None = None) -> int:
+                    evidence_h: str | None = None, gateways: list[str] | None = None) -> int:
     """Fill the start form on /ui/rollouts and submit it; returns the new rollout's id (from the detail page)."""
     page.goto(f"{fleet.cloud.url}/ui/rollouts?model={model}")
     page.select_option("#ro-model", model)
@@ -86,6 +86,9 @@ def start_from_form(page: Any, fleet: Fleet, model: str, *, canary: str, probati
             page.check(f'input[name="gateway"][value="{gw}"]')
         assert page.is_checked('input[name="group"][value="chosen"]')
     page.fill("#ro-canary", canary)
+    assert page.input_value("#ro-evidence") == "240.0" and page.input_value("#ro-ratio") == "1.0"  # the defaults
+    if evidence_h is not None:
+        page.fill("#ro-evidence", evidence_h)
     page.fill("#ro-probation", probation_min)
     page.press("#ro-probation", "Enter")  # the form works from the keyboard
     page.wait_for_url(re.compile(r"/ui/rollouts/\d+$"))
@@ -116,7 +119,7 @@ def test_ops_open_models_start_a_canary_rollout_and_watch_it_progress(fleet: Fle
     page.goto(fleet.cloud.url + "/ui/models")
     shot(page, "11-models")
 
-    rid = start_from_form(page, fleet, "chilled_ae-2", canary="0.25", probation_min="10")
+    rid = start_from_form(page, fleet, "chilled_ae-2", canary="0.25", probation_min="10", evidence_h="0.2")
     page.evaluate("window.__noReload = true")  # from here the page must update itself
     page.wait_for_selector('#targets tr[data-role="canary"][data-state="shadow"]')
     canaries, rest = target_rows(page, "canary"), target_rows(page, "rest")
@@ -128,13 +131,20 @@ def test_ops_open_models_start_a_canary_rollout_and_watch_it_progress(fleet: Fle
     fleet.minutes(canaries, 5)  # part of the probation: the shadow has scored windows, still running
     page.wait_for_function("""() => { const row = document.querySelector('#targets tr[data-role="canary"]');
         return row.dataset.shadow === "running" && Number(row.dataset.windows) >= 3; }""")
+    page.wait_for_function("""() => { const e = document.getElementById("rollout-evidence");
+        return e && Number(e.dataset.sensorHours) >= 0.05; }""")  # the evidence so far, of 0.2 sensor-hours
+    assert page.get_attribute("#rollout-evidence", "data-min-sensor-hours") == "0.2"
+    assert "not enough data yet" in page.inner_text("#rollout-verdict")
+    assert page.get_attribute("#rollout-evidence", "data-current-episodes") == "0"
+    assert page.is_visible('#episodes tr[data-model="candidate"]')
+    assert page.is_visible('#episodes tr[data-model="current"]')
     assert page.evaluate("window.__noReload") is True, "the rollout page reloaded instead of updating itself"
     shot(page, "12-rollout-canary-shadow")
 
     model_page = page.context.new_page()  # the model page beside it: the shadow's alert rate and drift
     model_page.goto(fleet.cloud.url + "/ui/models/chilled_ae-2")
     row = model_page.wait_for_selector(f'#shadows tr[data-gateway="{canaries[0]}"][data-shadow="running"]')
-    assert int(row.query_selector("td:nth-child(4)").inner_text()) >= 3  # windows scored
+    assert float(row.query_selector("td:nth-child(4)").inner_text()) >= 0.05  # sensor-hours scored
     assert "%" in row.inner_text()
     assert "chilled_ae-1 on 4 gateways" in model_page.inner_text("main")  # the canary's alerts still come from it
     model_page.goto(fleet.cloud.url + "/ui/models")
@@ -143,9 +153,11 @@ def test_ops_open_models_start_a_canary_rollout_and_watch_it_progress(fleet: Fle
     shot(model_page, "13-model-in-shadow")
     model_page.evaluate("window.__noReload = true")  # the model page follows the shadow by itself too
 
-    fleet.minutes(canaries, 10)  # the probation passes in reading time: the canary's shadow is promoted
+    fleet.minutes(canaries, 10)  # evidence and probation pass in reading time: the verdict promotes the model
     page.wait_for_selector('#targets tr[data-role="canary"][data-state="applied"]')
     page.wait_for_selector('#rollout-state[data-state="completed"]')
+    assert page.inner_text("#rollout-verdict").startswith("promoted: candidate 0 alert episodes")
+    assert page.get_attribute("#rollout-evidence", "data-decision") == "promote"
     assert all(page.get_attribute(f'#targets tr[data-gateway="{gw}"]', "data-state") == "applied"
                for gw in canaries + rest)
     assert page.evaluate("window.__noReload") is True
@@ -153,7 +165,7 @@ def test_ops_open_models_start_a_canary_rollout_and_watch_it_progress(fleet: Fle
     shot(page, "14-rollout-completed")
 
     promoted = model_page.wait_for_selector(f'#shadows tr[data-gateway="{canaries[0]}"][data-shadow="promoted"]')
-    assert int(promoted.query_selector("td:nth-child(4)").inner_text()) >= 10
+    assert float(promoted.query_selector("td:nth-child(4)").inner_text()) >= 0.16  # ten windows and more
     assert model_page.evaluate("window.__noReload") is True, "the model page reloaded instead of updating itself"
     assert fleet.rollout(rid)["state"] == "completed"
     page.context.close()
@@ -172,6 +184,7 @@ def test_ops_halt_and_roll_back_a_rollout_from_its_page(fleet: Fleet, browser: A
     page.click('[data-op="halt"]')
     page.wait_for_selector('#rollout-state[data-state="halted"]')
     assert "wrong build pushed" in page.inner_text("#rollout-reason")
+    page.wait_for_selector('#targets tr[data-role="canary"][data-state="reverted"]')  # its shadow ended
     assert page.is_hidden('[data-op="halt"]') and page.is_visible('[data-op="rollback"]')
     page.click('[data-op="rollback"]')
     page.wait_for_selector('#rollout-state[data-state="rolled_back"]')
