@@ -5,6 +5,7 @@ Seed ranges are fixed here so that training, threshold calibration and the held-
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -103,9 +104,12 @@ def scenario_series(profile: str, seeds: range, *, days: float = 1.0, sample_per
 def fit_normalisation(spec: FeatureSpec, raw: FloatArray) -> FeatureSpec:
     """`spec` with per-channel mean / std measured over every step of the training windows."""
     flat = raw.reshape(-1, raw.shape[2]).astype(np.float64)
-    mean = np.nanmean(flat, axis=0)
+    with warnings.catch_warnings():  # a channel the data lacks (no humidity in a CSV) is all NaN: mean 0, std 1
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(flat, axis=0)
+        spread = np.nanstd(flat, axis=0)
     floor = np.array([MIN_STD.get(name, 0.1) for name in spec.features])
-    std = np.maximum(np.nan_to_num(np.nanstd(flat, axis=0), nan=1.0), floor)
+    std = np.maximum(np.nan_to_num(spread, nan=1.0), floor)
     return spec.with_normalisation(np.nan_to_num(mean), std)
 
 
