@@ -44,11 +44,12 @@ class AppliedState:
         except (OSError, ValueError, KeyError, TypeError):
             return cls()
 
-    def save(self, path: Path) -> None:
-        """Write beside, fsync, rename: a power cut leaves the old or the new state, never half of one."""
+    def save(self, path: Path, version: int | None = None) -> None:
+        """Write beside, fsync, rename: a power cut leaves the old or the new state, never half of one. `version`:
+        the version to record on disk when it differs from the one held (a shadow's, see DesiredHandler)."""
         tmp = path.with_suffix(".tmp")
         with tmp.open("w") as f:
-            json.dump({"version": self.version, "sensor_profiles": self.sensor_profiles,
+            json.dump({"version": self.version if version is None else version, "sensor_profiles": self.sensor_profiles,
                        "sample_period_s": self.sample_period_s}, f)
             f.flush()
             os.fsync(f.fileno())
@@ -105,8 +106,11 @@ class DesiredHandler:
             if desired.config.sample_period_s is not None:
                 self.state.sample_period_s = desired.config.sample_period_s
         if result != "pending":
+            before = self.state.version
             self.state.version = desired.version  # a rejected version is not retried until the cloud sends a newer one
-            self.state.save(self.state_path)
+            # A shadow lives in memory: on disk the version stays below it, so after a restart the retained desired
+            # state starts the probation again instead of leaving the cloud waiting for evidence that never grows.
+            self.state.save(self.state_path, version=before if result == "shadow" else None)
         reported = Reported(gateway=self.gateway, ts=int(time.time() * 1000), desired_version=desired.version,
                             result=result, model_version=model_version, error=error, shadow=self.ended_shadow())
         self.metrics.desired_applied.labels(result=result).inc()

@@ -142,7 +142,8 @@ def test_a_shadow_counts_alert_episodes_and_ends_only_when_the_cloud_says(
         assert exploding.result == "shadow" and exploding.desired_version == 2
         s = exploding.shadow
         assert s is not None and s.shadow_episodes == 1 and s.active_episodes == 0  # one alert that stays open
-        assert s.shadow_alerts == s.windows > s.active_alerts and s.sensor_hours == pytest.approx(s.windows / 60, abs=1e-3)
+        assert s.shadow_alerts == s.windows > s.active_alerts
+        assert s.sensor_hours == pytest.approx(s.windows / 60, abs=1e-3)
         assert s.last_at is not None and s.last_at - s.started_at >= 14 * 60_000  # reading time, not wall time
 
         cloud.push(signed_model.desired(3, artifact_server))  # the cloud's verdict: back to model 1

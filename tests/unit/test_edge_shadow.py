@@ -191,3 +191,15 @@ def test_another_model_activated_discards_the_shadow(tmp_path: Path) -> None:
     back = fleet.send(3, "1")
     assert back.shadow is not None and back.shadow.state == "discarded" and "cw_chilled-1" in back.shadow.reason
     assert fleet.anomaly.models["chilled"].manifest.version == "1"
+
+
+def test_a_restarted_agent_starts_the_probation_again_from_the_retained_desired_state(tmp_path: Path) -> None:
+    fleet = Lifecycle(tmp_path)
+    fleet.send(2, "2", mode="shadow")
+    assert fleet.handler.handle(encode(Desired(version=2, issued_at=T0))) is None  # a reconnect: not again
+    restarted = Lifecycle(tmp_path)  # the shadow's counts were in memory
+    assert restarted.anomaly.shadows == {}
+    again = restarted.send(2, "2", mode="shadow")  # the broker hands the retained state to the new process
+    assert again.result == "shadow" and "chilled" in restarted.anomaly.shadows
+    restarted.send(3, "1")
+    assert Lifecycle(tmp_path).handler.state.version == 3  # a model activated is recorded as applied
