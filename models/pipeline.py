@@ -167,7 +167,7 @@ def build_artifact(trained: TrainedModel, directory: Path, *, name: str, version
     manifest = Manifest(name=name, version=version, profile=trained.profile, feature_spec=trained.spec.to_dict(),
                         threshold=float(threshold), training_range=trained.training_range, metrics=metrics,
                         sha256=sha256_file(files.model), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                        architecture=trained.architecture)
+                        architecture=trained.architecture, min_agent_version=min_agent_version(trained))
     write_signed(manifest, directory, private_key_pem)
     return Exported(files=files, manifest=manifest, check=windows, episodes=check,
                     signed=private_key_pem is not None)
