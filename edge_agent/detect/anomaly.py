@@ -51,8 +51,10 @@ class _History:
     rh: deque[float] = field(default_factory=deque)
     battery: deque[float] = field(default_factory=deque)
     last_scored_ms: int = 0
+    first_ms: int | None = None  # the first reading kept for this sensor (its history begins there)
 
     def add(self, r: Reading, keep_ms: int) -> None:
+        self.first_ms = r.ts if self.first_ms is None else self.first_ms
         self.ts.append(r.ts)
         self.temp.append(np.nan if r.temp_c is None else r.temp_c)
         self.rh.append(np.nan if r.rh_pct is None else r.rh_pct)
@@ -85,6 +87,9 @@ class AnomalyDetector:
                 continue
             h = self.history.setdefault(r.sensor, _History())
             h.add(r, max(2 * m.spec.span_ms for m in models))  # a backlog arriving at once still has its windows
+            assert h.first_ms is not None
+            if r.ts - h.first_ms < max((m.spec.window - 1) * m.spec.sample_period_s * 1000 for m in models):
+                continue  # as in training, a window ends a full window after the sensor's history begins
             if r.ts - h.last_scored_ms >= models[0].spec.sample_period_s * 1000:
                 h.last_scored_ms = r.ts  # one window per sample period, however fast the tag reports
                 due.setdefault(r.profile, []).append(i)

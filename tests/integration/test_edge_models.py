@@ -76,8 +76,10 @@ def test_a_signed_model_is_applied_and_scores_and_a_tampered_one_is_refused(
         agent.send([frame(s, temp_c=3.0 + 0.1 * (s % 3)) for s in range(45)])  # 45 minutes, one a minute
         wait_for(lambda: collector.reading_seqs() >= set(range(45)), "readings")
         scored = [r for b in collector.batches for r in b.readings if r.anomaly_score is not None]
-        assert scored and all(r.seq is not None and r.seq >= 14 for r in scored)  # once half a window has data
-        assert len(scored) >= 45 - 15  # every minute from then on, though all 45 arrived in one burst
+        # as in training, the first window ends a full window (30 steps) after the sensor's history begins: earlier
+        # windows are mostly back-filled, and the models raised a false alert on them at every start
+        assert scored and min(r.seq or 0 for r in scored) == 29
+        assert len(scored) == 45 - 29  # every minute from then on, though all 45 arrived in one burst
 
         d = signed_model.directory  # same signed manifest, different bytes: a tampered artifact
         shutil.copy(d / "chilled_ae-1.manifest.json", d / "chilled_ae-2.manifest.json")

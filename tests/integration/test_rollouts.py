@@ -73,7 +73,7 @@ def test_a_first_model_is_judged_on_its_canary_against_the_alert_budget_then_rea
                                                                                  f"sensor-hours of {EVIDENCE_H:g}")
     assert {fleet.reported_model(gw) for gw in canaries} == {None}  # in shadow a first model raises nothing
 
-    fleet.minutes(canaries, 35)  # ~20 windows each once half a window has data: 0.6 sensor-hours, 20 min
+    fleet.minutes(canaries, 45)  # windows from minute 29 (a full window of history): 16 each, 0.53 sensor-hours
     done = fleet.wait_state(rid, "completed")
     assert (done["verdict"] or "").startswith("promoted: first model: 0 alert episodes (0.00 per sensor-day) over "), \
         done["verdict"]
@@ -84,7 +84,7 @@ def test_a_first_model_is_judged_on_its_canary_against_the_alert_budget_then_rea
     for t in done["targets"]:
         if t["role"] == "canary":
             assert t["shadow"]["state"] == "promoted" and t["shadow"]["active_episodes"] is None
-    fleet.minutes([gw for gw in GATEWAYS if gw not in canaries], 35)  # fill every window before any shadow starts
+    fleet.minutes([gw for gw in GATEWAYS if gw not in canaries], 45)  # fill every window before any shadow starts
 
 
 def test_canary_shadows_is_promoted_and_the_rest_follow_an_offline_one_on_its_return(fleet: Fleet) -> None:

@@ -114,6 +114,19 @@ def test_the_detector_feeds_the_shadow_the_windows_both_models_scored() -> None:
     assert report.sensor_hours == round(report.windows / 60, 4)
 
 
+def test_the_first_window_ends_a_full_window_after_the_history_begins() -> None:
+    """As training builds its windows: none ends before the sensor's first reading plus (window − 1) periods, so
+    a start (a new tag, a restarted agent, a model arriving) never feeds a model a back-filled window."""
+    detector = AnomalyDetector("gw1", AlertTracker("gw1"), models={"chilled": model("1", 6.0)})
+    scored, _ = ticks(detector, [3.0] * 6)
+    assert [r.ts for r in scored if r.anomaly_score is not None] == [T0 + i * MIN for i in range(2, 6)]
+    later = readings([3.0] * 4, sensor="c2:00:00:00:00:02", start=10)  # a tag heard for the first time later
+    out, _ = detector.score(later[:2])
+    assert all(r.anomaly_score is None for r in out)
+    out, _ = detector.score(later[2:])
+    assert [r.anomaly_score is not None for r in out] == [True, True]
+
+
 def test_a_first_model_is_counted_alone() -> None:
     detector = AnomalyDetector("gw1", AlertTracker("gw1"))
     run = ShadowRun(model("1", 4.0), desired_version=1, has_current=False)
