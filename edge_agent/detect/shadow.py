@@ -4,6 +4,7 @@ alert episodes each model would have raised there; the cloud judges it on those 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 
@@ -11,13 +12,19 @@ from edge_agent.detect.anomaly import ActiveModel
 from models.episodes import episodes
 from protocol.messages import ShadowReport
 
+MAX_KEPT_VERDICTS: Final = 4096  # per sensor and model: an alert that flaps open for days is cut here (counted again)
+
 
 @dataclass
 class EpisodeCounter:
     """One model's alert episodes on one sensor's verdicts (time-ordered), replayed through
-    `models.episodes.episodes`, the agent's own alert lifecycle. Verdicts are kept only while they can still
-    matter: once a quiet stretch of `clear_after_ms` follows the last verdict above the threshold, any alert has
-    cleared and nothing is pending, so the kept verdicts are counted and dropped."""
+    `models.episodes.episodes`, the agent's own alert lifecycle. Only what can change the count is kept: once a
+    quiet stretch of `clear_after_ms` follows the last verdict above the threshold, any alert has cleared and
+    nothing is pending, so the kept verdicts are counted and dropped; within a stretch, a run of verdicts above
+    the threshold needs only its first and last (an alert opens once the run spans the minimum duration), a quiet
+    run only its first (only the stretch's length matters, and it settles the counter). An alert that never
+    settles keeps at most MAX_KEPT_VERDICTS; past that they are counted and dropped, and a still-open alert counts
+    once more when it goes on (a flapping model is counted high, never low)."""
 
     min_duration_ms: int
     clear_after_ms: int
@@ -28,18 +35,30 @@ class EpisodeCounter:
 
     def add(self, ts_ms: int, above: bool) -> None:
         """One verdict: was the score above the model's threshold for the window ending at `ts_ms`."""
-        if above:
-            self.quiet_since = None
-        elif self.quiet_since is None:
-            self.quiet_since = ts_ms
-        if not above and not self.ts:
-            return  # nothing pending and nothing open: a quiet verdict changes nothing
+        if not above:
+            if self.quiet_since is None:
+                self.quiet_since = ts_ms
+                if self.ts:
+                    self._keep(ts_ms, above)  # the run's first quiet verdict: it ends a pending condition
+            if self.ts and ts_ms - self.quiet_since >= self.clear_after_ms:
+                self._settle()
+            return
+        self.quiet_since = None
+        if len(self.ts) >= 2 and self.above[-1] and self.above[-2]:
+            self.ts[-1] = ts_ms  # the run's last verdict moves on
+        else:
+            self._keep(ts_ms, above)
+
+    def _keep(self, ts_ms: int, above: bool) -> None:
         self.ts.append(ts_ms)
         self.above.append(above)
-        if self.quiet_since is not None and ts_ms - self.quiet_since >= self.clear_after_ms:
-            self.settled += self._replay()
-            self.ts.clear()
-            self.above.clear()
+        if len(self.ts) > MAX_KEPT_VERDICTS:
+            self._settle()
+
+    def _settle(self) -> None:
+        self.settled += self._replay()
+        self.ts.clear()
+        self.above.clear()
 
     def _replay(self) -> int:
         return len(episodes(np.array(self.above, dtype=bool), np.array(self.ts, dtype=np.int64),

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from edge_agent.desired import DesiredHandler
 from edge_agent.detect.alerts import AlertTracker
 from edge_agent.detect.anomaly import ActiveModel, AnomalyDetector
-from edge_agent.detect.shadow import EpisodeCounter, ShadowRun
+from edge_agent.detect.shadow import MAX_KEPT_VERDICTS, EpisodeCounter, ShadowRun
 from edge_agent.metrics import AgentMetrics
 from edge_agent.model_lifecycle import ModelLifecycle
 from models.episodes import episodes
@@ -83,6 +83,18 @@ def test_counting_as_verdicts_arrive_is_the_lifecycle_replayed_at_once(
     quiet_from = hot[-1] + 1 if hot else 0
     if quiet_from < len(ts) and ts[-1] - ts[quiet_from] >= clear_periods * MIN:
         assert counter.ts == []  # settled: nothing pending, nothing open, no verdict kept
+
+
+def test_what_is_kept_stays_small_even_for_a_model_that_never_stops_alerting() -> None:
+    always = EpisodeCounter(2 * MIN, 3 * MIN)
+    for i in range(30 * 1440):  # a month above the threshold: one alert, two verdicts kept
+        always.add(T0 + i * MIN, True)
+    assert always.count == 1 and len(always.ts) == 2
+    flapping = EpisodeCounter(0, 3 * MIN)  # opens at once, never quiet long enough to clear
+    for i in range(10_000):
+        flapping.add(T0 + i * MIN, i % 2 == 0)
+    assert len(flapping.ts) <= MAX_KEPT_VERDICTS
+    assert 1 <= flapping.count <= 1 + 10_000 // MAX_KEPT_VERDICTS  # one alert, counted again at each cut
 
 
 def test_a_flickering_candidate_raises_more_alerts_over_fewer_windows() -> None:
