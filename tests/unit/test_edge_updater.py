@@ -77,7 +77,8 @@ def agent(tmp_path: Path, registry: Registry) -> tuple[DesiredHandler, list[Repo
 
 
 @pytest.mark.parametrize("changes, reason, words", [
-    ({"min_agent_version": "99.0"}, "agent_too_old", f"needs coldwatch-agent 99.0 or newer; this agent is {__version__}"),
+    ({"min_agent_version": "99.0"}, "agent_too_old",
+     f"needs coldwatch-agent 99.0 or newer; this agent is {__version__}"),
     ({"feature_spec": {**SPEC, "features": ["temp_c", "door_open_sense"], "mean": [0.0, 0.0], "std": [1.0, 1.0]}},
      "unsupported_features", "cannot compute: door_open_sense"),
     ({"feature_spec": {**SPEC, "features": "temp_c"}}, "bad_manifest", "no list of channel names"),
