@@ -9,6 +9,7 @@ numpy only (1.x and 2.x): the edge agent imports this module in the gateway's en
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -210,7 +211,7 @@ def raw_windows(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: 
     span = np.maximum(np.arange(w) - lag, 1).astype(np.float64)
     rate = (t - t[:, lag]) / (span[None, :] * minutes)
     duty = np.cumsum(falling, axis=1) / np.maximum(np.arange(w, dtype=np.float64), 1.0)[None, :]
-    channels = {
+    channels: dict[str, Callable[[], NDArray[np.float64]]] = {  # computed only when the spec names them
         "temp_c": lambda: t, "temp_rate": lambda: rate, "cooling_duty": lambda: duty, "rh_pct": lambda: h,
         "battery_mv": lambda: b, "battery_trend": lambda: b - b[:, :1],
         "missing": lambda: (~t_fresh).astype(np.float64),
