@@ -32,6 +32,8 @@ from models.features import FeatureSpec, FloatArray, default_spec, normalise, sc
 from models.nets import Architecture, build, reconstruction_target
 
 log = logging.getLogger("models.train")
+LOGIT_BOUND = 12.0  # a classifier's logits are trained to stay within ± this (see `batch_loss`)
+LOGIT_PENALTY = 0.05
 CALIBRATION_NORMAL = 3072  # normal windows kept for int8 calibration (a third as many synthetic faults join them)
 
 
@@ -138,8 +140,12 @@ def batch_loss(module: torch.nn.Module, architecture: Architecture, batch: torch
     if architecture == "classifier":
         assert faults is not None
         labels = torch.cat([torch.zeros(len(batch), 1), torch.ones(len(faults), 1)]).to(batch.device)
-        return torch.nn.functional.binary_cross_entropy_with_logits(module(torch.cat([batch, faults])).float(),
-                                                                    labels)
+        logits = module(torch.cat([batch, faults])).float()
+        # Logits past ±LOGIT_BOUND are held back: unbounded, easy faults reached 750 and int8's 256 output steps
+        # were ~3 logits wide, a threshold of 10 sat on a step and the exported model alerted on nothing.
+        excess = torch.relu(torch.abs(logits) - LOGIT_BOUND)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels) + LOGIT_PENALTY * torch.mean(
+            excess ** 2)
     loss = torch.mean((module(batch).float() - reconstruction_target(architecture, batch, channels)) ** 2)
     if faults is not None:
         err = torch.mean((module(faults).float() - reconstruction_target(architecture, faults, channels)) ** 2, dim=1)
