@@ -11,8 +11,8 @@ from typing import Final
 
 import numpy as np
 
-from models.data import Series, series_raw_windows
-from models.features import FeatureSpec, FloatArray
+from models.data import MIN_STD, Series
+from models.features import FeatureSpec, FloatArray, raw_windows, window_ends
 
 NDArrayBool = np.ndarray
 Fault = Callable[[Series, NDArrayBool, np.random.Generator], Series]
@@ -92,6 +92,7 @@ class Injected:
     series: Series
     onset: int
     normal_top: float  # the original series' normal top (see `FaultKind`)
+    original: Series  # the same readings without the fault
 
 
 def inject_faults(series: list[Series], *, seed: int, min_steps: int) -> list[Injected]:
@@ -105,18 +106,29 @@ def inject_faults(series: list[Series], *, seed: int, min_steps: int) -> list[In
         for kind in FAULTS:
             onset = int(rng.integers(min_steps, len(s.ts_ms) - min_steps))
             after = np.arange(len(s.ts_ms)) >= onset
-            out.append(Injected(kind, kind.inject(s, after, rng), onset, top))
+            out.append(Injected(kind, kind.inject(s, after, rng), onset, top, s))
     return out
 
 
 def fault_windows(spec: FeatureSpec, series: list[Series], *, seed: int, stride: int) -> FloatArray:
-    """Raw windows [N, window, channels] of every fault injected once into every series (random onset)."""
+    """Raw windows [N, window, channels] of every fault injected once into every series (random onset).
+
+    Only windows in which the fault shows count: some channel differs from the same window without the fault by at
+    least that channel's smallest scale (`models.data.MIN_STD`). A fault on a channel the data lacks (a battery
+    sag in a CSV without batteries) or one too slow to see yet at this cadence (a 0.005 °C/min rise in a 30 s
+    window) would otherwise be a "fault" identical to normal, and the classifier would learn noise from it."""
+    unit = np.array([MIN_STD.get(name, 0.1) for name in spec.features], dtype=np.float32)
     out = []
     for item in inject_faults(series, seed=seed, min_steps=spec.window):
         faulty, kind = item.series, item.kind
-        ends, raw = series_raw_windows(spec, faulty, stride=stride)
+        ends = window_ends(spec, faulty.ts_ms)[::stride]
+        raw, usable = raw_windows(spec, faulty.ts_ms, faulty.temp_c, faulty.rh_pct, faulty.battery_mv, end_ms=ends)
+        clean, _ = raw_windows(spec, item.original.ts_ms, item.original.temp_c, item.original.rh_pct,
+                               item.original.battery_mv, end_ms=ends)
+        with np.errstate(invalid="ignore"):
+            shows = np.nanmax(np.where(np.isnan(raw - clean), 0.0, np.abs(raw - clean)) / unit, axis=(1, 2)) >= 1.0
         age_ms = ends - faulty.ts_ms[item.onset]
-        keep = age_ms >= kind.min_age_min * 60_000
+        keep = usable & shows & (age_ms >= kind.min_age_min * 60_000)
         if kind.above_normal_top:
             newest = faulty.temp_c[np.searchsorted(faulty.ts_ms, ends, side="right") - 1]
             keep &= (newest > item.normal_top) & (age_ms <= MAX_AGE_H * 3_600_000)

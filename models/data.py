@@ -22,7 +22,8 @@ HELD_OUT_SEEDS: Final = range(10_000, 11_000)
 # Smallest scale per channel: the unit in which a deviation starts to matter. A channel that barely varies in
 # training (a lost frame, a battery that sits still) must not dominate the score when it moves a little.
 MIN_STD: Final = {"temp_c": 0.5, "temp_rate": 0.05, "cooling_duty": 0.25, "rh_pct": 5.0, "battery_mv": 20.0,
-                  "battery_trend": 10.0, "missing": 1.0, "temp_dev": 0.1, "temp_drift": 0.25, "rh_dev": 2.0}
+                  "battery_trend": 10.0, "missing": 1.0, "temp_dev": 0.1, "temp_drift": 0.25, "rh_dev": 2.0,
+                  "temp_drift_z": 0.5}
 
 
 @dataclass(frozen=True)

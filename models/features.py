@@ -27,9 +27,12 @@ DEFAULT_FEATURES: Final = ("temp_dev", "temp_drift", "temp_rate", "cooling_duty"
                            "missing")
 # Absolute levels: still computed for models trained before the level-free channels (manifests name them).
 LEVEL_FEATURES: Final = ("temp_c", "rh_pct", "battery_mv")
-KNOWN_FEATURES: Final = frozenset(DEFAULT_FEATURES + LEVEL_FEATURES)
+OPTIONAL_FEATURES: Final = ("temp_drift_z",)  # computed when a spec names it (docs/decisions.md)
+DRIFT_FLOOR_C: Final = 0.1
+BASELINE_MIN_COVER: Final = 0.5  # temp_drift needs readings over at least this share of its baseline span
+KNOWN_FEATURES: Final = frozenset(DEFAULT_FEATURES + OPTIONAL_FEATURES + LEVEL_FEATURES)
 # Channels an agent before 0.2 cannot compute: a manifest naming one declares that minimum agent version.
-LEVEL_FREE_FEATURES: Final = frozenset({"temp_dev", "temp_drift", "rh_dev"})
+LEVEL_FREE_FEATURES: Final = frozenset({"temp_dev", "temp_drift", "temp_drift_z", "rh_dev"})
 DEFAULT_BASELINE_WINDOWS: Final = 8  # `temp_drift` compares with this many window spans before the window
 MIN_FRESH_FRACTION: Final = 0.5  # a window needs fresh temperatures in at least half its steps
 COOLING_EPS_C_PER_MIN: Final = 0.005
@@ -87,7 +90,8 @@ class FeatureSpec:
     def span_ms(self) -> int:
         """How much history one input needs (the window, and the baseline before it when `temp_drift` is used);
         the agent keeps at least this much per sensor."""
-        return self.window_ms * (1 + (self.baseline_windows if "temp_drift" in self.features else 0))
+        looks_back = {"temp_drift", "temp_drift_z"} & set(self.features)
+        return self.window_ms * (1 + (self.baseline_windows if looks_back else 0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (as stored in the manifest)."""
@@ -118,17 +122,30 @@ def default_spec(*, window: int = 30, sample_period_s: float = 60.0,
     return FeatureSpec(window, sample_period_s, features, (0.0,) * n, (1.0,) * n)
 
 
-def _baseline_mean(ts: NDArray[np.int64], values: NDArray[np.float64], lo_ms: NDArray[np.int64],
-                   hi_ms: NDArray[np.int64]) -> NDArray[np.float64]:
-    """Mean of the valid values with lo < ts <= hi, for each (lo, hi); NaN where there is none."""
+def _baseline_stats(ts: NDArray[np.int64], values: NDArray[np.float64], lo_ms: NDArray[np.int64],
+                    hi_ms: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean and standard deviation of the valid values with lo < ts <= hi, for each (lo, hi); NaN where they span
+    less than half of it (a history that starts just before the window: the mean of a few minutes of a cooling
+    cycle is no baseline, and every agent start would look like drift). Cumulative sums are taken about the first
+    value, so a level of 90 °C loses no precision."""
     ok = ~np.isnan(values)
     ts_ok = ts[ok]
-    csum = np.concatenate([[0.0], np.cumsum(values[ok])])
+    v = values[ok] - (values[ok][0] if ok.any() else 0.0)
+    csum = np.concatenate([[0.0], np.cumsum(v)])
+    csq = np.concatenate([[0.0], np.cumsum(v * v)])
     a = np.searchsorted(ts_ok, lo_ms, side="right")
     b = np.searchsorted(ts_ok, hi_ms, side="right")
     count = (b - a).astype(np.float64)
+    if len(ts_ok):
+        span = ts_ok[np.maximum(b - 1, 0)] - ts_ok[np.minimum(a, len(ts_ok) - 1)]
+        enough = (count > 0) & (span >= (hi_ms - lo_ms) * BASELINE_MIN_COVER)
+    else:
+        enough = np.zeros(len(lo_ms), dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, (csum[b] - csum[a]) / np.maximum(count, 1.0), np.nan)
+        mean = np.where(enough, (csum[b] - csum[a]) / np.maximum(count, 1.0), np.nan)
+        var = np.where(enough, (csq[b] - csq[a]) / np.maximum(count, 1.0) - mean * mean, np.nan)
+    base = values[ok][0] if ok.any() else 0.0
+    return mean + base, np.sqrt(np.maximum(var, 0.0))
 
 
 def _as_float(values: ArrayLike | None, n: int) -> NDArray[np.float64]:
@@ -211,6 +228,14 @@ def raw_windows(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: 
     span = np.maximum(np.arange(w) - lag, 1).astype(np.float64)
     rate = (t - t[:, lag]) / (span[None, :] * minutes)
     duty = np.cumsum(falling, axis=1) / np.maximum(np.arange(w, dtype=np.float64), 1.0)[None, :]
+    cache: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
+
+    def baseline() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        if not cache:
+            lo = window_start[:, 0] - spec.baseline_windows * w * period_ms
+            cache.append(_baseline_stats(ts, temp, lo, window_start[:, 0]))
+        return cache[0]
+
     channels: dict[str, Callable[[], NDArray[np.float64]]] = {  # computed only when the spec names them
         "temp_c": lambda: t, "temp_rate": lambda: rate, "cooling_duty": lambda: duty, "rh_pct": lambda: h,
         "battery_mv": lambda: b, "battery_trend": lambda: b - b[:, :1],
@@ -218,8 +243,9 @@ def raw_windows(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: 
         "temp_dev": lambda: t - _row_mean(t), "rh_dev": lambda: h - _row_mean(h),
         # each step against the mean of the sensor's readings over `baseline_windows` window spans before the
         # window: hours at a 60 s period, minutes at 1 s; NaN (the training mean once normalised) without any
-        "temp_drift": lambda: t - _baseline_mean(ts, temp, window_start[:, 0] - spec.baseline_windows * w * period_ms,
-                                                 window_start[:, 0])[:, None],
+        "temp_drift": lambda: t - baseline()[0][:, None],
+        # the same in units of the baseline's own spread (plus DRIFT_FLOOR_C): a rolling z-score per step
+        "temp_drift_z": lambda: (t - baseline()[0][:, None]) / (baseline()[1][:, None] + DRIFT_FLOOR_C),
     }
     stacked = np.stack([channels[name]() for name in spec.features], axis=2)
     return stacked.astype(np.float32), usable

@@ -4,6 +4,7 @@ there are enough sensor-hours of shadow scoring and every canary has been on pro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
@@ -16,6 +17,20 @@ DEFAULT_ALERT_BUDGET: Final = 0.1
 # least over which one episode is within the budget, so fewer could only ever promote a model that raised none.
 DEFAULT_MIN_SENSOR_HOURS: Final = 240.0
 MANIFEST_BUDGET_KEY: Final = "alert_budget_per_sensor_day"
+HALT_P: Final = 0.05  # a candidate is halted when a model at the limit would raise its episodes this rarely
+
+
+def poisson_tail(k: int, expected: float) -> float:
+    """P(X ≥ k) for X ~ Poisson(expected) (terms summed in log space: any mean, any count)."""
+    if k <= 0:
+        return 1.0
+    if expected <= 0:
+        return 0.0
+    logs = [-expected + i * math.log(expected) - math.lgamma(i + 1) for i in range(k)]
+    top = max(logs)
+    below = math.exp(top) * sum(math.exp(v - top) for v in logs)
+    return min(1.0, max(0.0, 1.0 - below))
+
 
 Decision = Literal["wait", "promote", "halt"]
 
@@ -79,10 +94,29 @@ class Evidence:
         current = self.current_per_day
         return self.alert_budget if current is None else max(self.max_alert_ratio * current, self.alert_budget)
 
+    @property
+    def expected_at_limit(self) -> float:
+        """The episodes a model raising exactly `limit_per_day` would raise over this evidence."""
+        return self.limit_per_day * self.sensor_hours / 24
+
+    @property
+    def p_value(self) -> float:
+        """How likely a model at the limit raises as many episodes as the candidate did, or more (Poisson)."""
+        return poisson_tail(self.candidate_episodes, self.expected_at_limit)
+
+    @property
+    def within_limit(self) -> bool:
+        """Not shown to be above the limit: halted only when a model at the limit would raise this many episodes
+        in under `HALT_P` of such canaries. Over 16 sensor-hours a budget of 0.1 per sensor-day expects 0.07
+        episodes, and a rule of "rate ≤ limit" halted every model that raised one (7 % of models exactly at the
+        budget do); over the default 240 sensor-hours it halts at 4 episodes where the budget expects 1."""
+        return self.p_value >= HALT_P
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, with the rates (stored on the rollout, shown on its page)."""
         rates = {"candidate_per_day": self.candidate_per_day, "current_per_day": self.current_per_day,
-                 "limit_per_day": self.limit_per_day}
+                 "limit_per_day": self.limit_per_day, "expected_at_limit": self.expected_at_limit,
+                 "p_value": self.p_value}
         hours = {"sensor_hours": round(self.sensor_hours, 2),
                  "current_sensor_hours": round(self.current_sensor_hours, 2)}
         return {**asdict(self), **{k: round(v, 4) if v is not None else None for k, v in rates.items()}, **hours}
@@ -127,12 +161,14 @@ def judge(shadows: Sequence[CanaryShadow], *, min_sensor_hours: float, probation
                                f"{probation_s / 3600:g} h on {first.gateway_id}", evidence)
     over = f"over {evidence.sensor_hours:.1f} sensor-hours on {len(shadows)} canar{'y' if len(shadows) == 1 else 'ies'}"
     candidate = evidence.candidate_per_day or 0.0
-    ok = candidate <= evidence.limit_per_day
+    ok = evidence.within_limit
+    test = f"; p = {evidence.p_value:.3f} for a model at the limit (halt below {HALT_P:g})"
     if evidence.current_episodes is None:
         text = (f"first model: {_episodes(evidence.candidate_episodes)} ({_rate(candidate)} per sensor-day) {over}, "
-                f"{'within' if ok else 'above'} the alert budget {alert_budget:g}")
+                f"{'not above' if ok else 'above'} the alert budget {alert_budget:g}{test}")
     else:
         text = (f"candidate {_episodes(evidence.candidate_episodes)} ({_rate(candidate)} per sensor-day) vs "
                 f"{evidence.current_episodes} for the current model ({_rate(evidence.current_per_day)}) {over}; "
-                f"limit {_rate(evidence.limit_per_day)} (max({max_alert_ratio:g} × current, budget {alert_budget:g}))")
+                f"limit {_rate(evidence.limit_per_day)} (max({max_alert_ratio:g} × current, budget {alert_budget:g}))"
+                f"{test}")
     return Verdict("promote" if ok else "halt", f"{'promoted' if ok else 'halted'}: {text}", evidence)

@@ -40,21 +40,41 @@ def tally(detector: Detector, evaluation: Sequence[tuple[Series, list[Label]]]) 
     return result, {"benign_windows": benign_total, "benign_windows_alerted": benign_hit}
 
 
-def compare(candidate: Detector, current: Detector | None,
-            evaluation: Sequence[tuple[Series, list[Label]]]) -> dict[str, Any]:
-    """Both models on the same data, and the gate's verdict (candidate no worse than current, or absolute)."""
+FAULT_RECALL_TOLERANCE = 0.05
+
+
+def fault_recall(detector: Detector, faults: Sequence[tuple[Series, int]]) -> float | None:
+    """Share of the synthetic faults (series, onset ms) the detector raises an alert for from the onset on."""
+    if not faults:
+        return None
+    return sum(1 for s, onset in faults if any(a.end_ms >= onset for a in detector.alerts(s))) / len(faults)
+
+
+def compare(candidate: Detector, current: Detector | None, evaluation: Sequence[tuple[Series, list[Label]]],
+            faults: Sequence[tuple[Series, int]] = ()) -> dict[str, Any]:
+    """Both models on the same data, and the gate's verdict (candidate no worse than current, or absolute).
+
+    `faults`: synthetic faults injected into the job's own normal readings (models.augment). A period with no
+    confirmed incident cannot measure recall; these still can, so a retrained model that stopped seeing faults
+    (5 h of one quiet room teach little) is refused when it finds fewer than the current model does."""
     cand, cand_benign = tally(candidate, evaluation)
-    out: dict[str, Any] = {"candidate": cand.summary() | cand_benign}
+    out: dict[str, Any] = {"candidate": cand.summary() | cand_benign | {"synthetic_fault_recall": fault_recall(
+        candidate, faults)}}
     current_summary = None
     if current is not None:
         cur, cur_benign = tally(current, evaluation)
         current_summary = cur.summary()
-        out["current"] = current_summary | cur_benign
+        out["current"] = current_summary | cur_benign | {"synthetic_fault_recall": fault_recall(current, faults)}
     if not cand.incidents:  # no confirmed incident in the period: recall cannot be measured, only false alerts
         summary = out["candidate"] | {"recall": 1.0}
         reference = None if current_summary is None else current_summary | {"recall": 1.0}
     else:
         summary, reference = out["candidate"], current_summary
     decision = quality_gate(summary, reference)
-    out["gate"] = {"passed": decision.passed, "reasons": decision.reasons}
+    reasons = list(decision.reasons)
+    mine = out["candidate"]["synthetic_fault_recall"]
+    theirs = out.get("current", {}).get("synthetic_fault_recall")
+    if mine is not None and theirs is not None and mine < theirs - FAULT_RECALL_TOLERANCE:
+        reasons.append(f"recall on {len(faults)} synthetic faults {mine:.2f} below current {theirs:.2f}")
+    out["gate"] = {"passed": not reasons, "reasons": reasons}
     return out

@@ -14,6 +14,7 @@ from typing import Any
 from cloud.ops_client import OpsClient
 from cloud.training import dataset
 from cloud.training.evaluate import compare
+from models.augment import inject_faults
 from models.evaluate import Detector, ModelDetector
 
 log = logging.getLogger(__name__)
@@ -108,13 +109,18 @@ def run_job(api: OpsClient, job: dict[str, Any], *, work_dir: Path, signing_key:
     t3 = time.perf_counter()
     candidate = _detector(exported.files.model, shipped, "candidate")
     current = _current(api, job["profile"], work_dir / f"job-{job['id']}" / "current")
-    evaluation = compare(candidate, current, labelled.evaluation)
+    faults = [(item.series, int(item.series.ts_ms[item.onset]))
+              for item in inject_faults(labelled.validation, seed=int(job["seed"]) + 7, min_steps=trained.spec.window)]
+    evaluation = compare(candidate, current, labelled.evaluation, faults)
     timings["evaluate_s"] = time.perf_counter() - t3
     cand = evaluation["candidate"]
     report(stage="gate", progress=0.85, log=[
-        f"candidate recall={cand['recall']} false_alerts={cand['false_alerts']} "
+        f"candidate recall={cand['recall']} synthetic_faults={cand['synthetic_fault_recall']} "
+        f"false_alerts={cand['false_alerts']} "
         f"benign_windows_alerted={cand['benign_windows_alerted']}/{cand['benign_windows']}"]
-        + ([f"current recall={evaluation['current']['recall']} false_alerts={evaluation['current']['false_alerts']} "
+        + ([f"current recall={evaluation['current']['recall']} "
+            f"synthetic_faults={evaluation['current']['synthetic_fault_recall']} "
+            f"false_alerts={evaluation['current']['false_alerts']} "
             f"benign_windows_alerted={evaluation['current']['benign_windows_alerted']}"] if current else [])
         + [f"gate passed={evaluation['gate']['passed']} {'; '.join(evaluation['gate']['reasons'])}"])
     if not evaluation["gate"]["passed"]:  # the refused candidate's figures stay visible on the job

@@ -6,6 +6,7 @@ jobs."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,15 +163,17 @@ def test_a_discarded_shadow_halts_and_the_canary_gets_its_previous_model(session
     rid = start(session, out, "m-2", 0.2, min_sensor_hours=24, probation_s=600)
     (canary,) = canaries_of(session, rid)
     report(session, canary, out.last(canary).version, "shadow", "1", shadow="running", ts=T0 + 1,
-           sensor_hours=48.0, shadow_episodes=3, active_episodes=1, windows=2880, shadow_alerts=12, active_alerts=40)
+           sensor_hours=48.0, shadow_episodes=5, active_episodes=1, windows=2880, shadow_alerts=12, active_alerts=40)
     assert step(session, out, rid) == "halted"
     back = out.last(canary)
     assert back.model is not None and (back.model.version, back.model.mode) == ("1", "active") and back.version == 3
     assert {g for g, _ in out.messages[5:]} == {canary}  # the rest were never sent anything
     rollout = get(session, rid)
-    # fewer windows above its threshold (12 vs 40), but three alerts where the current model raised one
+    # fewer windows above its threshold (12 vs 40), but five alerts where the current model raised one: a model at
+    # the current one's rate raises five or more in 0.4 % of such canaries
     assert rollout.reason == rollout.verdict and (rollout.reason or "").startswith(
-        "halted: candidate 3 alert episodes (1.50 per sensor-day) vs 1 for the current model (0.50)")
+        "halted: candidate 5 alert episodes (2.50 per sensor-day) vs 1 for the current model (0.50)")
+    assert "p = 0.004" in (rollout.reason or "")
     assert rollouts.public(session, rollout=rollout).targets[0].state == "reverted"
     with pytest.raises(RolloutError):
         rollouts.promote(session, rollout=rollout, actor="ops", publisher=out, base_url=BASE)
@@ -189,7 +192,8 @@ def test_a_first_model_is_judged_on_its_canary_against_the_alert_budget(session:
            shadow_episodes=1)
     assert step(session, out, rid) == "promoting"  # one episode in ten sensor-days: 0.1, the budget itself
     assert get(session, rid).verdict == ("promoted: first model: 1 alert episode (0.10 per sensor-day) over 240.0 "
-                                         "sensor-hours on 1 canary, within the alert budget 0.1")
+                                         "sensor-hours on 1 canary, not above the alert budget 0.1; p = 0.632 for a "
+                                         "model at the limit (halt below 0.05)")
     assert all(d.model is not None and d.model.mode == "active" for _, d in out.messages[1:])
 
 
@@ -198,10 +202,10 @@ def test_a_first_model_over_its_budget_is_withdrawn_from_the_canary(session: Ses
     rid = start(session, out, "m-1", 0.2, min_sensor_hours=240, probation_s=600)
     (canary,) = canaries_of(session, rid)
     report(session, canary, 1, "shadow", None, shadow="running", candidate="1", sensor_hours=250.0,
-           shadow_episodes=2)
+           shadow_episodes=4)  # the budget expects 1.04 over 250 sensor-hours; four or more: 1.9 % of such models
     assert step(session, out, rid) == "halted"
     rollout = get(session, rid)
-    assert (rollout.reason or "").startswith("halted: first model: 2 alert episodes (0.19 per sensor-day)")
+    assert (rollout.reason or "").startswith("halted: first model: 4 alert episodes (0.38 per sensor-day)")
     assert "above the alert budget 0.1" in (rollout.reason or "")
     withdrawn = out.last(canary)  # no model to return to: a desired state naming none ends its shadow
     assert withdrawn.model is None and withdrawn.version == 2
@@ -332,7 +336,13 @@ def test_the_verdict_on_any_reports_is_evidence_first_then_episodes(
     if compared and compared_hours > 0:
         limit = max(budget, ratio * sum(f["active_episodes"] for f in compared) / (compared_hours / 24))
     assert e.limit_per_day == pytest.approx(limit)
-    assert verdict.decision == ("promote" if candidate <= e.limit_per_day else "halt")
+    expected = e.limit_per_day * hours / 24  # a model exactly at the limit: Poisson with this mean
+    episodes = sum(f["shadow_episodes"] for f in figures)
+    tail = 1.0 - sum(math.exp(-expected + i * math.log(expected) - math.lgamma(i + 1))
+                     if expected > 0 else float(i == 0) for i in range(episodes))
+    assert verdict.decision == ("promote" if tail >= 0.05 - 1e-9 else "halt") or abs(tail - 0.05) < 1e-6
+    if candidate <= e.limit_per_day:  # a candidate at or under the limit is never halted
+        assert verdict.decision == "promote"
     worse = judge([CanaryShadow(s.gateway_id, {**(s.report or {}), "shadow_episodes": 100}) for s in shadows],
                   min_sensor_hours=min_hours, probation_s=3600, alert_budget=budget, max_alert_ratio=ratio)
     assert worse.decision == "halt" or verdict.decision == "promote"  # more episodes never turn a halt around

@@ -168,5 +168,7 @@ def test_temp_drift_is_each_step_against_the_sensors_own_past() -> None:
     assert usable[0]
     np.testing.assert_allclose(raw[0, -20:, 1], 1.0, atol=1e-6)
     np.testing.assert_allclose(raw[0, :10, 1], 0.0, atol=1e-6)
-    early, _ = raw_windows(spec, ts, temp, end_ms=[int(ts[29])])  # no history before the window: no drift known
-    assert np.isnan(early[0, :, 1]).all()
+    early, _ = raw_windows(spec, ts, temp, end_ms=[int(ts[29]), int(ts[49]), int(ts[99])])
+    assert np.isnan(early[0, :, 1]).all()  # no history before the window: no drift known
+    assert np.isnan(early[1, :, 1]).all()  # 20 min of a 2 h baseline: too little to stand for the sensor's past
+    assert np.isfinite(early[2, :, 1]).all()  # 70 min of it: enough

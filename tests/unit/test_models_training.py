@@ -106,3 +106,25 @@ def test_int8_score_error_is_measured_where_decisions_can_flip() -> None:
     shifted = compare(fp32, np.concatenate([crowd, near - 3.0]).astype(np.float32), threshold=4.0)
     assert shifted.score_error == pytest.approx(3.0 / spread, rel=1e-3)  # scores near the threshold moved: caught
     assert compare(fp32, fp32, threshold=-100.0).score_error == float("inf")  # threshold below the median
+
+
+def test_a_fault_on_a_channel_the_data_lacks_teaches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = default_spec()
+    normal = freezer(cycling(2000))
+    no_battery = Series("s", "frozen", normal.ts_ms, normal.temp_c, normal.rh_pct, np.full(2000, np.nan))
+    monkeypatch.setattr(augment, "FAULTS", (augment.FaultKind(augment.battery_sag, 3.0),))
+    assert len(augment.fault_windows(spec, [normal], seed=1, stride=1)) > 0
+    assert len(augment.fault_windows(spec, [no_battery], seed=1, stride=1)) == 0  # identical to normal: no positive
+
+
+def test_the_classifiers_logits_stay_near_their_bound() -> None:
+    from models.train import LOGIT_BOUND, predict
+
+    rng = np.random.default_rng(0)
+    normal = rng.normal(0.0, 1.0, (512, 20)).astype(np.float32)
+    faults = rng.normal(8.0, 1.0, (512, 20)).astype(np.float32)  # trivially apart: an unbounded logit would soar
+    module = build("classifier", 20, 1)
+    fit(module, normal, architecture="classifier", channels=1, epochs=60, batch_size=64, learning_rate=3e-2,
+        device=select_device("cpu"), seed=0, negatives=faults)
+    logits = predict(module, np.concatenate([normal, faults]))
+    assert float(np.abs(logits).max()) < 2 * LOGIT_BOUND  # int8's 256 output steps then resolve the threshold
