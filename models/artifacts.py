@@ -53,7 +53,7 @@ def save_checkpoint(trained: TrainedModel, path: Path, *, hidden: int) -> Path:
         "profile": trained.profile, "spec": trained.spec.to_dict(), "threshold": trained.threshold,
         "training_range": trained.training_range, "metrics": trained.metrics,
         "calibration": torch.from_numpy(trained.calibration), "validation": torch.from_numpy(trained.validation),
-        "alert_budget": trained.alert_budget,
+        "alert_budget": trained.alert_budget, "calibration_faults": torch.from_numpy(trained.calibration_faults),
         "validation_series": [_series_to_dict(s) for s in trained.validation_series],
         "incident_series": [_series_to_dict(s) for s in trained.incident_series],
     }, path)
@@ -70,6 +70,8 @@ def load_checkpoint(path: Path) -> TrainedModel:
     return TrainedModel(module=module, architecture=data["architecture"], profile=data["profile"], spec=spec,
                         threshold=float(data["threshold"]), training_range=dict(data["training_range"]),
                         calibration=data["calibration"].numpy(), validation=data["validation"].numpy(),
+                        calibration_faults=data["calibration_faults"].numpy() if "calibration_faults" in data
+                        else data["calibration"].numpy()[:0],
                         metrics=dict(data["metrics"]), alert_budget=float(data.get("alert_budget", 0.1)),
                         validation_series=[_series_from_dict(d) for d in data.get("validation_series", [])],
                         incident_series=[_series_from_dict(d) for d in data.get("incident_series", [])])

@@ -15,12 +15,17 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from models.features import FloatArray
 from models.tflite_io import with_float_io
 from models.train import TrainedModel
 
 log = logging.getLogger("models.export")
 
 CALIBRATION_WINDOWS: Final = 4096
+# Shares of fault windows among the calibration's normal ones, tried in this order: few first (extreme faults widen
+# the hidden layers' ranges and int8's steps for normal windows with them), more when the output range then stops
+# short of the faults the fp32 model alerts on.
+FAULT_SHARES: Final = (1 / 30, 1 / 8, 1 / 3)
 
 
 class ExportRejected(Exception):  # noqa: N818 (reads as the verdict it is)
@@ -49,9 +54,15 @@ class QuantisationCheck:
                 "int8_alerts": self.int8_alerts, "fp32_alerts": self.fp32_alerts}
 
 
-def convert_int8(trained: TrainedModel, path: Path) -> Path:
-    """Quantise `trained.module` (PT2E, per-tensor symmetric int8, calibrated on its training windows) and write
-    a float32-I/O .tflite to `path`."""
+def calibration_windows(trained: TrainedModel, fault_share: float) -> FloatArray:
+    """Normal training windows and, behind them, `fault_share` as many synthetic fault windows."""
+    faults = trained.calibration_faults[:round(len(trained.calibration) * fault_share)]
+    return np.ascontiguousarray(np.concatenate([trained.calibration, faults]), dtype=np.float32)
+
+
+def convert_int8(trained: TrainedModel, path: Path, *, fault_share: float = FAULT_SHARES[0]) -> Path:
+    """Quantise `trained.module` (PT2E, per-tensor symmetric int8, calibrated on its training windows and
+    `fault_share` as many fault windows) and write a float32-I/O .tflite to `path`."""
     import litert_torch  # type: ignore[import-untyped]
     from litert_torch.quantize.pt2e_quantizer import (  # type: ignore[import-untyped]
         PT2EQuantizer,
@@ -64,12 +75,13 @@ def convert_int8(trained: TrainedModel, path: Path) -> Path:
     )
 
     module = trained.module.to("cpu").eval()
-    example = (torch.from_numpy(trained.calibration[:1].copy()),)
+    windows = calibration_windows(trained, fault_share)
+    example = (torch.from_numpy(windows[:1].copy()),)
     graph = torch.export.export(module, example).module()
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=False))
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
-        for row in trained.calibration[:CALIBRATION_WINDOWS]:  # the exported graph is specialised to batch 1
+        for row in windows[np.random.default_rng(0).permutation(len(windows))[:CALIBRATION_WINDOWS]]:  # batch 1
             prepared(torch.from_numpy(np.ascontiguousarray(row[None, :])))
     quantised = convert_pt2e(prepared, fold_quantize=False)
     # quant_config makes the converter fold the Q/DQ pairs into int8 kernels (without it the .tflite keeps float

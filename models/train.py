@@ -34,7 +34,7 @@ from models.nets import Architecture, build, reconstruction_target
 log = logging.getLogger("models.train")
 LOGIT_BOUND = 12.0  # a classifier's logits are trained to stay within ± this (see `batch_loss`)
 LOGIT_PENALTY = 0.05
-CALIBRATION_NORMAL = 3072  # normal windows kept for int8 calibration (a third as many synthetic faults join them)
+CALIBRATION_NORMAL = 3072  # normal windows kept for int8 calibration
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ class TrainedModel:
     spec: FeatureSpec
     threshold: float
     training_range: dict[str, Any]
-    calibration: FloatArray  # normalised training windows and synthetic faults, for int8 calibration
+    calibration: FloatArray  # normalised training windows, for int8 calibration
+    calibration_faults: FloatArray  # normalised synthetic fault windows, some of which join them
     validation: FloatArray  # normalised windows never trained on (normal and incidents), for the int8 check
     metrics: dict[str, Any] = field(default_factory=dict)
     alert_budget: float = 0.1  # alert episodes per sensor-day on normal data the threshold is calibrated to
@@ -228,11 +229,12 @@ def _train_on_series(train: list[Series], validation: list[Series], cfg: TrainCo
     val_windows = normalise(spec, np.concatenate(val_raw)) if val_raw else inputs[:0]
     rng = np.random.default_rng(cfg.seed)
     calibration = inputs[rng.choice(len(inputs), size=min(len(inputs), CALIBRATION_NORMAL), replace=False)]
+    calibration_faults = inputs[:0]
     if cfg.architecture == "classifier" and negatives is not None and len(negatives):
-        # A quarter of fault windows: the int8 output range must reach the faults' logits, or every score above
-        # the calibration's largest saturates there, below the threshold.
-        faults = negatives[rng.choice(len(negatives), size=min(len(negatives), len(calibration) // 3), replace=False)]
-        calibration = np.concatenate([calibration, faults])[rng.permutation(len(calibration) + len(faults))]
+        # the int8 output range must reach past the threshold, or every fault saturates below it; the export picks
+        # how many of these join the normal windows (models.export.FAULT_SHARES)
+        calibration_faults = negatives[rng.choice(len(negatives), size=min(len(negatives), len(calibration) // 3),
+                                                  replace=False)]
     metrics = {"train_windows": len(inputs), "final_loss": round(losses[-1], 6), "device": device.type,
                "seconds_features": round(t_features, 2), "seconds_fit": round(t_fit, 2),
                "seconds_total": round(time.perf_counter() - t0, 2), "validation_sensor_days": round(sensor_days, 2)}
@@ -240,6 +242,7 @@ def _train_on_series(train: list[Series], validation: list[Series], cfg: TrainCo
              cfg.architecture, len(inputs), losses[-1], threshold, device.type, metrics["seconds_total"])
     return TrainedModel(module=module, architecture=cfg.architecture, profile=cfg.profile, spec=spec,
                         threshold=threshold, training_range={}, calibration=calibration,
+                        calibration_faults=calibration_faults,
                         validation=val_windows, metrics=metrics, alert_budget=cfg.max_alerts_per_sensor_day,
                         validation_series=list(validation))
 
