@@ -113,7 +113,10 @@ def calibrate_threshold(scores: Sequence[NDArray[np.float32]], ends: Sequence[ND
     if allowed < 1.0:
         return _extrapolated(scores, ends, pooled, sensor_days=sensor_days, sample_period_s=sample_period_s,
                              max_alerts_per_sensor_day=max_alerts_per_sensor_day) * margin
-    candidates = np.unique(np.quantile(pooled, np.linspace(0.9, 1.0, 101)))
+    # every score in the top decile is a candidate: alerts come from the tail's last few windows, and a grid of
+    # quantiles has nothing between its 99.9th percentile and the maximum (it once shipped 8.1 where 5.0 met the
+    # budget)
+    candidates = np.unique(pooled[pooled >= np.quantile(pooled, 0.9)])
     lo, hi = 0, len(candidates) - 1  # alert counts fall as the threshold rises: bisect
     if count_episodes(scores, ends, float(candidates[hi]), sample_period_s=sample_period_s) > allowed:
         return float(pooled.max()) * margin

@@ -57,3 +57,20 @@ def test_short_normal_data_extrapolates_the_tail_beyond_every_alert_seen() -> No
     with pytest.raises(NotEnoughNormalData, match=r"not enough normal data: 0\.0 h \(50 windows\), need 240 h"):
         calibrate_threshold([scores[0][:50]], [ends[0][:50]], sensor_days=50 / 86400,
                             max_alerts_per_sensor_day=0.1, sample_period_s=1.0)
+
+
+def test_threshold_is_the_lowest_that_meets_the_budget_when_alerts_come_from_a_few_rare_spikes() -> None:
+    # 100 sensor-days of quiet scores with 20 spikes of heights 1..20 (five windows each): a budget of 0.1 per
+    # sensor-day allows 10 of them, so the threshold sits between the 10th and 11th highest spike, not at the top
+    rng = np.random.default_rng(5)
+    scores, ends = [], []
+    for sensor in range(100):
+        s = rng.normal(-5.0, 0.3, 1440).astype(np.float32)
+        if sensor < 20:
+            s[700:705] = float(sensor + 1)
+        scores.append(s)
+        ends.append(np.arange(1440, dtype=np.int64) * MIN)
+    threshold = calibrate_threshold(scores, ends, sensor_days=100.0, max_alerts_per_sensor_day=0.1,
+                                    sample_period_s=60.0, margin=1.0)
+    assert 10.0 <= threshold < 11.0
+    assert count_episodes(scores, ends, threshold, sample_period_s=60.0) == 10
