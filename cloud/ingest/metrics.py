@@ -38,6 +38,9 @@ class IngestMetrics:
         self.alert_events = Counter("coldwatch_ingest_alert_events", "Alert events applied to SQL", registry=r)
         self.alert_duplicates = Counter("coldwatch_ingest_alert_events_duplicate",
                                         "Alert events already applied (re-delivery)", registry=r)
+        self.alert_refused = Counter("coldwatch_ingest_alert_events_refused",
+                                     "Alert events refused: the alert belongs to another gateway, sensor or kind",
+                                     registry=r)
         self.gaps_recorded = Counter("coldwatch_ingest_gaps_recorded",
                                      "Missing seq ranges recorded in SQL (gateway and sensor streams)", registry=r)
         self.replays_requested = Counter("coldwatch_ingest_replays_requested",

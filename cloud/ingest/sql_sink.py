@@ -75,6 +75,7 @@ class ApplyResult:
     gaps_opened: int = 0
     alert_events: int = 0
     alert_duplicates: int = 0
+    alert_refused: int = 0  # events for another gateway's alert (alerts.foreign_alert): a security event
 
 
 class SqlSink:
@@ -132,10 +133,13 @@ class SqlSink:
             session.flush()
             for w in works:
                 if isinstance(w.event, AlertEvent):
-                    if alerts.apply_event(session, event=w.event):
+                    outcome = alerts.apply_event(session, event=w.event)
+                    if outcome == "applied":
                         result.alert_events += 1
-                    else:
+                    elif outcome == "duplicate":
                         result.alert_duplicates += 1
+                    else:
+                        result.alert_refused += 1
                 elif isinstance(w.event, Status):
                     fleet.apply_status(session, status=w.event)
                 elif isinstance(w.event, Reported):

@@ -416,6 +416,7 @@ class IngestWorker:
         self.metrics.sql_up.set(1)
         self.metrics.alert_events.inc(result.alert_events)
         self.metrics.alert_duplicates.inc(result.alert_duplicates)
+        self.metrics.alert_refused.inc(result.alert_refused)
         if result.gaps_opened:
             self.metrics.gaps_recorded.inc(result.gaps_opened)
             log.info("ingest gaps recorded count=%d gateways=%s", result.gaps_opened,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from sqlalchemy import case, func
 from sqlmodel import Session, col, select
@@ -18,24 +19,44 @@ from protocol.messages import AlertEvent
 
 _WORKFLOW_FIELDS: Final = ("status", "assignee", "resolution", "resolution_note")
 MAX_PAGE: Final = 500
+log = logging.getLogger(__name__)
 
 
 class AlertError(ValueError):
     """A workflow step that does not apply to the alert in its current state."""
 
 
-def apply_event(session: Session, *, event: AlertEvent) -> bool:
-    """Open, update or clear the alert `event.id`; returns False when this event was already applied.
+EventOutcome = Literal["applied", "duplicate", "refused"]
+
+
+def foreign_alert(alert: Alert, event: AlertEvent) -> str | None:
+    """Why `event` may not touch `alert` (None: it may): an event speaks only for its own gateway's alert of the
+    same sensor and kind. Alert ids are visible to every viewer; without this, one gateway could downgrade or
+    end another's alert (and with it, its notifications)."""
+    for field_name, mine, theirs in (("gateway", alert.gateway_id, event.gateway), ("sensor", alert.sensor_id,
+                                     event.sensor), ("kind", alert.kind, event.kind)):
+        if mine != theirs:
+            return f"{field_name} {theirs!r} is not the alert's {mine!r}"
+    return None
+
+
+def apply_event(session: Session, *, event: AlertEvent) -> EventOutcome:
+    """Open, update or clear the alert `event.id`: "applied"; "duplicate" when this event was already applied;
+    "refused" (nothing changes) when the alert belongs to another gateway, sensor or kind (`foreign_alert`).
 
     Events may arrive twice or out of order (two workers, redelivery): each event seq is recorded once,
     and the alert's fields come from the newest event (by `updated_at`); a `clear` is never undone.
     """
+    alert = session.get(Alert, event.id, with_for_update=True)
+    if alert is not None and (why := foreign_alert(alert, event)) is not None:
+        log.warning("security: alert event refused gateway=%s alert=%s seq=%d reason=%s", event.gateway, event.id,
+                    event.seq, why)
+        return "refused"
     seen = session.exec(select(AlertHistory.id).where(AlertHistory.alert_id == event.id,
                                                       AlertHistory.event_seq == event.seq)).first()
     if seen is not None:
-        return False
+        return "duplicate"
     now = now_ms()
-    alert = session.get(Alert, event.id, with_for_update=True)
     if alert is None:
         sensor = session.get(Sensor, event.sensor)
         alert = Alert(id=event.id, gateway_id=event.gateway, sensor_id=event.sensor, kind=event.kind,
@@ -56,7 +77,7 @@ def apply_event(session: Session, *, event: AlertEvent) -> bool:
     session.add(AlertHistory(alert_id=event.id, at=event.updated_at, actor=f"gateway:{event.gateway}",
                              action=event.state, event_seq=event.seq,
                              detail={"value": event.value, "severity": event.severity, "reason": event.reason}))
-    return True
+    return "applied"
 
 
 def _further(peak: float, value: float, threshold: float | None) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 from sqlmodel import Session, select
 
@@ -78,4 +79,34 @@ def test_unknown_gateway_rejected_when_policy_says_so(
         gw.close()
     assert worker.metric("coldwatch_ingest_messages_rejected_total", '{reason="unknown_gateway"}') == 1
     assert "message rejected reason=unknown_gateway gateway=gw1" in worker.log_text()
+    assert worker.stop() == 0
+
+
+def test_a_gateway_cannot_update_or_clear_another_gateways_alert(
+    mosquitto_factory: Callable[..., Broker], influxd: Influxd, influx_db: str, database_url: str, tmp_path: Path
+) -> None:
+    broker = mosquitto_factory()
+    worker = Worker(broker, influxd.url, influx_db, "ingest-trust", tmp_path, database_url=database_url)
+    victim, attacker = GatewayClient(broker, "gw1"), GatewayClient(broker, "gw2")
+    try:
+        victim.publish(encode(alert_event(1, "open", T0)), kind="alerts")
+        wait_for(lambda: worker.metric("coldwatch_ingest_alert_events_total") >= 1, "victim's alert stored", worker)
+        forged = alert_event(7, "update", T0 + 60_000)
+        # the attacker names gw1's alert id from its own topic, as itself (the broker's ACL and the topic check
+        # keep it from posing as gw1), then tries again with gw1's kind but its own sensor id
+        for event in (msgspec.structs.replace(forged, gateway="gw2", severity="info"),
+                      msgspec.structs.replace(forged, gateway="gw2", seq=8, state="clear", sensor="c2:00:00:00:09:99")):
+            attacker.publish(encode(event), kind="alerts")
+        wait_for(lambda: worker.metric("coldwatch_ingest_alert_events_refused_total") >= 2, "refused", worker)
+    finally:
+        victim.close()
+        attacker.close()
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        alert = session.exec(select(Alert)).one()
+        assert (alert.gateway_id, alert.severity, alert.device_state, alert.ended_at) == ("gw1", "warning", "open",
+                                                                                           None)
+    engine.dispose()
+    assert worker.metric("coldwatch_ingest_alert_events_total") == 1
+    assert "security: alert event refused gateway=gw2" in worker.log_text()
     assert worker.stop() == 0
