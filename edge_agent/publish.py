@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -52,6 +53,7 @@ class Publisher:
         self._retry_after: dict[int, float] = {}  # outbox id → monotonic time (refused by the broker)
         outbox.on_insert = self._wake
         self._pump_thread: threading.Thread | None = None
+        self._session_ms = 0  # set when each connection opens (`_on_pre_connect`)
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -62,7 +64,7 @@ class Publisher:
         if m.tls is not None:
             client.tls_set(ca_certs=m.tls.ca, certfile=m.tls.cert, keyfile=m.tls.key,
                            tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        client.will_set(topic(gw, "status"), encode(self.status("offline")), qos=1, retain=True)
+        client.on_pre_connect = self._on_pre_connect  # composes the will for each connection
         client.max_inflight_messages_set(m.max_inflight)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=max(1, round(m.reconnect_min_s)), max_delay=round(m.reconnect_max_s))
@@ -99,7 +101,7 @@ class Publisher:
         if self._pump_thread is not None:
             self._pump_thread.join(timeout=2)
         if self.connected.is_set():
-            info = self.client.publish(topic(self.config.gateway_id, "status"), encode(self.status("offline")),
+            info = self.client.publish(topic(self.config.gateway_id, "status"), encode(self._status("offline")),
                                        qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=2)
@@ -111,14 +113,22 @@ class Publisher:
     def publish_status(self) -> None:
         """Refresh the retained `online` status (health figures); skipped while disconnected."""
         if self.connected.is_set():
-            self.client.publish(topic(self.config.gateway_id, "status"), encode(self.status("online")), qos=1,
+            self.client.publish(topic(self.config.gateway_id, "status"), encode(self._status("online")), qos=1,
                                 retain=True)
 
     def publish_reported(self, reported: Reported) -> None:
         """Retained `reported`: paho queues it if the connection is down right now."""
         self.client.publish(topic(self.config.gateway_id, "reported"), encode(reported), qos=1, retain=True)
 
+    def _status(self, state: str) -> Status:
+        return msgspec.structs.replace(self.status(state), session=self._session_ms or None)
+
     # --- paho callbacks (paho's network thread) --------------------------------------------------
+    def _on_pre_connect(self, client: mqtt.Client, _userdata: Any) -> None:
+        """A new session id (strictly increasing even if the clock steps back) and the will that ends it."""
+        self._session_ms = max(int(time.time() * 1000), self._session_ms + 1)
+        client.will_set(topic(self.config.gateway_id, "status"), encode(self._status("offline")), qos=1, retain=True)
+
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
             log.error("event=mqtt_connect_refused gateway=%s reason=%s", self.config.gateway_id, reason)
@@ -128,7 +138,7 @@ class Publisher:
         log.info("event=mqtt_connected gateway=%s broker=%s:%d session_present=%s", self.config.gateway_id,
                  self.config.mqtt.host, self.config.mqtt.port, flags.session_present)
         gw = self.config.gateway_id
-        client.publish(topic(gw, "status"), encode(self.status("online")), qos=1, retain=True)
+        client.publish(topic(gw, "status"), encode(self._status("online")), qos=1, retain=True)
         client.subscribe([(topic(gw, "desired"), 1), (topic(gw, "replay"), 1)])
         self._wake()
 

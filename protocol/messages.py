@@ -82,11 +82,17 @@ class AlertEvent(_Message):
 
 
 class Status(_Message):
-    """Gateway liveness, retained; the broker publishes the `offline` form as the LWT."""
+    """Gateway liveness, retained; the broker publishes the `offline` form as the LWT.
+
+    `session` is when the MQTT connection the status belongs to was opened (ms): the last will is composed at
+    connect time, so its `ts` is older than the `online` statuses the same connection sent after it; the cloud
+    orders statuses by session first, and an `offline` ends its session whatever its `ts` (docs/security.md).
+    """
 
     gateway: GatewayId
     state: Literal["online", "offline"]
     ts: TimestampMs
+    session: TimestampMs | None = None
     agent_version: Version | None = None
     model_version: Version | None = None
     outbox_depth: Annotated[int, Meta(ge=0)] | None = None

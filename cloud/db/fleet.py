@@ -62,6 +62,7 @@ class Gateway(GatewayBase, table=True):
     last_seen_at: int | None = Field(default=None, sa_type=BigInteger)
     status: str | None = Field(default=None, max_length=16)
     status_ts: int | None = Field(default=None, sa_type=BigInteger)
+    status_session: int | None = Field(default=None, sa_type=BigInteger)  # protocol.messages.Status.session
     agent_version: str | None = Field(default=None, max_length=64)
     model_version: str | None = Field(default=None, max_length=64)
     outbox_depth: int | None = Field(default=None, sa_type=BigInteger)

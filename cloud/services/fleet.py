@@ -94,12 +94,28 @@ def ensure_gateway(session: Session, *, gateway_id: str, seen_at: int) -> Gatewa
     return gateway
 
 
+def supersedes(status: Status, gateway: Gateway) -> bool:
+    """Whether `status` is newer than what `gateway` holds. With session ids (agents from 0.2) sessions order
+    first: a later session always wins, an `offline` ends its own session whatever its `ts` (the last will was
+    composed when the connection opened), and within a live session the newer `ts` wins. Without, `ts` alone."""
+    stored = gateway.status_session
+    if status.session is None or stored is None:
+        return gateway.status_ts is None or status.ts >= gateway.status_ts
+    if status.session != stored:
+        return status.session > stored
+    if gateway.status == "offline":
+        return False  # that session has ended
+    return status.state == "offline" or gateway.status_ts is None or status.ts >= gateway.status_ts
+
+
 def apply_status(session: Session, *, status: Status) -> None:
-    """Store a gateway's retained status (older than the stored one: ignored)."""
+    """Store a gateway's retained status (see `supersedes`; an older one is ignored)."""
     gateway = ensure_gateway(session, gateway_id=status.gateway, seen_at=status.ts)
-    if gateway.status_ts is not None and status.ts < gateway.status_ts:
+    if not supersedes(status, gateway):
         return
-    gateway.status, gateway.status_ts = status.state, status.ts
+    # an offline will carries its connection's opening time; the cloud's clock says when it learnt of the end
+    ts = max(status.ts, now_ms()) if status.state == "offline" and status.session is not None else status.ts
+    gateway.status, gateway.status_ts, gateway.status_session = status.state, ts, status.session
     if status.state == "online":
         gateway.agent_version = status.agent_version or gateway.agent_version
         gateway.model_version = status.model_version or gateway.model_version

@@ -49,7 +49,7 @@ class AgentProcess:
     """`coldwatch-agent run` in the edge venv, with its own UDP and metrics ports."""
 
     def __init__(self, workdir: Path, broker_port: int, gateway: str = "gw1", password: str = "pw-gw1",
-                 extra: str = "") -> None:
+                 extra: str = "", mqtt_extra: str = "") -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.udp_port = free_port()
@@ -65,6 +65,7 @@ port = {broker_port}
 password = "{password}"
 reconnect_min_s = 0.5
 reconnect_max_s = 2
+{mqtt_extra}
 
 [[inputs]]
 type = "udp"
