@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 ENV_PREFIX: Final = "COLDWATCH_"
 _CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_BATCH_SIZE: Final = 1_000_000
+_PROFILE_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class ConfigError(ValueError):
@@ -86,6 +87,10 @@ class Settings:
     notify_renotify_s: int = 1800  # critical alerts still open are notified again this often (0: never)
     notify_rollup_s: float = 60.0  # a gateway's alerts received this close together make one incident (0: none)
     notify_interval_s: float = 5.0  # how often the dispatcher looks for work
+    # The silence watchdog (cloud/services/silence.py): a gateway quiet this long raises `gateway_silent`.
+    gateway_silence_min: float = 15.0
+    gateway_silence_by_profile: str | None = None  # per profile, e.g. "pharma_2_8=5,frozen=20" (minutes)
+    silence_interval_s: float = 30.0  # how often the watchdog looks (0: not in this process)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -98,6 +103,21 @@ class Settings:
                 "set it in the environment, never on the command line", field_name="mqtt_password",
             )
         return self.mqtt_password
+
+
+def silence_by_profile(s: Settings) -> dict[str, float]:
+    """`gateway_silence_by_profile` parsed: profile → minutes (ConfigError naming the bad entry)."""
+    out: dict[str, float] = {}
+    for entry in filter(None, (e.strip() for e in (s.gateway_silence_by_profile or "").split(","))):
+        name, sep, raw = entry.partition("=")
+        try:
+            minutes = float(raw) if sep else math.nan
+        except ValueError:
+            minutes = math.nan
+        if not _PROFILE_RE.fullmatch(name.strip()) or not (math.isfinite(minutes) and 1 <= minutes <= 1440):
+            raise _fail("gateway_silence_by_profile", f"{entry!r} is not profile=minutes (a profile id, 1-1440 min)")
+        out[name.strip()] = minutes
+    return out
 
 
 def _fail(name: str, reason: str) -> ConfigError:
@@ -195,6 +215,11 @@ def _validate_notify(s: Settings) -> None:
         raise _fail("notify_rollup_s", f"{s.notify_rollup_s} is not a number of seconds in [0, 3600]")
     if not (math.isfinite(s.notify_interval_s) and 0 < s.notify_interval_s <= 3600):
         raise _fail("notify_interval_s", f"{s.notify_interval_s} is not a number of seconds in (0, 3600]")
+    if not (math.isfinite(s.gateway_silence_min) and 1 <= s.gateway_silence_min <= 1440):
+        raise _fail("gateway_silence_min", f"{s.gateway_silence_min} is not a number of minutes in [1, 1440]")
+    if not (math.isfinite(s.silence_interval_s) and 0 <= s.silence_interval_s <= 3600):
+        raise _fail("silence_interval_s", f"{s.silence_interval_s} is not a number of seconds in [0, 3600]")
+    silence_by_profile(s)  # raises with the key and the reason
 
 
 def _to_int(text: str) -> int:
@@ -260,6 +285,8 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "notify_renotify_s": _to_int,
     "notify_rollup_s": _to_float,
     "notify_interval_s": _to_float,
+    "gateway_silence_min": _to_float,
+    "silence_interval_s": _to_float,
 }
 FIELD_NAMES: Final = tuple(f.name for f in fields(Settings))
 

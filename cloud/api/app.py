@@ -23,12 +23,13 @@ from cloud.api.routes import models as model_routes
 from cloud.api.routes import notify as notify_routes
 from cloud.api.routes import rollouts as rollout_routes
 from cloud.api.routes import training as training_routes
-from cloud.config import Settings
+from cloud.config import Settings, silence_by_profile
 from cloud.db.engine import init_schema, make_engine
 from cloud.db.users import UserCreate
 from cloud.influx import InfluxClient, InfluxUnavailable
 from cloud.notify.dispatcher import start_in_app as start_notify
 from cloud.services import users as user_service
+from cloud.services.silence import SilencePolicy, SilenceWatchdog
 from cloud.ui import install_ui
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,14 @@ def start_rollouts(app: FastAPI, settings: Settings, engine: Engine) -> Callable
     return stop
 
 
+def start_silence_watchdog(settings: Settings, engine: Engine) -> SilenceWatchdog | None:
+    """The `gateway_silent` watchdog thread (cloud/services/silence.py), unless `silence_interval_s` is 0."""
+    if settings.silence_interval_s == 0:
+        return None
+    policy = SilencePolicy(settings.gateway_silence_min, silence_by_profile(settings))
+    return SilenceWatchdog(engine, policy, interval_s=settings.silence_interval_s).start()
+
+
 def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine: Engine | None = None) -> FastAPI:
     """Build the app for `settings`: SQL schema ensured, optional admin bootstrap.
 
@@ -88,7 +97,10 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
             app.state.influx = own_influx()
         stop_rollouts = start_rollouts(app, settings, sql)
         stop_notify = start_notify(settings, sql, app.state.metrics.registry)
+        watchdog = start_silence_watchdog(settings, sql)
         yield
+        if watchdog is not None:
+            watchdog.stop()
         stop_notify()
         stop_rollouts()
         if influx is None:  # a client handed in belongs to the caller

@@ -63,6 +63,7 @@ class Gateway(GatewayBase, table=True):
     status: str | None = Field(default=None, max_length=16)
     status_ts: int | None = Field(default=None, sa_type=BigInteger)
     status_session: int | None = Field(default=None, sa_type=BigInteger)  # protocol.messages.Status.session
+    last_heard_at: int | None = Field(default=None, sa_type=BigInteger)  # the cloud's clock (silence watchdog)
     agent_version: str | None = Field(default=None, max_length=64)
     model_version: str | None = Field(default=None, max_length=64)
     outbox_depth: int | None = Field(default=None, sa_type=BigInteger)

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from cloud.db.engine import session_scope
 from cloud.db.fleet import Gateway, Sensor
 from cloud.services import alerts, completeness, fleet
+from cloud.services.clock import now_ms
 from cloud.services.completeness import StreamObs, stream_key
 from protocol.messages import AlertEvent, Reported, Status, TelemetryBatch
 
@@ -106,8 +107,9 @@ class SqlSink:
             seen: dict[str, int] = {}
             for w in works:
                 seen[w.gateway] = max(seen.get(w.gateway, w.seen_at), w.seen_at)
+            heard = now_ms()
             for gateway_id in sorted(seen):
-                fleet.ensure_gateway(session, gateway_id=gateway_id, seen_at=seen[gateway_id])
+                fleet.ensure_gateway(session, gateway_id=gateway_id, seen_at=seen[gateway_id], heard_at=heard)
             session.flush()
             streams: dict[str, StreamObs] = {}
             sensors: dict[str, tuple[str, SensorSeen]] = {}

@@ -83,13 +83,16 @@ def broker_accounts(session: Session) -> dict[str, str]:
     return {g.id: g.mqtt_password_hash for g in rows if g.mqtt_password_hash}
 
 
-def ensure_gateway(session: Session, *, gateway_id: str, seen_at: int) -> Gateway:
-    """The gateway's row, registered (not provisioned) on first sight; `last_seen_at` moves forward."""
+def ensure_gateway(session: Session, *, gateway_id: str, seen_at: int, heard_at: int | None = None) -> Gateway:
+    """The gateway's row, registered (not provisioned) on first sight; `last_seen_at` (the gateway's clock) and
+    `last_heard_at` (the cloud's clock, when ingest received something) move forward."""
     gateway = session.get(Gateway, gateway_id)
     if gateway is None:
         gateway = Gateway(id=gateway_id, created_at=now_ms(), registered_by="ingest")
     if gateway.last_seen_at is None or seen_at > gateway.last_seen_at:
         gateway.last_seen_at = seen_at
+    if heard_at is not None and (gateway.last_heard_at is None or heard_at > gateway.last_heard_at):
+        gateway.last_heard_at = heard_at
     session.add(gateway)
     return gateway
 

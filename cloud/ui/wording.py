@@ -12,6 +12,7 @@ KIND_TITLES: Final = {
     "temp_rate": "Temperature changing unusually fast",
     "battery_low": "Tag battery low",
     "sensor_silent": "Tag stopped reporting",
+    "gateway_silent": "Gateway stopped sending (power or network lost?)",
     "cooling_fading": "Cooling capacity fading (pull-downs slowing)",
     "anomaly": "Readings unlike normal operation (anomaly model)",
 }
@@ -45,6 +46,8 @@ def reason_in_words(alert: Alert, last_reason: str | None = None) -> str:
         lead = f"Raised by the anomaly model{f' version {alert.model_version}' if alert.model_version else ''}"
         if alert.value is not None and alert.threshold is not None:
             lead += f": its score {alert.value:.3g} went above the decision threshold {alert.threshold:.3g}"
+    elif alert.source == "cloud":
+        lead = "Raised by the cloud's watchdog: the gateway itself cannot say it has gone quiet"
     else:
         lead = f"Raised by the hard rule “{kind_title(alert.kind).lower()}”"
         if alert.kind == "temp_out_of_range" and alert.threshold is not None:
@@ -54,11 +57,12 @@ def reason_in_words(alert: Alert, last_reason: str | None = None) -> str:
     lead += "."
     said = alert.reason or last_reason
     if said:
-        lead += f" The gateway said: {said}."
+        lead += f" {'The watchdog' if alert.source == 'cloud' else 'The gateway'} said: {said}."
     if alert.device_state == "clear" and alert.ended_at is not None:
         lead += f" The condition ended at {utc(alert.ended_at)}."
     elif alert.device_state != "clear":
-        lead += " The condition is still present at the gateway."
+        lead += " Nothing has been received since." if alert.source == "cloud" else (
+            " The condition is still present at the gateway.")
     return lead
 
 

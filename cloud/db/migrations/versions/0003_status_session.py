@@ -1,4 +1,5 @@
-"""Gateway status ordered by MQTT session: the session id of the stored status (protocol Status.session).
+"""Gateway liveness: the MQTT session of the stored status (protocol Status.session), and when the cloud last
+heard from the gateway by its own clock (the silence watchdog).
 
 Revision ID: 0003
 Revises: 0002
@@ -19,11 +20,15 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # A database adopted from `create_all` (cloud/db/migrate.py) may have the column already.
-    if 'status_session' not in {c["name"] for c in sa.inspect(op.get_bind()).get_columns('gateway')}:
+    have = {c["name"] for c in sa.inspect(op.get_bind()).get_columns('gateway')}
+    missing = [name for name in ('status_session', 'last_heard_at') if name not in have]
+    if missing:
         with op.batch_alter_table('gateway', schema=None) as batch_op:
-            batch_op.add_column(sa.Column('status_session', sa.BigInteger(), nullable=True))
+            for name in missing:
+                batch_op.add_column(sa.Column(name, sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('gateway', schema=None) as batch_op:
+        batch_op.drop_column('last_heard_at')
         batch_op.drop_column('status_session')
