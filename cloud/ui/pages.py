@@ -4,6 +4,7 @@ cloud/series; the buttons call the JSON API, which checks the role again."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,12 +137,19 @@ def home() -> RedirectResponse:
     return RedirectResponse("/ui/alerts", status_code=303)
 
 
+_LOCAL_PAGE: Final = re.compile(r"/ui/[\x21-\x5b\x5d-\x7e]*")  # printable ASCII, no backslash, no space
+
+
+def local_page(target: str) -> str:
+    """`target` when it is one of the dashboard's own pages, else the inbox: no open redirect (`/\\evil`,
+    `/%09/evil` and `//evil` are all read by browsers as another host)."""
+    return target if _LOCAL_PAGE.fullmatch(target) else "/ui/alerts"
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, session: SessionDep) -> Response:
     """The login form; it posts to /api/v1/auth/login, which sets the session cookie."""
-    target = request.query_params.get("next", "/ui/alerts")
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/ui/alerts"  # only local paths: no open redirect
+    target = local_page(request.query_params.get("next", ""))
     user = page_user(request, session)
     if user is not None:
         return RedirectResponse(target, status_code=303)

@@ -212,3 +212,14 @@ def test_sensor_report_csv(api: TestClient, tokens: dict[str, dict[str, str]], a
     r = api.get(f"/api/v1/reports/sensors/{MAC}", headers=tokens["viewer"], params=params | {"format": "csv"})
     assert r.headers["content-type"].startswith("text/csv")
     assert "completeness_pct,83.333" in r.text and f"{T1 + 600_000},{T1 + 900_000},6.0,300" in r.text
+
+
+def test_login_sends_a_logged_in_user_only_to_the_dashboards_own_pages(api: TestClient,
+                                                                       tokens: dict[str, dict[str, str]]) -> None:
+    staff = tokens["staff"]
+    for evil in ("/\\evil.example", "/\t/evil.example", "//evil.example", "https://evil.example/ui/alerts",
+                 "/ui/../\\evil.example", "/ui/alerts\n"):
+        r = api.get("/login", headers=staff, params={"next": evil}, follow_redirects=False)
+        assert (r.status_code, r.headers["location"]) == (303, "/ui/alerts"), evil
+    r = api.get("/login", headers=staff, params={"next": "/ui/fleet?site=Depot%20North"}, follow_redirects=False)
+    assert r.headers["location"] == "/ui/fleet?site=Depot%20North"
