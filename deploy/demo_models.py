@@ -177,6 +177,7 @@ class FleetOps:
             token_file.write_text(token + "\n")
             token_file.chmod(0o600)
             gw.agent_extra = f'\n[updater]\npublic_keys = ["{self.key.public}"]\ntoken_file = "{token_file}"\n'
+            gw.agent_extra += f'api_url = "{self.stack.api_url}"\n'  # the token goes nowhere else
             gw.status_interval_s = STATUS_INTERVAL_S
 
     def register(self, models: dict[str, Path]) -> list[str]:

@@ -7,7 +7,7 @@ set -euo pipefail
 usage() {
   cat <<'TXT'
 usage: gateway-install.sh --gateway-id ID --broker HOST[:PORT] --ca FILE --cert FILE --key FILE
-                          --fleet-key FILE [--token-file FILE] [--password-file FILE]
+                          --fleet-key FILE [--token-file FILE --api-url URL] [--password-file FILE]
                           [--input udp:HOST:PORT | --input ble] [--root DIR] [--no-pip] [--no-systemd]
                           [--pip-spec SPEC] [--agent-bin PATH] [--force]
   --gateway-id     the gateway's id (= its MQTT user name): 1-64 of a-z 0-9 - _
@@ -15,6 +15,7 @@ usage: gateway-install.sh --gateway-id ID --broker HOST[:PORT] --ca FILE --cert 
   --ca/--cert/--key  fleet CA, this gateway's client certificate and key (from provisioning)
   --fleet-key      the fleet's Ed25519 public key (models are refused unless signed by it); repeat during a rotation
   --token-file     bearer token for model downloads (from provisioning)
+  --api-url        the cloud API's origin (https://host[:port]): models are fetched, and the token sent, only there
   --password-file  file holding the MQTT password (else $COLDWATCH_GATEWAY_PASSWORD)
   --input          udp:127.0.0.1:9999 (default: a BLE-to-UDP bridge or the simulator) or ble (needs coldwatch[ble])
   --root           install under DIR instead of / (images, tests); no user is created there
@@ -27,7 +28,7 @@ TXT
 
 die() { echo "gateway-install: $*" >&2; exit 2; }
 
-gateway="" broker="" ca="" cert="" key="" token="" password_file="" input="udp:127.0.0.1:9999"
+gateway="" broker="" ca="" cert="" key="" token="" api_url="" password_file="" input="udp:127.0.0.1:9999"
 root="/" pip=1 systemd=1 force=0 pip_spec="coldwatch[edge]" agent_bin=""
 fleet_keys=()
 while [ $# -gt 0 ]; do
@@ -39,6 +40,7 @@ while [ $# -gt 0 ]; do
     --key) key="${2:-}"; shift 2 ;;
     --fleet-key) fleet_keys+=("${2:-}"); shift 2 ;;
     --token-file) token="${2:-}"; shift 2 ;;
+    --api-url) api_url="${2:-}"; shift 2 ;;
     --password-file) password_file="${2:-}"; shift 2 ;;
     --input) input="${2:-}"; shift 2 ;;
     --root) root="${2:-}"; shift 2 ;;
@@ -62,6 +64,8 @@ done
 [ ${#fleet_keys[@]} -gt 0 ] || die "--fleet-key: required (without it the gateway refuses every model)"
 for k in "${fleet_keys[@]}"; do [ -r "$k" ] || die "--fleet-key: '$k' is not a readable file"; done
 [ -z "$token" ] || [ -r "$token" ] || die "--token-file: '$token' is not a readable file"
+[ -z "$token" ] || [ -n "$api_url" ] || die "--api-url: required with --token-file (the token is sent only to that origin)"
+[ -z "$api_url" ] || [[ "$api_url" =~ ^https?://[A-Za-z0-9.:-]+/?$ ]] || die "--api-url: '$api_url' is not an origin like https://cloud.example:8443"
 password="${COLDWATCH_GATEWAY_PASSWORD:-}"
 if [ -n "$password_file" ]; then
   [ -r "$password_file" ] || die "--password-file: '$password_file' is not a readable file"
@@ -99,7 +103,7 @@ done
 token_toml="# token_file = \"/etc/coldwatch/gateway.token\""
 if [ -n "$token" ]; then
   install -m 0640 "$token" "$etc/gateway.token"
-  token_toml="token_file = \"/etc/coldwatch/gateway.token\""
+  token_toml="token_file = \"/etc/coldwatch/gateway.token\""$'\n'"api_url = \"$api_url\""
 fi
 [ -z "$root" ] && chown "$owner" "$etc/tls/gateway.key" "$etc"/*.pub && { [ -z "$token" ] || chown "$owner" "$etc/gateway.token"; }
 

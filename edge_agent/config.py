@@ -7,6 +7,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
@@ -99,6 +100,9 @@ class UpdaterConfig(_Section):
     models_dir: str | None = None  # default: <state_dir>/models
     public_keys: list[str] = []  # PEM or raw base64 Ed25519 public keys (files); empty: models are refused
     token_file: str | None = None  # the gateway's token for artifact downloads
+    # the cloud API's origin (https://host:port): models are fetched only from there, and the token is sent nowhere
+    # else; unset, any HTTPS host a desired document names would get the token (a warning at start)
+    api_url: str | None = None
 
 
 class SensorsConfig(_Section):
@@ -220,6 +224,14 @@ def _check_semantics(config: AgentConfig) -> None:
         problem = DRIVERS[spec.type].check(spec)
         if problem:
             raise ConfigError(f"inputs[{i}].{problem}")
+    api_url = urlsplit(config.updater.api_url or "https://x")
+    try:
+        _ = api_url.port  # a port that is not a number raises here
+    except ValueError:
+        api_url = urlsplit("ftp://bad-port")
+    if api_url.scheme not in ("http", "https") or not api_url.hostname or "@" in api_url.netloc or api_url.path.strip(
+            "/") or api_url.query or api_url.fragment:
+        raise ConfigError(f"updater.api_url: {config.updater.api_url!r} is not an origin like https://cloud.example:8443")
     if config.mqtt.password and config.mqtt.password_file:
         raise ConfigError("mqtt.password_file: give either password or password_file, not both")
     tls = config.mqtt.tls

@@ -15,7 +15,7 @@ from edge_agent.desired import Result
 from edge_agent.detect.anomaly import ActiveModel, AnomalyDetector
 from edge_agent.detect.shadow import ShadowRun
 from edge_agent.metrics import AgentMetrics
-from edge_agent.updater import Installer, ModelStore
+from edge_agent.updater import Installer, ModelStore, artifact_fetch
 from models.manifest import ModelRejected
 from protocol.messages import DesiredModel, Reported, ShadowReport
 
@@ -51,8 +51,13 @@ class ModelLifecycle:
         token_file = self.config.updater.token_file
         token = Path(token_file).read_text().strip() if token_file else None
         refused = self.metrics.models_refused if self.metrics is not None else None
+        origin = self.config.updater.api_url
+        if token and origin is None:
+            log.warning("event=updater_origin_unset gateway=%s detail=%r", self.config.gateway_id,
+                        "set updater.api_url: without it the artifact token goes to any HTTPS host a desired "
+                        "document names")
         return Installer(store, on_activate=self.activate, on_shadow=self.start_shadow, token=token,
-                         gateway=self.config.gateway_id,
+                         gateway=self.config.gateway_id, fetch=artifact_fetch(origin),
                          on_refused=lambda reason: refused.labels(reason=reason).inc() if refused else None)
 
     def activate(self, profile: str, model: ActiveModel) -> None:

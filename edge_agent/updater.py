@@ -8,10 +8,12 @@ import logging
 import os
 import shutil
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final
 
 import numpy as np
 
@@ -125,15 +127,54 @@ class ModelStore:
 
 
 Fetch = Callable[[str, str | None], bytes]
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL without user info; ValueError otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None or "@" in parts.netloc:
+        raise ValueError(f"not an http(s) URL with a plain host: {url[:200]!r}")
+    return parts.scheme, parts.hostname.lower(), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def check_artifact_url(url: str, origin: str | None) -> None:
+    """ModelRejected unless `url` may be fetched (with the token): from `origin` (the configured API's scheme, host
+    and port, compared after parsing) when there is one; else over HTTPS, or plain HTTP to a loopback host. User
+    info (`http://127.0.0.1@evil.example`) and lookalike hosts (`http://localhost.evil.example`) never pass."""
+    try:
+        scheme, host, port = _origin(url)
+    except ValueError as exc:
+        raise ModelRejected("bad_url", str(exc)) from None
+    if origin is not None:
+        if (scheme, host, port) != _origin(origin):
+            raise ModelRejected("foreign_url", f"artifacts are fetched only from {origin}, not {scheme}://{host}:{port}")
+    elif scheme != "https" and host not in LOOPBACK_HOSTS:
+        raise ModelRejected("insecure_url", "artifacts are fetched over HTTPS only")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        raise ModelRejected("redirected", "artifact downloads do not follow redirects")
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects())
+
+
+def artifact_fetch(origin: str | None) -> Fetch:
+    """The fetcher the agent uses: `check_artifact_url` against `origin` (updater.api_url), then `https_fetch`."""
+    def fetch(url: str, token: str | None) -> bytes:
+        check_artifact_url(url, origin)
+        return https_fetch(url, token)
+    return fetch
 
 
 def https_fetch(url: str, token: str | None) -> bytes:
-    """GET `url` with the gateway's bearer token; refuses non-HTTPS except to loopback (dev)."""
-    if not (url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost"))):
-        raise ModelRejected("insecure_url", "artifacts are fetched over HTTPS only")
+    """GET `url` with the gateway's bearer token, no redirects; refuses non-HTTPS except to loopback (dev)."""
+    check_artifact_url(url, None)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 (scheme checked above)
-    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (scheme checked above)
+    with _OPENER.open(request, timeout=60) as response:
         data: bytes = response.read(MAX_ARTIFACT_BYTES + 1)
     if len(data) > MAX_ARTIFACT_BYTES:
         raise ModelRejected("oversized", f"artifact larger than {MAX_ARTIFACT_BYTES} bytes")

@@ -93,7 +93,7 @@ def running_fleet(root: Path, influxd: Influxd, gateways: list[str], influx_db: 
             for gw in gateways:
                 password, token_file = cloud.provision(gw, root / gw)
                 keys = f'"{model.public_key}", "{root / "models" / "second.pub"}"'
-                extra = f'[updater]\npublic_keys = [{keys}]\ntoken_file = "{token_file}"\n'
+                extra = f'[updater]\npublic_keys = [{keys}]\ntoken_file = "{token_file}"\napi_url = "{cloud.url}"\n'
                 agents[gw] = AgentProcess(root / gw, broker.port, gateway=gw, password=password, extra=extra).start()
             yield Fleet(cloud, agents, model, second_private, root, broker.port)
         finally:

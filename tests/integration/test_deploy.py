@@ -143,7 +143,8 @@ def test_the_gateway_installer_writes_a_config_the_agent_accepts(tmp_path: Path)
     args = ["--gateway-id", "gw-a", "--broker", "mqtt.example.com", "--ca", str(pki.ca),
             "--cert", str(clients["gw-a"].cert), "--key", str(clients["gw-a"].key),
             "--fleet-key", str(tmp_path / "fleet.pub"), "--token-file", str(tmp_path / "token"),
-            "--password-file", str(tmp_path / "pw"), "--root", str(root), "--no-pip",
+            "--api-url", "https://coldwatch.example.com", "--password-file", str(tmp_path / "pw"),
+            "--root", str(root), "--no-pip",
             "--agent-bin", str(EDGE_VENV / "bin" / "coldwatch-agent")]
     done = _install(tmp_path, *args)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -151,6 +152,7 @@ def test_the_gateway_installer_writes_a_config_the_agent_accepts(tmp_path: Path)
     etc = root / "etc" / "coldwatch"
     config = (etc / "agent.toml").read_text()
     assert 'gateway_id = "gw-a"' in config and "port = 8883" in config and "s3cret" not in config
+    assert 'api_url = "https://coldwatch.example.com"' in config  # the token is sent only there
     assert (etc / "agent.env").read_text() == "COLDWATCH_AGENT_MQTT__PASSWORD=s3cret-pw\n"
     assert oct((etc / "agent.env").stat().st_mode & 0o777) == "0o600"
     assert oct((etc / "tls" / "gateway.key").stat().st_mode & 0o777) == "0o640"
@@ -168,6 +170,7 @@ def test_the_gateway_installer_writes_a_config_the_agent_accepts(tmp_path: Path)
     (("--broker", "host:port"), "--broker"),
     (("--ca", "/nonexistent"), "--ca"),
     (("--input", "serial"), "--input"),
+    (("--api-url", "https://user@evil.example/x"), "--api-url"),
 ])
 def test_the_gateway_installer_names_the_bad_argument(tmp_path: Path, change: tuple[str, str], message: str) -> None:
     pki, _ = make_dev_pki(tmp_path / "pki")

@@ -182,7 +182,8 @@ def test_a_model_needing_a_newer_agent_is_refused_by_the_rollout(fleet: Fleet) -
 
 def test_key_rotation_a_new_key_is_used_only_once_every_gateway_trusts_both(fleet: Fleet) -> None:
     password, token_file = fleet.cloud.provision("gw11", fleet.root / "gw11")
-    old_only = f'[updater]\npublic_keys = ["{fleet.model.public_key}"]\ntoken_file = "{token_file}"\n'
+    old_only = (f'[updater]\npublic_keys = ["{fleet.model.public_key}"]\ntoken_file = "{token_file}"\n'
+                f'api_url = "{fleet.cloud.url}"\n')
     late = fleet.agents["gw11"] = AgentProcess(fleet.root / "gw11", fleet.broker_port, gateway="gw11",
                                                password=password, extra=old_only).start()
     first = fleet.cloud.ops.start_rollout(model="chilled_ae-2", canary_fraction=0.0, gateways=["gw11"])

@@ -79,3 +79,11 @@ def test_environment_overrides_file_values(tmp_path: Path) -> None:
     assert (config.mqtt.port, config.mqtt.password, config.log_level, config.mqtt.host) == (8883, "1234", "DEBUG", "a")
     with pytest.raises(ConfigError, match="colour"):
         load_config(path, {"COLDWATCH_AGENT_MQTT__COLOUR": "blue"})
+
+
+@pytest.mark.parametrize("url", ["cloud.example", "ftp://cloud.example", "https://a@cloud.example",
+                                 "https://cloud.example/api", "https://cloud.example:x", "https://"])
+def test_the_updater_api_url_must_be_an_origin(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"updater\.api_url"):
+        parse_config(VALID | {"updater": {"api_url": url}})
+    assert parse_config(VALID | {"updater": {"api_url": "https://cloud.example:8443/"}}).updater.api_url
