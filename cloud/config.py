@@ -14,7 +14,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 ENV_PREFIX: Final = "COLDWATCH_"
-_CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CLIENT_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_BATCH_SIZE: Final = 1_000_000
 _PROFILE_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
@@ -145,7 +145,7 @@ def _validate(s: Settings) -> None:
         raise _fail("influx_password", "is required when COLDWATCH_INFLUX_USERNAME is set")
     if s.influx_password is not None and s.influx_username is None:
         raise _fail("influx_username", "is required when COLDWATCH_INFLUX_PASSWORD is set")
-    if not _CLIENT_ID_RE.match(s.ingest_worker_id):
+    if not _CLIENT_ID_RE.fullmatch(s.ingest_worker_id):
         raise _fail("ingest_worker_id", f"{s.ingest_worker_id!r} is not 1-64 of A-Z a-z 0-9 . _ -")
     if not 1 <= s.ingest_batch_size <= MAX_BATCH_SIZE:
         raise _fail("ingest_batch_size", f"{s.ingest_batch_size} is outside 1..{MAX_BATCH_SIZE}")

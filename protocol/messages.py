@@ -16,9 +16,9 @@ SCHEMA_VERSION: Final = 1
 MAX_READINGS_PER_BATCH: Final = 5000
 
 # Shared field types. Bounds double as NaN/inf guards: NaN satisfies no bound.
-GatewayId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-SensorId = Annotated[str, Meta(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$", description="MAC, lower-case")]
-Profile = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+GatewayId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}\Z")]
+SensorId = Annotated[str, Meta(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z", description="MAC, lower-case")]
+Profile = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}\Z")]
 TimestampMs = Annotated[int, Meta(ge=946_684_800_000, le=4_102_444_800_000)]  # 2000-01-01 .. 2100-01-01
 Seq = Annotated[int, Meta(ge=1, le=2**63 - 1)]
 TempC = Annotated[float, Meta(ge=-163.835, le=163.835)]
@@ -26,9 +26,9 @@ RhPct = Annotated[float, Meta(ge=0.0, le=163.835)]
 BatteryMv = Annotated[int, Meta(ge=1600, le=3646)]
 RssiDbm = Annotated[int, Meta(ge=-127, le=20)]
 Score = Annotated[float, Meta(ge=-1e6, le=1e6)]
-Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 ShortText = Annotated[str, Meta(max_length=500)]
-Version = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
+Version = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")]
 
 
 class _Message(
@@ -64,11 +64,11 @@ class TelemetryBatch(_Message):
 class AlertEvent(_Message):
     """One step of an alert's life (open, update, clear); `id` is the same for every step."""
 
-    id: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+    id: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")]
     gateway: GatewayId
     seq: Seq
     sensor: SensorId
-    kind: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+    kind: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,47}\Z")]
     severity: Literal["info", "warning", "critical"]
     state: Literal["open", "update", "clear"]
     source: Literal["rule", "model"]
@@ -139,7 +139,7 @@ class Reported(_Message):
 class DesiredModel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
     """A signed model the gateway should run."""
 
-    name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+    name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}\Z")]
     version: Version
     profile: Profile
     url: Annotated[str, Meta(max_length=2048)]

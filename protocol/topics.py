@@ -10,7 +10,7 @@ Kind = Literal["telemetry", "alerts", "status", "reported", "desired", "replay"]
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
 # Lower-case letters, digits, '-' and '_': safe as an MQTT topic level, a broker user name,
 # an InfluxDB tag value and a file name. No '+', '#', '/' or '$' can ever appear.
-GATEWAY_ID_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+GATEWAY_ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # fullmatch: `$` would let "gw1\n" pass
 SHARED_GROUP: Final = "ingest"
 
 
@@ -20,7 +20,7 @@ class TopicError(ValueError):
 
 def check_gateway_id(gateway_id: str) -> str:
     """Return `gateway_id` unchanged, or raise TopicError saying why it is not valid."""
-    if not GATEWAY_ID_RE.match(gateway_id):
+    if not GATEWAY_ID_RE.fullmatch(gateway_id):
         raise TopicError(
             f"gateway id {gateway_id!r} is not valid: use 1-64 of a-z, 0-9, '-', '_', "
             "starting with a letter or digit"

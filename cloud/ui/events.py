@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -66,7 +67,7 @@ async def alert_events(request: Request) -> Response:
         return JSONResponse(status_code=401, content={"error": "not_authenticated",
                                                       "message": "log in to receive live alerts"})
     raw = request.headers.get("last-event-id") or request.query_params.get("cursor") or ""
-    start = int(raw) if raw.isdigit() else None
+    start = int(raw) if re.fullmatch(r"[0-9]{1,18}", raw) else None  # str.isdigit() says yes to "²"
 
     async def stream() -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()

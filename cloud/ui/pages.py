@@ -106,7 +106,7 @@ class InboxQuery:
         gateway, site = text("gateway", 64), text("site", 200)
         sort = pick("sort", SORTS) or "-started_at"
         raw_offset = str(params.get("offset") or "0")
-        offset = int(raw_offset) if raw_offset.isdigit() and len(raw_offset) < 9 else 0
+        offset = int(raw_offset) if re.fullmatch(r"[0-9]{1,8}", raw_offset) else 0  # not str.isdigit(): "²"
         if offset == 0 and raw_offset != "0":
             dropped.append("offset")
         return cls(status=pick("status", WORKFLOW_STATUSES), severity=pick("severity", SEVERITIES),

@@ -223,3 +223,15 @@ def test_login_sends_a_logged_in_user_only_to_the_dashboards_own_pages(api: Test
         assert (r.status_code, r.headers["location"]) == (303, "/ui/alerts"), evil
     r = api.get("/login", headers=staff, params={"next": "/ui/fleet?site=Depot%20North"}, follow_redirects=False)
     assert r.headers["location"] == "/ui/fleet?site=Depot%20North"
+
+
+def test_odd_digits_and_trailing_newlines_in_parameters_are_refused_with_a_message_not_a_500(
+        api: TestClient, tokens: dict[str, dict[str, str]]) -> None:
+    staff = tokens["staff"]
+    r = api.get(f"/api/v1/sensors/{MAC}/readings", headers=staff, params={"start": "9" * 4301})
+    assert r.status_code == 422 and "epoch milliseconds" in r.text
+    for odd in ("²", "٣"):  # str.isdigit() says yes to both; int() refuses the first
+        r = api.get(f"/api/v1/sensors/{MAC}/readings", headers=staff, params={"start": odd})
+        assert r.status_code == 422, odd
+    assert api.get(f"/api/v1/sensors/{MAC}%0A/readings", headers=staff).status_code == 200  # stripped, as typed
+    assert api.get("/ui/alerts", headers=staff, params={"offset": "²"}).status_code == 200

@@ -112,3 +112,19 @@ def test_topics_round_trip_and_refuse_wildcards() -> None:
             parse_topic(bad)
     with pytest.raises(TopicError, match="not valid"):
         topic("gw#1", "status")
+
+
+@pytest.mark.parametrize(("old", "new", "where"), [
+    (b'"gateway":"gw1"', b'"gateway":"gw1\\n"', "$.gateway"),
+    (b'"sensor":"aa:bb:cc:dd:ee:ff"', b'"sensor":"aa:bb:cc:dd:ee:ff\\n"', "$.readings[0].sensor"),
+    (b'"profile":"frozen"', b'"profile":"frozen\\n"', "$.readings[0].profile"),
+])
+def test_an_identifier_with_a_trailing_newline_is_refused(old: bytes, new: bytes, where: str) -> None:
+    with pytest.raises(ProtocolError) as err:
+        decode(encode(batch()).replace(old, new), TelemetryBatch)
+    assert where in str(err.value)
+
+
+def test_a_topic_with_a_trailing_newline_in_the_gateway_id_is_refused() -> None:
+    with pytest.raises(TopicError):
+        topic("gw1\n", "telemetry")

@@ -23,7 +23,7 @@ DEFAULT_RANGE_MS: Final = DAY_MS
 MAX_RANGE_MS: Final = 31 * DAY_MS
 MIN_TS_MS: Final = 0
 MAX_TS_MS: Final = 4_102_444_800_000  # 2100-01-01
-_MAC_RE: Final = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC_RE: Final = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")  # fullmatch: `$` lets a trailing newline pass
 _SPACE_OFFSET_RE: Final = re.compile(r" (\d{2}(:?\d{2})?)$")  # '+02:00' arrives as ' 02:00' when not URL-encoded
 
 
@@ -54,7 +54,7 @@ class ReadingsOut(BaseModel):
 def normalise_sensor_id(raw: str) -> str:
     """'AA-BB-CC-DD-EE-FF' → 'aa:bb:cc:dd:ee:ff'; BadParameterError if it is not a MAC address."""
     mac = raw.strip().lower().replace("-", ":")
-    if not _MAC_RE.match(mac):
+    if not _MAC_RE.fullmatch(mac):
         raise BadParameterError("sensor_id", "bad_sensor_id",
                            f"{raw[:64]!r} is not a MAC address like aa:bb:cc:dd:ee:ff")
     return mac
@@ -63,8 +63,11 @@ def normalise_sensor_id(raw: str) -> str:
 def parse_time(raw: str, parameter: str) -> int:
     """Epoch milliseconds, or ISO-8601 with a timezone (Z or ±HH:MM), → epoch ms."""
     text = raw.strip()
-    if re.fullmatch(r"-?\d+", text):
+    if re.fullmatch(r"-?[0-9]{1,16}", text):  # ASCII digits only, and few enough for an epoch in ms
         value = int(text)
+    elif re.fullmatch(r"-?\d+", text):
+        raise BadParameterError(parameter, "bad_time", f"{raw[:64]!r} is not epoch milliseconds (at most 16 ASCII "
+                           "digits)")
     else:
         if "T" in text:
             text = _SPACE_OFFSET_RE.sub(r"+\1", text)
