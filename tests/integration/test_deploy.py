@@ -21,6 +21,7 @@ from cloud.config import Settings, env_name
 from deploy.services import Mosquitto, find_binary, free_port, render_acl
 from deploy.tls import make_dev_pki
 from models.manifest import generate_keypair
+from protocol.codec import MAX_PAYLOAD_BYTES
 from tests.conftest import EDGE_VENV, INGEST_USER, require_binary
 
 pytestmark = pytest.mark.integration
@@ -90,6 +91,9 @@ def test_the_production_broker_config_starts_and_serves_both_listeners(tmp_path:
         assert _connect("gw1", "pw-gw1", tls_port, tls=(str(pki.ca), None, None)) != 0  # no client certificate
         assert _connect(INGEST_USER, "pw-ingest", plain_port) == 0
         assert _connect(INGEST_USER, "wrong", plain_port) != 0
+        # max_packet_size: the protocol's largest message passes, one twice that size ends the connection
+        assert _published(INGEST_USER, "pw-ingest", plain_port, MAX_PAYLOAD_BYTES)
+        assert not _published(INGEST_USER, "pw-ingest", plain_port, 2 * MAX_PAYLOAD_BYTES)
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
@@ -126,6 +130,30 @@ def _connect(user: str, password: str, port: int, tls: tuple[str, str | None, st
         return -1
     client.disconnect()
     return result[0] if result else -1
+
+
+def _published(user: str, password: str, port: int, size: int) -> bool:
+    """Whether the broker acknowledges a QoS 1 message of `size` bytes (MQTT 3.1.1: the client learns no limit, so
+    only the broker enforces one)."""
+    import time
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-size-{size}",
+                         protocol=MQTTProtocolVersion.MQTTv311)
+    client.username_pw_set(user, password)
+    acked: list[int] = []
+    client.on_publish = lambda _c, _u, mid, _r, _p: acked.append(mid)
+    client.connect("127.0.0.1", port, keepalive=10)
+    client.loop_start()
+    try:
+        info = client.publish("cw/v1/gw1/desired", b"x" * size, qos=1)
+        deadline = time.monotonic() + 10
+        while not acked and client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        return info.mid in acked
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def _install(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
