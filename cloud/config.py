@@ -5,6 +5,7 @@ Every refusal names the variable (or flag) and the reason; secrets never appear 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -17,6 +18,7 @@ ENV_PREFIX: Final = "COLDWATCH_"
 _CLIENT_ID_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_BATCH_SIZE: Final = 1_000_000
 _PROFILE_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+Proxies = list[ipaddress.IPv4Network | ipaddress.IPv6Network | str]  # trusted proxies, parsed
 
 
 class ConfigError(ValueError):
@@ -61,6 +63,9 @@ class Settings:
     cookie_secure: bool = False  # set the session cookie's Secure flag (behind HTTPS)
     login_max_failures: int = 5  # per user name and per client address, in login_window_s
     login_window_s: int = 300
+    # proxies whose X-Forwarded-For names the client (addresses, CIDR networks or host names, comma-separated);
+    # unset, the peer's address is the client's and X-Forwarded-For is ignored (anyone could forge it)
+    api_trusted_proxies: str | None = None
     # True lets GET /sensors/{id}/readings be read without logging in (a public display); off by default.
     api_public_readings: bool = False
     # Model registry and rollouts (docs/rollouts.md). The signing key is never a setting: only the training
@@ -117,6 +122,20 @@ def silence_by_profile(s: Settings) -> dict[str, float]:
         if not _PROFILE_RE.fullmatch(name.strip()) or not (math.isfinite(minutes) and 1 <= minutes <= 1440):
             raise _fail("gateway_silence_by_profile", f"{entry!r} is not profile=minutes (a profile id, 1-1440 min)")
         out[name.strip()] = minutes
+    return out
+
+
+def parse_proxies(raw: str | None) -> Proxies:
+    """`api_trusted_proxies`: comma-separated addresses, networks (CIDR) or host names; ValueError naming a bad
+    entry."""
+    out: list[ipaddress.IPv4Network | ipaddress.IPv6Network | str] = []
+    for entry in filter(None, (e.strip() for e in (raw or "").split(","))):
+        try:
+            out.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            if not entry.replace("-", "").replace(".", "").isalnum() or not entry.isascii():
+                raise ValueError(f"{entry!r} is not an address, a network or a host name") from None
+            out.append(entry.lower())
     return out
 
 
@@ -220,6 +239,10 @@ def _validate_notify(s: Settings) -> None:
     if not (math.isfinite(s.silence_interval_s) and 0 <= s.silence_interval_s <= 3600):
         raise _fail("silence_interval_s", f"{s.silence_interval_s} is not a number of seconds in [0, 3600]")
     silence_by_profile(s)  # raises with the key and the reason
+    try:
+        parse_proxies(s.api_trusted_proxies)
+    except ValueError as exc:
+        raise _fail("api_trusted_proxies", str(exc)) from None
 
 
 def _to_int(text: str) -> int:
@@ -266,6 +289,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "api_public_readings": _to_bool,
     "login_max_failures": _to_int,
     "login_window_s": _to_int,
+    "api_trusted_proxies": _optional_secret,
     "model_public_keys": _optional_secret,
     "artifact_base_url": _optional_secret,
     "rollout_controller": _to_bool,

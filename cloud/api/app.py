@@ -23,7 +23,7 @@ from cloud.api.routes import models as model_routes
 from cloud.api.routes import notify as notify_routes
 from cloud.api.routes import rollouts as rollout_routes
 from cloud.api.routes import training as training_routes
-from cloud.config import Settings, silence_by_profile
+from cloud.config import Settings, parse_proxies, silence_by_profile
 from cloud.db.engine import init_schema, make_engine
 from cloud.db.users import UserCreate
 from cloud.influx import InfluxClient, InfluxUnavailable
@@ -119,6 +119,7 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
     app.state.artifact_base_url = settings.artifact_base_url or f"http://{settings.api_host}:{settings.api_port}"
     app.state.login_limiter = LoginLimiter(max_failures=settings.login_max_failures,
                                            window_s=settings.login_window_s)
+    app.state.trusted_proxies = parse_proxies(settings.api_trusted_proxies)
     install_error_handlers(app)
     for module in (auth, users, readings, alerts, fleet, reports, audit, model_routes, rollout_routes,
                    training_routes, notify_routes):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -235,3 +236,22 @@ def test_odd_digits_and_trailing_newlines_in_parameters_are_refused_with_a_messa
         assert r.status_code == 422, odd
     assert api.get(f"/api/v1/sensors/{MAC}%0A/readings", headers=staff).status_code == 200  # stripped, as typed
     assert api.get("/ui/alerts", headers=staff, params={"offset": "²"}).status_code == 200
+
+
+def test_behind_a_trusted_proxy_one_guessing_client_does_not_lock_admin_out_for_the_others(
+        app_settings: Settings) -> None:
+    settings = dataclasses.replace(app_settings, api_trusted_proxies="testclient")  # TestClient's peer name
+    with TestClient(create_app(settings)) as api:
+        attacker, admin = {"X-Forwarded-For": "203.0.113.9"}, {"X-Forwarded-For": "198.51.100.7"}
+        for _ in range(5):
+            api.post("/api/v1/auth/login", headers=attacker, json={"username": "admin", "password": "guess"})
+        assert api.post("/api/v1/auth/login", headers=attacker,
+                        json={"username": "admin", "password": ADMIN_PW}).status_code == 429
+        assert api.post("/api/v1/auth/login", headers=admin,
+                        json={"username": "admin", "password": ADMIN_PW}).status_code == 200
+    with TestClient(create_app(app_settings)) as api:  # no trusted proxy: a forged header changes nothing
+        for _ in range(3):
+            api.post("/api/v1/auth/login", headers={"X-Forwarded-For": "203.0.113.9"},
+                     json={"username": "ops", "password": "guess"})
+        assert api.post("/api/v1/auth/login", headers={"X-Forwarded-For": "198.51.100.8"},
+                        json={"username": "ops", "password": "guess"}).status_code == 429

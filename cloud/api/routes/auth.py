@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from cloud.api.deps import SESSION_COOKIE, CurrentUser, SessionDep, SettingsDep, request_token
-from cloud.api.ratelimit import LoginLimiter
+from cloud.api.ratelimit import LoginLimiter, client_address
 from cloud.db.users import UserPublic
 from cloud.services import audit, users
 
@@ -48,7 +48,9 @@ class TokenOut(BaseModel):
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address, through the proxies `api_trusted_proxies` names (cloud/api/ratelimit.py)."""
+    return client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"),
+                          request.app.state.trusted_proxies)
 
 
 @router.post("/login", response_model=LoginOut, summary="Log in; sets the session cookie",
@@ -56,26 +58,26 @@ def _client(request: Request) -> str:
 def login(body: LoginIn, request: Request, response: Response, session: SessionDep, settings: SettingsDep) -> LoginOut:
     """Check the password (scrypt); after too many failures per name or address answer 429 with Retry-After."""
     limiter: LoginLimiter = request.app.state.login_limiter
-    keys = [f"user:{body.username.lower()}", f"addr:{_client(request)}"]
-    wait = limiter.blocked(keys)
+    addr = _client(request)
+    wait = limiter.blocked(body.username, addr)
     if wait > 0:
-        log.warning("login refused reason=rate_limited user=%r addr=%s", body.username[:64], _client(request))
+        log.warning("login refused reason=rate_limited user=%r addr=%s", body.username[:64], addr)
         raise HTTPException(status_code=429, detail="too many failed logins; try later",
                             headers={"Retry-After": str(math.ceil(wait))})
     user = users.authenticate(session, username=body.username, password=body.password)
     if user is None:
-        limiter.failed(keys)
-        log.warning("login failed user=%r addr=%s", body.username[:64], _client(request))
+        limiter.failed(body.username, addr)
+        log.warning("login failed user=%r addr=%s", body.username[:64], addr)
         raise HTTPException(status_code=401, detail="wrong user name or password")
-    limiter.succeeded(keys[0])
+    limiter.succeeded(body.username, addr)
     token = users.issue_token(session, user=user, kind="session")
     audit.record(session, actor=user.username, action="auth.login", target_type="user", target_id=user.username,
-                 after={"addr": _client(request)})
+                 after={"addr": addr})
     session.commit()
     ttl_s = users.SESSION_TTL_MS // 1000
     response.set_cookie(SESSION_COOKIE, token, max_age=ttl_s, httponly=True, samesite="strict",
                         secure=settings.cookie_secure, path="/")
-    log.info("login ok user=%s addr=%s", user.username, _client(request))
+    log.info("login ok user=%s addr=%s", user.username, addr)
     return LoginOut(access_token=token, expires_in_s=ttl_s, user=UserPublic.model_validate(user))
 
 
