@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from cloud.api.deps import InfluxDep, MetricsDep
+from cloud.api.browser_guard import install_browser_guard
+from cloud.api.deps import InfluxDep, MetricsDep, Ops
 from cloud.api.errors import ERROR_RESPONSES, install_error_handlers
 from cloud.api.metrics import ApiMetrics
 from cloud.api.ratelimit import LoginLimiter
@@ -121,6 +122,7 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
                                            window_s=settings.login_window_s)
     app.state.trusted_proxies = parse_proxies(settings.api_trusted_proxies)
     install_error_handlers(app)
+    install_browser_guard(app, hsts=settings.cookie_secure)
     for module in (auth, users, readings, alerts, fleet, reports, audit, model_routes, rollout_routes,
                    training_routes, notify_routes):
         app.include_router(module.router)
@@ -137,8 +139,8 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
         return JSONResponse(content={"status": "ok", "influx": "ok"})
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
-    def metrics(api_metrics: MetricsDep) -> Response:
-        """Prometheus text exposition of this app's counters."""
+    def metrics(api_metrics: MetricsDep, _user: Ops) -> Response:
+        """Prometheus text exposition of this app's counters (an ops token: Prometheus's `authorization`)."""
         return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

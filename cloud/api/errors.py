@@ -90,8 +90,8 @@ async def _influx_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 async def _influx_rejected(request: Request, exc: Exception) -> JSONResponse:
     log.error("influx refused a query path=%s error=%s", request.url.path, exc)
-    return JSONResponse(status_code=502, content={
-        "error": "influx_rejected", "message": f"the time-series database refused the query: {exc}",
+    return JSONResponse(status_code=502, content={  # its text stays in the log: it may describe the schema
+        "error": "influx_rejected", "message": "the time-series database refused the query (the reason is logged)",
     })
 
 

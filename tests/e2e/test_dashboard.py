@@ -51,9 +51,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         s.stop()
 
 
-def login(browser: Any, stack: LocalStack, user: str, start: str = "/ui/alerts") -> Any:
-    """A new browser context logged in through the login page; returns its page."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+def login(browser: Any, stack: LocalStack, user: str, start: str = "/ui/alerts", *, bypass_csp: bool = True) -> Any:
+    """A new browser context logged in through the login page; returns its page. The tests' own probes
+    (`wait_for_function`) are evaluated strings, which the pages' CSP forbids: they bypass it, and
+    `test_the_pages_run_under_their_own_content_security_policy` checks the pages without."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True,
+                                  bypass_csp=bypass_csp)
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     page.goto(stack.api_url + start)
@@ -198,3 +201,19 @@ def test_a_bad_page_is_a_readable_message(stack: LocalStack, raised_alert: dict[
     assert "No such alert" in page.inner_text("h1")
     page.goto(stack.api_url + "/ui/alerts?severity=nonsense")
     assert "Ignored unknown filter values: severity" in page.inner_text("main")
+
+
+def test_the_pages_run_under_their_own_content_security_policy(stack: LocalStack, browser: Any,
+                                                                raised_alert: dict[str, Any]) -> None:
+    page = login(browser, stack, "staff1", bypass_csp=False)
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    sensor = stack.gateways[0].sensors[0].mac
+    for path in ("/ui/alerts", f"/ui/alerts/{raised_alert['id']}", "/ui/fleet", f"/ui/sensors/{sensor}"):
+        page.goto(stack.api_url + path)
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(1500)  # the scripts load the chart and connect the event stream
+    page.goto(stack.api_url + f"/ui/alerts/{raised_alert['id']}")
+    page.wait_for_selector('#chart canvas[data-state]:not([data-state="loading"])')  # the chart drew under CSP
+    assert refused == []
+    page.context.close()

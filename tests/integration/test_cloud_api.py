@@ -255,3 +255,29 @@ def test_behind_a_trusted_proxy_one_guessing_client_does_not_lock_admin_out_for_
                      json={"username": "ops", "password": "guess"})
         assert api.post("/api/v1/auth/login", headers={"X-Forwarded-For": "198.51.100.8"},
                         json={"username": "ops", "password": "guess"}).status_code == 429
+
+
+def test_browsers_get_security_headers_and_cross_site_state_changes_are_refused(
+        api: TestClient, tokens: dict[str, dict[str, str]]) -> None:
+    page = api.get("/login")
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    r = api.post("/api/v1/auth/login", json={"username": "staff", "password": "staff-password"})
+    assert r.status_code == 200  # the session cookie is now in the client, as in a browser
+    evil = {"Origin": "https://evil.example"}
+    r = api.post("/api/v1/auth/logout", headers=evil)
+    assert r.status_code == 403 and r.json()["error"] == "cross_site"
+    assert api.post("/api/v1/auth/logout", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert api.get("/api/v1/auth/me").status_code == 200  # still logged in: the forged logout did nothing
+    assert api.post("/api/v1/auth/logout", headers={"Origin": "http://testserver"}).status_code == 204
+    api.cookies.clear()
+    assert api.get("/metrics").status_code == 401
+    assert api.get("/metrics", headers=tokens["staff"]).status_code == 403
+    assert "coldwatch_api" in api.get("/metrics", headers=tokens["admin"]).text
+
+
+def test_api_tokens_expire_within_a_year(api: TestClient, tokens: dict[str, dict[str, str]]) -> None:
+    admin = tokens["admin"]
+    assert api.post("/api/v1/auth/tokens", headers=admin, json={"name": "forever", "ttl_days": None}).status_code == 422
+    assert api.post("/api/v1/auth/tokens", headers=admin, json={"name": "long", "ttl_days": 3650}).status_code == 422
+    assert api.post("/api/v1/auth/tokens", headers=admin, json={"name": "year", "ttl_days": 365}).status_code == 201

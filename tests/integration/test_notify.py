@@ -468,7 +468,7 @@ def test_suppression_api_roles_audit_and_metrics(database_url: str, webhook: Web
         assert all(e["actor"] == "staff" and e["target_id"] == str(sid) for e in audit)
         assert api.get("/api/v1/notifications", headers=viewer).json() == []
         assert api.get("/api/v1/notifications", headers=viewer, params={"pending": True}).status_code == 200
-        text = api.get("/metrics").text  # the dispatcher runs in this app (a webhook is configured)
+        text = api.get("/metrics", headers=admin).text  # the dispatcher runs in this app (a webhook is configured)
         for name in ("sent", "failed", "suppressed", "rate_limited"):
             assert f"coldwatch_notify_{name}" in text
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Final
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
@@ -14,6 +15,7 @@ from cloud.db.users import UserPublic
 from cloud.services import audit, users
 
 log = logging.getLogger(__name__)
+MAX_TOKEN_DAYS: Final = 365
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
@@ -34,10 +36,11 @@ class LoginOut(BaseModel):
 
 
 class TokenIn(BaseModel):
-    """A named API token; `ttl_days` None means no expiry."""
+    """A named API token, valid for `ttl_days` (at most a year: a token that never expires outlives its owner's
+    job; make a new one before it ends)."""
 
     name: str = Field(min_length=1, max_length=100)
-    ttl_days: int | None = Field(default=90, ge=1, le=3650)
+    ttl_days: int = Field(default=90, ge=1, le=MAX_TOKEN_DAYS)
 
 
 class TokenOut(BaseModel):
@@ -101,7 +104,7 @@ def me(user: CurrentUser) -> UserPublic:
 @router.post("/tokens", response_model=TokenOut, status_code=201, summary="Create an API (bearer) token")
 def create_token(body: TokenIn, user: CurrentUser, session: SessionDep) -> TokenOut:
     """A long-lived token with the caller's role, for scripts; shown once, stored as SHA-256."""
-    ttl = None if body.ttl_days is None else body.ttl_days * 86_400_000
+    ttl = body.ttl_days * 86_400_000
     token = users.issue_token(session, user=user, kind="api", name=body.name, ttl_ms=ttl)
     audit.record(session, actor=user.username, action="auth.token_create", target_type="user",
                  target_id=user.username, after={"name": body.name, "ttl_days": body.ttl_days})
