@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,8 @@ class Agent:
         self.detector = Detector(config.gateway_id, config.detect)
         self.anomaly = AnomalyDetector(config.gateway_id, self.detector.tracker)
         self._detect_lock = threading.Lock()  # inputs, the tick and model swaps run on different threads
+        self._alert_lock = threading.Lock()
+        self._unsent_alerts: list[AlertEvent] = []  # raised, not yet committed (a full disk): retried first
         self.models = ModelLifecycle(config, self.anomaly, self._detect_lock,
                                      report=lambda reported: self.publisher.publish_reported(reported),
                                      desired_version=lambda: self.desired.state.version, metrics=self.metrics)
@@ -125,11 +128,19 @@ class Agent:
             self.models.check_shadows()
 
     def _raise(self, events: list[AlertEvent]) -> None:
-        for event in events:
-            self.outbox.put_alert(_with_seq(event))
-            self.metrics.alerts.labels(kind=event.kind, state=event.state).inc()
-            log.info("event=alert gateway=%s sensor=%s kind=%s state=%s started_at=%d reason=%r",
-                     event.gateway, event.sensor, event.kind, event.state, event.started_at, event.reason)
+        """Commit alert events in order, after any that could not be committed before; an event whose commit
+        fails (a full disk) waits, with everything after it, for the next call (every tick makes one)."""
+        with self._alert_lock:
+            queue, self._unsent_alerts = self._unsent_alerts + events, []
+            for i, event in enumerate(queue):
+                try:
+                    self.outbox.put_alert(_with_seq(event))
+                except sqlite3.Error:
+                    self._unsent_alerts = queue[i:]  # counted and logged by the outbox
+                    return
+                self.metrics.alerts.labels(kind=event.kind, state=event.state).inc()
+                log.info("event=alert gateway=%s sensor=%s kind=%s state=%s started_at=%d reason=%r",
+                         event.gateway, event.sensor, event.kind, event.state, event.started_at, event.reason)
 
     def start(self) -> None:
         """Start metrics, publisher, the flush timer and the inputs (last, so nothing arrives too early)."""

@@ -29,6 +29,9 @@ class AgentMetrics:
         self.dropped = Counter("coldwatch_agent_outbox_dropped_total",
                                "Outbox entries dropped by the disk cap, by kind and action", ["kind", "action"],
                                registry=r)
+        self.outbox_write_failed = Counter("coldwatch_agent_outbox_write_failures_total",
+                                           "Outbox commits that failed (disk full, I/O error), by kind; what was "
+                                           "staged stays staged and is retried", ["kind"], registry=r)
         self.outbox_depth = Gauge("coldwatch_agent_outbox_depth", "Messages waiting for PUBACK", registry=r)
         self.outbox_bytes = Gauge("coldwatch_agent_outbox_bytes", "Bytes of payload in the outbox", registry=r)
         self.connected = Gauge("coldwatch_agent_mqtt_connected", "1 while connected to the broker", registry=r)

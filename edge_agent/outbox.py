@@ -9,6 +9,7 @@ completeness. Over the disk cap, telemetry is thinned, then dropped oldest-first
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 import threading
 import time
@@ -45,6 +46,8 @@ CREATE INDEX IF NOT EXISTS sent_by_age ON sent(acked_ms);
 _PRUNE_EVERY: Final = 64  # acks between two prunings of `sent`
 # What the disk cap sacrifices first: telemetry before alerts.
 _DROP_ORDER: Final = ("telemetry", "alerts")
+FREE_DISK_RESERVE: Final = 4 << 20  # the outbox stops growing this close to a full disk (SQLite needs room to commit)
+STAGED_BATCHES_KEPT: Final = 20  # batches of readings held in memory while commits fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,8 @@ class Outbox:
         self.on_insert: Callable[[], None] = lambda: None  # the publisher's wake-up call
         self._lock = threading.Lock()
         self._staged: list[Reading] = []
+        self._flush_lock = threading.Lock()  # one flush at a time: the input thread's and the timer's
+        self._dir = Path(path).parent
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -94,23 +99,65 @@ class Outbox:
             self.flush()
 
     def flush(self) -> int:
-        """Commit the staged readings as one telemetry batch; returns how many were committed."""
+        """Commit the staged readings as telemetry batches (at most `batch_max_readings` each); returns how many
+        were committed. When a commit fails (a full disk), the rest stay staged for the next flush; past
+        `max_staged_readings` the oldest staged are dropped, counted and logged (memory is a gateway's last
+        buffer)."""
+        committed = 0
+        with self._flush_lock:
+            while True:
+                with self._lock:
+                    readings = self._staged[:self.batch_max_readings]
+                if not readings:
+                    return committed
+                now = int(self.clock() * 1000)
+
+                def make(seq: int, readings: list[Reading] = readings, now: int = now) -> bytes:
+                    return encode(TelemetryBatch(gateway=self.gateway_id, seq=seq, sent_at=now, readings=readings))
+
+                try:
+                    self._insert("telemetry", make)
+                except sqlite3.Error as exc:
+                    self._write_failed("telemetry", exc)
+                    self._bound_staged()
+                    return committed
+                with self._lock:
+                    del self._staged[:len(readings)]  # readings staged meanwhile stay, in order
+                self.metrics.readings_accepted.inc(len(readings))
+                committed += len(readings)
+
+    @property
+    def max_staged_readings(self) -> int:
+        return STAGED_BATCHES_KEPT * self.batch_max_readings
+
+    def staged(self) -> int:
+        """Readings accepted and not yet committed."""
         with self._lock:
-            readings, self._staged = self._staged, []
-        if not readings:
-            return 0
-        now = int(self.clock() * 1000)
+            return len(self._staged)
 
-        def make(seq: int) -> bytes:
-            return encode(TelemetryBatch(gateway=self.gateway_id, seq=seq, sent_at=now, readings=readings))
+    def _bound_staged(self) -> None:
+        with self._lock:
+            excess = len(self._staged) - self.max_staged_readings
+            if excess > 0:
+                del self._staged[:excess]
+        if excess > 0:
+            self.metrics.dropped.labels(kind="telemetry", action="dropped").inc(excess)
+            log.warning("event=outbox_drop gateway=%s kind=telemetry readings=%d reason=staged_while_disk_full",
+                        self.gateway_id, excess)
 
-        self._insert("telemetry", make)
-        self.metrics.readings_accepted.inc(len(readings))
-        return len(readings)
+    def _write_failed(self, kind: str, exc: sqlite3.Error) -> None:
+        self.metrics.outbox_write_failed.labels(kind=kind).inc()
+        log.warning("event=outbox_write_failed gateway=%s kind=%s staged=%d error=%r", self.gateway_id, kind,
+                    self.staged(), str(exc))
 
     def put_alert(self, build: Callable[[int], AlertEvent]) -> int:
-        """Commit an alert event; `build(seq)` makes it with the next alert sequence number."""
-        return self._insert("alerts", lambda seq: encode(build(seq)))
+        """Commit an alert event; `build(seq)` makes it with the next alert sequence number. sqlite3.Error when it
+        cannot be committed (nothing is written; the caller keeps the event and tries again)."""
+        try:
+            return self._insert("alerts", lambda seq: encode(build(seq)))
+        except sqlite3.Error as exc:
+            self._write_failed("alerts", exc)
+            raise
 
     def _insert(self, kind: str, make: Callable[[int], bytes]) -> int:
         with self._lock:
@@ -125,11 +172,12 @@ class Outbox:
                            (kind, seq, int(self.clock() * 1000), payload))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLITE_FULL has rolled it back already
+                    db.execute("ROLLBACK")
                 raise
             self._bytes += len(payload)
             self._depth += 1
-            if self._bytes > self.max_bytes:
+            if self._bytes > self._cap():
                 self._enforce_cap()
             self._update_gauges()
         self.on_insert()
@@ -232,10 +280,20 @@ class Outbox:
             self._db.close()
 
     # --- the disk cap ----------------------------------------------------------------------------
+    def _cap(self) -> int:
+        """`max_bytes`, or less when the disk holds less: what is stored plus the free space above a reserve
+        (a full disk fails every commit, alerts included; thinning old telemetry first keeps them going)."""
+        try:
+            free = shutil.disk_usage(self._dir).free
+        except OSError:
+            return self.max_bytes
+        return min(self.max_bytes, max(self._bytes + free - FREE_DISK_RESERVE, 0))
+
     def _enforce_cap(self) -> None:
         """Thin the oldest telemetry (every other reading per sensor), then drop oldest-first; alerts last."""
         db = self._db
-        while self._bytes > self.max_bytes:
+        cap = self._cap()
+        while self._bytes > cap:
             row = db.execute("SELECT id, payload FROM outbox WHERE kind = 'telemetry' AND thinned = 0 "
                              "ORDER BY id LIMIT 1").fetchone()
             if row is None:
@@ -252,7 +310,7 @@ class Outbox:
             self._bytes -= len(payload) - len(smaller)
             self.metrics.dropped.labels(kind="telemetry", action="thinned").inc(len(batch.readings) - len(kept))
         for kind in _DROP_ORDER:
-            while self._bytes > self.max_bytes:
+            while self._bytes > cap:
                 row = db.execute("DELETE FROM outbox WHERE id = (SELECT MIN(id) FROM outbox WHERE kind = ?) "
                                  "RETURNING seq, length(payload)", (kind,)).fetchone()
                 if row is None:
@@ -260,8 +318,8 @@ class Outbox:
                 self._bytes -= row[1]
                 self._depth -= 1
                 self.metrics.dropped.labels(kind=kind, action="dropped").inc()
-                log.warning("event=outbox_drop gateway=%s kind=%s seq=%d reason=disk_cap max_bytes=%d",
-                            self.gateway_id, kind, row[0], self.max_bytes)
+                log.warning("event=outbox_drop gateway=%s kind=%s seq=%d reason=disk_cap cap_bytes=%d",
+                            self.gateway_id, kind, row[0], cap)
 
     def _update_gauges(self) -> None:
         self.metrics.outbox_bytes.set(self._bytes)
