@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="serve Prometheus metrics on 127.0.0.1:PORT (default: off)")
     users = sub.add_parser("users", help="manage API users (bootstrap the first admin)",
-                           description="Create or list users in the SQL database. The password is read from "
+                           description="Create or list users, list or revoke API tokens, in the SQL database. "
+                                       "The password is read from "
                                        "COLDWATCH_USER_PASSWORD, else prompted for; never from argv.")
     _add(users, (_COMMON[-1],))
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", default="viewer", choices=["viewer", "staff", "ops", "admin"],
                         help="role (default viewer)")
     users_sub.add_parser("list", help="list users")
+    users_sub.add_parser("tokens", help="list API tokens (id, user, name, created, expires, state)")
+    revoke = users_sub.add_parser("revoke-token", help="revoke an API token by its id (from `users tokens`)")
+    revoke.add_argument("token_id", type=int)
     from cloud import ops_cli
     from models import cli as models_cli
 

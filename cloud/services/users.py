@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cloud.db.users import ROLES, AuthToken, User, UserCreate, UserUpdate
 from cloud.security import dummy_verify, hash_password, new_token, token_digest, verify_password
@@ -108,6 +108,25 @@ def revoke_token(session: Session, *, token: str) -> None:
     if row is not None:
         row.revoked = True
         session.add(row)
+
+
+def api_tokens(session: Session, *, user_id: int | None = None) -> list[tuple[AuthToken, str]]:
+    """API tokens (not sessions), newest first, with their owner's name: one user's, or everyone's."""
+    query = select(AuthToken, User.username).join(User, col(User.id) == AuthToken.user_id).where(
+        AuthToken.kind == "api")
+    if user_id is not None:
+        query = query.where(AuthToken.user_id == user_id)
+    return [(row, name) for row, name in session.exec(query.order_by(col(AuthToken.id).desc())).all()]
+
+
+def revoke_token_id(session: Session, *, token_id: int, user_id: int | None = None) -> AuthToken | None:
+    """Revoke API token `token_id` (only among `user_id`'s when given); None when there is no such token."""
+    row = session.get(AuthToken, token_id)
+    if row is None or row.kind != "api" or (user_id is not None and row.user_id != user_id):
+        return None
+    row.revoked = True
+    session.add(row)
+    return row
 
 
 def revoke_all_tokens(session: Session, *, user_id: int | None) -> None:

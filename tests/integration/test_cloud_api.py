@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from cloud.ingest.sql_sink import SqlSink, event_work, telemetry_work
 from cloud.lineprotocol import readings_lines
 from deploy.services import Influxd
 from protocol.messages import AlertEvent, Reading, TelemetryBatch, alert_id
-from tests.conftest import Broker
+from tests.conftest import CLOUD_BIN, Broker
 
 pytestmark = pytest.mark.integration
 
@@ -281,3 +283,33 @@ def test_api_tokens_expire_within_a_year(api: TestClient, tokens: dict[str, dict
     assert api.post("/api/v1/auth/tokens", headers=admin, json={"name": "forever", "ttl_days": None}).status_code == 422
     assert api.post("/api/v1/auth/tokens", headers=admin, json={"name": "long", "ttl_days": 3650}).status_code == 422
     assert api.post("/api/v1/auth/tokens", headers=admin, json={"name": "year", "ttl_days": 365}).status_code == 201
+
+
+def test_api_tokens_are_listed_and_revoked_by_their_owner_an_admin_or_the_cli(
+        api: TestClient, tokens: dict[str, dict[str, str]], app_settings: Settings) -> None:
+    staff, admin = tokens["staff"], tokens["admin"]
+    made = api.post("/api/v1/auth/tokens", headers=staff, json={"name": "grafana", "ttl_days": 30}).json()
+    script = {"Authorization": f"Bearer {made['token']}"}
+    assert api.get("/api/v1/auth/me", headers=script).status_code == 200
+    mine = api.get("/api/v1/auth/tokens", headers=staff).json()
+    assert [(t["user"], t["name"], t["revoked"]) for t in mine] == [("staff", "grafana", False)]
+    assert made["token"] not in str(mine)  # listed, never shown again
+    assert api.get("/api/v1/auth/tokens", headers=staff, params={"everyone": True}).status_code == 403
+    assert api.delete(f"/api/v1/auth/tokens/{mine[0]['id']}", headers=tokens["viewer"]).status_code == 404
+    assert api.delete(f"/api/v1/auth/tokens/{mine[0]['id']}", headers=staff).status_code == 204
+    assert api.get("/api/v1/auth/me", headers=script).status_code == 401
+    again = api.post("/api/v1/auth/tokens", headers=staff, json={"name": "cron"}).json()
+    every = api.get("/api/v1/auth/tokens", headers=admin, params={"everyone": True}).json()
+    cron = next(t for t in every if t["name"] == "cron")
+    env = os.environ | {"COLDWATCH_DATABASE_URL": app_settings.database_url}
+    listed = subprocess.run([str(CLOUD_BIN / "coldwatch"), "users", "tokens"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert listed.returncode == 0 and f"{cron['id']}\tstaff\tcron\t" in listed.stdout
+    done = subprocess.run([str(CLOUD_BIN / "coldwatch"), "users", "revoke-token", str(cron["id"])], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {again['token']}"}).status_code == 401
+    missing = subprocess.run([str(CLOUD_BIN / "coldwatch"), "users", "revoke-token", "999999"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no API token with id 999999" in missing.stderr
+    assert "Traceback" not in missing.stderr

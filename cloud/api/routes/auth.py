@@ -43,6 +43,17 @@ class TokenIn(BaseModel):
     ttl_days: int = Field(default=90, ge=1, le=MAX_TOKEN_DAYS)
 
 
+class TokenInfo(BaseModel):
+    """An API token as listed (never the token itself)."""
+
+    id: int
+    user: str
+    name: str | None
+    created_at: int
+    expires_at: int | None
+    revoked: bool
+
+
 class TokenOut(BaseModel):
     """The new API token, shown once."""
 
@@ -110,3 +121,26 @@ def create_token(body: TokenIn, user: CurrentUser, session: SessionDep) -> Token
                  target_id=user.username, after={"name": body.name, "ttl_days": body.ttl_days})
     session.commit()
     return TokenOut(token=token, name=body.name)
+
+
+@router.get("/tokens", response_model=list[TokenInfo], summary="List API tokens (yours; an admin's: everyone's)")
+def list_tokens(user: CurrentUser, session: SessionDep, everyone: bool = False) -> list[TokenInfo]:
+    """API tokens with their owner, creation, expiry and whether revoked; `everyone=true` needs admin."""
+    if everyone and not users.has_role(user, "admin"):
+        raise HTTPException(status_code=403, detail="requires role admin or above")
+    rows = users.api_tokens(session, user_id=None if everyone else user.id)
+    return [TokenInfo(id=row.id or 0, user=name, name=row.name, created_at=row.created_at, expires_at=row.expires_at,
+                      revoked=row.revoked) for row, name in rows]
+
+
+@router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token (yours; an admin: any)")
+def revoke_token(token_id: int, user: CurrentUser, session: SessionDep) -> Response:
+    """Revoked at once: the next request with it is 401."""
+    admin = users.has_role(user, "admin")
+    row = users.revoke_token_id(session, token_id=token_id, user_id=None if admin else user.id)
+    if row is None:
+        raise HTTPException(status_code=404, detail=f"no API token {token_id} of yours")
+    audit.record(session, actor=user.username, action="auth.token_revoke", target_type="token",
+                 target_id=str(token_id), after={"name": row.name})
+    session.commit()
+    return Response(status_code=204)
