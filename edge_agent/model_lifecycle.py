@@ -12,7 +12,8 @@ from pathlib import Path
 
 from edge_agent.config import AgentConfig
 from edge_agent.desired import Result
-from edge_agent.detect.anomaly import ActiveModel, AnomalyDetector
+from edge_agent.detect.anomaly import AnomalyDetector
+from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import ShadowRun
 from edge_agent.metrics import AgentMetrics
 from edge_agent.updater import Installer, ModelStore, artifact_fetch

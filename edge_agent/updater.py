@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_agent import __version__
 from edge_agent.desired import Result
-from edge_agent.detect.anomaly import ActiveModel
+from edge_agent.detect.model import ActiveModel
 from models.features import KNOWN_FEATURES, FeatureSpec
 from models.manifest import (
     MANIFEST_SUFFIX,

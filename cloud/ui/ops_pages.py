@@ -18,7 +18,7 @@ from cloud.db.rollouts import ACTIVE_STATES, GatewayDesired, Rollout, RolloutCre
 from cloud.db.training import TrainingJob
 from cloud.db.users import User
 from cloud.services import fleet, registry, rollouts, training
-from cloud.ui.pages import _error, _render, _to_login, page_user
+from cloud.ui.rendering import error_page, page_user, render, to_login
 from protocol.profiles import PROFILES
 
 log = logging.getLogger(__name__)
@@ -120,14 +120,14 @@ def models_page(request: Request, session: SessionDep) -> Response:
     """Registered models per profile, the current one marked, with its gateways and any shadow in progress."""
     user = page_user(request, session)
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     models = list(registry.list_models(session))
     shadowing: dict[str, int] = {}
     for rollout in session.exec(select(Rollout).where(col(Rollout.state).in_(ACTIVE_STATES))).all():
         shadowing[rollout.model_stem] = sum(1 for t in rollouts.targets(session, rollout=rollout)
                                             if t.state == "shadow")
     profiles = sorted({m.profile for m in models})
-    return _render(request, "models.html", user, models=models, profiles=profiles, current=current_models(session),
+    return render(request, "models.html", user, models=models, profiles=profiles, current=current_models(session),
                    shadowing=shadowing)
 
 
@@ -136,10 +136,10 @@ def model_page(stem: str, request: Request, session: SessionDep) -> Response:
     """One model: metrics beside the current model's, its shadow comparisons, manifest, hash and signature."""
     user = page_user(request, session)
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     model = registry.get_model(session, stem=stem)
     if model is None:
-        return _error(request, user, 404, "No such model", f"No model {stem[:60]!r} is registered. The models page "
+        return error_page(request, user, 404, "No such model", f"No model {stem[:60]!r} is registered. The models page "
                       "lists every registered version.")
     held = current_models(session).get(model.profile)
     current = registry.get_model(session, stem=held.stem) if held is not None else None
@@ -149,7 +149,7 @@ def model_page(stem: str, request: Request, session: SessionDep) -> Response:
     theirs = flat_metrics({k: v for k, v in ((current.metrics if current else None) or {}).items()
                            if k != "evaluation"})
     keys = sorted(set(mine) | set(theirs))
-    return _render(request, "model.html", user, model=model, current=current, held=held, keys=keys, mine=mine,
+    return render(request, "model.html", user, model=model, current=current, held=held, keys=keys, mine=mine,
                    theirs=theirs, eval_keys=eval_keys, cand=cand, cur=cur, gate=gate,
                    runs=_shadow_runs(session, model.stem), number=number, rate=rate, per_day=per_day)
 
@@ -160,7 +160,7 @@ def model_shadows(stem: str, request: Request, session: SessionDep) -> Response:
     user = page_user(request, session)
     if user is None:
         return PlainTextResponse("your session has ended; log in again", status_code=401)
-    return _render(request, "_model_shadows.html", user, runs=_shadow_runs(session, stem[:200]), number=number,
+    return render(request, "_model_shadows.html", user, runs=_shadow_runs(session, stem[:200]), number=number,
                    rate=rate, per_day=per_day)
 
 
@@ -170,21 +170,21 @@ def rollouts_page(request: Request, session: SessionDep) -> Response:
     """Start a rollout (ops) and the list of rollouts, newest first."""
     user = page_user(request, session)
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     rows = [rollouts.public(session, rollout=r) for r in rollouts.list_rollouts(session, limit=MAX_ROWS)]
     gateways = fleet.list_gateways(session)
     tokens = set(session.exec(select(GatewayToken.gateway_id)).all())
-    return _render(request, "rollouts.html", user, rows=rows, models=list(registry.list_models(session)),
+    return render(request, "rollouts.html", user, rows=rows, models=list(registry.list_models(session)),
                    gateways=[g for g in gateways if not g.revoked], tokens=tokens,
                    sites=sorted({g.site for g in gateways if g.site and not g.revoked}),
                    preselect=request.query_params.get("model", ""), defaults=RolloutCreate(model="-"))
 
 
-def _rollout_or_error(request: Request, session: Session, user: User, raw: str) -> RolloutPublic | Response:
+def _rollout_orerror_page(request: Request, session: Session, user: User, raw: str) -> RolloutPublic | Response:
     rollout_id = _id(raw)
     rollout = session.get(Rollout, rollout_id) if rollout_id is not None else None
     if rollout is None:
-        return _error(request, user, 404, "No such rollout", f"There is no rollout {raw[:40]!r}. The rollouts page "
+        return error_page(request, user, 404, "No such rollout", f"There is no rollout {raw[:40]!r}. The rollouts page "
                       "lists every rollout.")
     return rollouts.public(session, rollout=rollout)
 
@@ -194,11 +194,11 @@ def rollout_page(rollout_id: str, request: Request, session: SessionDep) -> Resp
     """One rollout: its state, each gateway's progress (refreshed by the page), promote / halt / roll back."""
     user = page_user(request, session)
     if user is None:
-        return _to_login(request)
-    found = _rollout_or_error(request, session, user, rollout_id)
+        return to_login(request)
+    found = _rollout_orerror_page(request, session, user, rollout_id)
     if isinstance(found, Response):
         return found
-    return _render(request, "rollout.html", user, r=found, final=FINAL_ROLLOUT, rate=rate, number=number,
+    return render(request, "rollout.html", user, r=found, final=FINAL_ROLLOUT, rate=rate, number=number,
                    per_day=per_day)
 
 
@@ -208,10 +208,10 @@ def rollout_live(rollout_id: str, request: Request, session: SessionDep) -> Resp
     user = page_user(request, session)
     if user is None:
         return PlainTextResponse("your session has ended; log in again", status_code=401)
-    found = _rollout_or_error(request, session, user, rollout_id)
+    found = _rollout_orerror_page(request, session, user, rollout_id)
     if isinstance(found, Response):
         return PlainTextResponse("no such rollout", status_code=404)
-    return _render(request, "_rollout_live.html", user, r=found, final=FINAL_ROLLOUT, rate=rate, number=number,
+    return render(request, "_rollout_live.html", user, r=found, final=FINAL_ROLLOUT, rate=rate, number=number,
                    per_day=per_day)
 
 
@@ -221,9 +221,9 @@ def training_page(request: Request, session: SessionDep) -> Response:
     """Queue a retrain (ops) and the jobs with their state and progress (refreshed while one is active)."""
     user = page_user(request, session)
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     jobs = list(training.list_jobs(session, limit=MAX_ROWS))
-    return _render(request, "training.html", user, jobs=jobs, profiles=list(PROFILES), final=FINAL_JOB)
+    return render(request, "training.html", user, jobs=jobs, profiles=list(PROFILES), final=FINAL_JOB)
 
 
 @router.get("/ui/training/rows", response_class=HTMLResponse)
@@ -233,7 +233,7 @@ def training_rows(request: Request, session: SessionDep) -> Response:
     if user is None:
         return PlainTextResponse("your session has ended; log in again", status_code=401)
     jobs = list(training.list_jobs(session, limit=MAX_ROWS))
-    return _render(request, "_training_rows.html", user, jobs=jobs, final=FINAL_JOB)
+    return render(request, "_training_rows.html", user, jobs=jobs, final=FINAL_JOB)
 
 
 def _job_or_none(session: Session, raw: str) -> TrainingJob | None:
@@ -259,13 +259,13 @@ def job_page(job_id: str, request: Request, session: SessionDep) -> Response:
     """One job: its progress bar while it runs, its log, and its result against the quality gate."""
     user = page_user(request, session)
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     job = _job_or_none(session, job_id)
     if job is None:
-        return _error(request, user, 404, "No such training job", f"There is no training job {job_id[:40]!r}. "
+        return error_page(request, user, 404, "No such training job", f"There is no training job {job_id[:40]!r}. "
                       "The retraining page lists every job.")
     keys, cand, cur, gate = _gate_rows(job)
-    return _render(request, "job.html", user, job=job, final=FINAL_JOB, keys=keys, cand=cand, cur=cur, gate=gate,
+    return render(request, "job.html", user, job=job, final=FINAL_JOB, keys=keys, cand=cand, cur=cur, gate=gate,
                    number=number)
 
 
@@ -279,5 +279,5 @@ def job_live(job_id: str, request: Request, session: SessionDep) -> Response:
     if job is None:
         return PlainTextResponse("no such training job", status_code=404)
     keys, cand, cur, gate = _gate_rows(job)
-    return _render(request, "_job_live.html", user, job=job, final=FINAL_JOB, keys=keys, cand=cand, cur=cur,
+    return render(request, "_job_live.html", user, job=job, final=FINAL_JOB, keys=keys, cand=cand, cur=cur,
                    gate=gate, number=number)

@@ -5,36 +5,27 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
-from cloud.api.deps import SessionDep, request_token
+from cloud.api.deps import SessionDep
 from cloud.db.alerts import WORKFLOW_STATUSES, Alert
 from cloud.db.fleet import Sensor
-from cloud.db.users import User
 from cloud.influx import InfluxClient, InfluxError
 from cloud.series import latest_by_sensor
 from cloud.services import alerts, fleet, users
 from cloud.services.alerts import AlertFilter
 from cloud.ui import events, wording
+from cloud.ui.rendering import error_page, now_ms, page_user, render, to_login
 from protocol.profiles import PROFILES
 
 log = logging.getLogger(__name__)
-HERE: Final = Path(__file__).resolve().parent
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.globals.update(utc=wording.utc, iso=wording.iso, kind_title=wording.kind_title,
-                             battery_pct=wording.battery_pct, REASON_CODES=wording.REASON_CODES,
-                             ACTION_WORDS=wording.ACTION_WORDS, BATTERY_LOW_MV=wording.BATTERY_LOW_MV)
 
 SEVERITIES: Final = ("critical", "warning", "info")
 SINCE: Final = {"1h": 3_600_000, "24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
@@ -43,32 +34,6 @@ SORTS: Final = {"-started_at": "newest first", "started_at": "oldest first", "-s
                 "gateway_id": "by gateway"}
 PAGE_SIZE: Final = 100
 LATEST_WINDOW_MS: Final = 2 * 86_400_000
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
-def page_user(request: Request, session: Session) -> User | None:
-    """The logged-in user from the session cookie (or bearer token), else None."""
-    token = request_token(request)
-    return users.user_for_token(session, token=token) if token else None
-
-
-def _to_login(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
-
-
-def _render(request: Request, name: str, user: User | None, status_code: int = 200, **context: Any) -> HTMLResponse:
-    can_act = user is not None and users.has_role(user, "staff")
-    can_ops = user is not None and users.has_role(user, "ops")
-    return templates.TemplateResponse(request, name, {"user": user, "can_act": can_act, "can_ops": can_ops,
-                                                      "now": _now(), **context}, status_code=status_code)
-
-
-def _error(request: Request, user: User | None, status_code: int, title: str, message: str) -> HTMLResponse:
-    return _render(request, "error.html", user, status_code=status_code, title=title, message=message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +79,7 @@ class InboxQuery:
                    offset=offset, dropped=tuple(dropped))
 
     def filters(self, *, with_status: bool = True) -> AlertFilter:
-        start = _now() - SINCE[self.since] if self.since else None
+        start = now_ms() - SINCE[self.since] if self.since else None
         return AlertFilter(status=self.status if with_status else None, severity=self.severity,
                            profile=self.profile, gateway_id=self.gateway, site=self.site, start=start)
 
@@ -153,7 +118,7 @@ def login_page(request: Request, session: SessionDep) -> Response:
     user = page_user(request, session)
     if user is not None:
         return RedirectResponse(target, status_code=303)
-    return _render(request, "login.html", None, next=target)
+    return render(request, "login.html", None, next=target)
 
 
 @router.get("/ui/alerts", response_class=HTMLResponse)
@@ -161,12 +126,12 @@ def inbox(request: Request, session: SessionDep) -> Response:
     """Alerts with filters, sorting and counts by status; new ones arrive over /ui/events."""
     user = page_user(request, session)
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     q = InboxQuery.parse(request.query_params)
     rows, total = _inbox_rows(session, q)
     counts = alerts.counts_by_status(session, filters=q.filters(with_status=False))
     known = fleet.list_gateways(session)
-    return _render(request, "alerts.html", user, q=q, rows=rows, total=total, counts=counts,
+    return render(request, "alerts.html", user, q=q, rows=rows, total=total, counts=counts,
                    gateways=[g.id for g in known], sites=sorted({g.site for g in known if g.site}),
                    profiles=list(PROFILES),
                    severities=SEVERITIES, statuses=WORKFLOW_STATUSES, since_options=list(SINCE), sorts=SORTS,
@@ -182,7 +147,7 @@ def inbox_rows(request: Request, session: SessionDep) -> Response:
     q = InboxQuery.parse(request.query_params)
     rows, total = _inbox_rows(session, q)
     counts = alerts.counts_by_status(session, filters=q.filters(with_status=False))
-    return _render(request, "_alert_rows.html", user, q=q, rows=rows, total=total, counts=counts)
+    return render(request, "_alert_rows.html", user, q=q, rows=rows, total=total, counts=counts)
 
 
 @router.get("/ui/alerts/{alert_id}", response_class=HTMLResponse)
@@ -190,16 +155,16 @@ def alert_page(alert_id: str, request: Request, session: SessionDep) -> Response
     """One alert: what, why, the chart around it, its history and (staff) the workflow buttons."""
     user = page_user(request, session)
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     alert = session.get(Alert, alert_id) if len(alert_id) <= 32 else None
     if alert is None:
-        return _error(request, user, 404, "No such alert", f"There is no alert {alert_id[:40]!r}. It may have been "
+        return error_page(request, user, 404, "No such alert", f"There is no alert {alert_id[:40]!r}. It may have been "
                       "mistyped; the inbox lists every alert.")
     sensor = session.get(Sensor, alert.sensor_id)
     assignees = [u.username for u in users.list_users(session) if not u.disabled and users.has_role(u, "staff")]
     history = alerts.history(session, alert_id=alert.id)
     said = [str(h.detail["reason"]) for h in history if h.detail and h.detail.get("reason")]
-    return _render(request, "alert.html", user, alert=alert, sensor=sensor, history=history,
+    return render(request, "alert.html", user, alert=alert, sensor=sensor, history=history,
                    reason=wording.reason_in_words(alert, said[-1] if said else None),
                    assignees=assignees, band=PROFILES.get(alert.profile or ""))
 
@@ -209,11 +174,11 @@ def fleet_page(request: Request, session: SessionDep) -> Response:
     """Gateways (online/offline, last seen, outbox, model) and sensors (battery, last reading)."""
     user = page_user(request, session)
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     influx: InfluxClient = request.app.state.influx
     latest_error = None
     try:
-        latest = latest_by_sensor(influx, since_ms=_now() - LATEST_WINDOW_MS)
+        latest = latest_by_sensor(influx, since_ms=now_ms() - LATEST_WINDOW_MS)
     except InfluxError as exc:
         log.warning("fleet page without latest readings error=%s", exc)
         latest, latest_error = {}, "The time-series database (InfluxDB) did not answer, so battery levels and " \
@@ -221,7 +186,7 @@ def fleet_page(request: Request, session: SessionDep) -> Response:
     open_by_sensor: dict[str, int] = {}
     for a in alerts.list_alerts(session, filters=AlertFilter(status="open"), limit=alerts.MAX_PAGE)[0]:
         open_by_sensor[a.sensor_id] = open_by_sensor.get(a.sensor_id, 0) + 1
-    return _render(request, "fleet.html", user, gateways=fleet.list_gateways(session),
+    return render(request, "fleet.html", user, gateways=fleet.list_gateways(session),
                    sensors=fleet.list_sensors(session), latest=latest, latest_error=latest_error,
                    open_by_sensor=open_by_sensor, age=wording.age)
 
@@ -231,37 +196,11 @@ def sensor_page(sensor_id: str, request: Request, session: SessionDep) -> Respon
     """A sensor: zoomable chart over any range, completeness gaps, report downloads."""
     user = page_user(request, session)
     if user is None:
-        return _to_login(request)
+        return to_login(request)
     sensor = session.get(Sensor, sensor_id.strip().lower().replace("-", ":")) if len(sensor_id) <= 17 else None
     if sensor is None:
-        return _error(request, user, 404, "No such sensor", f"No sensor {sensor_id[:40]!r} has been heard. "
+        return error_page(request, user, 404, "No such sensor", f"No sensor {sensor_id[:40]!r} has been heard. "
                       "The fleet page lists every sensor.")
     recent = alerts.list_alerts(session, filters=AlertFilter(sensor_id=sensor.id), limit=20)[0]
-    return _render(request, "sensor.html", user, sensor=sensor, band=PROFILES.get(sensor.profile or ""),
+    return render(request, "sensor.html", user, sensor=sensor, band=PROFILES.get(sensor.profile or ""),
                    recent=recent, age=wording.age)
-
-
-def _is_page(path: str) -> bool:
-    return path in ("/", "/login") or (path.startswith("/ui/") and not path.startswith("/ui/static/"))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    """A bug behind a page: a readable page (and a log line with the traceback), never a blank one."""
-    log.error("page failed path=%s error=%s", request.url.path, type(exc).__name__, exc_info=exc)
-    if not _is_page(request.url.path):
-        return PlainTextResponse("Internal Server Error", status_code=500)  # the API's answer is unchanged
-    return templates.TemplateResponse(request, "error.html", {
-        "user": None, "can_act": False, "can_ops": False, "now": _now(), "title": "Something went wrong",
-        "message": "The server hit an error while building this page; it has been logged. Try again, or go back "
-                   "to the alerts."}, status_code=500)
-
-
-def install_ui(app: FastAPI) -> None:
-    """Add the dashboard to the API app: staff and ops pages, /ui/events, /ui/static, and readable error pages."""
-    from cloud.ui import ops_pages  # imports this module's helpers
-
-    app.include_router(router)
-    app.include_router(ops_pages.router)
-    app.include_router(events.router)
-    app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="ui-static")
-    app.add_exception_handler(Exception, _unexpected)

@@ -6,42 +6,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 
 from edge_agent.detect.alerts import AlertTracker
-from edge_agent.detect.model import TfliteScorer
-
-if TYPE_CHECKING:
-    from edge_agent.detect.shadow import ShadowRun
-from models.features import FeatureSpec, score, window_features
-from models.manifest import Manifest
+from edge_agent.detect.model import ActiveModel
+from edge_agent.detect.shadow import ShadowRun
+from models.features import window_features
 from protocol.messages import AlertEvent, Reading
-
-
-@dataclass
-class ActiveModel:
-    """A verified model in use for one asset profile."""
-
-    manifest: Manifest
-    spec: FeatureSpec
-    scorer: TfliteScorer
-
-    @classmethod
-    def load(cls, model_path: Path, manifest: Manifest) -> ActiveModel:
-        """Build from a verified manifest and its .tflite (the caller has checked the signature)."""
-        spec = FeatureSpec.from_dict(manifest.feature_spec)
-        scorer = TfliteScorer(model_path)
-        if scorer.features != spec.input_size:
-            raise ValueError(f"model takes {scorer.features} inputs, the manifest's spec makes {spec.input_size}")
-        return cls(manifest, spec, scorer)
-
-    def scores(self, windows: np.ndarray) -> np.ndarray:
-        """Anomaly score per window (the manifest's threshold applies)."""
-        return score(windows, self.scorer.run(windows))
 
 
 @dataclass

@@ -1,13 +1,18 @@
-"""The TFLite anomaly model at the edge: one batched invoke per tick, and its latency figures."""
+"""The TFLite anomaly model at the edge: one batched invoke per tick, its latency figures, and a verified model
+in use for a profile (`ActiveModel`)."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from models.features import FeatureSpec, score
+from models.manifest import Manifest
 
 
 def load_interpreter(path: Path) -> Any:
@@ -52,3 +57,25 @@ class TfliteScorer:
         if not self.latencies_ms:
             return None
         return float(np.quantile(np.fromiter(self.latencies_ms, dtype=float), quantile))
+
+
+@dataclass
+class ActiveModel:
+    """A verified model in use for one asset profile."""
+
+    manifest: Manifest
+    spec: FeatureSpec
+    scorer: TfliteScorer
+
+    @classmethod
+    def load(cls, model_path: Path, manifest: Manifest) -> ActiveModel:
+        """Build from a verified manifest and its .tflite (the caller has checked the signature)."""
+        spec = FeatureSpec.from_dict(manifest.feature_spec)
+        scorer = TfliteScorer(model_path)
+        if scorer.features != spec.input_size:
+            raise ValueError(f"model takes {scorer.features} inputs, the manifest's spec makes {spec.input_size}")
+        return cls(manifest, spec, scorer)
+
+    def scores(self, windows: np.ndarray) -> np.ndarray:
+        """Anomaly score per window (the manifest's threshold applies)."""
+        return score(windows, self.scorer.run(windows))

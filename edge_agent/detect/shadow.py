@@ -8,7 +8,7 @@ from typing import Final
 
 import numpy as np
 
-from edge_agent.detect.anomaly import ActiveModel
+from edge_agent.detect.model import ActiveModel
 from models.episodes import episodes
 from protocol.messages import ShadowReport
 

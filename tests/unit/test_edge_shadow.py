@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from edge_agent.desired import DesiredHandler
 from edge_agent.detect.alerts import AlertTracker
-from edge_agent.detect.anomaly import ActiveModel, AnomalyDetector
+from edge_agent.detect.anomaly import AnomalyDetector
+from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import MAX_KEPT_VERDICTS, EpisodeCounter, ShadowRun
 from edge_agent.metrics import AgentMetrics
 from edge_agent.model_lifecycle import ModelLifecycle
