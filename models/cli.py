@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import re
 import sys
-import tempfile
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
 from models.manifest import ModelRejected
+from models.third_party_noise import quiet_third_parties
 
 log = logging.getLogger("models.cli")
 
@@ -24,14 +19,6 @@ DEFAULT_DIR: Final = Path("var/models")
 ARCHITECTURE_CHOICES: Final = ("classifier", "autoencoder", "forecaster")  # models.nets.ARCHITECTURES (no torch here)
 # Third-party chatter during training and export: litert_torch's progress lines on stdout, TensorFlow / absl / TFLite
 # lines on fd 2, torch / torchao / jax warnings through logging, FutureWarnings. Set only where not set already.
-QUIET_ENV: Final = {"LITERT_TORCH_SHOW_PROGRESS": "n", "TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2",
-                    "GRPC_VERBOSITY": "ERROR"}
-NOISY_LOGGERS: Final = ("torch", "torchao", "jax", "absl", "tensorflow", "litert_torch", "ai_edge_litert", "h5py")
-OUR_PACKAGES: Final = r"(models|cloud|edge_agent|protocol|firmware_sim|deploy)(\.|$)"
-NATIVE_NOISE: Final = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)|"
-                                 r"[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] |INFO: (Created|Initialized) TensorFlow Lite")
-
-
 def add_subparsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add `models` and its subcommands to a parent's subparsers."""
     models = subparsers.add_parser("models", help="train, export, sign, verify and evaluate anomaly models",
@@ -108,54 +95,6 @@ def _csv_options(parser: argparse.ArgumentParser) -> None:
                        help="read 11/03/2025 as 11 March (default: inferred from a day above 12, else refused)")
     order.add_argument("--monthfirst", dest="dayfirst", action="store_const", const=False,
                        help="read 11/03/2025 as 3 November")
-
-
-def quiet_third_parties() -> None:
-    """Silence libraries' chatter (environment, loggers, warnings); call again after importing torch, which resets
-    its logger. Our own loggers and warnings are untouched; third-party errors still show."""
-    for name, value in QUIET_ENV.items():
-        os.environ.setdefault(name, value)
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    root = logging.getLogger()
-    if not any(isinstance(f, _RootCallsFilter) for f in root.filters):
-        root.addFilter(_RootCallsFilter())
-    warnings.filterwarnings("ignore")
-    warnings.filterwarnings("default", module=OUR_PACKAGES)
-
-
-class _RootCallsFilter(logging.Filter):
-    """Drops records logged on the root logger itself below ERROR: libraries calling `logging.info(...)` directly
-    (ours log on named loggers, whose records reach the root's handlers without passing this filter)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR
-
-
-@contextmanager
-def native_noise_filtered() -> Iterator[None]:
-    """Native libraries (absl, TensorFlow, TFLite) write INFO lines straight to fd 2: while the block runs fd 2 goes
-    to a temporary file, then every line but theirs is written back to stderr (ours arrive late, none is lost)."""
-    try:
-        sys.stderr.flush()
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # stderr is not a file (captured): nothing native reaches it
-        yield
-        return
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), fd)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            kept = [line for line in tmp.read().decode(errors="replace").splitlines(keepends=True)
-                    if not NATIVE_NOISE.match(line)]
-            sys.stderr.write("".join(kept))
-            sys.stderr.flush()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -100,7 +100,7 @@ def _export_and_report(trained: Any, out: Path, *, name: str, version: str, key:
 def train(args: argparse.Namespace) -> int:
     """Train (simulator profile or CSV), save the checkpoint, export the signed int8 model."""
     from models.artifacts import default_name, default_version, save_checkpoint
-    from models.cli import native_noise_filtered, quiet_third_parties
+    from models.third_party_noise import native_noise_filtered, quiet_third_parties
     from models.train import TrainConfig, train_on_series, train_profile
 
     quiet_third_parties()  # again: importing torch reset its logger
@@ -272,12 +272,12 @@ def _missing_channels(manifest: Manifest, data: CsvData, csv_name: str) -> list[
 
 def score(args: argparse.Namespace) -> int:
     """Per-row causal scores of a CSV with the model, and the alerts the gateway would have raised."""
-    from models.cli import native_noise_filtered
     from models.csvdata import iso_local
     from models.episodes import episodes, model_lifecycle_ms
     from models.features import FeatureSpec, windows_at
     from models.features import score as score_fn
     from models.runtime import TfliteModel
+    from models.third_party_noise import native_noise_filtered
 
     files = locate_model(args.model)
     keys = _keys(args.public_key)

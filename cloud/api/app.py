@@ -31,7 +31,7 @@ from cloud.influx import InfluxClient, InfluxUnavailable
 from cloud.notify.dispatcher import start_in_app as start_notify
 from cloud.services import users as user_service
 from cloud.services.silence import SilencePolicy, SilenceWatchdog
-from cloud.ui import install_ui
+from cloud.ui.install import install_ui
 
 log = logging.getLogger(__name__)
 

@@ -1,42 +1,4 @@
 """The staff dashboard: server-rendered pages (Jinja2), live alerts over server-sent events, own chart code.
 
-`install_ui(app)` adds the pages, the event stream and the static files to the API app.
+`cloud.ui.install.install_ui(app)` adds the pages, the event stream and the static files to the API app.
 """
-
-from __future__ import annotations
-
-import logging
-
-from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse, Response
-from fastapi.staticfiles import StaticFiles
-
-from cloud.ui import events, ops_pages, pages
-from cloud.ui.rendering import HERE, now_ms, templates
-
-__all__ = ["install_ui"]
-log = logging.getLogger(__name__)
-
-
-def _is_page(path: str) -> bool:
-    return path in ("/", "/login") or (path.startswith("/ui/") and not path.startswith("/ui/static/"))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    """A bug behind a page: a readable page (and a log line with the traceback), never a blank one."""
-    log.error("page failed path=%s error=%s", request.url.path, type(exc).__name__, exc_info=exc)
-    if not _is_page(request.url.path):
-        return PlainTextResponse("Internal Server Error", status_code=500)  # the API's answer is unchanged
-    return templates.TemplateResponse(request, "error.html", {
-        "user": None, "can_act": False, "can_ops": False, "now": now_ms(), "title": "Something went wrong",
-        "message": "The server hit an error while building this page; it has been logged. Try again, or go back "
-                   "to the alerts."}, status_code=500)
-
-
-def install_ui(app: FastAPI) -> None:
-    """Add the dashboard to the API app: staff and ops pages, /ui/events, /ui/static, and readable error pages."""
-    app.include_router(pages.router)
-    app.include_router(ops_pages.router)
-    app.include_router(events.router)
-    app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="ui-static")
-    app.add_exception_handler(Exception, _unexpected)
