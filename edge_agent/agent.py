@@ -64,7 +64,7 @@ class Agent:
                                       ended_shadow=self.models.take_ended_shadow,
                                       current_model=lambda: self.models.model_version)
         self._inbound_thread: threading.Thread | None = None
-        self.inputs: list[Input] = [DRIVERS[spec.type].create(spec) for spec in config.inputs]
+        self.inputs: list[Input] = [DRIVERS[spec.driver].create(spec) for spec in config.inputs]
         self._stopping = threading.Event()
         self._flusher: threading.Thread | None = None
 

@@ -6,12 +6,13 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
 
+from edge_agent.inputs import DRIVERS, InputSection
 from models.pulldown import FADING_BELOW, FADING_FOR_S
 from protocol.messages import GatewayId, Profile, SensorId
 from protocol.profiles import PROFILES
@@ -52,13 +53,10 @@ class MqttConfig(_Section):
     reconnect_max_s: Seconds = 60.0
 
 
-class InputConfig(_Section):
-    """One input driver, chosen by `type` from the registry in edge_agent.inputs."""
-
-    type: str
-    bind: str | None = None
-    path: str | None = None
-    speed: Annotated[float, Meta(gt=0)] = 1.0
+if TYPE_CHECKING:
+    InputConfig = InputSection
+else:  # one section type per registered driver, told apart by `type` (msgspec's tagged union)
+    InputConfig = Union[tuple(driver.section for driver in DRIVERS.values())]  # noqa: UP007
 
 
 class OutboxConfig(_Section):
@@ -155,6 +153,10 @@ class AgentConfig(_Section):
 
 def parse_config(data: dict[str, Any]) -> AgentConfig:
     """Validate a parsed TOML document; raise ConfigError naming the offending key."""
+    for i, section in enumerate(data.get("inputs") or []):
+        kind = section.get("type") if isinstance(section, dict) else None
+        if kind not in DRIVERS:
+            raise ConfigError(f"inputs[{i}].type: unknown input {kind!r}; choose from {', '.join(DRIVERS)}")
     try:
         config = msgspec.convert(data, AgentConfig, strict=False)  # lax: env values arrive as text
     except msgspec.ValidationError as exc:
@@ -211,17 +213,14 @@ def _readable(message: str) -> str:
 
 
 def _check_semantics(config: AgentConfig) -> None:
-    """What a schema cannot say: known profiles and drivers, paired TLS files, one password source."""
-    from edge_agent.inputs import DRIVERS
-
+    """What a schema cannot say: known profiles, what each input driver checks, paired TLS files, one password
+    source."""
     for key, profile in [("sensors.default_profile", config.sensors.default_profile),
                          *((f"sensors.profiles.{mac}", p) for mac, p in config.sensors.profiles.items())]:
         if profile not in PROFILES:
             raise ConfigError(f"{key}: unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     for i, spec in enumerate(config.inputs):
-        if spec.type not in DRIVERS:
-            raise ConfigError(f"inputs[{i}].type: unknown input {spec.type!r}; choose from {', '.join(DRIVERS)}")
-        problem = DRIVERS[spec.type].check(spec)
+        problem = DRIVERS[spec.driver].check(spec)
         if problem:
             raise ConfigError(f"inputs[{i}].{problem}")
     api_url = urlsplit(config.updater.api_url or "https://x")

@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from edge_agent.config import InputConfig
-from edge_agent.inputs import Deliver, Driver
+from edge_agent.inputs.base import Deliver, Driver, InputSection
 from protocol.datagram import Datagram, pack_datagram
 from protocol.ruuvi import RUUVI_COMPANY_ID
 
@@ -95,14 +94,20 @@ class BleInput:
         self.scanner.stop()
 
 
-def _check(spec: InputConfig) -> str | None:
+def _check(spec: BleSection) -> str | None:
     if importlib.util.find_spec("bleak") is None:
         return "type: the ble input needs bleak (pip install 'coldwatch[ble]')"
     return None
 
 
-def _create(spec: InputConfig) -> BleInput:
+def _create(spec: BleSection) -> BleInput:
     return BleInput(BleakScanner())
 
 
-DRIVER = Driver(check=_check, create=_create)
+class BleSection(InputSection, tag="ble"):
+    """`[[inputs]]` with `type = "ble"`."""
+
+    pass
+
+
+DRIVER = Driver(section=BleSection, check=_check, create=_create)

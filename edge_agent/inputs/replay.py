@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Annotated
 
-from edge_agent.config import InputConfig
-from edge_agent.inputs import Deliver, Driver
+from msgspec import Meta
+
+from edge_agent.inputs.base import Deliver, Driver, InputSection
 from protocol.datagram import unpack_datagram
 from protocol.ruuvi import FrameError
 
@@ -67,17 +69,21 @@ def _timestamp(data: bytes) -> int | None:
         return None
 
 
-def _check(spec: InputConfig) -> str | None:
-    if spec.path is None:
-        return "path: required for a replay input (a capture file)"
+def _check(spec: ReplaySection) -> str | None:
     if not Path(spec.path).is_file():
         return f"path: {spec.path} is not a readable file"
     return None
 
 
-def _create(spec: InputConfig) -> ReplayInput:
-    assert spec.path is not None
+def _create(spec: ReplaySection) -> ReplayInput:
     return ReplayInput(spec.path, spec.speed)
 
 
-DRIVER = Driver(check=_check, create=_create)
+class ReplaySection(InputSection, tag="replay"):
+    """`[[inputs]]` with `type = "replay"`."""
+
+    path: str  # a file of envelopes, one per line (hex)
+    speed: Annotated[float, Meta(gt=0)] = 1.0  # × the recorded pace
+
+
+DRIVER = Driver(section=ReplaySection, check=_check, create=_create)

@@ -6,8 +6,7 @@ import logging
 import socket
 import threading
 
-from edge_agent.config import InputConfig
-from edge_agent.inputs import Deliver, Driver
+from edge_agent.inputs.base import Deliver, Driver, InputSection
 from protocol.datagram import MAX_DATAGRAM
 
 log = logging.getLogger(__name__)
@@ -70,9 +69,7 @@ class UdpInput:
             self._sock.close()
 
 
-def _check(spec: InputConfig) -> str | None:
-    if spec.bind is None:
-        return "bind: required for a udp input (HOST:PORT)"
+def _check(spec: UdpSection) -> str | None:
     try:
         parse_bind(spec.bind)
     except ValueError as exc:
@@ -80,9 +77,14 @@ def _check(spec: InputConfig) -> str | None:
     return None
 
 
-def _create(spec: InputConfig) -> UdpInput:
-    assert spec.bind is not None
+def _create(spec: UdpSection) -> UdpInput:
     return UdpInput(spec.bind)
 
 
-DRIVER = Driver(check=_check, create=_create)
+class UdpSection(InputSection, tag="udp"):
+    """`[[inputs]]` with `type = "udp"`."""
+
+    bind: str  # HOST:PORT the envelopes arrive on
+
+
+DRIVER = Driver(section=UdpSection, check=_check, create=_create)

@@ -87,3 +87,13 @@ def test_the_updater_api_url_must_be_an_origin(url: str) -> None:
     with pytest.raises(ConfigError, match=r"updater\.api_url"):
         parse_config(VALID | {"updater": {"api_url": url}})
     assert parse_config(VALID | {"updater": {"api_url": "https://cloud.example:8443/"}}).updater.api_url
+
+
+@pytest.mark.parametrize(("section", "names"), [
+    ({"type": "udp", "bind": "127.0.0.1:9", "path": "/tmp/x"}, "path"),  # not a udp key
+    ({"type": "replay"}, "path"),  # required by replay
+    ({"type": "replay", "path": "/nonexistent", "speed": 0}, "speed"),
+])
+def test_each_input_section_holds_exactly_its_drivers_keys(section: dict[str, Any], names: str) -> None:
+    with pytest.raises(ConfigError, match=rf"inputs\[0\].*{names}"):
+        parse_config(VALID | {"inputs": [section]})

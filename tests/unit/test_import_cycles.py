@@ -1,5 +1,5 @@
 """The package's modules import each other without cycles (imports inside functions and under TYPE_CHECKING
-count: they hide a cycle, they do not remove it). The one left is named here until it is gone."""
+count: they hide a cycle, they do not remove it)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("protocol", "edge_agent", "cloud", "models", "firmware_sim", "deploy")
-# edge_agent.config validates input sections with the registry in edge_agent.inputs, whose drivers take the
-# shared InputConfig from edge_agent.config: the structure issue's per-driver config sections remove it.
-KNOWN = {frozenset({"edge_agent.config", "edge_agent.inputs", "edge_agent.inputs.udp", "edge_agent.inputs.replay",
-                    "edge_agent.inputs.ble"})}
+KNOWN: set[frozenset[str]] = set()  # none left; name one here only with the reason and the way out
 
 
 def _modules() -> dict[str, Path]:
@@ -84,7 +81,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
     return out
 
 
-def test_no_import_cycles_beyond_the_one_named() -> None:
+def test_no_import_cycles() -> None:
     found = _cycles(_graph())
     unexpected = [sorted(c) for c in found if not any(c <= known for known in KNOWN)]
     assert not unexpected, f"import cycles: {unexpected}"
