@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from cloud.ui import events, ops_pages, pages
-from cloud.ui.rendering import HERE, now_ms, templates
+from cloud.ui.render import HERE, now_ms, templates
 
 log = logging.getLogger(__name__)
 

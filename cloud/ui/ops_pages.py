@@ -18,7 +18,7 @@ from cloud.db.rollouts import ACTIVE_STATES, GatewayDesired, Rollout, RolloutCre
 from cloud.db.training import TrainingJob
 from cloud.db.users import User
 from cloud.services import fleet, registry, rollouts, training
-from cloud.ui.rendering import error_page, page_user, render, to_login
+from cloud.ui.render import error_page, page_user, render, to_login
 from protocol.profiles import PROFILES
 
 log = logging.getLogger(__name__)

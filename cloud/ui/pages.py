@@ -21,7 +21,7 @@ from cloud.series import latest_by_sensor
 from cloud.services import alerts, fleet, users
 from cloud.services.alerts import AlertFilter
 from cloud.ui import events, wording
-from cloud.ui.rendering import error_page, now_ms, page_user, render, to_login
+from cloud.ui.render import error_page, now_ms, page_user, render, to_login
 from protocol.profiles import PROFILES
 
 log = logging.getLogger(__name__)

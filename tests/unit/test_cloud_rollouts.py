@@ -407,7 +407,7 @@ def test_training_jobs_are_claimed_once_and_keep_their_log(session: Session) -> 
 
 def test_the_rollout_page_shows_the_episode_counts_and_the_evidence(session: Session) -> None:
     from cloud.ui.ops_pages import FINAL_ROLLOUT, number, per_day, rate
-    from cloud.ui.rendering import templates
+    from cloud.ui.render import templates
 
     out = Published()
     first_model_everywhere(session, out)
