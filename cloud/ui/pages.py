@@ -14,6 +14,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from sqlmodel import Session
 
 from cloud.api.deps import SessionDep
+from cloud.api.errors import BadParameterError
+from cloud.api.params import normalise_sensor_id
 from cloud.db.alerts import WORKFLOW_STATUSES, Alert
 from cloud.db.fleet import Sensor
 from cloud.influx import InfluxClient, InfluxError
@@ -197,7 +199,10 @@ def sensor_page(sensor_id: str, request: Request, session: SessionDep) -> Respon
     user = page_user(request, session)
     if user is None:
         return to_login(request)
-    sensor = session.get(Sensor, sensor_id.strip().lower().replace("-", ":")) if len(sensor_id) <= 17 else None
+    try:
+        sensor = session.get(Sensor, normalise_sensor_id(sensor_id))
+    except BadParameterError:
+        sensor = None
     if sensor is None:
         return error_page(request, user, 404, "No such sensor", f"No sensor {sensor_id[:40]!r} has been heard. "
                       "The fleet page lists every sensor.")

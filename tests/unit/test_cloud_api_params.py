@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloud.api.errors import BadParameterError
-from cloud.api.routes.readings import DAY_MS, normalise_sensor_id, parse_time, resolve_range
+from cloud.api.params import DAY_MS, normalise_sensor_id, parse_time, resolve_range
 
 
 def test_mac_is_normalised() -> None:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from cloud.api.deps import InfluxDep, Offset, SessionDep, Staff, Viewer
-from cloud.api.routes.readings import parse_time
+from cloud.api.params import parse_time
 from cloud.db.alerts import Alert, AlertHistoryPublic, AlertPublic
 from cloud.influx import InfluxError
 from cloud.readings import sensor_readings

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from cloud.api.deps import InfluxDep, SessionDep, Viewer
-from cloud.api.routes.readings import normalise_sensor_id, resolve_range
+from cloud.api.params import normalise_sensor_id, resolve_range
 from cloud.db.fleet import Sensor
 from cloud.db.ingest import IngestGapPublic
 from cloud.series import DEFAULT_POINTS, MAX_POINTS, Bucket, sensor_series

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from cloud.api.deps import Ops, SessionDep, SettingsDep, Staff, Viewer
-from cloud.api.routes.readings import normalise_sensor_id, parse_time
+from cloud.api.params import normalise_sensor_id, parse_time
 from cloud.broker import BrokerAccounts, BrokerSyncError
 from cloud.config import Settings
 from cloud.db.fleet import Gateway, GatewayCreate, GatewayPublic, GatewayUpdate, Sensor, SensorPublic, SensorUpdate

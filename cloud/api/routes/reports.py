@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from cloud.api.deps import InfluxDep, SessionDep, Viewer
-from cloud.api.routes.readings import normalise_sensor_id, resolve_range
+from cloud.api.params import normalise_sensor_id, resolve_range
 from cloud.db.fleet import Sensor
 from cloud.report_pdf import report_pdf
 from cloud.reports import minute_rows, report_csv, sensor_report
