@@ -17,9 +17,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench.e2e import T0, ingest_vs_raw_influx
 from bench.results import Result
-from cloud.influx import InfluxClient
-from cloud.lineprotocol import readings_lines
-from cloud.series import _series_query, bucket_ms
+from cloud.tsdb.influx import InfluxClient
+from cloud.tsdb.lineprotocol import readings_lines
+from cloud.tsdb.series import _series_query, bucket_ms
 from deploy.stack import INGEST_USER, LocalStack, make_gateways
 from protocol import encode
 from protocol.messages import AlertEvent, Reading, alert_id

@@ -13,8 +13,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench.results import Result
-from cloud.influx import InfluxClient
-from cloud.lineprotocol import readings_lines
+from cloud.tsdb.influx import InfluxClient
+from cloud.tsdb.lineprotocol import readings_lines
 from deploy.stack import EDGE_BIN, LocalStack, make_gateways
 from edge_agent.config import DetectConfig
 from edge_agent.decode import Decoder

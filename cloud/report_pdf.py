@@ -1,4 +1,4 @@
-"""The sensor report as a one-page PDF (fpdf2): the numbers of cloud/reports.py, a temperature chart of the
+"""The sensor report as a one-page PDF (fpdf2): the numbers of cloud/tsdb/reports.py, a temperature chart of the
 per-minute means with the allowed band shaded and data gaps marked, and the excursion table."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Final
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from cloud.reports import SensorReport
+from cloud.tsdb.reports import SensorReport
 
 _CHART_W: Final = 180.0
 _CHART_H: Final = 70.0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from cloud.influx import InfluxClient, InfluxRejected
+from cloud.tsdb.influx import InfluxClient, InfluxRejected
 from deploy.services import Influxd, Mosquitto, free_port
 from firmware_sim.fleet import SimSensor, gateway_sensors
 

@@ -27,10 +27,10 @@ from cloud.api.routes import training as training_routes
 from cloud.config import Settings, parse_proxies, silence_by_profile
 from cloud.db.engine import init_schema, make_engine
 from cloud.db.users import UserCreate
-from cloud.influx import InfluxClient, InfluxUnavailable
 from cloud.notify.dispatcher import start_in_app as start_notify
 from cloud.services import users as user_service
 from cloud.services.silence import SilencePolicy, SilenceWatchdog
+from cloud.tsdb.influx import InfluxClient, InfluxUnavailable
 from cloud.ui.install import install_ui
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from sqlmodel import Session
 from cloud.api.metrics import ApiMetrics
 from cloud.config import Settings
 from cloud.db.users import User
-from cloud.influx import InfluxClient
 from cloud.services import users
+from cloud.tsdb.influx import InfluxClient
 
 SESSION_COOKIE = "coldwatch_session"
 

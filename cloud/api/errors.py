@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from cloud.api.metrics import ApiMetrics
-from cloud.influx import InfluxRejected, InfluxUnavailable
+from cloud.tsdb.influx import InfluxRejected, InfluxUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from cloud.ingest.sql_sink import SqlWork, event_work, telemetry_work
-from cloud.lineprotocol import LineProtocolError, batch_lines
+from cloud.tsdb.lineprotocol import LineProtocolError, batch_lines
 from protocol.codec import ProtocolError, decode_for_topic
 from protocol.messages import AlertEvent, Reported, Status, TelemetryBatch
 from protocol.topics import TopicError, parse_topic

@@ -21,11 +21,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.config import Settings
 from cloud.db.engine import init_schema, make_engine
-from cloud.influx import InfluxClient, InfluxRejected, InfluxUnavailable
 from cloud.ingest.decode import INGEST_KINDS, RejectedMessageError, decode_message
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.replay import SWEEP_EVERY_S, due_requests
 from cloud.ingest.sql_sink import SqlSink, SqlWork
+from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable
 from protocol.codec import encode
 from protocol.messages import AlertEvent
 from protocol.topics import subscription, topic

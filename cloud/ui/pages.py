@@ -18,10 +18,10 @@ from cloud.api.errors import BadParameterError
 from cloud.api.params import normalise_sensor_id
 from cloud.db.alerts import WORKFLOW_STATUSES, Alert
 from cloud.db.fleet import Sensor
-from cloud.influx import InfluxClient, InfluxError
-from cloud.series import latest_by_sensor
 from cloud.services import alerts, fleet, users
 from cloud.services.alerts import AlertFilter
+from cloud.tsdb.influx import InfluxClient, InfluxError
+from cloud.tsdb.series import latest_by_sensor
 from cloud.ui import events, wording
 from cloud.ui.render import error_page, now_ms, page_user, render, to_login
 from protocol.profiles import PROFILES

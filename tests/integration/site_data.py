@@ -55,9 +55,9 @@ def store_site(series: list[Series], windows: list[Window], *, influx_url: str, 
                database_url: str) -> list[str]:
     """Readings into InfluxDB, sensors and alerts into SQL as ingest would; returns the alert ids."""
     from cloud.db.engine import make_engine
-    from cloud.influx import InfluxClient
     from cloud.ingest.sql_sink import SqlSink, event_work, telemetry_work
-    from cloud.lineprotocol import readings_lines
+    from cloud.tsdb.influx import InfluxClient
+    from cloud.tsdb.lineprotocol import readings_lines
     from protocol.messages import AlertEvent, Reading, TelemetryBatch, alert_id
 
     with InfluxClient(url=influx_url, database=influx_db) as influx:

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from cloud.api.app import create_app
 from cloud.config import Settings
-from cloud.influx import InfluxClient
-from cloud.lineprotocol import readings_lines
+from cloud.tsdb.influx import InfluxClient
+from cloud.tsdb.lineprotocol import readings_lines
 from deploy.services import Influxd
 from protocol.messages import Reading
 

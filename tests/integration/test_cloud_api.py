@@ -17,9 +17,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from cloud.api.app import create_app
 from cloud.config import Settings
 from cloud.db.engine import make_engine
-from cloud.influx import InfluxClient
 from cloud.ingest.sql_sink import SqlSink, event_work, telemetry_work
-from cloud.lineprotocol import readings_lines
+from cloud.tsdb.influx import InfluxClient
+from cloud.tsdb.lineprotocol import readings_lines
 from deploy.services import Influxd
 from protocol.messages import AlertEvent, Reading, TelemetryBatch, alert_id
 from tests.conftest import CLOUD_BIN, Broker

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from cloud.influx import InfluxClient, InfluxRejected, InfluxUnavailable
-from cloud.lineprotocol import readings_lines
-from cloud.readings import sensor_readings
+from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable
+from cloud.tsdb.lineprotocol import readings_lines
+from cloud.tsdb.readings import sensor_readings
 from deploy.services import Influxd, free_port
 from protocol.messages import Reading
 

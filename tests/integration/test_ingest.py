@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from cloud.influx import InfluxClient
+from cloud.tsdb.influx import InfluxClient
 from deploy.services import Influxd, free_port
 from protocol import Reading, TelemetryBatch, encode, topic
 from tests.conftest import CLOUD_BIN, INGEST_USER, Broker

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cloud.config import Settings
-from cloud.influx import InfluxRejected
 from cloud.ingest.worker import BACKOFF_MAX_S, Backoff, IngestWorker, SeqTracker, refused_for_good
+from cloud.tsdb.influx import InfluxRejected
 
 
 def test_seq_tracker_counts_skipped_seqs_and_ignores_redelivery() -> None:

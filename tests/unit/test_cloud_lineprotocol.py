@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud.lineprotocol import (
+from cloud.tsdb.lineprotocol import (
     LineProtocolError,
     Point,
     batch_lines,

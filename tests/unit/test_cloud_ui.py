@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cloud.db.alerts import Alert
 from cloud.report_pdf import report_pdf
-from cloud.reports import Excursion, SensorReport
-from cloud.series import bucket_ms
+from cloud.tsdb.reports import Excursion, SensorReport
+from cloud.tsdb.series import bucket_ms
 from cloud.ui import wording
 from cloud.ui.pages import InboxQuery
 from models.pulldown import fading_reason

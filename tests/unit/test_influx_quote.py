@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from cloud.influx import InfluxClient, InfluxRejected, InfluxUnavailable, quote_ident
+from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable, quote_ident
 
 
 def test_plain_identifier_is_double_quoted() -> None:

@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field
 from cloud.api.deps import InfluxDep, Offset, SessionDep, Staff, Viewer
 from cloud.api.params import parse_time
 from cloud.db.alerts import Alert, AlertHistoryPublic, AlertPublic
-from cloud.influx import InfluxError
-from cloud.readings import sensor_readings
 from cloud.services import alerts, users
 from cloud.services.alerts import AlertError, AlertFilter
+from cloud.tsdb.influx import InfluxError
+from cloud.tsdb.readings import sensor_readings
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])

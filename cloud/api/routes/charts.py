@@ -13,8 +13,8 @@ from cloud.api.deps import InfluxDep, SessionDep, Viewer
 from cloud.api.params import normalise_sensor_id, resolve_range
 from cloud.db.fleet import Sensor
 from cloud.db.ingest import IngestGapPublic
-from cloud.series import DEFAULT_POINTS, MAX_POINTS, Bucket, sensor_series
 from cloud.services import completeness
+from cloud.tsdb.series import DEFAULT_POINTS, MAX_POINTS, Bucket, sensor_series
 from protocol.profiles import PROFILES
 
 router = APIRouter(prefix="/api/v1", tags=["readings"])

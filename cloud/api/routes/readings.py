@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from cloud.api.deps import InfluxDep, ReadingsReader
 from cloud.api.params import normalise_sensor_id, resolve_range
-from cloud.readings import MAX_READINGS, sensor_readings
+from cloud.tsdb.readings import MAX_READINGS, sensor_readings
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["readings"])

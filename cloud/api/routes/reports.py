@@ -12,8 +12,8 @@ from cloud.api.deps import InfluxDep, SessionDep, Viewer
 from cloud.api.params import normalise_sensor_id, resolve_range
 from cloud.db.fleet import Sensor
 from cloud.report_pdf import report_pdf
-from cloud.reports import minute_rows, report_csv, sensor_report
 from cloud.services import completeness
+from cloud.tsdb.reports import minute_rows, report_csv, sensor_report
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Final, TypedDict
 
-from cloud.influx import InfluxClient, InfluxRejected, quote_ident
-from cloud.lineprotocol import FLOAT_FIELDS, INT_FIELDS, MEASUREMENT
+from cloud.tsdb.influx import InfluxClient, InfluxRejected, quote_ident
+from cloud.tsdb.lineprotocol import FLOAT_FIELDS, INT_FIELDS, MEASUREMENT
 
 MAX_READINGS: Final = 100_000
 _NS_PER_MS: Final = 1_000_000

@@ -1,5 +1,5 @@
 """Chart data from InfluxDB: a sensor's readings in time buckets (mean/min/max) over any range, and the latest
-values of every sensor (fleet page). Bound parameters only, like cloud/readings.py."""
+values of every sensor (fleet page). Bound parameters only, like cloud/tsdb/readings.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Final
 
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12 (charts.py returns it)
 
-from cloud.influx import InfluxClient, InfluxRejected, quote_ident
-from cloud.lineprotocol import MEASUREMENT
+from cloud.tsdb.influx import InfluxClient, InfluxRejected, quote_ident
+from cloud.tsdb.lineprotocol import MEASUREMENT
 
 _NS_PER_MS: Final = 1_000_000
 MIN_BUCKET_MS: Final = 1_000

@@ -14,9 +14,9 @@ from typing import Final
 
 from sqlmodel import Session
 
-from cloud.influx import InfluxClient, InfluxRejected, quote_ident
-from cloud.lineprotocol import MEASUREMENT
 from cloud.services.completeness import missing_in_range
+from cloud.tsdb.influx import InfluxClient, InfluxRejected, quote_ident
+from cloud.tsdb.lineprotocol import MEASUREMENT
 from protocol.profiles import PROFILES
 
 MINUTE_MS: Final = 60_000

@@ -1,0 +1,1 @@
+"""The time-series store: the InfluxDB client, line protocol, raw readings, chart series and per-sensor reports."""
