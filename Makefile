@@ -33,6 +33,8 @@ venvs: $(EDGE)/.installed $(CLOUD)/.installed
 lint: venvs
 	@echo "==> ruff"
 	@$(CLOUD)/bin/ruff check .
+	@echo "==> import-linter (the layers: pyproject.toml [tool.importlinter])"
+	@$(CLOUD)/bin/lint-imports --no-cache
 	@echo "==> mypy (protocol, edge_agent)"
 	@$(CLOUD)/bin/mypy protocol edge_agent
 
