@@ -4,13 +4,13 @@ state ingest stored in SQL, one transaction (with the rollout row locked) per ro
 from __future__ import annotations
 
 import logging
-import threading
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from cloud.db.engine import session_scope
 from cloud.db.rollouts import Rollout
+from cloud.periodic import PeriodicThread
 from cloud.services import rollouts
 from cloud.services.desired import DesiredPublisher
 
@@ -25,8 +25,7 @@ class RolloutController:
         self.publisher = publisher
         self.base_url = base_url
         self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = PeriodicThread("rollout-controller", interval_s, self.step)
 
     def step(self) -> int:
         """Advance each active rollout in its own transaction; returns how many changed."""
@@ -44,23 +43,11 @@ class RolloutController:
                 log.exception("rollout step failed rollout=%d; retrying next tick", rollout_id)
         return changed
 
-    def _run(self) -> None:
-        log.info("rollout controller started interval_s=%g", self.interval_s)
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.step()
-            except Exception:  # the database away or locked: the thread must outlive it
-                log.exception("rollout controller step failed; retrying next tick")
-        log.info("rollout controller stopped")
-
     def start(self) -> RolloutController:
         """Run in a daemon thread."""
-        self._thread = threading.Thread(target=self._run, name="rollout-controller", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop the thread (waits for the current step)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
+        self._thread.stop()

@@ -4,7 +4,6 @@ result; retries with backoff; a background thread of the API process (docs/decis
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -21,6 +20,7 @@ from cloud.notify import configured
 from cloud.notify.base import Notification, Notifier, NotifyError
 from cloud.notify.metrics import NotifyMetrics
 from cloud.notify.plan import Policy, due_rows, ensure_channel, fold, lock_channel, plan, rate_budget
+from cloud.periodic import PeriodicThread
 from cloud.services.clock import now_ms
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ class Dispatcher:
         self.metrics = metrics or NotifyMetrics()
         self.clock = clock
         self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = PeriodicThread("notify-dispatcher", interval_s, self.tick, join_s=60.0)
         self._ready: set[str] = set()
 
     def tick(self) -> TickResult:
@@ -170,24 +169,15 @@ class Dispatcher:
                 col(NotificationRow.id).in_([r.id for r in rows])).values(claimed_until=None,
                                                                           next_attempt_at=next_attempt_at))
 
-    def _run(self) -> None:
-        log.info("notify dispatcher started channels=%s interval_s=%g",
-                 ",".join(n.name for n in self.notifiers), self.interval_s)
-        while not self._stop.wait(self.interval_s):
-            self.tick()
-        log.info("notify dispatcher stopped")
-
     def start(self) -> Dispatcher:
         """Run in a daemon thread."""
-        self._thread = threading.Thread(target=self._run, name="notify-dispatcher", daemon=True)
+        log.info("notify dispatcher channels=%s", ",".join(n.name for n in self.notifiers))
         self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop the thread (waits for the current tick), then close the channels."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(60)
+        self._thread.stop()
         for notifier in self.notifiers:
             close = getattr(notifier, "close", None)
             if close is not None:

@@ -11,7 +11,6 @@ One alert per gateway, not per sensor; none when every sensor of the gateway alr
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from sqlmodel import Session, col, select
 from cloud.db.alerts import Alert, AlertHistory
 from cloud.db.engine import session_scope
 from cloud.db.fleet import Gateway, Sensor
+from cloud.periodic import PeriodicThread
 from cloud.services.clock import now_ms
 from protocol.messages import alert_id
 
@@ -126,32 +126,19 @@ class SilenceWatchdog:
                  clock: Callable[[], int] = now_ms) -> None:
         self.engine = engine
         self.policy = policy
-        self.interval_s = interval_s
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = PeriodicThread("silence-watchdog", interval_s, self.step)
 
     def step(self) -> WatchResult:
         """One pass in one transaction."""
         with session_scope(self.engine) as session:
             return watch(session, policy=self.policy, now=self.clock())
 
-    def _run(self) -> None:
-        log.info("silence watchdog started interval_s=%g default_min=%g", self.interval_s, self.policy.default_min)
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.step()
-            except Exception:  # the database away or locked: the thread must outlive it
-                log.exception("silence watchdog step failed; retrying next tick")
-
     def start(self) -> SilenceWatchdog:
         """Run in a daemon thread."""
-        self._thread = threading.Thread(target=self._run, name="silence-watchdog", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop the thread (waits for the current step)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
+        self._thread.stop()
