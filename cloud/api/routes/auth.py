@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Final
+from typing import Annotated, Final
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import Path as FastApiPath
 from pydantic import BaseModel, Field
 
 from cloud.api.deps import SESSION_COOKIE, CurrentUser, SessionDep, SettingsDep, request_token
@@ -134,7 +135,8 @@ def list_tokens(user: CurrentUser, session: SessionDep, everyone: bool = False) 
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token (yours; an admin: any)")
-def revoke_token(token_id: int, user: CurrentUser, session: SessionDep) -> Response:
+def revoke_token(token_id: Annotated[int, FastApiPath(ge=1, le=2**63 - 1)], user: CurrentUser,
+                 session: SessionDep) -> Response:
     """Revoked at once: the next request with it is 401."""
     admin = users.has_role(user, "admin")
     row = users.revoke_token_id(session, token_id=token_id, user_id=None if admin else user.id)
