@@ -236,9 +236,11 @@ def _check_semantics(config: AgentConfig) -> None:
     tls = config.mqtt.tls
     if tls and (tls.cert is None) != (tls.key is None):
         raise ConfigError("mqtt.tls: cert and key go together (a client certificate needs its key)")
-    for i, key_path in enumerate(config.updater.public_keys):
+    from models.manifest import load_public_key
+
+    for i, key_path in enumerate(config.updater.public_keys):  # each on its own: the error names the bad one
         try:
-            config.public_keys()
+            load_public_key(Path(key_path).read_bytes())
         except OSError as exc:
             raise ConfigError(f"updater.public_keys[{i}]: cannot read {key_path}: {exc.strerror}") from None
         except ValueError as exc:

@@ -97,3 +97,15 @@ def test_the_updater_api_url_must_be_an_origin(url: str) -> None:
 def test_each_input_section_holds_exactly_its_drivers_keys(section: dict[str, Any], names: str) -> None:
     with pytest.raises(ConfigError, match=rf"inputs\[0\].*{names}"):
         parse_config(VALID | {"inputs": [section]})
+
+
+def test_a_bad_public_key_is_named_by_its_own_index(tmp_path: Path) -> None:
+    from models.manifest import generate_keypair
+
+    good = tmp_path / "fleet.pub"
+    good.write_bytes(generate_keypair()[1])
+    with pytest.raises(ConfigError, match=r"updater\.public_keys\[1\]: cannot read .*missing\.pub"):
+        parse_config(VALID | {"updater": {"public_keys": [str(good), str(tmp_path / "missing.pub")]}})
+    (tmp_path / "junk.pub").write_text("not a key")
+    with pytest.raises(ConfigError, match=r"updater\.public_keys\[2\]: .*junk\.pub is not an Ed25519 public key"):
+        parse_config(VALID | {"updater": {"public_keys": [str(good), str(good), str(tmp_path / "junk.pub")]}})
