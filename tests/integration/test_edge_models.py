@@ -209,3 +209,17 @@ def test_a_model_this_agent_cannot_feed_is_refused_with_its_reason(
     finally:
         cloud.close()
         agent.terminate()
+
+
+def test_the_gateway_scores_with_the_same_wrapper_and_threads_as_evaluation(signed_model: SignedModel) -> None:
+    import numpy as np
+
+    from edge_agent.detect.model import TfliteScorer
+    from models.runtime import TfliteModel
+
+    path = signed_model.files.model
+    scorer, evaluation = TfliteScorer(path), TfliteModel(path)
+    x = np.random.default_rng(0).normal(size=(64, evaluation.features)).astype(np.float32)
+    assert isinstance(scorer.model, TfliteModel)
+    assert np.array_equal(scorer.run(x), evaluation.outputs(x))  # bit for bit: one code path, one thread
+    assert len(scorer.latencies_ms) == 1
