@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Final, TypedDict
+from typing import Final
+
+from typing_extensions import TypedDict  # pydantic reads it as the API's response schema (Python 3.11)
 
 from cloud.tsdb.influx import InfluxClient, InfluxRejected, quote_ident
 from cloud.tsdb.lineprotocol import FLOAT_FIELDS, INT_FIELDS, MEASUREMENT

@@ -10,25 +10,11 @@ from pydantic import BaseModel
 
 from cloud.api.deps import InfluxDep, ReadingsReader
 from cloud.api.params import normalise_sensor_id, resolve_range
-from cloud.tsdb.readings import MAX_READINGS, sensor_readings
+from cloud.tsdb.readings import MAX_READINGS, StoredReading, sensor_readings
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["readings"])
 
-
-
-class ReadingOut(BaseModel):
-    """One stored reading; fields the gateway did not send are null."""
-
-    ts: int
-    gateway: str
-    profile: str
-    temp_c: float | None
-    rh_pct: float | None
-    battery_mv: int | None
-    rssi_dbm: int | None
-    anomaly_score: float | None
-    seq: int | None
 
 
 class ReadingsOut(BaseModel):
@@ -38,7 +24,7 @@ class ReadingsOut(BaseModel):
     start: int
     end: int
     count: int
-    readings: list[ReadingOut]
+    readings: list[StoredReading]  # one reading as stored; fields the gateway did not send are null
 
 
 
@@ -72,5 +58,5 @@ def get_sensor_readings(
         log.warning("readings truncated sensor=%s start=%d end=%d limit=%d", sensor, start_ms, end_ms, MAX_READINGS)
     return ReadingsOut(
         sensor=sensor, start=start_ms, end=end_ms, count=len(rows),
-        readings=[ReadingOut(**row) for row in rows],
+        readings=rows,
     )
