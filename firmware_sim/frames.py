@@ -11,13 +11,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from firmware_sim.physics import FloatArray
-from protocol.ruuvi import FORMAT_RAWV2, FRAME_LENGTH
+from protocol.ruuvi import (
+    BATTERY_OFFSET_MV,
+    FORMAT_RAWV2,
+    FRAME_LENGTH,
+    INVALID_BATTERY,
+    INVALID_I16,
+    INVALID_U16,
+    RH_STEP_PCT,
+    TEMP_STEP_C,
+)
 
 IntArray = NDArray[np.int64]
 
-INVALID_I16: Final = -32768
-INVALID_U16: Final = 0xFFFF
-INVALID_BATTERY: Final = 0x7FF
 FRAME_DTYPE: Final = np.dtype([
     ("format", "u1"), ("temp", ">i2"), ("humidity", ">u2"), ("pressure", ">u2"), ("acc_x", ">i2"),
     ("acc_y", ">i2"), ("acc_z", ">i2"), ("power", ">u2"), ("movement", "u1"), ("seq", ">u2"), ("mac", "u1", (6,)),
@@ -27,19 +33,19 @@ assert FRAME_DTYPE.itemsize == FRAME_LENGTH
 
 def temp_codes(temp_c: FloatArray) -> IntArray:
     """int16 temperature codes (0.005 °C steps, clamped); NaN → the invalid marker."""
-    codes = np.clip(np.rint(np.nan_to_num(temp_c) / 0.005), -32767, 32767).astype(np.int64)
+    codes = np.clip(np.rint(np.nan_to_num(temp_c) / TEMP_STEP_C), -32767, 32767).astype(np.int64)
     return np.where(np.isnan(temp_c), INVALID_I16, codes)
 
 
 def humidity_codes(rh_pct: FloatArray) -> IntArray:
     """uint16 humidity codes (0.0025 % steps, clamped); NaN → the invalid marker."""
-    codes = np.clip(np.rint(np.nan_to_num(rh_pct) / 0.0025), 0, 65534).astype(np.int64)
+    codes = np.clip(np.rint(np.nan_to_num(rh_pct) / RH_STEP_PCT), 0, 65534).astype(np.int64)
     return np.where(np.isnan(rh_pct), INVALID_U16, codes)
 
 
 def battery_codes(battery_mv: FloatArray) -> IntArray:
     """11-bit battery codes (mV − 1600, clamped); NaN → the invalid marker."""
-    codes = np.clip(np.rint(np.nan_to_num(battery_mv)) - 1600, 0, 2046).astype(np.int64)
+    codes = np.clip(np.rint(np.nan_to_num(battery_mv)) - BATTERY_OFFSET_MV, 0, 2046).astype(np.int64)
     return np.where(np.isnan(battery_mv), INVALID_BATTERY, codes)
 
 
@@ -53,17 +59,17 @@ def _decode_via_table(codes: IntArray, invalid: int, to_value: object) -> FloatA
 
 def decoded_temp(codes: IntArray) -> FloatArray:
     """°C as protocol.ruuvi.decode_rawv2 returns it; NaN for the invalid marker."""
-    return _decode_via_table(codes, INVALID_I16, lambda c: round(c * 0.005, 3))
+    return _decode_via_table(codes, INVALID_I16, lambda c: round(c * TEMP_STEP_C, 3))
 
 
 def decoded_humidity(codes: IntArray) -> FloatArray:
     """% RH as protocol.ruuvi.decode_rawv2 returns it; NaN for the invalid marker."""
-    return _decode_via_table(codes, INVALID_U16, lambda c: round(c * 0.0025, 4))
+    return _decode_via_table(codes, INVALID_U16, lambda c: round(c * RH_STEP_PCT, 4))
 
 
 def decoded_battery(codes: IntArray) -> FloatArray:
     """mV as protocol.ruuvi.decode_rawv2 returns it; NaN for the invalid marker."""
-    return np.where(codes == INVALID_BATTERY, np.nan, codes + 1600.0)
+    return np.where(codes == INVALID_BATTERY, np.nan, codes + float(BATTERY_OFFSET_MV))
 
 
 def mac_bytes(macs: list[str]) -> NDArray[np.uint8]:

@@ -18,9 +18,13 @@ FORMAT_RAWV2: Final = 5
 FRAME_LENGTH: Final = 24
 _LAYOUT: Final = struct.Struct(">BhHHhhhHBH6s")
 
-_INVALID_I16: Final = -32768
-_INVALID_U16: Final = 0xFFFF
-_INVALID_BATTERY: Final = 0x7FF
+# The RAWv2 scales and "not available" markers (Ruuvi's specification); the simulator's vectorised encoder uses them.
+TEMP_STEP_C: Final = 0.005
+RH_STEP_PCT: Final = 0.0025
+BATTERY_OFFSET_MV: Final = 1600
+INVALID_I16: Final = -32768
+INVALID_U16: Final = 0xFFFF
+INVALID_BATTERY: Final = 0x7FF
 _INVALID_TX: Final = 0x1F
 _INVALID_U8: Final = 0xFF
 _INVALID_MAC: Final = b"\xff" * 6
@@ -76,14 +80,14 @@ def decode_rawv2(payload: bytes) -> RuuviFrame:
     tx = power & 0x1F
     return RuuviFrame(
         mac=None if mac == _INVALID_MAC else mac_to_str(mac),
-        temp_c=None if t == _INVALID_I16 else round(t * 0.005, 3),
-        rh_pct=None if h == _INVALID_U16 else round(h * 0.0025, 4),
-        pressure_pa=None if p == _INVALID_U16 else p + 50000,
-        acc_mg=None if _INVALID_I16 in (ax, ay, az) else (ax, ay, az),
-        battery_mv=None if battery == _INVALID_BATTERY else battery + 1600,
+        temp_c=None if t == INVALID_I16 else round(t * TEMP_STEP_C, 3),
+        rh_pct=None if h == INVALID_U16 else round(h * RH_STEP_PCT, 4),
+        pressure_pa=None if p == INVALID_U16 else p + 50000,
+        acc_mg=None if INVALID_I16 in (ax, ay, az) else (ax, ay, az),
+        battery_mv=None if battery == INVALID_BATTERY else battery + BATTERY_OFFSET_MV,
         tx_power_dbm=None if tx == _INVALID_TX else tx * 2 - 40,
         movement=None if move == _INVALID_U8 else move,
-        seq=None if seq == _INVALID_U16 else seq,
+        seq=None if seq == INVALID_U16 else seq,
     )
 
 
@@ -93,15 +97,15 @@ def _clamp(value: int, low: int, high: int) -> int:
 
 def encode_rawv2(frame: RuuviFrame) -> bytes:
     """Encode a frame as the tag would: quantised to the format's resolution, clamped to its range."""
-    t = _INVALID_I16 if frame.temp_c is None else _clamp(round(frame.temp_c / 0.005), -32767, 32767)
-    h = _INVALID_U16 if frame.rh_pct is None else _clamp(round(frame.rh_pct / 0.0025), 0, 65534)
-    p = _INVALID_U16 if frame.pressure_pa is None else _clamp(frame.pressure_pa - 50000, 0, 65534)
+    t = INVALID_I16 if frame.temp_c is None else _clamp(round(frame.temp_c / TEMP_STEP_C), -32767, 32767)
+    h = INVALID_U16 if frame.rh_pct is None else _clamp(round(frame.rh_pct / RH_STEP_PCT), 0, 65534)
+    p = INVALID_U16 if frame.pressure_pa is None else _clamp(frame.pressure_pa - 50000, 0, 65534)
     ax, ay, az = (
-        (_INVALID_I16,) * 3 if frame.acc_mg is None else (_clamp(a, -32767, 32767) for a in frame.acc_mg)
+        (INVALID_I16,) * 3 if frame.acc_mg is None else (_clamp(a, -32767, 32767) for a in frame.acc_mg)
     )
-    battery = _INVALID_BATTERY if frame.battery_mv is None else _clamp(frame.battery_mv - 1600, 0, 2046)
+    battery = INVALID_BATTERY if frame.battery_mv is None else _clamp(frame.battery_mv - BATTERY_OFFSET_MV, 0, 2046)
     tx = _INVALID_TX if frame.tx_power_dbm is None else _clamp((frame.tx_power_dbm + 40) // 2, 0, 30)
     move = _INVALID_U8 if frame.movement is None else _clamp(frame.movement, 0, 254)
-    seq = _INVALID_U16 if frame.seq is None else frame.seq % 65535
+    seq = INVALID_U16 if frame.seq is None else frame.seq % 65535
     mac = _INVALID_MAC if frame.mac is None else mac_from_str(frame.mac)
     return _LAYOUT.pack(FORMAT_RAWV2, t, h, p, ax, ay, az, (battery << 5) | tx, move, seq, mac)
