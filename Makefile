@@ -35,8 +35,8 @@ lint: venvs
 	@$(CLOUD)/bin/ruff check .
 	@echo "==> import-linter (the layers: pyproject.toml [tool.importlinter])"
 	@$(CLOUD)/bin/lint-imports --no-cache
-	@echo "==> mypy (protocol, edge_agent)"
-	@$(CLOUD)/bin/mypy protocol edge_agent
+	@echo "==> mypy --strict (every package; pyproject.toml [tool.mypy])"
+	@$(CLOUD)/bin/mypy protocol edge_agent cloud models firmware_sim deploy
 
 test: system venvs lint
 	@echo "==> pytest"

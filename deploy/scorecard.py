@@ -44,7 +44,7 @@ class AlertWatcher:
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         try:
-            event = decode(message.payload, AlertEvent)
+            event = decode(bytes(message.payload), AlertEvent)
         except ProtocolError:
             return
         with self._lock:
@@ -100,5 +100,5 @@ def score(label_files: list[Path], events: list[AlertEvent]) -> Scorecard:
     detected = [lab for lab in incidents if any(_hits(lab, e) for e in opened)]
     missed = [lab for lab in incidents if lab not in detected]
     false_alerts = [e for e in opened if not any(_hits(lab, e) for lab in incidents)]
-    sources = {i: {e.source for e in opened if _hits(lab, e)} for i, lab in enumerate(detected)}
+    sources = {i: {str(e.source) for e in opened if _hits(lab, e)} for i, lab in enumerate(detected)}
     return Scorecard(incidents, detected, missed, false_alerts, [lab for lab in labels if lab["benign"]], sources)

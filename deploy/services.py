@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -303,7 +304,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 
 def start_mosquitto(
-    workdir: Path, users: dict[str, str], service_users: tuple[str, ...] = (), **kwargs: int
+    workdir: Path, users: dict[str, str], service_users: tuple[str, ...] = (), **kwargs: Any
 ) -> Mosquitto:
     """Start a broker in `workdir` on a free port with these (user → password) accounts.
 

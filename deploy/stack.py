@@ -5,6 +5,7 @@ One implementation serves `make demo`, `make bench` and the end-to-end test.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -103,7 +104,7 @@ class LocalStack:
         for i in range(1, workers + 1):
             env = self.cloud_env(COLDWATCH_INGEST_WORKER_ID=f"ingest-{i}")
             self._step(f"starting ingest worker ingest-{i}",
-                       lambda env=env, i=i: self._spawn(f"ingest-{i}", [str(CLOUD_BIN / "coldwatch"), "ingest"], env))
+                       functools.partial(self._spawn, f"ingest-{i}", [str(CLOUD_BIN / "coldwatch"), "ingest"], env))
 
     def start_api(self, port: int | None = None, env: dict[str, str] | None = None) -> None:
         """`coldwatch serve` (with `env` added to its environment) and wait for /healthz."""

@@ -93,7 +93,8 @@ def readings_reader(request: Request, session: SessionDep) -> User | None:
     settings: Settings = request.app.state.settings
     if settings.api_public_readings and request_token(request) is None:
         return None
-    return require_role("viewer")(get_current_user(request, session))
+    user: User = require_role("viewer")(get_current_user(request, session))
+    return user
 
 
 Viewer = Annotated[User, Depends(require_role("viewer"))]

@@ -268,7 +268,7 @@ class IngestWorker:
         log.info("mqtt connected worker=%s session_present=%s receive_maximum=%d",
                  self.settings.ingest_worker_id, flags.session_present, self.receive_maximum)
         # Subscribe on every connect: a broker that lost the session must still deliver to us.
-        client.subscribe([(subscription(kind), SubscribeOptions(qos=1)) for kind in INGEST_KINDS])  # type: ignore[arg-type]
+        client.subscribe([(subscription(kind), SubscribeOptions(qos=1)) for kind in INGEST_KINDS])
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any],
                       properties: Properties | None) -> None:

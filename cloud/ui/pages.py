@@ -89,7 +89,8 @@ class InboxQuery:
         """This query string with some parameters changed (None removes one); a new filter starts at page 1."""
         values: dict[str, str | int | None] = {"status": self.status, "severity": self.severity,
                                                "profile": self.profile, "gateway": self.gateway, "site": self.site,
-                                               "since": self.since, "sort": self.sort, "offset": None} | changes
+                                               "since": self.since, "sort": self.sort, "offset": None}
+        values.update(changes)
         return urlencode({k: v for k, v in values.items() if v})
 
 

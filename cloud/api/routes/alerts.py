@@ -4,7 +4,7 @@ around it, and the staff workflow (acknowledge, assign, comment, resolve with a 
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
@@ -15,7 +15,7 @@ from cloud.db.alerts import Alert, AlertHistoryPublic, AlertPublic
 from cloud.services import alerts, users
 from cloud.services.alerts import AlertError, AlertFilter
 from cloud.tsdb.influx import InfluxError
-from cloud.tsdb.readings import sensor_readings
+from cloud.tsdb.readings import StoredReading, sensor_readings
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -41,7 +41,7 @@ class AlertDetail(BaseModel):
 
     alert: AlertPublic
     history: list[AlertHistoryPublic]
-    readings: list[dict[str, Any]] | None
+    readings: list[StoredReading] | None
 
 
 class CommentIn(BaseModel):
@@ -120,7 +120,7 @@ def _get(session: SessionDep, alert_id: str) -> Alert:
 def detail(alert_id: str, user: Viewer, session: SessionDep, influx: InfluxDep) -> AlertDetail:
     """The alert, every event/action/comment, and readings ±30 min around it."""
     alert = _get(session, alert_id)
-    readings: list[dict[str, Any]] | None
+    readings: list[StoredReading] | None
     try:
         readings = sensor_readings(influx, sensor=alert.sensor_id, start_ms=alert.started_at - CONTEXT_MS,
                                    end_ms=(alert.ended_at or alert.updated_at) + CONTEXT_MS, limit=20_000)
