@@ -39,6 +39,10 @@ class SilencePolicy:
     default_min: float = 15.0
     by_profile: Mapping[str, float] = field(default_factory=dict)
 
+    def shortest_ms(self) -> int:
+        """The shortest limit any gateway can have: a gateway heard more recently is not looked at further."""
+        return round(min([self.default_min, *self.by_profile.values()]) * 60_000)
+
     def limit_ms(self, profiles: set[str]) -> int:
         minutes = [self.by_profile[p] for p in profiles if p in self.by_profile] or [self.default_min]
         return round(min(minutes) * 60_000)
@@ -63,7 +67,8 @@ def watch(session: Session, *, policy: SilencePolicy, now: int) -> WatchResult:
         if gateway is not None and gateway.last_heard_at is not None and gateway.last_heard_at > alert.started_at:
             _end(session, alert, at=gateway.last_heard_at)
             result.cleared.append(alert.gateway_id)
-    gateways = session.exec(select(Gateway).where(col(Gateway.last_heard_at).is_not(None),
+    # only gateways quiet for at least the shortest limit: their sensors are read, the fleet's are not
+    gateways = session.exec(select(Gateway).where(col(Gateway.last_heard_at) < now - policy.shortest_ms(),
                                                   Gateway.revoked == False)).all()  # noqa: E712
     for gateway in gateways:
         if gateway.id in open_alerts and gateway.id not in result.cleared:
