@@ -185,9 +185,10 @@ default_profile = "chilled"
     def start_sim_for(self, gw: Gateway, *, interval: float = 1.0, speed: float = 1.0,
                       duration: float | None = None, ticks: int | None = None, seed: int = 1,
                       scenario: str | None = None, labels: Path | None = None,
-                      ) -> subprocess.Popen[bytes]:
+                      local_start_hour: float | None = None) -> subprocess.Popen[bytes]:
         """A simulator process for one gateway's tags (optionally playing a scenario, its ground truth
-        written to `labels`); its JSON summary is its last stdout line."""
+        written to `labels`, its sites' local time starting at `local_start_hour`); its JSON summary is its last
+        stdout line."""
         argv = [str(CLOUD_BIN / "coldwatch-sim"), "--target", f"127.0.0.1:{gw.udp_port}",
                 "--first-gateway-index", str(gw.index), "--sensors", str(len(gw.sensors)),
                 "--profiles", ",".join(s.profile for s in gw.sensors),
@@ -200,6 +201,8 @@ default_profile = "chilled"
             argv += ["--scenario", scenario]
         if labels is not None:
             argv += ["--labels", str(labels)]
+        if local_start_hour is not None:
+            argv += ["--local-start-hour", str(local_start_hour)]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs[f"sim-{gw.gateway_id}"] = proc
         return proc

@@ -36,19 +36,21 @@ SITES_FOR_PROFILE: Final[dict[str, tuple[str, ...]]] = {
     "pharma_2_8": ("truck_summer", "truck_winter", "warehouse"),
     "ambient": ("truck_summer", "truck_winter", "warehouse"),
 }
-PEAK_HOUR_UTC: Final = 15.0
+PEAK_HOUR_LOCAL: Final = 15.0
 ROUTE_SEGMENT_S: Final = 2 * 3600.0
 
 
 def ambient_series(sites: list[str], t_s: FloatArray, start_ms: int,
-                   rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
-    """Ambient temperature and RH, shape (len(t_s), len(sites)), at simulated seconds `t_s` after `start_ms`."""
+                   rng: np.random.Generator, utc_offset_h: float = 0.0) -> tuple[FloatArray, FloatArray]:
+    """Ambient temperature and RH, shape (len(t_s), len(sites)), at simulated seconds `t_s` after `start_ms`.
+
+    The day/night cycle follows the sites' local time, `utc_offset_h` hours ahead of UTC."""
     table = [SITES[s] for s in sites]
     mean = np.array([s.mean_c for s in table]) + rng.normal(0.0, 2.0, len(table))
     swing = np.array([s.day_swing_c for s in table])
     route_sd = np.array([s.route_sd_c for s in table])
-    hours = (start_ms / 1000.0 + t_s) / 3600.0 % 24.0
-    day = np.cos(2 * np.pi * (hours - PEAK_HOUR_UTC) / 24.0)[:, None] * swing
+    hours = ((start_ms / 1000.0 + t_s) / 3600.0 + utc_offset_h) % 24.0
+    day = np.cos(2 * np.pi * (hours - PEAK_HOUR_LOCAL) / 24.0)[:, None] * swing
     # Route: a new region every ~2 h, blended linearly so the air never jumps.
     knots = np.arange(0.0, float(t_s[-1]) + 2 * ROUTE_SEGMENT_S, ROUTE_SEGMENT_S) if len(t_s) else np.zeros(1)
     offsets = rng.normal(0.0, 1.0, (len(knots), len(table))) * route_sd

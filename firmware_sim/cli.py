@@ -68,7 +68,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--radio-realism", action="store_true",
                         help="lose frames near the edge of range, duplicate some, jitter receive times "
                         "(default: every frame delivered once, exactly --interval apart)")
+    parser.add_argument("--local-start-hour", type=_hour, default=None, metavar="H",
+                        help="the sites' local time when the simulated run starts (0-24, e.g. 6 for a day from "
+                        "06:00); the air's day/night cycle follows local time, so a scripted day plays the same "
+                        "whatever the wall-clock hour (default: local time is UTC)")
     return parser
+
+
+def _hour(text: str) -> float:
+    try:
+        hour = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an hour 0-24, got {text!r}") from None
+    if not 0.0 <= hour <= 24.0:
+        raise argparse.ArgumentTypeError(f"expected an hour 0-24, got {text!r}")
+    return hour
+
+
+def utc_offset_for(start_ms: int, local_start_hour: float | None) -> float:
+    """Hours the sites' local time is ahead of UTC so that `start_ms` falls at `local_start_hour` (0 if None)."""
+    if local_start_hour is None:
+        return 0.0
+    return local_start_hour - (start_ms / 3_600_000.0) % 24.0
 
 
 def _add_pacing(parser: argparse.ArgumentParser, *, interval: float, speed: float) -> None:
@@ -234,9 +255,11 @@ def _live(args: argparse.Namespace) -> int:
     # Accelerated runs of known length end at "now", so no reading lies in the future.
     span_ms = int(args.duration * args.speed * 1000) if args.duration and args.speed > 1 else 0
     horizon = args.ticks * args.interval if args.ticks else (args.duration * args.speed if args.duration else None)
-    stats = run(targets, interval_s=args.interval, speed=args.speed, start_ms=now_ms - span_ms, seed=args.seed,
+    start_ms = now_ms - span_ms
+    stats = run(targets, interval_s=args.interval, speed=args.speed, start_ms=start_ms, seed=args.seed,
                 stop=stop, max_ticks=args.ticks, horizon_s=horizon, scenario=args.scenario,
-                radio_realism=args.radio_realism, want_labels=args.labels is not None)
+                radio_realism=args.radio_realism, want_labels=args.labels is not None,
+                utc_offset_h=utc_offset_for(start_ms, args.local_start_hour))
     stop.set()
     _summary(stats, args.labels)
     return 0

@@ -55,7 +55,7 @@ class _Feed:
 
 
 def _feed(target: GatewayTarget, index: int, *, seed: int, interval_s: float, start_ms: int, horizon_s: float,
-          scenario: str | None, radio_realism: bool) -> _Feed:
+          scenario: str | None, radio_realism: bool, utc_offset_h: float) -> _Feed:
     macs = [s.mac for s in target.sensors]
     if scenario is None:
         rng = np.random.default_rng([seed, index, 0x11E])
@@ -66,7 +66,7 @@ def _feed(target: GatewayTarget, index: int, *, seed: int, interval_s: float, st
     # The synthesizer's first sample is one period after its start; the first frame goes out at start_ms.
     synth = Synthesizer(plan, seed=seed * 1000 + index, period_s=interval_s,
                         start_ms=start_ms - round(interval_s * 1000), lossy=radio_realism, jitter=radio_realism,
-                        first_seq=0)
+                        first_seq=0, utc_offset_h=utc_offset_h)
     return _Feed(target, synth, frames.mac_bytes(macs))
 
 
@@ -74,17 +74,19 @@ def run(
     targets: list[GatewayTarget], *, interval_s: float, speed: float, start_ms: int, seed: int,
     stop: threading.Event, max_ticks: int | None = None, horizon_s: float | None = None,
     scenario: str | None = None, radio_realism: bool = False, want_labels: bool = False,
+    utc_offset_h: float = 0.0,
 ) -> EmitStats:
     """Emit one frame per sensor every `interval_s` of simulated time until `stop` or `max_ticks`.
 
     Simulated time runs `speed` times faster than the wall clock. Without `radio_realism` every
     frame is delivered exactly once and stamped at its exact simulated time, so a sensor's readings
     are exactly `interval_s` apart whatever the pacing; with it, frames are lost near the edge of
-    range, sometimes duplicated, and stamped with receive jitter and the tag's clock error.
+    range, sometimes duplicated, and stamped with receive jitter and the tag's clock error. The air
+    around the spaces follows the sites' local time, `utc_offset_h` hours ahead of UTC.
     """
     horizon = horizon_s or (max_ticks * interval_s if max_ticks else UNBOUNDED_HORIZON_S)
     feeds = [_feed(t, i, seed=seed, interval_s=interval_s, start_ms=start_ms, horizon_s=horizon, scenario=scenario,
-                   radio_realism=radio_realism) for i, t in enumerate(targets)]
+                   radio_realism=radio_realism, utc_offset_h=utc_offset_h) for i, t in enumerate(targets)]
     stats = EmitStats()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     wall_start = time.monotonic()

@@ -86,12 +86,14 @@ class Synthesizer:
     """Runs a plan forward in chunks of samples; state (physics, sequence numbers, random streams) carries over."""
 
     def __init__(self, plan: Plan, *, seed: int, period_s: float, start_ms: int = DEFAULT_START_MS,
-                 lossy: bool = True, jitter: bool = True, first_seq: int | None = None) -> None:
+                 lossy: bool = True, jitter: bool = True, first_seq: int | None = None,
+                 utc_offset_h: float = 0.0) -> None:
         if period_s <= 0:
             raise ValueError("sample period must be positive")
         self.plan = plan
         self.period_s = period_s
         self.start_ms = start_ms
+        self.utc_offset_h = utc_offset_h  # the sites' local time: the air's day/night cycle follows it
         self.lossy = lossy
         self.jitter = jitter
         n = len(plan.macs)
@@ -114,7 +116,8 @@ class Synthesizer:
 
     def _ambient(self, t_s: FloatArray) -> tuple[FloatArray, FloatArray]:
         # Seeded once, evaluated at any times: chunking does not change the weather.
-        return ambient_series(self.plan.sites, t_s, self.start_ms, np.random.default_rng(self._ambient_seed))
+        return ambient_series(self.plan.sites, t_s, self.start_ms, np.random.default_rng(self._ambient_seed),
+                              self.utc_offset_h)
 
     def _initial_state(self) -> SpaceState:
         state = SpaceState.settled(self.base_setpoint, self.params, self._rng_setup)

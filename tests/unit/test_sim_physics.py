@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_sim import battery
+from firmware_sim.ambient import PEAK_HOUR_LOCAL, ambient_series
+from firmware_sim.cli import utc_offset_for
 from firmware_sim.physics import Drivers, SpaceParams, SpaceState, setpoints, simulate
 from protocol.profiles import PROFILES
 
@@ -91,3 +93,17 @@ def test_battery_plateau_then_knee_and_never_rising() -> None:
 def test_battery_reading_never_rises_as_the_cell_is_used(used: list[float], temp_c: float) -> None:
     ordered = np.sort(np.array(used))
     assert (np.diff(battery.loaded_mv(ordered, np.full_like(ordered, temp_c))) <= 1e-9).all()
+
+
+@given(start_ms=st.integers(0, 2**41), local_hour=st.floats(0.0, 24.0))
+def test_the_air_follows_the_sites_local_time_whatever_the_utc_hour_of_the_start(start_ms: int,
+                                                                                 local_hour: float) -> None:
+    t_s = np.arange(0.0, 86_400.0, 600.0)
+    anchored = ambient_series(["warehouse"], t_s, start_ms, np.random.default_rng(7),
+                              utc_offset_for(start_ms, local_hour))
+    # The same local start hour from another UTC start: the same day of air.
+    other = start_ms + 5 * 3_600_000 + 123_456
+    again = ambient_series(["warehouse"], t_s, other, np.random.default_rng(7), utc_offset_for(other, local_hour))
+    assert np.allclose(anchored[0], again[0], atol=1e-6)
+    peak_local_h = (local_hour + t_s[int(np.argmax(anchored[0][:, 0]))] / 3600.0) % 24.0
+    assert min(abs(peak_local_h - PEAK_HOUR_LOCAL), 24.0 - abs(peak_local_h - PEAK_HOUR_LOCAL)) <= 0.2
