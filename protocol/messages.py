@@ -28,6 +28,10 @@ RssiDbm = Annotated[int, Meta(ge=-127, le=20)]
 Score = Annotated[float, Meta(ge=-1e6, le=1e6)]
 Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 ShortText = Annotated[str, Meta(max_length=500)]
+# Counters and versions are stored in SQL BIGINT columns and InfluxDB integer fields: both are signed 64-bit.
+Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+# Non-negative measurements (seconds, MiB, ms): finite and far above any real value, so no column overflows.
+Amount = Annotated[float, Meta(ge=0, le=1e15)]
 Version = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")]
 
 
@@ -95,15 +99,15 @@ class Status(_Message):
     session: TimestampMs | None = None
     agent_version: Version | None = None
     model_version: Version | None = None
-    outbox_depth: Annotated[int, Meta(ge=0)] | None = None
-    uptime_s: Annotated[float, Meta(ge=0)] | None = None
+    outbox_depth: Count | None = None
+    uptime_s: Amount | None = None
     cpu_pct: Annotated[float, Meta(ge=0, le=6400)] | None = None  # of one core, since the previous status
-    rss_mb: Annotated[float, Meta(ge=0)] | None = None
-    frames_received: Annotated[int, Meta(ge=0)] | None = None
-    frames_rejected: Annotated[int, Meta(ge=0)] | None = None
-    readings_dropped: Annotated[int, Meta(ge=0)] | None = None  # by the outbox disk cap
-    inference_p50_ms: Annotated[float, Meta(ge=0)] | None = None
-    inference_p99_ms: Annotated[float, Meta(ge=0)] | None = None
+    rss_mb: Amount | None = None
+    frames_received: Count | None = None
+    frames_rejected: Count | None = None
+    readings_dropped: Count | None = None  # by the outbox disk cap
+    inference_p50_ms: Amount | None = None
+    inference_p99_ms: Amount | None = None
 
 
 class ShadowReport(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
@@ -113,15 +117,15 @@ class ShadowReport(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     model_version: Version
     state: Literal["running", "promoted", "discarded"]
     started_at: TimestampMs
-    windows: Annotated[int, Meta(ge=0)] = 0  # windows both models scored
-    active_alerts: Annotated[int, Meta(ge=0)] = 0  # windows above the active model's threshold
-    shadow_alerts: Annotated[int, Meta(ge=0)] = 0  # windows above the candidate's threshold
+    windows: Count = 0  # windows both models scored
+    active_alerts: Count = 0  # windows above the active model's threshold
+    shadow_alerts: Count = 0  # windows above the candidate's threshold
     score_drift: Score | None = None  # mean |candidate − active| score, in units of the active threshold
     reason: ShortText = ""
     last_at: TimestampMs | None = None  # reading time of the newest window scored
     sensor_hours: Annotated[float, Meta(ge=0, le=1e9)] = 0.0  # evidence: one sample period per window scored
-    shadow_episodes: Annotated[int, Meta(ge=0)] = 0  # alert episodes the candidate would have raised
-    active_episodes: Annotated[int, Meta(ge=0)] | None = None  # the active model's, same readings (None: none ran)
+    shadow_episodes: Count = 0  # alert episodes the candidate would have raised
+    active_episodes: Count | None = None  # the active model's, same readings (None: none ran)
 
 
 class Reported(_Message):
@@ -129,7 +133,7 @@ class Reported(_Message):
 
     gateway: GatewayId
     ts: TimestampMs
-    desired_version: Annotated[int, Meta(ge=0)]
+    desired_version: Count
     result: Literal["applied", "rejected", "rolled_back", "pending", "shadow"]
     model_version: Version | None = None  # the model raising alerts now
     error: ShortText | None = None
@@ -162,7 +166,7 @@ class DesiredConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
 class Desired(_Message):
     """Cloud → gateway, retained: the model and config the gateway should converge to."""
 
-    version: Annotated[int, Meta(ge=0)]
+    version: Count
     issued_at: TimestampMs
     model: DesiredModel | None = None
     config: DesiredConfig | None = None

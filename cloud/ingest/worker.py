@@ -17,14 +17,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
 
 from cloud.config import Settings
 from cloud.db.engine import init_schema, make_engine
 from cloud.ingest.decode import INGEST_KINDS, RejectedMessageError, decode_message
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.replay import SWEEP_EVERY_S, due_requests
-from cloud.ingest.sql_sink import SqlSink, SqlWork
+from cloud.ingest.sql_sink import ApplyResult, SqlSink, SqlWork
 from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable
 from protocol.codec import encode
 from protocol.messages import AlertEvent
@@ -98,6 +98,24 @@ class Backoff:
     def ready(self) -> bool:
         """Whether an attempt is due."""
         return self._clock() >= self.next_at
+
+
+def caused_by_data(exc: BaseException) -> bool:
+    """Whether a SQL failure comes from the data being written (retrying cannot help) rather than from the
+    database being unreachable, locked or racing another worker (retrying will).
+
+    A value the driver or the column cannot hold (`DataError`, an `OverflowError` from sqlite3's binding) and
+    any non-database exception (a bug met by one shape of message) are the data's; the rest is transient.
+    """
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        return True  # raised while preparing the statement's parameters, before the database saw it
+    return not isinstance(exc, SQLAlchemyError)
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
 
 
 def refused_for_good(exc: InfluxRejected) -> bool:
@@ -401,18 +419,52 @@ class IngestWorker:
         self._ack(len(self._pending))
 
     def _write_sql(self, entries: list[Pending]) -> bool:
-        """Apply the entries' SQL work in one transaction; on failure hold them (unacked) and back off."""
+        """Apply the entries' SQL work in one transaction; on failure hold them (unacked) and back off.
+
+        A failure that the data of one message causes (a value the database cannot hold, a bug on one shape of
+        message) is not held: the entries are then applied one by one, and the ones that fail on their own are
+        refused (`sql_rejected`, counted and logged with their gateway), so one message cannot stall the worker.
+        """
         works = [e.sql for e in entries if e.sql is not None and e.rejected is None]
         if not works:
             return True
         try:
             result = self.sql.apply(works)
-        except SQLAlchemyError as exc:
-            # Connection loss, lock timeout, a concurrent insert of the same row by the other worker:
-            # all resolve on retry (every SQL effect is idempotent), so nothing is dropped.
-            self.metrics.sql_up.set(0)
-            self._write_failed(exc)
-            return False
+        except Exception as exc:
+            if not caused_by_data(exc):
+                # Connection loss, lock timeout, a concurrent insert of the same row by the other worker:
+                # all resolve on retry (every SQL effect is idempotent), so nothing is dropped.
+                self._sql_failed(exc)
+                return False
+            log.warning("sql refused a batch, applying message by message error=%s", _short(exc))
+            return self._write_sql_one_by_one(entries)
+        self._sql_applied(result, works)
+        return True
+
+    def _write_sql_one_by_one(self, entries: list[Pending]) -> bool:
+        for entry in entries:
+            if entry.sql is None or entry.rejected is not None:
+                continue
+            try:
+                result = self.sql.apply([entry.sql])
+            except Exception as exc:
+                if not caused_by_data(exc):
+                    self._sql_failed(exc)
+                    return False
+                entry.rejected = "sql_rejected"
+                self.metrics.rejected.labels(reason="sql_rejected").inc()
+                kind = "TelemetryBatch" if entry.sql.event is None else type(entry.sql.event).__name__
+                log.warning("message rejected reason=sql_rejected gateway=%s mid=%d message=%s error=%s",
+                            entry.gateway, entry.mid, kind, _short(exc))
+                continue
+            self._sql_applied(result, [entry.sql])
+        return True
+
+    def _sql_failed(self, exc: Exception) -> None:
+        self.metrics.sql_up.set(0)
+        self._write_failed(exc if isinstance(exc, SQLAlchemyError) else SQLAlchemyError(str(exc)))
+
+    def _sql_applied(self, result: ApplyResult, works: list[SqlWork]) -> None:
         self.metrics.sql_up.set(1)
         self.metrics.alert_events.inc(result.alert_events)
         self.metrics.alert_duplicates.inc(result.alert_duplicates)
@@ -421,7 +473,6 @@ class IngestWorker:
             self.metrics.gaps_recorded.inc(result.gaps_opened)
             log.info("ingest gaps recorded count=%d gateways=%s", result.gaps_opened,
                      ",".join(sorted({w.gateway for w in works})))
-        return True
 
     def _write(self, lines: list[str]) -> None:
         size = self.settings.ingest_batch_size

@@ -1,12 +1,29 @@
-"""Ingest worker pieces that need no broker: seq tracking, retry backoff, which refusals are final."""
+"""Ingest worker pieces that need no broker: seq tracking, retry backoff, which refusals are final, one message
+that SQL cannot hold refused alone (real SQLite)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlmodel import Session, select
 
 from cloud.config import Settings
-from cloud.ingest.worker import BACKOFF_MAX_S, Backoff, IngestWorker, SeqTracker, refused_for_good
+from cloud.db.engine import init_schema, make_engine
+from cloud.db.fleet import Gateway
+from cloud.ingest.sql_sink import event_work
+from cloud.ingest.worker import (
+    BACKOFF_MAX_S,
+    Backoff,
+    IngestWorker,
+    Pending,
+    SeqTracker,
+    caused_by_data,
+    refused_for_good,
+)
 from cloud.tsdb.influx import InfluxRejected
+from protocol.messages import Status
 
 
 def test_seq_tracker_counts_skipped_seqs_and_ignores_redelivery() -> None:
@@ -50,3 +67,74 @@ def test_receive_maximum_follows_batch_size_capped() -> None:
     assert (small.receive_maximum, big.receive_maximum) == (300, 65535)
     props = small._connect_properties()
     assert props.ReceiveMaximum == 300 and props.SessionExpiryInterval == 86_400
+
+
+class _Broker:
+    """Stands in for the paho client: records which messages were acknowledged."""
+
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
+
+
+class _Influx:
+    def ensure_database(self, *, create: bool) -> None:
+        pass
+
+    def write(self, lines: list[str]) -> None:
+        pass
+
+
+def _worker(tmp_path: Path) -> tuple[IngestWorker, _Broker]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ingest.db'}")
+    init_schema(engine)
+    worker = IngestWorker(Settings(database_url=f"sqlite:///{tmp_path / 'ingest.db'}", mqtt_password="pw"),
+                          influx=_Influx(), engine=engine)  # type: ignore[arg-type]
+    broker = _Broker()
+    worker.client = broker  # type: ignore[assignment]
+    return worker, broker
+
+
+def _status(gateway: str, depth: int) -> Pending:
+    # Built without the codec's bounds: what reaches SQL if a bound is ever missing from protocol/.
+    status = Status(gateway=gateway, state="online", ts=1_700_000_000_000, outbox_depth=depth)
+    return Pending(mid=len(gateway) + depth % 1000, qos=1, lines=[], gateway=gateway, sql=event_work(status))
+
+
+def test_a_value_sql_cannot_hold_is_refused_alone_and_the_rest_of_the_batch_is_stored(tmp_path: Path) -> None:
+    worker, broker = _worker(tmp_path)
+    good, poison, other = _status("gw-a", 5), _status("gw-poison", 10**30), _status("gw-b", 7)
+    good.mid, poison.mid, other.mid = 1, 2, 3
+    worker._pending = [good, poison, other]
+    worker.flush()
+    assert broker.acked == [1, 2, 3]  # nothing is held: no redelivery loop
+    assert poison.rejected == "sql_rejected"
+    assert worker.metrics.rejected.labels(reason="sql_rejected")._value.get() == 1
+    with Session(worker.engine) as session:
+        depths = {g.id: g.outbox_depth for g in session.exec(select(Gateway)).all()}
+    assert depths == {"gw-a": 5, "gw-b": 7}
+
+
+def test_a_database_that_is_down_holds_the_batch_instead_of_refusing_it(tmp_path: Path) -> None:
+    worker, broker = _worker(tmp_path)
+
+    def down(works: object) -> object:
+        raise OperationalError("INSERT", {}, Exception("unable to open database file"))
+
+    worker.sql.apply = down  # type: ignore[method-assign]
+    worker._pending = [_status("gw-a", 5)]
+    worker.flush()
+    assert broker.acked == [] and len(worker._pending) == 1 and worker._pending[0].rejected is None
+
+
+@pytest.mark.parametrize(("exc", "data"), [
+    (OverflowError("Python int too large to convert to SQLite INTEGER"), True),
+    (DataError("INSERT", {}, Exception("numeric field overflow")), True),
+    (TypeError("unsupported type"), True),
+    (OperationalError("INSERT", {}, Exception("database is locked")), False),
+    (IntegrityError("INSERT", {}, Exception("duplicate key")), False),
+])
+def test_which_sql_failures_are_the_datas_and_which_are_retried(exc: Exception, data: bool) -> None:
+    assert caused_by_data(exc) is data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,7 +23,7 @@ from protocol import (
     topic,
 )
 from protocol.codec import MAX_PAYLOAD_BYTES, decode_for_topic
-from protocol.messages import alert_id
+from protocol.messages import Replay, alert_id
 from protocol.topics import subscription
 
 TS = 1_700_000_000_000
@@ -128,3 +129,48 @@ def test_an_identifier_with_a_trailing_newline_is_refused(old: bytes, new: bytes
 def test_a_topic_with_a_trailing_newline_in_the_gateway_id_is_refused() -> None:
     with pytest.raises(TopicError):
         topic("gw1\n", "telemetry")
+
+
+def _unbounded_fields(t: msgspec.inspect.Type, path: str, out: list[str]) -> None:
+    """Every int, float and str reachable from `t` whose schema lets a value overflow a column or a field."""
+    if isinstance(t, msgspec.inspect.IntType):
+        if t.le is None or t.le > 2**63 - 1 or t.ge is None or t.ge < -(2**63):
+            out.append(path)
+    elif isinstance(t, msgspec.inspect.FloatType):
+        if (t.le is None and t.lt is None) or (t.ge is None and t.gt is None):
+            out.append(path)
+    elif isinstance(t, msgspec.inspect.StrType):
+        if t.max_length is None and t.pattern is None:
+            out.append(path)
+    elif isinstance(t, msgspec.inspect.UnionType):
+        for member in t.types:
+            _unbounded_fields(member, path, out)
+    elif isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.DictType)):
+        if isinstance(t, msgspec.inspect.ListType):
+            _unbounded_fields(t.item_type, path + "[]", out)
+        else:
+            _unbounded_fields(t.key_type, path + "{key}", out)
+            _unbounded_fields(t.value_type, path + "{}", out)
+    elif isinstance(t, msgspec.inspect.StructType):
+        for f in t.fields:
+            _unbounded_fields(f.type, f"{path}.{f.name}", out)
+
+
+@pytest.mark.parametrize("kind", [TelemetryBatch, AlertEvent, Status, Reported, Desired, Replay],
+                         ids=lambda k: k.__name__)
+def test_every_number_and_string_a_gateway_can_send_is_bounded_to_what_storage_holds(kind: type) -> None:
+    found: list[str] = []
+    _unbounded_fields(msgspec.inspect.type_info(kind), kind.__name__, found)
+    assert not found
+
+
+@given(value=st.integers(min_value=2**63, max_value=10**40))
+def test_a_counter_too_large_for_a_bigint_column_is_refused_with_its_field(value: int) -> None:
+    status = encode(Status(gateway="gw1", state="online", ts=TS, outbox_depth=0))
+    with pytest.raises(ProtocolError) as err:
+        decode(status.replace(b'"outbox_depth":0', b'"outbox_depth":' + str(value).encode()), Status)
+    assert err.value.reason == "invalid" and "$.outbox_depth" in str(err.value)
+    reported = encode(Reported(gateway="gw1", ts=TS, desired_version=1, result="applied"))
+    with pytest.raises(ProtocolError) as err:
+        decode(reported.replace(b'"desired_version":1', b'"desired_version":' + str(value).encode()), Reported)
+    assert "$.desired_version" in str(err.value)
