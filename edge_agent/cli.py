@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     run.add_argument("--config", required=True, help="TOML config file (see docs/edge-agent.md)")
-    check = sub.add_parser("check-config", help="validate a config file and exit (0: valid)")
+    check = sub.add_parser("check-config", help="validate a config file and every file it names (password, TLS, "
+                           "keys), report every problem at once, and exit (0: valid, 2: not)")
     check.add_argument("--config", required=True)
     decode = sub.add_parser("decode", help="print one frame as JSON: a RAWv2 payload or a UDP envelope, in hex")
     decode.add_argument("hex", help="hex bytes (spaces and colons allowed)")
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"coldwatch-agent: config error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"coldwatch-agent: config error: {problem}", file=sys.stderr)
         return 2
     if args.command == "check-config":
         print(f"{args.config}: ok (gateway {config.gateway_id})")
@@ -75,7 +77,7 @@ def _decode(text: str) -> int:
     try:
         data = bytes.fromhex(text.replace(":", "").replace(" ", ""))
     except ValueError:
-        print("coldwatch-agent: not hex", file=sys.stderr)
+        print(f"coldwatch-agent: error: {text!r} is not hex bytes (spaces and colons allowed)", file=sys.stderr)
         return 2
     try:
         if data[:2] == b"CW":
@@ -86,7 +88,7 @@ def _decode(text: str) -> int:
         else:
             out = msgspec.to_builtins(decode_rawv2(data[2:] if data[:2] == b"\x99\x04" else data))
     except FrameError as exc:
-        print(f"coldwatch-agent: {exc}", file=sys.stderr)
+        print(f"coldwatch-agent: error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(out))
     return 0

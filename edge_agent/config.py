@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 from urllib.parse import urlsplit
 
 import msgspec
@@ -22,11 +23,18 @@ Seconds = Annotated[float, Meta(gt=0, le=86400)]
 
 
 class ConfigError(ValueError):
-    """The configuration is unusable; the message says which key and why."""
+    """The configuration is unusable; each problem says which key and why (and where a value came from)."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Every section refuses keys it does not know: a typo is an error, not a silent default."""
+
+
+_S = TypeVar("_S", bound=_Section)
 
 
 class TlsConfig(_Section):
@@ -151,28 +159,91 @@ class AgentConfig(_Section):
         return self.mqtt.password
 
 
-def parse_config(data: dict[str, Any]) -> AgentConfig:
-    """Validate a parsed TOML document; raise ConfigError naming the offending key."""
-    for i, section in enumerate(data.get("inputs") or []):
+def parse_config(data: dict[str, Any], origins: Mapping[str, str] | None = None) -> AgentConfig:
+    """Validate a parsed TOML document; raise ConfigError naming every offending key at once.
+
+    `origins` maps a dotted key to the environment variable that set it, so that its error says so. Every file
+    the config names is opened here (password, CA, client certificate and key, public keys): a config that passes
+    does not fail later on a missing or unreadable file.
+    """
+    problems = _schema_problems(data)
+    if not problems:
+        config = msgspec.convert(data, AgentConfig, strict=False)  # lax: env values arrive as text
+        problems = _semantic_problems(config) + _file_problems(config.mqtt, config.updater)
+    else:  # the files of the sections that are valid on their own are still worth reporting now
+        problems += _file_problems(_section(data, "mqtt", MqttConfig), _section(data, "updater", UpdaterConfig))
+    if problems:
+        raise ConfigError([_with_origin(problem, origins or {}) for problem in problems])
+    return config
+
+
+def _schema_problems(data: dict[str, Any]) -> list[str]:
+    """Schema errors, every one of them: msgspec stops at the first error of a value, so each section and each
+    of its keys is converted on its own."""
+    return _struct_problems(data, AgentConfig, "")
+
+
+def _struct_problems(data: Any, struct: type[msgspec.Struct], prefix: str) -> list[str]:
+    if not isinstance(data, dict):
+        return _convert_problems(data, struct, prefix)
+    problems: list[str] = []
+    fields = {f.name: f for f in msgspec.structs.fields(struct)}
+    where = f"{prefix}." if prefix else ""
+    for key in data:
+        if key not in fields and key != "type":  # `type` is an input section's tag, checked with the driver
+            problems.append(f"{where}{key}: unknown key; known: {', '.join(fields)}")
+    for name, field in fields.items():
+        if name not in data:
+            if field.required:
+                problems.append(f"{where}{name}: required")
+        elif name == "inputs" and struct is AgentConfig:
+            problems += _input_problems(data[name])
+        elif isinstance(field.type, type) and issubclass(field.type, msgspec.Struct):
+            problems += _struct_problems(data[name], field.type, where + name)
+        else:
+            problems += _convert_problems(data[name], field.type, where + name)
+    return problems
+
+
+def _convert_problems(value: Any, kind: Any, key: str) -> list[str]:
+    try:
+        msgspec.convert(value, kind, strict=False)  # lax: env values arrive as text
+    except msgspec.ValidationError as exc:
+        return [_readable(str(exc), prefix=key)]
+    return []
+
+
+def _input_problems(sections: Any) -> list[str]:
+    if not isinstance(sections, list) or not sections:
+        return ["inputs: at least one [[inputs]] section is required"]
+    problems = []
+    for i, section in enumerate(sections):
         kind = section.get("type") if isinstance(section, dict) else None
         if kind not in DRIVERS:
-            raise ConfigError(f"inputs[{i}].type: unknown input {kind!r}; choose from {', '.join(DRIVERS)}")
-    try:
-        config = msgspec.convert(data, AgentConfig, strict=False)  # lax: env values arrive as text
-    except msgspec.ValidationError as exc:
-        raise ConfigError(_readable(str(exc))) from None
-    _check_semantics(config)
-    return config
+            problems.append(f"inputs[{i}].type: unknown input {kind!r}; choose from {', '.join(DRIVERS)}")
+            continue
+        problems += _struct_problems(section, DRIVERS[kind].section, f"inputs[{i}]")
+    return problems
+
+
+def _with_origin(problem: str, origins: Mapping[str, str]) -> str:
+    key = problem.split(":", 1)[0]
+    for dotted, variable in origins.items():
+        if key == dotted or key.startswith(dotted + ".") or key.startswith(dotted + "["):
+            return f"{problem} (the value comes from the environment: {variable})"
+    return problem
 
 
 ENV_PREFIX = "COLDWATCH_AGENT_"
 
 
-def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def apply_env(data: dict[str, Any], environ: Mapping[str, str],
+              origins: dict[str, str] | None = None) -> dict[str, Any]:
     """Overlay `COLDWATCH_AGENT_<KEY>` / `COLDWATCH_AGENT_<SECTION>__<KEY>` variables on the file's values.
 
     `COLDWATCH_AGENT_MQTT__PASSWORD=…` sets mqtt.password. Values are strings; validation converts
-    numeric and boolean text where the schema asks for a number or a boolean.
+    numeric and boolean text where the schema asks for a number or a boolean. Each key set is recorded in
+    `origins` (dotted key → variable name) for the error messages.
     """
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -187,6 +258,8 @@ def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
                 raise ConfigError(f"environment {name}: {key} is not a section")
             node = child
         node[path[-1]] = raw
+        if origins is not None:
+            origins[".".join(path)] = name
     return data
 
 
@@ -200,29 +273,38 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> A
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse_config(apply_env(data, os.environ if environ is None else environ))
+    origins: dict[str, str] = {}
+    data = apply_env(data, os.environ if environ is None else environ, origins)
+    try:
+        return parse_config(data, origins)
+    except ConfigError as exc:
+        raise ConfigError([f"{path}: {problem}" for problem in exc.problems]) from None
 
 
-def _readable(message: str) -> str:
-    """msgspec says 'Expected `int`, got `str` - at `$.mqtt.port`'; we say 'mqtt.port: expected int, got str'."""
+def _readable(message: str, prefix: str = "") -> str:
+    """msgspec says 'Expected `int`, got `str` - at `$.mqtt.port`'; we say 'mqtt.port: expected int, got str'.
+    `prefix` names the section a value was converted from on its own."""
     reason, sep, where = message.rpartition(" - at `$")
     if not sep:
-        return message
-    key = where.rstrip("`").lstrip(".") or "(top level)"
+        reason, where = message, ""
+    key = where.rstrip("`")
+    key = (prefix + key if key.startswith("[") or not prefix else f"{prefix}.{key.lstrip('.')}") if key else prefix
+    key = key.lstrip(".") or "(top level)"
     return f"{key}: {reason[0].lower() + reason[1:]}".replace("`", "")
 
 
-def _check_semantics(config: AgentConfig) -> None:
+def _semantic_problems(config: AgentConfig) -> list[str]:
     """What a schema cannot say: known profiles, what each input driver checks, paired TLS files, one password
-    source."""
+    source, an api_url that is an origin."""
+    problems = []
     for key, profile in [("sensors.default_profile", config.sensors.default_profile),
                          *((f"sensors.profiles.{mac}", p) for mac, p in config.sensors.profiles.items())]:
         if profile not in PROFILES:
-            raise ConfigError(f"{key}: unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+            problems.append(f"{key}: unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     for i, spec in enumerate(config.inputs):
         problem = DRIVERS[spec.driver].check(spec)
         if problem:
-            raise ConfigError(f"inputs[{i}].{problem}")
+            problems.append(f"inputs[{i}].{problem}")
     api_url = urlsplit(config.updater.api_url or "https://x")
     try:
         _ = api_url.port  # a port that is not a number raises here
@@ -230,20 +312,78 @@ def _check_semantics(config: AgentConfig) -> None:
         api_url = urlsplit("ftp://bad-port")
     if api_url.scheme not in ("http", "https") or not api_url.hostname or "@" in api_url.netloc or api_url.path.strip(
             "/") or api_url.query or api_url.fragment:
-        raise ConfigError(f"updater.api_url: {config.updater.api_url!r} is not an origin like https://cloud.example:8443")
+        problems.append(f"updater.api_url: {config.updater.api_url!r} is not an origin like https://cloud.example:8443")
     if config.mqtt.password and config.mqtt.password_file:
-        raise ConfigError("mqtt.password_file: give either password or password_file, not both")
+        problems.append("mqtt.password_file: give either password or password_file, not both")
     tls = config.mqtt.tls
     if tls and (tls.cert is None) != (tls.key is None):
-        raise ConfigError("mqtt.tls: cert and key go together (a client certificate needs its key)")
+        problems.append("mqtt.tls: cert and key go together (a client certificate needs its key)")
+    if config.mqtt.reconnect_min_s > config.mqtt.reconnect_max_s:
+        problems.append("mqtt.reconnect_min_s: must not exceed mqtt.reconnect_max_s")
+    return problems
+
+
+def _section(data: dict[str, Any], key: str, kind: type[_S]) -> _S | None:
+    try:
+        return msgspec.convert(data.get(key, {}), kind, strict=False)
+    except msgspec.ValidationError:
+        return None
+
+
+def _file_problems(mqtt: MqttConfig | None, updater: UpdaterConfig | None) -> list[str]:
+    """Open every file the config names, as `run` will: each unreadable or wrong file is one problem."""
     from models.manifest import load_public_key
 
-    for i, key_path in enumerate(config.updater.public_keys):  # each on its own: the error names the bad one
+    problems = []
+    if mqtt is not None and mqtt.password_file:
+        try:
+            if not Path(mqtt.password_file).read_text().strip():
+                problems.append(f"mqtt.password_file: {mqtt.password_file} is empty")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"mqtt.password_file: cannot read {mqtt.password_file}: {_reason(exc)}")
+    if mqtt is not None and mqtt.tls is not None:
+        problems += _tls_problems(mqtt.tls)
+    # each key on its own: the error names the bad one
+    for i, key_path in enumerate(updater.public_keys if updater is not None else []):
         try:
             load_public_key(Path(key_path).read_bytes())
         except OSError as exc:
-            raise ConfigError(f"updater.public_keys[{i}]: cannot read {key_path}: {exc.strerror}") from None
+            problems.append(f"updater.public_keys[{i}]: cannot read {key_path}: {_reason(exc)}")
         except ValueError as exc:
-            raise ConfigError(f"updater.public_keys[{i}]: {key_path} is not an Ed25519 public key ({exc})") from None
-    if config.mqtt.reconnect_min_s > config.mqtt.reconnect_max_s:
-        raise ConfigError("mqtt.reconnect_min_s: must not exceed mqtt.reconnect_max_s")
+            problems.append(f"updater.public_keys[{i}]: {key_path} is not an Ed25519 public key ({exc})")
+    return problems
+
+
+def _tls_problems(tls: TlsConfig) -> list[str]:
+    problems = []
+    readable = {}
+    for key in ("ca", "cert", "key"):
+        path = getattr(tls, key)
+        if path is None:
+            continue
+        try:
+            Path(path).read_bytes()
+            readable[key] = path
+        except OSError as exc:
+            problems.append(f"mqtt.tls.{key}: cannot read {path}: {_reason(exc)}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if "ca" in readable:
+        try:
+            context.load_verify_locations(cafile=readable["ca"])
+        except (ssl.SSLError, ValueError) as exc:
+            problems.append(f"mqtt.tls.ca: {readable['ca']} holds no PEM certificate ({_reason(exc)})")
+    if "cert" in readable and "key" in readable:
+        try:
+            context.load_cert_chain(readable["cert"], readable["key"])
+        except (ssl.SSLError, ValueError) as exc:
+            problems.append(f"mqtt.tls.cert: {readable['cert']} and mqtt.tls.key {readable['key']} are not a "
+                            f"matching PEM certificate and key ({_reason(exc)})")
+    return problems
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    return str(exc)

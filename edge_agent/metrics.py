@@ -35,6 +35,9 @@ class AgentMetrics:
         self.outbox_depth = Gauge("coldwatch_agent_outbox_depth", "Messages waiting for PUBACK", registry=r)
         self.outbox_bytes = Gauge("coldwatch_agent_outbox_bytes", "Bytes of payload in the outbox", registry=r)
         self.connected = Gauge("coldwatch_agent_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.connect_failures = Counter("coldwatch_agent_mqtt_connect_failures_total",
+                                        "Connection attempts to the broker that failed before MQTT (DNS, TCP, TLS)",
+                                        registry=r)
         self.desired_rejected = Counter("coldwatch_agent_desired_rejected_total",
                                         "Desired-state messages refused, by reason", ["reason"], registry=r)
         self.desired_applied = Counter("coldwatch_agent_desired_total", "Desired-state versions handled, by result",

@@ -10,6 +10,7 @@ import logging
 import queue
 import random
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class Publisher:
         outbox.on_insert = self._wake
         self._pump_thread: threading.Thread | None = None
         self._session_ms = 0  # set when each connection opens (`_on_pre_connect`)
+        self._connect_failures = 0
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -69,6 +71,7 @@ class Publisher:
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=max(1, round(m.reconnect_min_s)), max_delay=round(m.reconnect_max_s))
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -141,6 +144,18 @@ class Publisher:
         client.publish(topic(gw, "status"), encode(self._status("online")), qos=1, retain=True)
         client.subscribe([(topic(gw, "desired"), 1), (topic(gw, "replay"), 1)])
         self._wake()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        """A connection attempt failed before MQTT (name lookup, TCP, TLS): say where to and why, every attempt (the
+        reconnect backoff, up to `mqtt.reconnect_max_s`, bounds how often)."""
+        self.metrics.connect_failures.inc()
+        self._connect_failures += 1
+        exc = sys.exc_info()[1]  # paho calls this from inside its `except OSError`
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "unknown"
+        log.warning("event=mqtt_connect_failed gateway=%s broker=%s:%d reason=%s error=%s attempt=%d "
+                    "retry_max_s=%g", self.config.gateway_id, self.config.mqtt.host, self.config.mqtt.port,
+                    reason, type(exc).__name__ if exc else "-", self._connect_failures,
+                    self.config.mqtt.reconnect_max_s)
 
     def _on_disconnect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.connected.clear()

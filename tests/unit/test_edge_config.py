@@ -109,3 +109,64 @@ def test_a_bad_public_key_is_named_by_its_own_index(tmp_path: Path) -> None:
     (tmp_path / "junk.pub").write_text("not a key")
     with pytest.raises(ConfigError, match=r"updater\.public_keys\[2\]: .*junk\.pub is not an Ed25519 public key"):
         parse_config(VALID | {"updater": {"public_keys": [str(good), str(good), str(tmp_path / "junk.pub")]}})
+
+
+def test_every_problem_of_a_file_is_reported_at_once_with_where_each_value_came_from(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('gateway_id = "Reefer 01"\n[mqtt]\nhost = "a"\nport = 70000\n[[inputs]]\ntype = "udp"\n'
+                    'bind = "127.0.0.1:1"\nspeed = 3\n[outbox]\npath = "/tmp/o.sqlite"\nflush_interval_s = 5\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, {"COLDWATCH_AGENT_MQTT__KEEPALIVE_S": "abc"})
+    problems = refused.value.problems
+    assert sorted(p.split(": ")[1] for p in problems) == ["gateway_id", "inputs[0].speed", "mqtt.keepalive_s",
+                                                          "mqtt.port", "outbox.flush_interval_s"]
+    assert all(p.startswith(f"{path}: ") for p in problems)
+    by_key = {p.split(": ")[1]: p for p in problems}
+    assert "from the environment: COLDWATCH_AGENT_MQTT__KEEPALIVE_S" in by_key["mqtt.keepalive_s"]
+    assert "environment" not in by_key["mqtt.port"]  # the port came from the file
+
+
+def test_every_file_the_config_names_is_opened_and_each_bad_one_named(tmp_path: Path) -> None:
+    not_a_cert = tmp_path / "ca.pem"
+    not_a_cert.write_text("hello\n")
+    data = with_change("mqtt.password_file", str(tmp_path / "missing.password"))
+    del data["mqtt"]["password"]
+    data["mqtt"]["tls"] = {"ca": str(not_a_cert), "cert": str(tmp_path / "gw.pem"), "key": str(tmp_path / "gw.key")}
+    with pytest.raises(ConfigError) as refused:
+        parse_config(data)
+    text = "\n".join(refused.value.problems)
+    assert f"mqtt.password_file: cannot read {tmp_path / 'missing.password'}: No such file or directory" in text
+    assert f"mqtt.tls.ca: {not_a_cert} holds no PEM certificate" in text
+    assert f"mqtt.tls.cert: cannot read {tmp_path / 'gw.pem'}" in text and "mqtt.tls.key: cannot read" in text
+
+
+def test_real_tls_files_pass_and_a_key_of_another_certificate_is_refused(tmp_path: Path) -> None:
+    from deploy.tls import make_dev_pki
+
+    _, clients = make_dev_pki(tmp_path, clients=("gw1", "gw2"))
+    password = tmp_path / "mqtt.password"
+    password.write_text("s3cret\n")
+    good = with_change("mqtt.tls", {"ca": str(clients["gw1"].ca), "cert": str(clients["gw1"].cert),
+                                    "key": str(clients["gw1"].key)})
+    good["mqtt"]["password_file"] = str(password)
+    del good["mqtt"]["password"]
+    assert parse_config(good).mqtt_password() == "s3cret"
+    good["mqtt"]["tls"]["key"] = str(clients["gw2"].key)
+    with pytest.raises(ConfigError, match="are not a matching PEM certificate and key"):
+        parse_config(good)
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_the_cli_turns_a_config_problem_into_one_line_each_and_exit_2(command: str, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_agent.cli import main
+
+    path = tmp_path / "agent.toml"
+    path.write_text('gateway_id = "gw1"\n[mqtt]\nhost = "a"\npassword_file = "/nonexistent/pw"\n[mqtt.tls]\n'
+                    f'ca = "{tmp_path}"\n[[inputs]]\ntype = "udp"\nbind = "127.0.0.1:1"\n[outbox]\npath = "/tmp/o"\n')
+    assert main([command, "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("coldwatch-agent: config error: ") for line in lines)
+    assert "mqtt.password_file" in lines[0] and "mqtt.tls.ca" in lines[1]
