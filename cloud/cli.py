@@ -1,4 +1,5 @@
-"""`coldwatch` command line: `serve` (the API), `ingest` (MQTT → InfluxDB + SQL worker), `users` (accounts).
+"""`coldwatch` command line: `serve` (the API), `ingest` (MQTT → InfluxDB + SQL worker), `users` and `tokens`
+(accounts and API tokens), and the ops and model commands (cloud/ops_cli.py, models/cli.py).
 
 Settings come from COLDWATCH_* environment variables; flags override them. Secrets only from the environment.
 """
@@ -11,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Final
 
@@ -68,16 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)",
                            description="Run the JSON API and /metrics, /healthz with uvicorn.")
     _add(serve, _COMMON + _SERVE)
-    ingest = sub.add_parser("ingest", help="run an MQTT → InfluxDB ingest worker",
-                            description="Consume telemetry from the shared subscription "
-                                        "$share/ingest/cw/v1/+/telemetry and write it to InfluxDB, "
-                                        "acknowledging each message only after it is stored.")
+    ingest = sub.add_parser("ingest", help="run an MQTT → InfluxDB + SQL ingest worker",
+                            description="Consume every gateway's telemetry, alert events, status and reported "
+                                        "state from shared subscriptions ($share/ingest/cw/v1/+/KIND), write "
+                                        "readings to InfluxDB and the fleet's state (gateways, sensors, alerts, "
+                                        "completeness) to SQL, and acknowledge each message only after it is "
+                                        "stored or refused for good (counted by reason).")
     _add(ingest, _COMMON + _INGEST)
     ingest.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="serve Prometheus metrics on 127.0.0.1:PORT (default: off)")
     users = sub.add_parser("users", help="manage API users (bootstrap the first admin)",
-                           description="Create or list users, list or revoke API tokens, in the SQL database. "
-                                       "The password is read from "
+                           description="Create or list users in the SQL database. The password is read from "
                                        "COLDWATCH_USER_PASSWORD, else prompted for; never from argv.")
     _add(users, (_COMMON[-1],))
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
@@ -85,10 +88,37 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("username")
     create.add_argument("--role", default="viewer", choices=["viewer", "staff", "ops", "admin"],
                         help="role (default viewer)")
-    users_sub.add_parser("list", help="list users")
-    users_sub.add_parser("tokens", help="list API tokens (id, user, name, created, expires, state)")
-    revoke = users_sub.add_parser("revoke-token", help="revoke an API token by its id (from `users tokens`)")
+    users_sub.add_parser("list", help="list users (name, role, state; tab-separated)")
+    users_sub.add_parser("tokens", help="the same as `coldwatch tokens list`")
+    revoke = users_sub.add_parser("revoke-token", help="the same as `coldwatch tokens revoke`")
     revoke.add_argument("token_id", type=int)
+    tokens = sub.add_parser("tokens", help="API (bearer) tokens for the trainer and scripts",
+                            description="Create, list or revoke API tokens straight in the SQL database (the API "
+                                        "need not run). A token carries its user's role; it is printed once.")
+    _add(tokens, (_COMMON[-1],))
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    make = tokens_sub.add_parser("create", help="create a token; stdout: JSON with the token (shown only once)")
+    make.add_argument("username", help="the user the token acts as (e.g. an ops user for the trainer)")
+    make.add_argument("--name", required=True, help="what the token is for, e.g. trainer (shown in lists)")
+    make.add_argument("--days", type=int, default=90, help="days until it expires (1-365, default 90)")
+    listing = tokens_sub.add_parser("list", help="id, user, name, created, expires, state (tab-separated)")
+    listing.add_argument("--json", action="store_true", help="print JSON instead")
+    drop = tokens_sub.add_parser("revoke", help="revoke a token by its id (from `coldwatch tokens list`)")
+    drop.add_argument("token_id", type=int)
+    for action in (*users_sub.choices.values(), *tokens_sub.choices.values()):
+        # `coldwatch users create admin --database-url …` as well as `coldwatch users --database-url … create`
+        action.add_argument("--database-url", dest="database_url", default=argparse.SUPPRESS, metavar="VALUE",
+                            help=f"{_COMMON[-1][2]} [env {env_name('database_url')}]")
+    broker = sub.add_parser("broker", help="seed mosquitto's password file (before the broker's first start)",
+                            description="Write the service account (COLDWATCH_MQTT_USERNAME, password from "
+                                        "COLDWATCH_MQTT_PASSWORD) into mosquitto's password file, keeping every "
+                                        "other line (the gateways the API provisioned). mosquitto 2 does not start "
+                                        "without the file; the compose deployment runs this before it.")
+    broker_sub = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
+    seed = broker_sub.add_parser("init", help="add or update the service account in the password file")
+    seed.add_argument("--passwd-file", dest="mosquitto_passwd_file", default=None, metavar="PATH",
+                      help=f"the broker's password file [env {env_name('mosquitto_passwd_file')}]")
+    _add(seed, (_COMMON[2],))
     from cloud import ops_cli
     from models import cli as models_cli
 
@@ -146,6 +176,28 @@ def _ingest(settings: Settings, metrics_port: int | None) -> int:
     return 0
 
 
+def _broker_init(settings: Settings, passwd_file: str | None) -> int:
+    from cloud.broker import BrokerAccounts, BrokerSyncError
+    from cloud.security import mosquitto_hash
+
+    path = passwd_file or settings.mosquitto_passwd_file
+    if not path:
+        raise ConfigError("--passwd-file", f"is required (or {env_name('mosquitto_passwd_file')})")
+    password = settings.require_mqtt_password()
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise ConfigError("--passwd-file", f"{target.parent} is not a directory")
+    try:
+        lines = BrokerAccounts(passwd_file=target).sync({settings.mqtt_username: mosquitto_hash(password)},
+                                                       reload=False)
+    except BrokerSyncError as exc:
+        print(f"coldwatch: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"coldwatch: {target}: account {settings.mqtt_username} written ({lines} accounts in the file)",
+          file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `coldwatch` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -160,17 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ops_cli.run(args)
     try:
         settings = settings_from_args(args)
+        if args.command == "broker":
+            return _broker_init(settings, getattr(args, "mosquitto_passwd_file", None))
         if args.command == "ingest":
             settings.require_mqtt_password()
             if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
                 raise ConfigError("--metrics-port", f"{args.metrics_port} is not a TCP port (1-65535)")
     except ConfigError as exc:
-        print(f"coldwatch: configuration error: {exc}", file=sys.stderr)
+        print(f"coldwatch: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "serve":
         return _serve(settings)
-    if args.command == "users":
-        from cloud.users_cli import run_users
+    if args.command in ("users", "tokens"):
+        from cloud.users_cli import run_accounts
 
-        return run_users(settings, args)
+        return run_accounts(settings, args)
     return _ingest(settings, args.metrics_port)

@@ -1,6 +1,6 @@
 """Ops commands over the HTTP API (the dashboard's API): `models push`, `rollouts start|status|promote|halt|
 rollback`, `training start|status`, and `train-worker`. URL from --api-url / COLDWATCH_API_URL, bearer token
-only from COLDWATCH_API_TOKEN (create one with POST /api/v1/auth/tokens)."""
+only from COLDWATCH_API_TOKEN (create one with `coldwatch tokens create USER --name NAME`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,44 @@ import argparse
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from cloud.ops_client import DEFAULT_URL, ApiError, OpsClient
 
 EXIT_FAIL: Final = 1
+PUSH_SUMMARY: Final = ("stem", "name", "version", "profile", "threshold", "size_bytes", "sha256", "registered_at")
+EARLIEST_MS: Final = 946_684_800_000  # 2000-01-01: a smaller number is seconds (or a typo), not epoch ms
+
+
+def when(text: str) -> int:
+    """A time on the command line: ISO 8601 (`2026-01-01`, `2026-01-01T06:00Z`, a naive time is UTC) or epoch
+    milliseconds; epoch seconds are refused rather than read as January 1970."""
+    if text.strip().lstrip("-").isdigit():
+        value = int(text)
+        if value < EARLIEST_MS:
+            raise argparse.ArgumentTypeError(
+                f"{text} is before 2000 as epoch milliseconds (epoch seconds? use {value * 1000} or an ISO time "
+                "like 2026-01-01T06:00Z)")
+        return value
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an ISO 8601 time (2026-01-01T06:00Z) nor epoch "
+                                         "milliseconds") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def profile_name(text: str) -> str:
+    """An asset profile known to this version (`chiled` is a typo, not a new profile)."""
+    from protocol.profiles import PROFILES
+
+    if text not in PROFILES:
+        raise argparse.ArgumentTypeError(f"unknown profile {text!r}; choose from {', '.join(sorted(PROFILES))}")
+    return text
 COMMANDS: Final = ("rollouts", "training", "train-worker")
 
 
@@ -71,10 +103,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     training = sub.add_parser("training", help="queue and follow retraining jobs (API)")
     tsub = training.add_subparsers(dest="training_command", required=True, metavar="ACTION")
     queue = tsub.add_parser("start", help="queue a retrain of one profile over a period of stored readings")
-    queue.add_argument("--profile", required=True)
-    queue.add_argument("--start", type=int, required=True, help="epoch ms")
-    queue.add_argument("--end", type=int, required=True, help="epoch ms")
-    queue.add_argument("--epochs", type=int, default=8)
+    queue.add_argument("--profile", required=True, type=profile_name, help="asset profile to retrain")
+    queue.add_argument("--start", type=when, required=True,
+                       help="first reading time: ISO 8601 (2026-01-01T06:00Z; naive = UTC) or epoch ms")
+    queue.add_argument("--end", type=when, required=True, help="last reading time (as --start)")
+    queue.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
     queue.add_argument("--version", help="model version (default: UTC time)")
     show = tsub.add_parser("status", help="a job's state, progress and log")
     show.add_argument("job", type=int)
@@ -96,7 +129,7 @@ def client(args: argparse.Namespace, env: dict[str, str] | None = None) -> OpsCl
     url = args.api_url or environ.get("COLDWATCH_API_URL", DEFAULT_URL)
     token = environ.get("COLDWATCH_API_TOKEN") or None
     if token is None:
-        raise ApiError(0, "COLDWATCH_API_TOKEN is not set (create one: POST /api/v1/auth/tokens)")
+        raise ApiError(0, "COLDWATCH_API_TOKEN is not set (create one: `coldwatch tokens create USER --name NAME`)")
     return OpsClient(url=url, token=token)
 
 
@@ -131,13 +164,14 @@ def run(args: argparse.Namespace) -> int:
         finally:
             api.close()
     except ApiError as exc:
-        print(f"coldwatch: {exc}", file=sys.stderr)
+        print(f"coldwatch: error: {exc}", file=sys.stderr)
         return EXIT_FAIL
 
 
 def _dispatch(api: OpsClient, args: argparse.Namespace) -> int:
     if args.command == "models":
-        _print(api.push_model(args.model))
+        pushed = api.push_model(args.model)
+        _print({k: pushed[k] for k in PUSH_SUMMARY if k in pushed})  # the manifest stays in `GET /models/{stem}`
     elif args.command == "rollouts":
         action = args.rollouts_command
         if action == "start":
@@ -163,6 +197,9 @@ def _dispatch(api: OpsClient, args: argparse.Namespace) -> int:
             _print(api.rollout_action(args.rollout, action, getattr(args, "reason", None)))
     elif args.command == "training":
         if args.training_command == "start":
+            if args.end <= args.start:
+                print("coldwatch: error: --end must be after --start", file=sys.stderr)
+                return 2
             _print(api.queue_training(profile=args.profile, start=args.start, end=args.end, epochs=args.epochs,
                                       version=args.version))
         else:

@@ -20,6 +20,23 @@ from models.manifest import ModelFiles
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 
 
+def refusal_text(response: httpx.Response) -> str:
+    """The API's refusal as one line: `reason (parameter): message` from its error body, FastAPI's `detail`, or
+    the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return " ".join(response.text.split())[:500] or response.reason_phrase
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, dict) and ("message" in detail or "error" in detail):
+        where = f" ({detail['parameter']})" if detail.get("parameter") else ""
+        return f"{detail.get('error', 'refused')}{where}: {detail.get('message', '')}".rstrip(": ")[:1000]
+    if isinstance(detail, list):  # FastAPI's validation list
+        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', '')}"
+                         for d in detail if isinstance(d, dict))[:1000]
+    return str(detail)[:1000]
+
+
 class ApiError(Exception):
     """The API refused a request."""
 
@@ -56,14 +73,10 @@ class OpsClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ApiUnavailable(0, f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise ApiUnavailable(0, f"cannot reach the API at {self._http.base_url}: {method} {path}: "
+                                    f"{type(exc).__name__}: {exc or 'no reason given'}") from exc
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                detail = body.get("detail", body) if isinstance(body, dict) else body
-            except ValueError:
-                detail = response.text
-            raise ApiError(response.status_code, str(detail)[:1000])
+            raise ApiError(response.status_code, f"{method} {path}: {refusal_text(response)}")
         return None if response.status_code == 204 else response.json()
 
     # -- models ---------------------------------------------------------------------------------------------

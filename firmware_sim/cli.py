@@ -166,7 +166,7 @@ def _export(args: argparse.Namespace) -> int:
         dataset = generate(args.scenario, args.seed, days=args.days, sample_period_s=args.period)
         paths = write_dataset(dataset, args.out, f"{args.scenario}-seed{args.seed}", formats)
     except ValueError as exc:
-        print(f"coldwatch-sim: {exc}", file=sys.stderr)
+        print(f"coldwatch-sim: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"rows": len(dataset), "labels": len(dataset.labels), "files": [str(p) for p in paths]}))
     return 0
@@ -201,7 +201,7 @@ def _fleet(args: argparse.Namespace) -> int:
                         sock.sendto(tick_row[s].tobytes(), host_port)
                         sent += 1
     except ValueError as exc:
-        print(f"coldwatch-sim: {exc}", file=sys.stderr)
+        print(f"coldwatch-sim: error: {exc}", file=sys.stderr)
         return 2
     finally:
         if sock is not None:
@@ -238,7 +238,7 @@ def _summary(stats: EmitStats, labels_path: Path | None) -> None:
 
 def _live(args: argparse.Namespace) -> int:
     if args.sensors < 1 or args.sensors > 256 or args.interval <= 0 or args.speed <= 0:
-        print("coldwatch-sim: --sensors must be 1..256, --interval and --speed positive", file=sys.stderr)
+        print("coldwatch-sim: error: --sensors must be 1..256, --interval and --speed positive", file=sys.stderr)
         return 2
     try:
         default = SCENARIOS[args.scenario].profile if args.scenario else ",".join(PROFILES)
@@ -248,7 +248,7 @@ def _live(args: argparse.Namespace) -> int:
             for i, (host, port) in enumerate(args.target)
         ]
     except ValueError as exc:
-        print(f"coldwatch-sim: {exc}", file=sys.stderr)
+        print(f"coldwatch-sim: error: {exc}", file=sys.stderr)
         return 2
     stop = _install_stop(args.duration)
     now_ms = int(time.time() * 1000)
@@ -267,7 +267,7 @@ def _live(args: argparse.Namespace) -> int:
 
 def _run_scenario(args: argparse.Namespace) -> int:
     if args.sensors < 1 or args.sensors > 256 or args.interval <= 0 or args.speed <= 0 or args.days <= 0:
-        print("coldwatch-sim: --sensors must be 1..256; --interval, --speed, --days positive", file=sys.stderr)
+        print("coldwatch-sim: error: --sensors must be 1..256; --interval, --speed, --days positive", file=sys.stderr)
         return 2
     profile = SCENARIOS[args.scenario].profile
     targets = [GatewayTarget(host, port, gateway_sensors(args.first_gateway_index + i, args.sensors, [profile]))

@@ -64,7 +64,8 @@ def add_subparsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     evaluate.add_argument("--models", type=Path, default=DEFAULT_DIR, help="folder with models (newest per profile)")
     evaluate.add_argument("--seeds", type=int, default=4, help="held-out seeds per scenario (default 4)")
     evaluate.add_argument("--days", type=float, default=1.0, help="days per run (default 1)")
-    evaluate.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
+    evaluate.add_argument("--scenario", action="append", type=_scenario,
+                          help="only these scenarios (repeatable; names from `coldwatch-sim list-scenarios`)")
     evaluate.add_argument("--rule-minutes", type=float, default=30.0, help="static rule hold time (default 30)")
     evaluate.add_argument("--json", type=Path, help="also write the results here")
     evaluate.add_argument("--public-key", type=Path, action="append", help="verify models with these keys first")
@@ -97,6 +98,14 @@ def _csv_options(parser: argparse.ArgumentParser) -> None:
                        help="read 11/03/2025 as 3 November")
 
 
+def _scenario(name: str) -> str:
+    from firmware_sim.scenarios import SCENARIOS
+
+    if name not in SCENARIOS:
+        raise argparse.ArgumentTypeError(f"unknown scenario {name!r}; choose from {', '.join(sorted(SCENARIOS))}")
+    return name
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -110,8 +119,8 @@ def dispatch(args: argparse.Namespace) -> int:
     try:
         return int(action(args))
     except ModelRejected as exc:
-        print(f"rejected: {_one_line(exc)}", file=sys.stderr)
+        print(f"coldwatch: error: model rejected: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAIL
-    except (ValueError, OSError) as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+    except (ValueError, OSError, LookupError) as exc:
+        print(f"coldwatch: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import subprocess
@@ -302,10 +303,17 @@ def test_api_tokens_are_listed_and_revoked_by_their_owner_an_admin_or_the_cli(
     every = api.get("/api/v1/auth/tokens", headers=admin, params={"everyone": True}).json()
     cron = next(t for t in every if t["name"] == "cron")
     env = os.environ | {"COLDWATCH_DATABASE_URL": app_settings.database_url}
-    listed = subprocess.run([str(CLOUD_BIN / "coldwatch"), "users", "tokens"], env=env, capture_output=True,
+    made = subprocess.run([str(CLOUD_BIN / "coldwatch"), "tokens", "create", "staff", "--name", "from-cli",
+                           "--days", "7"], env=env, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)  # stdout is the JSON alone; the note that it is shown once is on stderr
+    me = api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {created['token']}"})
+    assert me.status_code == 200 and me.json()["username"] == "staff"
+    listed = subprocess.run([str(CLOUD_BIN / "coldwatch"), "tokens", "list"], env=env, capture_output=True,
                             text=True, timeout=60)
+    assert "\tstaff\tfrom-cli\t" in listed.stdout
     assert listed.returncode == 0 and f"{cron['id']}\tstaff\tcron\t" in listed.stdout
-    done = subprocess.run([str(CLOUD_BIN / "coldwatch"), "users", "revoke-token", str(cron["id"])], env=env,
+    done = subprocess.run([str(CLOUD_BIN / "coldwatch"), "tokens", "revoke", str(cron["id"])], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {again['token']}"}).status_code == 401

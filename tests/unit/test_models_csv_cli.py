@@ -209,7 +209,7 @@ def test_bad_inputs_exit_2_with_one_line_and_no_traceback(tmp_path: Path, capsys
                          *extra)
     assert code == 2 and out == ""
     *progress, last = err.splitlines()
-    assert message in last and last.startswith("error: ") and "Traceback" not in err
+    assert message in last and last.startswith("coldwatch: error: ") and "Traceback" not in err
     assert all(line.startswith(("read ", "note: ", "warning: ")) for line in progress)
 
 
@@ -218,7 +218,8 @@ def test_train_csv_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     path.write_text("Serial: 1\nLogger: X\n")
     code, out, err = run(capsys, "train", "--csv", str(path), "--out", str(tmp_path / "m"))
     assert code == 2 and out == ""
-    assert err.startswith("error: no header with a timestamp and a temperature column") and "'Serial: 1'" in err
+    assert err.startswith("coldwatch: error: no header with a timestamp and a temperature column")
+    assert "'Serial: 1'" in err
 
 
 def test_scores_follow_arrival_order_with_utc_stamps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
