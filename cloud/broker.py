@@ -28,7 +28,8 @@ class BrokerAccounts:
     passwd_file: Path
     pid_file: Path | None = None
 
-    def sync(self, accounts: Mapping[str, str], *, revoked: set[str] | frozenset[str] = frozenset()) -> int:
+    def sync(self, accounts: Mapping[str, str], *, revoked: set[str] | frozenset[str] = frozenset(),
+             reload: bool = True) -> int:
         """Rewrite the password file with `accounts` (user → `$7$` hash) and reload; returns lines written."""
         kept: list[str] = []
         if self.passwd_file.exists():
@@ -44,7 +45,8 @@ class BrokerAccounts:
             os.replace(tmp, self.passwd_file)
         except OSError as exc:
             raise BrokerSyncError(f"cannot write {self.passwd_file}: {exc}") from exc
-        self.reload()
+        if reload:
+            self.reload()
         log.info("broker accounts written file=%s gateways=%d other=%d", self.passwd_file, len(accounts), len(kept))
         return len(lines)
 

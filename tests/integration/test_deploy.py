@@ -16,13 +16,15 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from cloud.broker import BrokerAccounts
 from cloud.cli import build_parser
 from cloud.config import Settings, env_name
-from deploy.services import Mosquitto, find_binary, free_port, render_acl
+from cloud.security import mosquitto_hash
+from deploy.services import find_binary, free_port, render_acl
 from deploy.tls import make_dev_pki
 from models.manifest import generate_keypair
 from protocol.codec import MAX_PAYLOAD_BYTES
-from tests.conftest import EDGE_VENV, INGEST_USER, require_binary
+from tests.conftest import CLOUD_BIN, EDGE_VENV, INGEST_USER, require_binary
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +64,19 @@ def test_every_coldwatch_variable_and_command_in_compose_exists(compose: dict[st
     assert len(worker_ids) == len(set(worker_ids)) == 2  # each worker a stable id of its own
 
 
+def test_the_broker_is_seeded_before_it_starts_and_the_api_writes_the_file_it_reads(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["mosquitto"]["depends_on"]["broker-init"] == {"condition": "service_completed_successfully"}
+    conf = (DEPLOY / "mosquitto" / "production.conf").read_text()
+    read_by_broker = next(line.split()[1] for line in conf.splitlines() if line.startswith("password_file"))
+    for name in ("api", "broker-init"):
+        written = services[name]["environment"]["COLDWATCH_MOSQUITTO_PASSWD_FILE"]
+        mounts = [v.split(":") for v in services[name]["volumes"]]
+        assert any(src == "mosquitto-config" and written.startswith(dst + "/") for src, dst, *_ in mounts), name
+        assert written == read_by_broker, name
+    assert any(v.startswith("mosquitto-config:/mosquitto/config/state") for v in services["mosquitto"]["volumes"])
+
+
 def test_the_production_acl_is_the_generated_one() -> None:
     assert (DEPLOY / "mosquitto" / "acl").read_text() == render_acl(service_users=(INGEST_USER,))
 
@@ -71,10 +86,15 @@ def test_the_production_broker_config_starts_and_serves_both_listeners(tmp_path:
     pki, clients = make_dev_pki(tmp_path / "certs", clients=("gw1",))
     for name, path in (("ca.crt", pki.ca), ("broker.crt", pki.cert), ("broker.key", pki.key)):
         (tmp_path / "certs" / name).write_bytes(path.read_bytes())
-    users = Mosquitto(workdir=tmp_path / "gen", port=0, users={"gw1": "pw-gw1", INGEST_USER: "pw-ingest"})
-    users.write_config()
+    # As compose does: `coldwatch broker init` seeds the service account before the broker's first start, then
+    # the API adds each gateway it provisions (cloud/broker.py), keeping the service account's line.
     (tmp_path / "config" / "state").mkdir(parents=True)
-    (tmp_path / "config" / "state" / "passwd").write_bytes((tmp_path / "gen" / "passwd").read_bytes())
+    passwd = tmp_path / "config" / "state" / "passwd"
+    seeded = subprocess.run([str(CLOUD_BIN / "coldwatch"), "broker", "init", "--passwd-file", str(passwd)],
+                            env=os.environ | {"COLDWATCH_MQTT_PASSWORD": "pw-ingest"}, capture_output=True, text=True,
+                            timeout=60)
+    assert seeded.returncode == 0, seeded.stderr
+    BrokerAccounts(passwd_file=passwd).sync({"gw1": mosquitto_hash("pw-gw1")}, reload=False)
     (tmp_path / "config" / "acl").write_bytes((DEPLOY / "mosquitto" / "acl").read_bytes())
     (tmp_path / "data").mkdir()
     tls_port, plain_port = free_port(), free_port()
