@@ -119,6 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--passwd-file", dest="mosquitto_passwd_file", default=None, metavar="PATH",
                       help=f"the broker's password file [env {env_name('mosquitto_passwd_file')}]")
     _add(seed, (_COMMON[2],))
+    save = sub.add_parser("backup", help="write every store (SQL, InfluxDB, model registry) into a new folder",
+                          description="A logical backup of the SQL database (one JSON-lines file per table, one "
+                                      "transaction), every InfluxDB point as line protocol, and the model registry, "
+                                      "with backup.json listing what was written. stdout: that summary as JSON. "
+                                      "The fleet's signing key is not included (docs/deploy.md).")
+    save.add_argument("folder", type=Path, help="a new or empty folder")
+    load = sub.add_parser("restore", help="load a backup into empty stores and check every count",
+                          description="Restore into an empty SQL database (SQLite or PostgreSQL, whichever "
+                                      "COLDWATCH_DATABASE_URL names: a SQLite backup restores into PostgreSQL), a "
+                                      "new InfluxDB database and an empty registry folder; the schema is migrated "
+                                      "from the backup's revision to this version's. Refuses stores that hold data.")
+    load.add_argument("folder", type=Path, help="a folder written by `coldwatch backup`")
+    for store_command in (save, load):
+        _add(store_command, _COMMON[3:])
+        store_command.add_argument("--models-dir", dest="models_dir", default=None, metavar="PATH",
+                            help=f"the model registry folder [env {env_name('models_dir')}]")
     from cloud import ops_cli
     from models import cli as models_cli
 
@@ -176,6 +192,33 @@ def _ingest(settings: Settings, metrics_port: int | None) -> int:
     return 0
 
 
+def _backup_or_restore(settings: Settings, command: str, folder: Path, models_dir: str | None) -> int:
+    import dataclasses
+    import json
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cloud.backup import BackupError, backup, restore
+    from cloud.tsdb.influx import InfluxRejected, InfluxUnavailable
+    from cloud.users_cli import QUIET_LOGGERS
+
+    for quiet in QUIET_LOGGERS:
+        logging.getLogger(quiet).setLevel(logging.WARNING)
+    if models_dir is not None:
+        settings = dataclasses.replace(settings, models_dir=models_dir)
+    try:
+        summary = backup(settings, folder) if command == "backup" else restore(settings, folder)
+    except BackupError as exc:
+        print(f"coldwatch: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (InfluxUnavailable, InfluxRejected, OSError, SQLAlchemyError) as exc:
+        print(f"coldwatch: error: {command} failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"folder": str(folder), "tables": summary.tables, "measurements": summary.measurements,
+                      "registry_files": len(summary.registry), "sql_revision": summary.sql_revision}, sort_keys=True))
+    return 0
+
+
 def _broker_init(settings: Settings, passwd_file: str | None) -> int:
     from cloud.broker import BrokerAccounts, BrokerSyncError
     from cloud.security import mosquitto_hash
@@ -214,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
         if args.command == "broker":
             return _broker_init(settings, getattr(args, "mosquitto_passwd_file", None))
+        if args.command in ("backup", "restore"):
+            return _backup_or_restore(settings, args.command, args.folder, args.models_dir)
         if args.command == "ingest":
             settings.require_mqtt_password()
             if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:

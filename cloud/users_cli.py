@@ -28,6 +28,7 @@ from cloud.services.users import UserError
 PASSWORD_ENV = "COLDWATCH_USER_PASSWORD"  # noqa: S105 (a variable name)
 MAX_TOKEN_DAYS: Final = 365  # as the API's POST /api/v1/auth/tokens (held equal by a test)
 EXIT_USAGE: Final = 2
+QUIET_LOGGERS: Final = ("alembic", "cloud.db.engine")
 
 
 class CliError(Exception):
@@ -62,7 +63,7 @@ def _validation_message(exc: ValidationError) -> str:
 
 def run_accounts(settings: Settings, args: argparse.Namespace) -> int:
     """Run one `users` or `tokens` action; returns the exit status (2: bad input, nothing changed)."""
-    for quiet in ("alembic", "cloud.db.engine"):  # migrations are not news to someone adding a user
+    for quiet in QUIET_LOGGERS:  # migrations are not news to someone adding a user
         logging.getLogger(quiet).setLevel(logging.WARNING)
     creating = args.command == "users" and args.users_command == "create"
     missing = _missing_sqlite_file(settings.database_url)

@@ -24,7 +24,7 @@ def alembic_config(connection: Connection) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate to head in one transaction. On SQLite the transaction is BEGIN IMMEDIATE and on PostgreSQL it
     holds an advisory lock, so the API and the ingest workers starting together migrate one after another."""
     with engine.begin() as connection:
@@ -36,4 +36,4 @@ def upgrade(engine: Engine) -> None:
             # Made by create_all before migrations existed: complete it as create_all did, then it is the baseline.
             SQLModel.metadata.create_all(connection)
             command.stamp(config, BASELINE)
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
