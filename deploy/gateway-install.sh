@@ -171,9 +171,20 @@ if [ "$systemd" = 1 ]; then
   here="$(cd "$(dirname "$0")" && pwd)"
   install -d "$root/etc/systemd/system"
   install -m 0644 "$here/systemd/coldwatch-agent.service" "$root/etc/systemd/system/coldwatch-agent.service"
-  if [ -z "$root" ]; then
-    systemctl daemon-reload
-    systemctl enable --now coldwatch-agent.service
+  # COLDWATCH_SYSTEMCTL stands in for systemctl (tests run the installer under --root with a recording stub).
+  if [ -z "$root" ] || [ -n "${COLDWATCH_SYSTEMCTL:-}" ]; then
+    sysctl="${COLDWATCH_SYSTEMCTL:-systemctl}"
+    "$sysctl" daemon-reload
+    "$sysctl" enable coldwatch-agent.service
+    if "$sysctl" is-active --quiet coldwatch-agent.service; then
+      # An upgrade: `enable --now` would leave the old code running. A restart stops it gracefully (SIGTERM: the
+      # outbox is drained for drain_timeout_s; whatever is not acknowledged stays in $state/outbox.sqlite, which
+      # the installer never touches) and starts the new package with the current config.
+      step "restarting the running agent (new package or config)"
+      "$sysctl" restart coldwatch-agent.service
+    else
+      "$sysctl" start coldwatch-agent.service
+    fi
   fi
 fi
 step "done: gateway $gateway -> $host:$port"

@@ -213,6 +213,36 @@ def test_the_gateway_installer_writes_a_config_the_agent_accepts(tmp_path: Path)
     assert (etc / "agent.toml").read_text().endswith("# edited by the operator\n")  # idempotent: not overwritten
 
 
+def test_re_running_the_installer_restarts_a_running_agent_and_keeps_its_outbox(tmp_path: Path) -> None:
+    pki, clients = make_dev_pki(tmp_path / "pki", clients=("gw-a",))
+    _private, public = generate_keypair()
+    (tmp_path / "fleet.pub").write_bytes(public)
+    (tmp_path / "pw").write_text("s3cret-pw\n")
+    calls, active = tmp_path / "systemctl.calls", tmp_path / "systemctl.active"
+    stub = tmp_path / "systemctl"
+    stub.write_text("#!/bin/sh\n"
+                    f'echo "$*" >> "{calls}"\n'
+                    f'if [ "$1" = is-active ]; then [ -e "{active}" ]; exit $?; fi\n'
+                    f'if [ "$1" = start ] || [ "$1" = restart ]; then touch "{active}"; fi\n')
+    stub.chmod(0o755)
+    root = tmp_path / "root"
+    args = ["--gateway-id", "gw-a", "--broker", "mqtt.example.com", "--ca", str(pki.ca),
+            "--cert", str(clients["gw-a"].cert), "--key", str(clients["gw-a"].key),
+            "--fleet-key", str(tmp_path / "fleet.pub"), "--password-file", str(tmp_path / "pw"),
+            "--root", str(root), "--no-pip", "--agent-bin", str(EDGE_VENV / "bin" / "coldwatch-agent")]
+    first = _install(tmp_path, *args, env={"COLDWATCH_SYSTEMCTL": str(stub)})
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert calls.read_text().splitlines()[-2:] == ["is-active --quiet coldwatch-agent.service",
+                                                   "start coldwatch-agent.service"]
+    outbox = root / "var" / "lib" / "coldwatch" / "outbox.sqlite"
+    outbox.write_bytes(b"readings not yet acknowledged")  # what the running agent holds
+    upgrade = _install(tmp_path, *args, env={"COLDWATCH_SYSTEMCTL": str(stub)})
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    assert "restarting the running agent" in upgrade.stdout
+    assert calls.read_text().splitlines()[-1] == "restart coldwatch-agent.service"  # not `enable --now`
+    assert outbox.read_bytes() == b"readings not yet acknowledged"
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (("--gateway-id", "GW/1"), "--gateway-id"),
     (("--broker", "host:port"), "--broker"),

@@ -8,6 +8,7 @@ import re
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,10 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from sqlmodel import Session, select
 
+from cloud.db.engine import make_engine
+from cloud.db.ingest import IngestGap
 from cloud.tsdb.influx import InfluxClient
 from deploy.services import Influxd, free_port
 from protocol import Reading, TelemetryBatch, encode, topic
@@ -229,6 +233,56 @@ def test_two_workers_on_the_shared_subscription_lose_and_double_nothing(
     assert sum(received) == 120  # each message went to exactly one worker
     assert all(r > 0 for r in received)  # and both did work
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_a_rolling_restart_of_both_workers_mid_stream_loses_and_doubles_nothing(
+    mosquitto: Broker, influxd: Influxd, influx_db: str, workers: list[Worker], tmp_path: Path
+) -> None:
+    """An upgrade restarts the workers one at a time while gateways keep publishing: each stopped worker flushes
+    and acks what it holds (SIGTERM), the broker keeps its session's share for it, and the same id picks it up."""
+    database_url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    ids = (f"a-{influx_db}", f"b-{influx_db}")
+    live = {i: Worker(mosquitto, influxd.url, influx_db, i, tmp_path, database_url=database_url) for i in ids}
+    workers.extend(live.values())
+    published = threading.Event()
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        gateways = [Gateway(mosquitto, "gw3"), Gateway(mosquitto, "gw4")]
+        try:
+            for seq in range(1, 151):
+                for gw in gateways:
+                    gw.publish(encode(make_batch(seq, gateway=gw.gateway_id, per_sensor=1)))
+                time.sleep(0.02)
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+        finally:
+            for gw in gateways:
+                gw.close()
+            published.set()
+
+    sender = threading.Thread(target=publish, daemon=True)
+    sender.start()
+    for worker_id in ids:  # one at a time, as an upgrade does
+        time.sleep(1.0)
+        assert live[worker_id].stop() == 0
+        live[worker_id] = Worker(mosquitto, influxd.url, influx_db, worker_id, tmp_path, database_url=database_url)
+        workers.append(live[worker_id])
+    assert published.wait(120) and not errors, errors
+    with InfluxClient(url=influxd.url, database=influx_db) as client:
+        def by_gateway() -> dict[str, int]:
+            series = client.query('SELECT count("temp_c") FROM "reading" WHERE time >= 0 GROUP BY "gateway"')
+            return {s.tags["gateway"]: int(s.values[0][1]) for s in series}
+
+        wait_for(lambda: client.database_exists() and by_gateway() == {"gw3": 750, "gw4": 750}, "all stored",
+                 live[ids[0]])
+    assert sorted(stored(influxd.url, influx_db)) == sorted(
+        (s, T0 + q * 100_000) for q in range(1, 151) for s in SENSORS for _ in ("gw3", "gw4"))
+    engine = make_engine(database_url)
+    with Session(engine) as session:  # completeness: no gap was recorded for either gateway's stream
+        assert session.exec(select(IngestGap)).all() == []
+    engine.dispose()
+    assert all(w.stop() == 0 for w in live.values())
 
 
 def test_influx_outage_loses_nothing(
