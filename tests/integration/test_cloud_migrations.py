@@ -82,3 +82,23 @@ def test_processes_starting_together_migrate_one_after_another(database_url: str
     finally:
         for e in engines:
             e.dispose()
+
+
+def test_a_populated_database_at_the_first_revision_migrates_forward_without_losing_a_row(engine: Engine) -> None:
+    from cloud.db import migrate
+
+    migrate.upgrade(engine, revision="0001")  # a deployment from before the later revisions
+    with engine.begin() as connection:
+        for i in range(50):
+            connection.execute(text(
+                "INSERT INTO gateway (id, name, site, provisioned, revoked, created_at, registered_by, last_seen_at, "
+                "status, outbox_depth) VALUES (:id, :name, 'depot', :p, false, :t, 'ingest', :t, 'online', :d)"), {"id": f"gw-{i}", "name": f"Gateway {i}", "p": i % 2 == 0,
+                                        "t": 1_700_000_000_000 + i, "d": 10 ** 12 + i})
+    init_schema(engine)  # what the new version's API does at start
+    revision, diffs = revision_and_diffs(engine)
+    assert revision == head() and diffs == []
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, outbox_depth, status_session, last_heard_at FROM gateway "
+                                       "ORDER BY outbox_depth")).all()
+    assert [(r[0], r[1]) for r in rows] == [(f"gw-{i}", 10 ** 12 + i) for i in range(50)]
+    assert all(r[2] is None and r[3] is None for r in rows)  # the new columns arrive empty, nothing invented
