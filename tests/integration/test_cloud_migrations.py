@@ -92,8 +92,9 @@ def test_a_populated_database_at_the_first_revision_migrates_forward_without_los
         for i in range(50):
             connection.execute(text(
                 "INSERT INTO gateway (id, name, site, provisioned, revoked, created_at, registered_by, last_seen_at, "
-                "status, outbox_depth) VALUES (:id, :name, 'depot', :p, false, :t, 'ingest', :t, 'online', :d)"), {"id": f"gw-{i}", "name": f"Gateway {i}", "p": i % 2 == 0,
-                                        "t": 1_700_000_000_000 + i, "d": 10 ** 12 + i})
+                "status, outbox_depth) VALUES (:id, :name, 'depot', :p, false, :t, 'ingest', :t, 'online', :d)"),
+                {"id": f"gw-{i}", "name": f"Gateway {i}", "p": i % 2 == 0, "t": 1_700_000_000_000 + i,
+                 "d": 10 ** 12 + i})
     init_schema(engine)  # what the new version's API does at start
     revision, diffs = revision_and_diffs(engine)
     assert revision == head() and diffs == []
