@@ -16,6 +16,7 @@ from cloud.tsdb.lineprotocol import (
     escape_tag,
     format_float,
     reading_point,
+    readings_lines,
 )
 from protocol.messages import Reading, TelemetryBatch
 
@@ -104,3 +105,21 @@ def test_non_finite_floats_are_refused(value: float) -> None:
 def test_point_without_fields_is_refused() -> None:
     with pytest.raises(LineProtocolError):
         Point("reading", (("gateway", "gw1"),), (), (), 1).to_line()
+
+
+_optional_float = st.none() | st.floats(-163.8, 163.8, allow_nan=False)
+READINGS = st.builds(
+    Reading, sensor=st.sampled_from(["aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02", "c2:00:00:00:01:ff"]),
+    ts=st.integers(946_684_800_000, 4_102_444_800_000), profile=st.sampled_from(["chilled", "frozen", "pharma_2_8"]),
+    seq=st.none() | st.integers(0, 65534), temp_c=_optional_float, rh_pct=st.none() | st.floats(0.0, 100.0),
+    battery_mv=st.none() | st.integers(1600, 3646), rssi_dbm=st.none() | st.integers(-127, 20),
+    anomaly_score=st.none() | st.floats(-1e6, 1e6, allow_nan=False))
+
+
+@given(gateway=st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True), readings=st.lists(READINGS, max_size=30))
+def test_the_batch_fast_path_writes_exactly_the_lines_of_one_point_per_reading(gateway: str,
+                                                                              readings: list[Reading]) -> None:
+    points = [reading_point(gateway, r) for r in readings]
+    formatted = readings_lines(gateway, readings)
+    assert formatted.lines == [p.to_line() for p in points if p is not None]
+    assert formatted.skipped_empty == sum(p is None for p in points)
