@@ -7,6 +7,7 @@ import importlib
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from bench.results import Result, table, write
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
     args = parser.parse_args(argv)
     results: list[Result] = []
+    failed: list[str] = []
     for name in SUITES:
         if args.only and name.rsplit(".", 1)[1] not in args.only:
             continue
@@ -34,13 +36,23 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"    not built yet: {name}", file=sys.stderr)
             continue
-        suite: list[Result] = module.run()
+        try:
+            suite: list[Result] = module.run()
+        except Exception:  # one suite failing must not lose the others' figures
+            print(f"    FAILED {name} after {time.monotonic() - t0:.1f} s:", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            failed.append(name)
+            continue
         results.extend(suite)
         print(f"    {len(suite)} figures in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
-    write(results, args.out, keep_others=bool(args.only))
+    # A failed suite's earlier figures stay in the file (marked by nothing new): keep them, as --only does.
+    write(results, args.out, keep_others=bool(args.only) or bool(failed))
     print(f"# {platform.node()} · {platform.processor() or platform.machine()} · python {platform.python_version()}")
     print(table(results))
     print(f"written to {args.out}")
+    if failed:
+        print(f"suites that failed (their previous figures kept): {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
