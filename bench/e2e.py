@@ -7,8 +7,12 @@ import os
 import subprocess
 import tempfile
 import time
+import tracemalloc
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -19,6 +23,7 @@ from deploy.stack import EDGE_BIN, LocalStack, make_gateways
 from edge_agent.config import DetectConfig
 from edge_agent.decode import Decoder
 from edge_agent.detect.detector import Detector
+from edge_agent.detect.history import SensorHistory
 from edge_agent.metrics import AgentMetrics
 from edge_agent.outbox import Outbox
 from protocol import Datagram, Reading, TelemetryBatch, encode, encode_rawv2, pack_datagram, unpack_datagram
@@ -187,5 +192,45 @@ def agent_200_sensors_at_1hz(seconds: float = 20.0) -> list[Result]:
                    higher_is_better=False)]
 
 
+class _DequeHistory:
+    """The reference: the agent's per-sensor history before edge_agent/detect/history.py (four deques of Python
+    objects, popped from the left by age), kept here to measure against in the same run."""
+
+    def __init__(self) -> None:
+        self.columns: tuple[deque[object], ...] = (deque(), deque(), deque(), deque())
+
+    def add(self, r: Reading, keep_ms: int) -> None:
+        ts, temp, rh, battery = self.columns
+        ts.append(r.ts)
+        temp.append(float("nan") if r.temp_c is None else r.temp_c)
+        rh.append(float("nan") if r.rh_pct is None else r.rh_pct)
+        battery.append(float("nan") if r.battery_mv is None else float(r.battery_mv))
+        while ts and r.ts - int(ts[0]) > keep_ms:  # type: ignore[call-overload]
+            for column in self.columns:
+                column.popleft()
+
+
+def agent_history_per_tag(tags: int = 20, hours: float = 4.5) -> list[Result]:
+    """Bytes the agent keeps per tag for the model's windows at 1 Hz (a default model's span: 4.5 h), measured with
+    tracemalloc after the span is full, against the deque-of-objects history it replaced."""
+    def measure(make: Callable[[], object]) -> float:
+        rng = np.random.default_rng(1)
+        keep_ms = int(hours * 3_600_000)
+        tracemalloc.start()
+        histories = [make() for _ in range(tags)]
+        for second in range(int(hours * 3600) + 60):
+            for i, h in enumerate(histories):
+                h.add(Reading(sensor=f"c2:00:00:00:00:{i:02x}", ts=T0 + second * 1000, profile="chilled",  # type: ignore[attr-defined]
+                              temp_c=float(rng.normal(3, 1)), rh_pct=80.0, battery_mv=3000), keep_ms)
+        size, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return size / tags
+
+    ours, reference = measure(SensorHistory), measure(_DequeHistory)
+    return [Result("agent_history_bytes_per_tag", ours, "bytes", "deque-of-objects history (before)", reference,
+                   higher_is_better=False)]
+
+
 def run() -> list[Result]:
-    return agent_accept_path() + agent_200_sensors_at_1hz() + slice_sim_to_influx()  # ingest: bench/cloud.py
+    return (agent_accept_path() + agent_history_per_tag() + agent_200_sensors_at_1hz()
+            + slice_sim_to_influx())  # ingest: bench/cloud.py

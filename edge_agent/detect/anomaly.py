@@ -1,9 +1,8 @@
-"""Model-based detection: per-sensor history, one batched TFLite invoke per tick for every sensor whose
-next window is due, scores attached to readings and turned into `anomaly` alerts past the threshold."""
+"""Model-based detection: per-sensor history (detect/history.py), one batched TFLite invoke per tick for every
+sensor whose next window is due, scores attached to readings and turned into `anomaly` alerts past the threshold."""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,30 +10,11 @@ import msgspec
 import numpy as np
 
 from edge_agent.detect.alerts import AlertTracker
+from edge_agent.detect.history import SensorHistory
 from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import ShadowRun
 from models.features import window_features
 from protocol.messages import AlertEvent, Reading
-
-
-@dataclass
-class _History:
-    ts: deque[int] = field(default_factory=deque)
-    temp: deque[float] = field(default_factory=deque)
-    rh: deque[float] = field(default_factory=deque)
-    battery: deque[float] = field(default_factory=deque)
-    last_scored_ms: int = 0
-    first_ms: int | None = None  # the first reading kept for this sensor (its history begins there)
-
-    def add(self, r: Reading, keep_ms: int) -> None:
-        self.first_ms = r.ts if self.first_ms is None else self.first_ms
-        self.ts.append(r.ts)
-        self.temp.append(np.nan if r.temp_c is None else r.temp_c)
-        self.rh.append(np.nan if r.rh_pct is None else r.rh_pct)
-        self.battery.append(np.nan if r.battery_mv is None else float(r.battery_mv))
-        while self.ts and r.ts - self.ts[0] > keep_ms:
-            for column in (self.ts, self.temp, self.rh, self.battery):
-                column.popleft()
 
 
 @dataclass
@@ -48,7 +28,7 @@ class AnomalyDetector:
     on_failure: Callable[[str, Exception], None] = lambda _profile, _exc: None  # the agent rolls back
     min_duration_periods: float = 2.0
     clear_after_periods: float = 3.0
-    history: dict[str, _History] = field(default_factory=dict)
+    history: dict[str, SensorHistory] = field(default_factory=dict)
 
     def score(self, readings: list[Reading]) -> tuple[list[Reading], list[AlertEvent]]:
         """Add `readings` to the history, score every sensor whose next window is due (one invoke per model),
@@ -58,7 +38,9 @@ class AnomalyDetector:
             models = self._models_for(r.profile)
             if not models or r.temp_c is None:
                 continue
-            h = self.history.setdefault(r.sensor, _History())
+            h = self.history.get(r.sensor)
+            if h is None:
+                h = self.history[r.sensor] = SensorHistory()
             h.add(r, max(2 * m.spec.span_ms for m in models))  # a backlog arriving at once still has its windows
             assert h.first_ms is not None
             if r.ts - h.first_ms < max((m.spec.window - 1) * m.spec.sample_period_s * 1000 for m in models):
@@ -110,9 +92,7 @@ class AnomalyDetector:
         for i in indexes:
             sensor = readings[i].sensor
             if sensor not in columns:
-                h = self.history[sensor]
-                columns[sensor] = (np.fromiter(h.ts, dtype=np.int64), np.fromiter(h.temp, float),
-                                   np.fromiter(h.rh, float), np.fromiter(h.battery, float))
+                columns[sensor] = self.history[sensor].columns()  # views: nothing is added during this tick
             ts, temp, rh, battery = columns[sensor]
             upto = int(np.searchsorted(ts, readings[i].ts, side="right"))  # causal: nothing after this reading
             w = window_features(model.spec, ts[:upto], temp[:upto], rh[:upto], battery[:upto])
