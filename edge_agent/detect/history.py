@@ -21,7 +21,7 @@ class SensorHistory:
     arrays is reached (amortised O(1) per reading).
     """
 
-    __slots__ = ("_ts", "_temp", "_rh", "_battery", "_lo", "_hi", "last_scored_ms", "first_ms")
+    __slots__ = ("_battery", "_hi", "_lo", "_rh", "_temp", "_ts", "first_ms", "last_scored_ms")
 
     def __init__(self, capacity: int = INITIAL_CAPACITY) -> None:
         self._ts: NDArray[np.int64] = np.zeros(capacity, dtype=np.int64)
