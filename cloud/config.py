@@ -53,6 +53,8 @@ class Settings:
     ingest_batch_size: int = 5000
     ingest_batch_age_s: float = 1.0
     ingest_replay_after_s: float = 30.0  # a gateway-stream gap open this long is asked for again (0: never)
+    ingest_dead_letter_max: int = 10_000  # refused messages kept with their payload (the oldest go first)
+    ingest_future_s: float = 300.0  # readings stamped further ahead of the cloud's clock are dead-lettered
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     database_url: str = "sqlite:///var/coldwatch.db"
@@ -175,6 +177,10 @@ def _validate(s: Settings) -> None:
     scheme = s.database_url.split("://", 1)[0] if "://" in s.database_url else ""
     if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
         raise _fail("database_url", "must start with sqlite:// or postgresql+psycopg://")
+    if not 0 <= s.ingest_dead_letter_max <= 10_000_000:
+        raise _fail("ingest_dead_letter_max", f"{s.ingest_dead_letter_max} is not a row count in [0, 10000000]")
+    if not (math.isfinite(s.ingest_future_s) and 0 < s.ingest_future_s <= 86400):
+        raise _fail("ingest_future_s", f"{s.ingest_future_s} is not a number of seconds in (0, 86400]")
     if s.ingest_unknown_gateway not in ("register", "reject"):
         raise _fail("ingest_unknown_gateway", f"{s.ingest_unknown_gateway!r} is not 'register' or 'reject'")
     if s.admin_password is not None and len(s.admin_password) < 10:
@@ -279,6 +285,8 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "ingest_batch_size": _to_int,
     "ingest_batch_age_s": _to_float,
     "ingest_replay_after_s": _to_float,
+    "ingest_dead_letter_max": _to_int,
+    "ingest_future_s": _to_float,
     "influx_token": _optional_secret,
     "influx_username": _optional_secret,
     "influx_password": _optional_secret,

@@ -20,6 +20,7 @@ from cloud.api.metrics import ApiMetrics
 from cloud.api.ratelimit import LoginLimiter
 from cloud.api.routes import alerts, audit, auth, fleet, readings, reports, users
 from cloud.api.routes import charts as chart_routes
+from cloud.api.routes import dead_letters as dead_letter_routes
 from cloud.api.routes import models as model_routes
 from cloud.api.routes import notify as notify_routes
 from cloud.api.routes import rollouts as rollout_routes
@@ -124,7 +125,7 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
     install_error_handlers(app)
     install_browser_guard(app, hsts=settings.cookie_secure)
     for module in (auth, users, readings, alerts, fleet, reports, audit, model_routes, rollout_routes,
-                   training_routes, notify_routes):
+                   training_routes, notify_routes, dead_letter_routes):
         app.include_router(module.router)
     app.include_router(chart_routes.router)
     install_ui(app)  # the staff dashboard: pages, /ui/events, /ui/static

@@ -1,8 +1,9 @@
-"""Completeness tables: each sequence stream's high-water mark and the missing ranges (gaps) found."""
+"""Completeness tables (each sequence stream's high-water mark and the missing ranges found) and the dead letters:
+messages ingest refused, kept with their payload for ops to read and replay."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -65,3 +66,44 @@ class IngestGap(SQLModel, table=True):
     after_ts: int = Field(sa_type=BigInteger)
     before_ts: int = Field(sa_type=BigInteger)
     detected_at: int = Field(sa_type=BigInteger)
+
+
+DEAD_LETTER_STATES = ("held", "replay", "replaying", "replayed", "failed")
+
+
+class DeadLetterBase(SQLModel):
+    """A refused message as ops see it in a list (without its payload)."""
+
+    received_at: int = Field(sa_type=BigInteger, index=True)
+    worker: str = Field(max_length=100)
+    topic: str = Field(max_length=300)
+    gateway_id: str | None = Field(default=None, max_length=64, index=True)
+    reason: str = Field(max_length=32, index=True)  # the `rejected` counter's reason
+    detail: str = Field(default="", max_length=500)
+    size: int
+    state: str = Field(default="held", max_length=16)  # held | replay | replaying | replayed | failed
+    replayed_at: int | None = Field(default=None, sa_type=BigInteger)
+    replay_note: str = Field(default="", max_length=500)
+
+
+class DeadLetter(DeadLetterBase, table=True):
+    """A message ingest acknowledged without storing it (refused for good), with its payload (base64: a poison
+    message need not be text). The oldest are deleted beyond COLDWATCH_INGEST_DEAD_LETTER_MAX rows."""
+
+    __tablename__ = "dead_letter"
+
+    id: int | None = Field(default=None, primary_key=True)
+    payload_b64: str = Field(sa_type=Text)
+
+
+class DeadLetterPublic(DeadLetterBase):
+    """A dead letter in a list."""
+
+    id: int
+
+
+class DeadLetterDetail(DeadLetterPublic):
+    """One dead letter with its payload (base64, and as text when it is UTF-8)."""
+
+    payload_b64: str
+    payload_text: str | None

@@ -15,7 +15,8 @@ from protocol.topics import TopicError, parse_topic
 
 INGEST_KINDS: Final = ("telemetry", "alerts", "status", "reported")
 REJECT_REASONS: Final = ("oversized", "malformed", "schema_version", "invalid", "out_of_range", "nan", "bad_topic",
-                         "topic_gateway_mismatch", "unknown_gateway", "influx_rejected", "sql_rejected")
+                         "topic_gateway_mismatch", "unknown_gateway", "influx_rejected", "sql_rejected", "future_ts",
+                         "internal_error")
 _OUT_OF_RANGE_RE: Final = re.compile(r"^Expected `(float|int)` (>=|<=|>|<) ")
 
 
@@ -52,8 +53,11 @@ def protocol_reason(exc: ProtocolError) -> str:
     return "invalid"
 
 
-def decode_message(topic: str, payload: bytes, *, gateway_allowed: Callable[[str], bool]) -> Decoded:
-    """Validate a message against protocol/ (topic, schema, topic/payload gateway, policy).
+def decode_message(topic: str, payload: bytes, *, gateway_allowed: Callable[[str], bool],
+                   latest_ms: int | None = None) -> Decoded:
+    """Validate a message against protocol/ (topic, schema, topic/payload gateway, policy), and refuse a telemetry
+    batch holding a reading stamped after `latest_ms` (a gateway clock ahead: `future_ts`; None skips the check,
+    as a replay by ops does).
 
     Raises RejectedMessageError naming the reason.
     """
@@ -74,6 +78,10 @@ def decode_message(topic: str, payload: bytes, *, gateway_allowed: Callable[[str
     if not gateway_allowed(gateway):
         raise RejectedMessageError("unknown_gateway", gateway, "gateway is not provisioned (policy reject)")
     if isinstance(message, TelemetryBatch):
+        ahead = max(r.ts for r in message.readings) if latest_ms is not None else 0
+        if latest_ms is not None and ahead > latest_ms:
+            raise RejectedMessageError("future_ts", gateway, f"a reading is stamped {ahead}, {ahead - latest_ms} ms "
+                                       "past the accepted limit (the gateway's clock is ahead?); kept for replay")
         try:
             formatted = batch_lines(message)
         except LineProtocolError as exc:

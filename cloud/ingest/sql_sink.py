@@ -17,9 +17,10 @@ from sqlmodel import Session, col, select
 
 from cloud.db.engine import session_scope
 from cloud.db.fleet import Gateway, Sensor
-from cloud.services import alerts, completeness, fleet
+from cloud.services import alerts, completeness, dead_letters, fleet
 from cloud.services.clock import now_ms
 from cloud.services.completeness import StreamObs, stream_key
+from cloud.services.dead_letters import Refused
 from protocol.messages import AlertEvent, Reported, Status, TelemetryBatch
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,11 @@ class SqlSink:
                                                              col(Gateway.revoked).is_(False))).all()
             self._known, self._known_at = set(rows), time.monotonic()
         return gateway_id in self._known
+
+    def dead_letters(self, refused: Sequence[Refused], *, worker: str, keep: int) -> None:
+        """Keep refused messages with their payload (bounded to `keep` rows; docs/cloud.md)."""
+        with session_scope(self.engine) as session:
+            dead_letters.record(session, refused, worker=worker, keep=keep)
 
     def apply(self, works: Sequence[SqlWork]) -> ApplyResult:
         """Write every work item in one transaction (all or nothing)."""

@@ -20,11 +20,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
 
 from cloud.config import Settings
-from cloud.db.engine import init_schema, make_engine
+from cloud.db.engine import init_schema, make_engine, session_scope
 from cloud.ingest.decode import INGEST_KINDS, RejectedMessageError, decode_message
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.replay import SWEEP_EVERY_S, due_requests
 from cloud.ingest.sql_sink import ApplyResult, SqlSink, SqlWork
+from cloud.services import dead_letters
+from cloud.services.clock import now_ms
+from cloud.services.dead_letters import Refused
 from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable
 from protocol.codec import encode
 from protocol.messages import AlertEvent
@@ -49,8 +52,11 @@ class Pending:
     qos: int
     lines: list[str]
     gateway: str | None = None
-    rejected: str | None = None  # reason: already counted, acked with the next batch
+    rejected: str | None = None  # reason: already counted; dead-lettered and acked with the next batch
     sql: SqlWork | None = None
+    topic: str = ""
+    payload: bytes = b""  # kept until the ack: a refused message goes to the dead letters with it
+    detail: str = ""  # why it was refused
 
 
 @dataclass
@@ -112,6 +118,13 @@ def caused_by_data(exc: BaseException) -> bool:
     if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
         return True  # raised while preparing the statement's parameters, before the database saw it
     return not isinstance(exc, SQLAlchemyError)
+
+
+def _topic_text(message: mqtt.MQTTMessage) -> str:
+    try:
+        return message.topic
+    except UnicodeDecodeError:
+        return repr(message._topic)[:300]
 
 
 def _short(exc: BaseException) -> str:
@@ -202,6 +215,7 @@ class IngestWorker:
         if self._connected and self._clock() >= self._next_replay_sweep:
             self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
             self.request_replays()
+            self.replay_dead_letters()
 
     def request_replays(self) -> int:
         """Ask gateways to re-send the telemetry/alert seqs of gaps open longer than the replay delay."""
@@ -218,6 +232,41 @@ class IngestWorker:
             log.info("replay requested gateway=%s stream=%s first_seq=%d last_seq=%d", request.gateway,
                      request.stream, request.first_seq, request.last_seq)
         return len(requests)
+
+    def replay_dead_letters(self) -> int:
+        """Run the dead letters ops asked to replay (`POST /api/v1/dead-letters/{id}/replay`) through the normal
+        path: decode (without the future-timestamp check: ops decided), InfluxDB, SQL. Each row is claimed by one
+        worker; its outcome (`replayed`, or `failed` with why) is written back."""
+        if not self._sql_ready:
+            return 0
+        try:
+            with session_scope(self.engine) as session:
+                claimed = [(d.id, d.topic, dead_letters.payload(d)) for d in dead_letters.claim_replays(session)]
+        except SQLAlchemyError as exc:
+            log.warning("dead-letter replay sweep failed error=%s (next sweep retries)", _short(exc))
+            return 0
+        for letter_id, topic_name, payload in claimed:
+            assert letter_id is not None
+            ok, note = self._replay_one(topic_name, payload)
+            log.info("dead letter replayed id=%d topic=%s ok=%s note=%s", letter_id, topic_name, ok, note)
+            try:
+                with session_scope(self.engine) as session:
+                    dead_letters.finish_replay(session, letter_id=letter_id, ok=ok, note=note)
+            except SQLAlchemyError as exc:
+                log.warning("dead-letter replay outcome not saved id=%d error=%s", letter_id, _short(exc))
+        return len(claimed)
+
+    def _replay_one(self, topic_name: str, payload: bytes) -> tuple[bool, str]:
+        try:
+            decoded = decode_message(topic_name, payload, gateway_allowed=self._gateway_allowed)
+        except RejectedMessageError as exc:
+            return False, f"{exc.reason}: {exc.detail}"
+        try:
+            self._write(decoded.lines)
+            self.sql.apply([decoded.sql])
+        except Exception as exc:  # transient or not, ops see why and may ask again
+            return False, _short(exc)
+        return True, f"{len(decoded.lines)} points stored"
 
     def _shutdown(self) -> None:
         deadline = self._clock() + SHUTDOWN_FLUSH_S
@@ -323,10 +372,11 @@ class IngestWorker:
         self.metrics.received.inc()
         try:
             entry = self._decode(message)
-        except Exception:  # a bug must not kill the worker nor block the slot forever
+        except Exception as exc:  # a bug must not kill the worker nor block the slot forever
             log.exception("message rejected reason=internal_error mid=%d", message.mid)
             self.metrics.rejected.labels(reason="internal_error").inc()
-            entry = Pending(message.mid, message.qos, [], rejected="internal_error")
+            entry = Pending(message.mid, message.qos, [], rejected="internal_error", topic=_topic_text(message),
+                            payload=bytes(message.payload), detail=f"{type(exc).__name__}: {exc}"[:500])
         if not self._pending:
             self._batch_started = self._clock()
         if entry.sql is not None and isinstance(entry.sql.event, AlertEvent):
@@ -339,9 +389,12 @@ class IngestWorker:
         try:
             topic = message.topic
         except UnicodeDecodeError as exc:
-            return self._rejected(message, RejectedMessageError("bad_topic", None, f"{message._topic!r}: {exc}"), "?")
+            return self._rejected(message, RejectedMessageError("bad_topic", None, f"{message._topic!r}: {exc}"),
+                                  _topic_text(message))
+        payload = bytes(message.payload)
         try:
-            decoded = decode_message(topic, bytes(message.payload), gateway_allowed=self._gateway_allowed)
+            decoded = decode_message(topic, payload, gateway_allowed=self._gateway_allowed,
+                                     latest_ms=now_ms() + int(self.settings.ingest_future_s * 1000))
         except RejectedMessageError as exc:
             return self._rejected(message, exc, topic)
         if decoded.skipped_empty:
@@ -351,13 +404,15 @@ class IngestWorker:
             self.metrics.gateway_seq.labels(gateway=decoded.gateway).set(self.seqs.highest[decoded.gateway])
             if skipped:
                 self.metrics.seq_gaps.labels(gateway=decoded.gateway).inc(skipped)
-        return Pending(message.mid, message.qos, decoded.lines, gateway=decoded.gateway, sql=decoded.sql)
+        return Pending(message.mid, message.qos, decoded.lines, gateway=decoded.gateway, sql=decoded.sql, topic=topic,
+                       payload=payload)
 
     def _rejected(self, message: mqtt.MQTTMessage, exc: RejectedMessageError, topic: str) -> Pending:
         log.warning("message rejected reason=%s gateway=%s topic=%s detail=%s", exc.reason, exc.gateway, topic,
                     exc.detail)
         self.metrics.rejected.labels(reason=exc.reason).inc()
-        return Pending(message.mid, message.qos, [], gateway=exc.gateway, rejected=exc.reason)
+        return Pending(message.mid, message.qos, [], gateway=exc.gateway, rejected=exc.reason, topic=topic,
+                       payload=bytes(message.payload), detail=exc.detail)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -451,7 +506,7 @@ class IngestWorker:
                 if not caused_by_data(exc):
                     self._sql_failed(exc)
                     return False
-                entry.rejected = "sql_rejected"
+                entry.rejected, entry.detail = "sql_rejected", _short(exc)
                 self.metrics.rejected.labels(reason="sql_rejected").inc()
                 kind = "TelemetryBatch" if entry.sql.event is None else type(entry.sql.event).__name__
                 log.warning("message rejected reason=sql_rejected gateway=%s mid=%d message=%s error=%s",
@@ -491,7 +546,7 @@ class IngestWorker:
                 if not refused_for_good(exc):
                     self._write_failed(exc)
                     break
-                entry.rejected = "influx_rejected"
+                entry.rejected, entry.detail = "influx_rejected", exc.message
                 log.warning("message rejected reason=influx_rejected gateway=%s mid=%d detail=%s",
                             entry.gateway, entry.mid, exc.message)
                 self.metrics.rejected.labels(reason="influx_rejected").inc()
@@ -526,7 +581,17 @@ class IngestWorker:
             log.debug("write still failing retry_in_s=%.1f error=%s", delay, exc)
 
     def _ack(self, count: int) -> None:
-        """Acknowledge the first `count` pending messages, in the order they arrived."""
+        """Acknowledge the first `count` pending messages, in the order they arrived, after keeping the refused
+        ones as dead letters (if SQL cannot take them now, nothing is acknowledged: the batch is tried again)."""
+        refused = [Refused(e.topic, e.gateway, e.rejected, e.detail, e.payload)
+                   for e in self._pending[:count] if e.rejected is not None]
+        if refused:
+            try:
+                self.sql.dead_letters(refused, worker=self.settings.ingest_worker_id,
+                                      keep=self.settings.ingest_dead_letter_max)
+            except SQLAlchemyError as exc:
+                self._sql_failed(exc)
+                return
         for entry in self._pending[:count]:
             self.client.ack(entry.mid, entry.qos)
             self.metrics.acked.inc()

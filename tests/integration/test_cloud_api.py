@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -14,11 +15,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from sqlmodel import Session
 
 from cloud.api.app import create_app
 from cloud.config import Settings
-from cloud.db.engine import make_engine
+from cloud.db.engine import init_schema, make_engine
 from cloud.ingest.sql_sink import SqlSink, event_work, telemetry_work
+from cloud.services import dead_letters
+from cloud.services.dead_letters import Refused
 from cloud.tsdb.influx import InfluxClient
 from cloud.tsdb.lineprotocol import readings_lines
 from deploy.services import Influxd
@@ -91,6 +95,7 @@ ENDPOINTS = [  # (method, path, body, lowest role allowed)
     ("GET", "/api/v1/gateways", None, "viewer"),
     ("GET", "/api/v1/sensors", None, "viewer"),
     ("GET", "/api/v1/gaps", None, "viewer"),
+    ("GET", "/api/v1/dead-letters", None, "ops"),
     ("POST", "/api/v1/alerts/{aid}/comments", {"text": "checked"}, "staff"),
     ("PATCH", f"/api/v1/sensors/{MAC}", {"shipment": "SHP-1"}, "staff"),
     ("PATCH", "/api/v1/gateways/gw1", {"site": "depot"}, "ops"),
@@ -321,3 +326,41 @@ def test_api_tokens_are_listed_and_revoked_by_their_owner_an_admin_or_the_cli(
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no API token with id 999999" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_ops_read_dead_letters_with_their_payload_and_ask_for_a_replay(
+        api: TestClient, tokens: dict[str, dict[str, str]], app_settings: Settings) -> None:
+    engine = make_engine(app_settings.database_url)
+    with Session(engine) as session:
+        dead_letters.record(session, [Refused("cw/v1/gw1/telemetry", "gw1", "malformed", "not JSON", b"\x00\xff"),
+                                      Refused("cw/v1/gw1/telemetry", "gw1", "future_ts", "an hour ahead",
+                                              b'{"v":1}')], worker="ingest-1", keep=10)
+        session.commit()
+    engine.dispose()
+    ops = tokens["ops"]
+    assert api.get("/api/v1/dead-letters", headers=tokens["staff"]).status_code == 403
+    listed = api.get("/api/v1/dead-letters", headers=ops).json()
+    assert [d["reason"] for d in listed] == ["future_ts", "malformed"] and "payload_b64" not in listed[0]
+    future, malformed = listed
+    detail = api.get(f"/api/v1/dead-letters/{malformed['id']}", headers=ops).json()
+    assert base64.b64decode(detail["payload_b64"]) == b"\x00\xff" and detail["payload_text"] is None
+    assert api.get(f"/api/v1/dead-letters/{future['id']}", headers=ops).json()["payload_text"] == '{"v":1}'
+    asked = api.post(f"/api/v1/dead-letters/{future['id']}/replay", headers=ops)
+    assert asked.status_code == 202 and asked.json()["state"] == "replay"
+    assert api.get("/api/v1/dead-letters", headers=ops, params={"state": "replay"}).json()[0]["id"] == future["id"]
+    assert api.post("/api/v1/dead-letters/999999/replay", headers=ops).status_code == 404
+    audit_rows = api.get("/api/v1/audit", headers=tokens["admin"], params={"target_type": "dead_letter"}).json()
+    assert audit_rows[0]["action"] == "dead_letter.replay" and audit_rows[0]["actor"] == "ops"
+
+
+def test_dead_letters_are_bounded_to_the_newest(app_settings: Settings) -> None:
+    engine = make_engine(app_settings.database_url)
+    init_schema(engine)
+    with Session(engine) as session:
+        for i in range(12):
+            dead_letters.record(session, [Refused("cw/v1/gw1/telemetry", "gw1", "malformed", str(i), b"x")],
+                                worker="ingest-1", keep=5)
+        session.commit()
+        kept = dead_letters.listed(session)
+    engine.dispose()
+    assert [d.detail for d in kept] == ["11", "10", "9", "8", "7"]

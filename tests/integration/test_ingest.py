@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 
 from cloud.db.engine import make_engine
 from cloud.db.ingest import IngestGap
+from cloud.services import dead_letters
 from cloud.tsdb.influx import InfluxClient
 from deploy.services import Influxd, free_port
 from protocol import Reading, TelemetryBatch, encode, topic
@@ -205,6 +206,49 @@ def test_poison_messages_are_counted_acked_and_ingest_goes_on(
     wait_for(lambda: again.metric("coldwatch_ingest_messages_acked_total") >= 1, "acked after restart", again)
     assert again.metric("coldwatch_ingest_messages_received_total") == 1
     assert again.stop() == 0
+
+
+def test_refused_messages_are_kept_with_their_payload_and_a_future_batch_is_stored_on_replay(
+    mosquitto: Broker, influxd: Influxd, influx_db: str, gw1: Gateway, workers: list[Worker], tmp_path: Path
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    worker = Worker(mosquitto, influxd.url, influx_db, f"ingest-{influx_db}", tmp_path, database_url=database_url)
+    workers.append(worker)
+    garbage = b"\x00\xffgarbage"
+    ahead = int(time.time() * 1000) + 3_600_000  # a gateway whose clock runs an hour ahead
+    future = TelemetryBatch(gateway="gw1", seq=1, sent_at=ahead, readings=[
+        Reading(sensor=s, ts=ahead, profile="chilled", temp_c=4.0) for s in SENSORS])
+    gw1.publish(garbage)
+    gw1.publish(encode(future))
+    gw1.publish(encode(make_batch(2)))
+    wait_for(lambda: worker.metric("coldwatch_ingest_messages_acked_total") >= 3, "all three acked", worker)
+    assert worker.metric("coldwatch_ingest_messages_rejected_total", '{reason="future_ts"}') == 1
+    assert sorted(stored(influxd.url, influx_db)) == sorted(expected_points(range(2, 3)))  # not the future one
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            letters = {d.reason: d for d in dead_letters.listed(session)}
+            assert set(letters) == {"malformed", "future_ts"}
+            assert dead_letters.payload(letters["malformed"]) == garbage  # the exact bytes, not only a count
+            assert dead_letters.payload(letters["future_ts"]) == encode(future)
+            assert letters["future_ts"].gateway_id == "gw1" and letters["future_ts"].topic == "cw/v1/gw1/telemetry"
+            dead_letters.request_replay(session, letter_id=letters["future_ts"].id)  # what the API does for ops
+            dead_letters.request_replay(session, letter_id=letters["malformed"].id)
+            session.commit()
+        want = expected_points(range(2, 3)) | {(s, ahead) for s in SENSORS}
+        wait_for(lambda: sorted(stored(influxd.url, influx_db)) == sorted(want), "the replayed batch stored", worker,
+                 timeout=30)
+
+        def states() -> dict[str, tuple[str, str]]:
+            with Session(engine) as session:
+                return {d.reason: (d.state, d.replay_note) for d in dead_letters.listed(session)}
+
+        wait_for(lambda: {s for s, _ in states().values()} == {"replayed", "failed"}, "replay outcomes", worker)
+        assert states()["future_ts"][0] == "replayed"
+        assert states()["malformed"][0] == "failed" and states()["malformed"][1].startswith("malformed")
+    finally:
+        engine.dispose()
+    assert worker.stop() == 0
 
 
 def test_two_workers_on_the_shared_subscription_lose_and_double_nothing(
