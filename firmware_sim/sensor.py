@@ -47,11 +47,15 @@ class TagReadings:
 
 def tag_readings(air_c: FloatArray, rh_pct: FloatArray, battery_used: FloatArray, faults: list[Event],
                  t_s: FloatArray, rng: np.random.Generator, *, first_seq: IntGrid,
-                 stuck_at: dict[Event, tuple[float, float]] | None = None) -> TagReadings:
+                 stuck_at: dict[Event, tuple[float, float]] | None = None,
+                 health_rng: np.random.Generator | None = None) -> TagReadings:
     """Turn the true air (T, S) into tag readings: calibration offset and noise, injected sensor faults,
     battery voltage with cold sag, and the garbage a nearly empty cheap tag sends.
 
-    `stuck_at` remembers the value a stuck sensor froze at, across chunks of the same run.
+    `stuck_at` remembers the value a stuck sensor froze at, across chunks of the same run. `health_rng` decides
+    which readings of a weak tag are garbage and when it reboots: a stream of its own, drawn a fixed number of
+    values per step, so that a run cut into chunks reboots its tags at the same steps as one run (the sequence
+    numbers depend on it). Without it, `rng` is used.
     """
     stuck_at = {} if stuck_at is None else stuck_at
     steps, n = air_c.shape
@@ -80,12 +84,13 @@ def tag_readings(air_c: FloatArray, rh_pct: FloatArray, battery_used: FloatArray
             silenced[i0:i1, s] = True
     volts = battery.loaded_mv(battery_used, air_c)
     garbage_p = np.clip((battery.GARBAGE_BELOW_MV - volts) / 300.0, 0.0, 0.9)
-    garbage = rng.random((steps, n)) < garbage_p
+    health = (health_rng or rng).random((steps, n, 2))
+    garbage = health[..., 0] < garbage_p
     temp = np.where(garbage, np.where(rng.random((steps, n)) < 0.5, rng.uniform(-40.0, 85.0, (steps, n)), np.nan),
                     temp)
     rh = np.where(garbage, rng.choice(np.array([0.0, 100.0, np.nan]), (steps, n)), rh)
     measured &= volts >= battery.DEAD_BELOW_MV
-    reboot = garbage & (rng.random((steps, n)) < BROWNOUT_RESET_P)
+    reboot = garbage & (health[..., 1] < BROWNOUT_RESET_P)
     return TagReadings(temp, np.clip(rh, 0.0, 100.0), volts, measured, measured & ~silenced,
                        _sequence(measured, reboot, first_seq))
 

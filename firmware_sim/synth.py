@@ -100,6 +100,7 @@ class Synthesizer:
         root = np.random.SeedSequence(seed)
         self._rng_setup, self._rng_ambient, self._rng_tag, self._rng_radio = (
             np.random.default_rng(s) for s in root.spawn(4))
+        self._rng_health = np.random.default_rng(root.spawn(1)[0])  # a fifth stream: the first four are unchanged
         self.params = SpaceParams.for_profiles(plan.physical_profiles, self._rng_setup)
         self.base_setpoint = setpoints(plan.physical_profiles)
         self.radio = Radio.draw(n, period_s, self._rng_setup)
@@ -145,7 +146,7 @@ class Synthesizer:
         traj = simulate(self.params, drivers, self.state, dt_s=self.dt_s, record_every=k)
         used = np.array(self.plan.battery_used) + np.array(self.plan.battery_use_per_day) * t_samples[:, None] / 86400
         tag = tag_readings(traj.air_c, traj.rh_pct, used, self._faults, t_samples, self._rng_tag,
-                           first_seq=self._next_seq, stuck_at=self._stuck_at)
+                           first_seq=self._next_seq, stuck_at=self._stuck_at, health_rng=self._rng_health)
         self._next_seq = tag.seq[-1] + 1
         rx = receive(self.radio, tag.audible, t_samples, self.start_ms, self._rng_radio, lossy=self.lossy)
         if not self.jitter:

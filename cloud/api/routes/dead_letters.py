@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from cloud.api.deps import Ops, SessionDep
+from cloud.api.deps import Ops, RowId, SessionDep
 from cloud.db.ingest import DEAD_LETTER_STATES, DeadLetter, DeadLetterDetail, DeadLetterPublic
 from cloud.services import audit, dead_letters
 from cloud.services.dead_letters import DeadLetterError
@@ -33,7 +33,7 @@ def _letter(session: SessionDep, letter_id: int) -> DeadLetter:
 
 
 @router.get("/{letter_id}", response_model=DeadLetterDetail, summary="One refused message with its payload (ops)")
-def get_dead_letter(letter_id: int, user: Ops, session: SessionDep) -> DeadLetterDetail:
+def get_dead_letter(letter_id: RowId, user: Ops, session: SessionDep) -> DeadLetterDetail:
     """The payload as base64, and as text when it is UTF-8 (JSON messages are)."""
     letter = _letter(session, letter_id)
     raw = dead_letters.payload(letter)
@@ -46,7 +46,7 @@ def get_dead_letter(letter_id: int, user: Ops, session: SessionDep) -> DeadLette
 
 @router.post("/{letter_id}/replay", response_model=DeadLetterPublic, status_code=202,
              summary="Ask ingest to run a refused message again (ops)")
-def replay_dead_letter(letter_id: int, user: Ops, session: SessionDep) -> DeadLetterPublic:
+def replay_dead_letter(letter_id: RowId, user: Ops, session: SessionDep) -> DeadLetterPublic:
     """The next ingest sweep (every few seconds) runs it through the normal path, without the future-timestamp
     check (a `future_ts` message is replayed once its clock is understood); the row then says `replayed` or
     `failed` with why. Refused while a replay runs or after one succeeded (409)."""
