@@ -56,7 +56,7 @@ def test_gaps_open_shrink_split_and_close(engine: Engine) -> None:
     assert gaps(engine, "sensor") == []
     with Session(engine) as session:
         assert session.get(Gateway, "gw1") is not None  # registered on first sight
-        assert session.exec(select(IngestGap)).all()  # closed gaps stay as history
+        assert session.exec(select(IngestGap)).all() == []  # a filled gap is deleted, not kept (docs/decisions.md)
 
 
 def test_gateway_gaps_are_claimed_for_replay_once_per_retry(engine: Engine) -> None:
