@@ -53,6 +53,7 @@ class Settings:
     ingest_batch_size: int = 5000
     ingest_batch_age_s: float = 1.0
     ingest_replay_after_s: float = 30.0  # a gateway-stream gap open this long is asked for again (0: never)
+    ingest_gap_grace_s: float = 10.0  # skipped seqs become gaps only after this long (the other worker fills them)
     ingest_dead_letter_max: int = 10_000  # refused messages kept with their payload (the oldest go first)
     ingest_future_s: float = 300.0  # readings stamped further ahead of the cloud's clock are dead-lettered
     api_host: str = "127.0.0.1"
@@ -177,6 +178,8 @@ def _validate(s: Settings) -> None:
     scheme = s.database_url.split("://", 1)[0] if "://" in s.database_url else ""
     if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
         raise _fail("database_url", "must start with sqlite:// or postgresql+psycopg://")
+    if not (math.isfinite(s.ingest_gap_grace_s) and 0 <= s.ingest_gap_grace_s <= 3600):
+        raise _fail("ingest_gap_grace_s", f"{s.ingest_gap_grace_s} is not a number of seconds in [0, 3600]")
     if not 0 <= s.ingest_dead_letter_max <= 10_000_000:
         raise _fail("ingest_dead_letter_max", f"{s.ingest_dead_letter_max} is not a row count in [0, 10000000]")
     if not (math.isfinite(s.ingest_future_s) and 0 < s.ingest_future_s <= 86400):
@@ -286,6 +289,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "ingest_batch_age_s": _to_float,
     "ingest_replay_after_s": _to_float,
     "ingest_dead_letter_max": _to_int,
+    "ingest_gap_grace_s": _to_float,
     "ingest_future_s": _to_float,
     "influx_token": _optional_secret,
     "influx_username": _optional_secret,

@@ -3,7 +3,7 @@ messages ingest refused, kept with their payload for ops to read and replay."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Text
+from sqlalchemy import JSON, BigInteger, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -19,7 +19,11 @@ class SeqStream(SQLModel, table=True):
     highest: int = Field(sa_type=BigInteger)
     highest_ts: int = Field(sa_type=BigInteger)
     received: int = Field(default=0, sa_type=BigInteger)
-    missing: int = Field(default=0, sa_type=BigInteger)  # currently open gap size
+    missing: int = Field(default=0, sa_type=BigInteger)  # currently open gap size (declared gaps and holes)
+    # Holes not yet declared as gaps: [first, last, after_ts, before_ts, detected_at] each. The other worker's
+    # batch usually fills them within a second or two; only those older than the grace period become gap rows.
+    holes: list[list[int]] | None = Field(default=None, sa_type=JSON)
+    holes_since: int | None = Field(default=None, sa_type=BigInteger, index=True)  # the oldest hole's detected_at
 
 
 class ReplayRequest(SQLModel, table=True):

@@ -83,8 +83,9 @@ class ApplyResult:
 class SqlSink:
     """Applies batches of SqlWork; knows which gateways are provisioned (for the `reject` policy)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, gap_grace_ms: int = 0) -> None:
         self.engine = engine
+        self.gap_grace_ms = gap_grace_ms  # skipped seqs become gap rows only after this long (completeness.py)
         self._known: set[str] = set()
         self._known_at = float("-inf")
 
@@ -98,6 +99,11 @@ class SqlSink:
                                                              col(Gateway.revoked).is_(False))).all()
             self._known, self._known_at = set(rows), time.monotonic()
         return gateway_id in self._known
+
+    def declare_gaps(self) -> int:
+        """Holes of quiet streams older than the grace period become gap rows; returns how many."""
+        with session_scope(self.engine) as session:
+            return completeness.declare_due(session, grace_ms=self.gap_grace_ms)
 
     def dead_letters(self, refused: Sequence[Refused], *, worker: str, keep: int) -> None:
         """Keep refused messages with their payload (bounded to `keep` rows; docs/cloud.md)."""
@@ -152,5 +158,5 @@ class SqlSink:
                     fleet.apply_status(session, status=w.event)
                 elif isinstance(w.event, Reported):
                     fleet.apply_reported(session, reported=w.event)
-            result.gaps_opened = completeness.observe(session, streams=streams)
+            result.gaps_opened = completeness.observe(session, streams=streams, grace_ms=self.gap_grace_ms)
         return result

@@ -162,7 +162,7 @@ class IngestWorker:
         )
         self.metrics = metrics or IngestMetrics()
         self.engine = engine or make_engine(settings.database_url)
-        self.sql = SqlSink(self.engine)
+        self.sql = SqlSink(self.engine, gap_grace_ms=int(settings.ingest_gap_grace_s * 1000))
         self._sql_ready = False
         self._gateway_allowed = (self.sql.known_gateway if settings.ingest_unknown_gateway == "reject"
                                  else lambda gateway: True)
@@ -214,8 +214,24 @@ class IngestWorker:
             self.flush()
         if self._connected and self._clock() >= self._next_replay_sweep:
             self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
+            self.declare_gaps()
             self.request_replays()
             self.replay_dead_letters()
+
+    def declare_gaps(self) -> int:
+        """Holes of streams that went quiet become gaps once older than the grace period (the sweep)."""
+        if not self._sql_ready:
+            return 0
+        try:
+            opened = self.sql.declare_gaps()
+        except SQLAlchemyError as exc:
+            log.warning("gap sweep failed error=%s (next sweep retries)", _short(exc))
+            return 0
+        if opened:
+            self.metrics.gaps_recorded.inc(opened)
+            log.info("ingest gaps recorded count=%d (holes older than %.0f s)", opened,
+                     self.settings.ingest_gap_grace_s)
+        return opened
 
     def request_replays(self) -> int:
         """Ask gateways to re-send the telemetry/alert seqs of gaps open longer than the replay delay."""

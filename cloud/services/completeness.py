@@ -4,6 +4,12 @@ Streams: a gateway's telemetry batch seq and alert seq (each gap-free from 1 at 
 docs/decisions.md), and each sensor's 16-bit measurement seq (0..65534, wrapping), unwrapped to an
 ever-growing integer. A seq above the high-water mark opens a gap for the seqs it skipped; a seq below
 it (a late or re-ordered message, e.g. from the other worker) shrinks or splits the gap it falls in.
+
+A skipped range is first a *hole*, kept in the stream's row (JSON), and becomes a gap row only once it has stayed
+open for the grace period (`COLDWATCH_INGEST_GAP_GRACE_S`): two workers interleaving a gateway's batches open a
+hole in every sensor's stream at every flush and fill it at the other's next one, which as rows cost an insert and
+a delete each. Holes older than the grace are declared as gaps by the next flush of that stream or by the
+workers' sweep (`declare_due`), whichever comes first.
 """
 
 from __future__ import annotations
@@ -51,18 +57,40 @@ class _Tracker:
     highest_ts: int = 0
     received: int = 0
     missing: int = 0
+    holes: list[list[int]] = field(default_factory=list)  # [first, last, after_ts, before_ts, detected_at]
 
     def __post_init__(self) -> None:
         s = self.stream
         self.highest, self.highest_ts, self.received, self.missing = s.highest, s.highest_ts, s.received, s.missing
+        self.holes = [list(h) for h in s.holes or []]
+
+    def declare(self, *, now: int, grace_ms: int) -> None:
+        """Holes open for `grace_ms` become gap rows."""
+        s = self.stream
+        keep = []
+        for first, last, after_ts, before_ts, detected_at in self.holes:
+            if detected_at > now - grace_ms:
+                keep.append([first, last, after_ts, before_ts, detected_at])
+                continue
+            gap = IngestGap(stream=s.key, kind=s.kind, gateway_id=s.gateway_id, sensor_id=s.sensor_id,
+                            first_seq=first, last_seq=last, missing=last - first + 1, after_ts=after_ts,
+                            before_ts=before_ts, detected_at=detected_at)
+            self.session.add(gap)
+            self._load_gaps().append(gap)
+            self.opened += 1
+        self.holes = keep
 
     def save(self) -> None:
-        """Write the counters back to the stream's row."""
+        """Write the counters and holes back to the stream's row."""
         s = self.stream
         if (s.highest, s.highest_ts, s.received, s.missing) != (self.highest, self.highest_ts, self.received,
                                                                  self.missing):
             s.highest, s.highest_ts, s.received, s.missing = (self.highest, self.highest_ts, self.received,
                                                               self.missing)
+        holes = self.holes or None
+        if holes != s.holes:
+            s.holes = holes
+            s.holes_since = min(h[4] for h in holes) if holes else None
 
     def _load_gaps(self) -> list[IngestGap]:
         if self.gaps is None:
@@ -87,23 +115,35 @@ class _Tracker:
             return
         if u > self.highest:
             if u > self.highest + 1:
-                s = self.stream
-                gap = IngestGap(stream=s.key, kind=s.kind, gateway_id=s.gateway_id, sensor_id=s.sensor_id,
-                                first_seq=self.highest + 1, last_seq=u - 1, missing=u - 1 - self.highest,
-                                after_ts=self.highest_ts, before_ts=ts, detected_at=now_ms())
-                self.session.add(gap)
-                self._load_gaps().append(gap)
-                self.missing += gap.missing
-                self.opened += 1
+                self.holes.append([self.highest + 1, u - 1, self.highest_ts, ts, now_ms()])
+                self.missing += u - 1 - self.highest
             self.highest, self.highest_ts = u, max(ts, self.highest_ts)
             self.received += 1
             return
+        for i, hole in enumerate(self.holes):
+            if hole[0] <= u <= hole[1]:
+                self._fill_hole(i, u, ts)
+                self.received += 1
+                self.missing -= 1
+                return
         for gap in self._load_gaps():
             if gap.missing > 0 and gap.first_seq <= u <= gap.last_seq:
                 self._fill(gap, u, ts)
                 self.received += 1
                 self.missing -= 1
                 return
+
+    def _fill_hole(self, i: int, u: int, ts: int) -> None:
+        first, last, after_ts, before_ts, detected_at = self.holes[i]
+        if first == last:
+            del self.holes[i]
+        elif u == first:
+            self.holes[i] = [u + 1, last, ts, before_ts, detected_at]
+        elif u == last:
+            self.holes[i] = [first, u - 1, after_ts, ts, detected_at]
+        else:
+            self.holes[i] = [first, u - 1, after_ts, ts, detected_at]
+            self.holes.insert(i + 1, [u + 1, last, ts, before_ts, detected_at])
 
     def _fill(self, gap: IngestGap, u: int, ts: int) -> None:
         if gap.first_seq == gap.last_seq:
@@ -147,8 +187,9 @@ def _fast_forward(stream: SeqStream, seqs: list[tuple[int, int]]) -> list[tuple[
     return seqs[done:]
 
 
-def observe(session: Session, *, streams: dict[str, StreamObs]) -> int:
-    """Apply one flush's seqs to their streams (rows locked in key order); returns gaps opened."""
+def observe(session: Session, *, streams: dict[str, StreamObs], grace_ms: int = 0) -> int:
+    """Apply one flush's seqs to their streams (rows locked in key order); returns gaps opened (holes older than
+    `grace_ms` declared)."""
     keys = sorted(streams)
     rows = {r.key: r for r in session.exec(select(SeqStream).where(col(SeqStream.key).in_(keys))
                                            .order_by(col(SeqStream.key)).with_for_update()).all()}
@@ -177,6 +218,24 @@ def observe(session: Session, *, streams: dict[str, StreamObs]) -> int:
         tracker = _Tracker(stream=stream, session=session, gaps=open_gaps[key])
         for seq, ts in seqs:
             tracker.observe(seq, ts)
+        tracker.declare(now=now_ms(), grace_ms=grace_ms)
+        tracker.save()
+        session.add(stream)
+        opened += tracker.opened
+    return opened
+
+
+def declare_due(session: Session, *, grace_ms: int, now: int | None = None, limit: int = 1000) -> int:
+    """Declare the holes of streams that went quiet once they are older than `grace_ms` (the workers' sweep);
+    returns gaps opened."""
+    now = now_ms() if now is None else now
+    rows = session.exec(select(SeqStream).where(col(SeqStream.holes_since).is_not(None))
+                        .where(col(SeqStream.holes_since) <= now - grace_ms).order_by(col(SeqStream.key))
+                        .limit(limit).with_for_update(skip_locked=True)).all()
+    opened = 0
+    for stream in rows:
+        tracker = _Tracker(stream=stream, session=session)
+        tracker.declare(now=now, grace_ms=grace_ms)
         tracker.save()
         session.add(stream)
         opened += tracker.opened

@@ -11,10 +11,11 @@ from sqlmodel import Session, select
 from cloud.db.alerts import Alert, AlertHistory
 from cloud.db.engine import init_schema, make_engine, session_scope
 from cloud.db.fleet import Gateway
-from cloud.db.ingest import IngestGap
+from cloud.db.ingest import IngestGap, SeqStream
 from cloud.db.users import UserCreate
 from cloud.ingest.sql_sink import SqlSink, event_work, telemetry_work
 from cloud.services import alerts, completeness, users
+from cloud.services.clock import now_ms
 from protocol.messages import AlertEvent, Reading, Status, TelemetryBatch, alert_id
 
 pytestmark = pytest.mark.integration
@@ -147,3 +148,29 @@ def test_workflow_and_audit(engine: Engine) -> None:
         assert users.authenticate(session, username="sam", password="wrong-password") is None
         from cloud.services import audit
         assert [e.action for e in audit.list_entries(session)][:2] == ["alert.resolve", "alert.comment"]
+
+
+def test_holes_the_other_worker_fills_within_the_grace_never_become_gap_rows(engine: Engine) -> None:
+    sink = SqlSink(engine, gap_grace_ms=60_000)
+    sink.apply([telemetry_work(batch(1, [10, 11])), telemetry_work(batch(3, [14, 15]))])  # worker A: 1 and 3
+    with Session(engine) as session:
+        stream = session.get(SeqStream, "telemetry|gw1")
+        assert stream is not None and stream.holes is not None and [h[:2] for h in stream.holes] == [[2, 2]]
+    assert gaps(engine, "telemetry") == [] and gaps(engine, "sensor") == []  # holes, not gaps yet
+    sink.apply([telemetry_work(batch(2, [12, 13]))])  # worker B: 2, within the grace
+    with Session(engine) as session:
+        assert session.exec(select(IngestGap)).all() == []
+        assert all(not s.holes and s.holes_since is None and s.missing == 0
+                   for s in session.exec(select(SeqStream)).all())
+
+
+def test_a_hole_still_open_after_the_grace_is_declared_by_the_sweep(engine: Engine) -> None:
+    sink = SqlSink(engine, gap_grace_ms=60_000)
+    sink.apply([telemetry_work(batch(1, [10])), telemetry_work(batch(5, [11]))])  # 2..4 never come
+    with session_scope(engine) as session:
+        assert completeness.declare_due(session, grace_ms=60_000) == 0  # too young
+    with session_scope(engine) as session:
+        assert completeness.declare_due(session, grace_ms=60_000, now=now_ms() + 61_000) == 1
+    assert gaps(engine, "telemetry") == [(2, 4, 3)]
+    sink.apply([telemetry_work(batch(3, [11]))])  # a late batch still shrinks the declared gap
+    assert gaps(engine, "telemetry") == [(2, 2, 1), (4, 4, 1)]
