@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add(store_command, _COMMON[3:])
         store_command.add_argument("--models-dir", dest="models_dir", default=None, metavar="PATH",
                             help=f"the model registry folder [env {env_name('models_dir')}]")
+    from deploy import certs_cli
+
+    certs_cli.add_parser(sub)
     from cloud import ops_cli
     from models import cli as models_cli
 
@@ -245,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `coldwatch` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.log_level)
+    if args.command == "certs":
+        from deploy import certs_cli
+
+        return certs_cli.run(args)
     if args.command == "models" and args.models_command != "push":
         from models import cli as models_cli
 

@@ -78,3 +78,46 @@ def make_dev_pki(directory: Path, *, broker_hosts: tuple[str, ...] = ("127.0.0.1
     broker = save("broker", *_issue("coldwatch broker", ca_key, ca_cert, server_hosts=broker_hosts))
     issued = {c: save(c, *_issue(c, ca_key, ca_cert, client=True)) for c in clients}
     return broker, issued
+
+
+# -- the fleet's CA on disk (`coldwatch certs`) ------------------------------------------------------------------
+
+CA_CERT, CA_KEY = "ca.crt", "ca.key"
+
+
+def init_ca(directory: Path, *, days: int = 3650, name: str = "coldwatch fleet CA") -> TlsFiles:
+    """A new CA in `directory` (ca.crt, ca.key 0600); refused when one is there (re-keying a fleet is a decision,
+    not a side effect)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / CA_CERT).exists() or (directory / CA_KEY).exists():
+        raise FileExistsError(f"{directory} already holds a CA ({CA_CERT}, {CA_KEY})")
+    key, cert = _issue(name, ec.generate_private_key(ec.SECP256R1()), None, days=days)
+    (directory / CA_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, directory / CA_KEY)
+    return TlsFiles(directory / CA_CERT, directory / CA_CERT, directory / CA_KEY)
+
+
+def issue(directory: Path, name: str, *, server_hosts: tuple[str, ...] = (), client: bool = False,
+          days: int = 365) -> TlsFiles:
+    """A certificate and a new key signed by the CA in `directory`: `NAME.crt`, `NAME.key` (a renewal writes both
+    again). `server_hosts` makes a server certificate (the broker), `client` a gateway's client certificate."""
+    try:
+        ca_cert = x509.load_pem_x509_certificate((directory / CA_CERT).read_bytes())
+        ca_key = serialization.load_pem_private_key((directory / CA_KEY).read_bytes(), password=None)
+    except OSError as exc:
+        raise FileNotFoundError(f"no CA in {directory}: run `coldwatch certs init` first ({exc.strerror})") from None
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{directory / CA_KEY} is not an EC private key")
+    key, cert = _issue(name, ca_key, ca_cert, server_hosts=server_hosts, client=client, days=days)
+    (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, directory / f"{name}.key")
+    return TlsFiles(directory / CA_CERT, directory / f"{name}.crt", directory / f"{name}.key")
+
+
+def expiries(directory: Path) -> list[tuple[str, dt.datetime]]:
+    """Each certificate in `directory` and when it expires, soonest first."""
+    out = []
+    for path in sorted(directory.glob("*.crt")):
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        out.append((path.name, cert.not_valid_after_utc))
+    return sorted(out, key=lambda item: item[1])

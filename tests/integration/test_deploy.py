@@ -46,6 +46,8 @@ def test_the_compose_file_follows_the_compose_specification(compose: dict[str, A
         compose["services"])
     gpu = compose["services"]["trainer-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
+    for name, service in compose["services"].items():  # Docker's default json-file log grows forever
+        assert service["logging"]["options"]["max-size"] and service["logging"]["options"]["max-file"], name
 
 
 def test_every_coldwatch_variable_and_command_in_compose_exists(compose: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """docs/deploy.md's procedure, step by step, with the binaries the compose file runs, in a clean directory: keys
-and certificates, `coldwatch broker init`, mosquitto from deploy/mosquitto/production.conf, influxd, the first
-admin and an ops token from the command line, the API and an ingest worker, a gateway provisioned through the
-API and connected over TLS with its client certificate, one simulated tag: its readings are stored and shown."""
+and certificates (`coldwatch models keygen`, `coldwatch certs`), `coldwatch broker init`, mosquitto from
+deploy/mosquitto/production.conf, influxd, the first admin and an ops token from the command line, the API and an
+ingest worker, a gateway provisioned through the API and connected over TLS with its client certificate, one
+simulated tag: its readings are stored and shown."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from pathlib import Path
 import httpx
 
 from deploy.services import free_port, start_influxd
-from deploy.tls import make_dev_pki
 from tests.conftest import CLOUD_BIN, EDGE_VENV, INGEST_USER, require_binary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -42,9 +42,9 @@ def test_the_documented_procedure_takes_a_clean_directory_to_a_gateway_reporting
     try:
         # 1. Keys and certificates, once per fleet.
         _run([str(CLOUD_BIN / "coldwatch"), "models", "keygen", "--out", str(tmp_path / "keys")], dict(os.environ))
-        pki, clients = make_dev_pki(tmp_path / "certs", clients=("reefer-0042",))
-        for name, path in (("ca.crt", pki.ca), ("broker.crt", pki.cert), ("broker.key", pki.key)):
-            (tmp_path / "certs" / name).write_bytes(path.read_bytes())
+        certs = tmp_path / "certs"  # the layout compose mounts at /mosquitto/certs
+        for argv in (["init"], ["broker", "--host", "127.0.0.1"], ["gateway", "reefer-0042"]):
+            _run([str(CLOUD_BIN / "coldwatch"), "certs", *argv, "--dir", str(certs)], dict(os.environ))
         # 2.–3. The broker: its password file seeded before its first start (compose's broker-init).
         (tmp_path / "config" / "state").mkdir(parents=True)
         (tmp_path / "config" / "acl").write_bytes((DEPLOY / "mosquitto" / "acl").read_bytes())
@@ -98,7 +98,7 @@ def test_the_documented_procedure_takes_a_clean_directory_to_a_gateway_reporting
         assert INGEST_USER in passwd.read_text()  # the service account seeded at step 2 is kept
         # The gateway: its config (what deploy/gateway-install.sh writes), TLS with its client certificate.
         udp_port = free_port()
-        gw = clients["reefer-0042"]
+        gw = {"ca": certs / "ca.crt", "cert": certs / "reefer-0042.crt", "key": certs / "reefer-0042.key"}
         config = tmp_path / "agent.toml"
         config.write_text(f"""gateway_id = "reefer-0042"
 metrics_port = 0
@@ -107,9 +107,9 @@ host = "127.0.0.1"
 port = {tls_port}
 password = "{credentials['mqtt_password']}"
 [mqtt.tls]
-ca = "{gw.ca}"
-cert = "{gw.cert}"
-key = "{gw.key}"
+ca = "{gw['ca']}"
+cert = "{gw['cert']}"
+key = "{gw['key']}"
 [[inputs]]
 type = "udp"
 bind = "127.0.0.1:{udp_port}"
