@@ -53,6 +53,9 @@ class Settings:
     ingest_batch_size: int = 5000
     ingest_batch_age_s: float = 1.0
     ingest_replay_after_s: float = 30.0  # a gateway-stream gap open this long is asked for again (0: never)
+    retention_notifications_days: int = 90  # SQL retention (cloud/services/retention.py); 0 keeps forever
+    retention_audit_days: int = 730
+    retention_gaps_days: int = 400
     ingest_gap_grace_s: float = 10.0  # skipped seqs become gaps only after this long (the other worker fills them)
     ingest_dead_letter_max: int = 10_000  # refused messages kept with their payload (the oldest go first)
     ingest_future_s: float = 300.0  # readings stamped further ahead of the cloud's clock are dead-lettered
@@ -178,6 +181,9 @@ def _validate(s: Settings) -> None:
     scheme = s.database_url.split("://", 1)[0] if "://" in s.database_url else ""
     if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
         raise _fail("database_url", "must start with sqlite:// or postgresql+psycopg://")
+    for name in ("retention_notifications_days", "retention_audit_days", "retention_gaps_days"):
+        if not 0 <= getattr(s, name) <= 36_500:
+            raise _fail(name, f"{getattr(s, name)} is not a number of days in [0, 36500] (0 keeps forever)")
     if not (math.isfinite(s.ingest_gap_grace_s) and 0 <= s.ingest_gap_grace_s <= 3600):
         raise _fail("ingest_gap_grace_s", f"{s.ingest_gap_grace_s} is not a number of seconds in [0, 3600]")
     if not 0 <= s.ingest_dead_letter_max <= 10_000_000:
@@ -290,6 +296,9 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "ingest_replay_after_s": _to_float,
     "ingest_dead_letter_max": _to_int,
     "ingest_gap_grace_s": _to_float,
+    "retention_notifications_days": _to_int,
+    "retention_audit_days": _to_int,
+    "retention_gaps_days": _to_int,
     "ingest_future_s": _to_float,
     "influx_token": _optional_secret,
     "influx_username": _optional_secret,

@@ -30,6 +30,7 @@ from cloud.db.engine import init_schema, make_engine
 from cloud.db.users import UserCreate
 from cloud.notify.dispatcher import start_in_app as start_notify
 from cloud.services import users as user_service
+from cloud.services.retention import RetentionPolicy, start_retention
 from cloud.services.silence import SilencePolicy, SilenceWatchdog
 from cloud.tsdb.influx import InfluxClient, InfluxUnavailable
 from cloud.ui.install import install_ui
@@ -100,7 +101,10 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
         stop_rollouts = start_rollouts(app, settings, sql)
         stop_notify = start_notify(settings, sql, app.state.metrics.registry)
         watchdog = start_silence_watchdog(settings, sql)
+        retention = start_retention(sql, RetentionPolicy(settings.retention_notifications_days,
+                                                         settings.retention_audit_days, settings.retention_gaps_days))
         yield
+        retention.stop()
         if watchdog is not None:
             watchdog.stop()
         stop_notify()
