@@ -136,3 +136,39 @@ def fault_windows(spec: FeatureSpec, series: list[Series], *, seed: int, stride:
     if not out:
         return np.zeros((0, spec.window, spec.channels), dtype=np.float32)
     return np.concatenate(out)
+
+
+RECOVERY_SETTLE_MIN: Final = 60.0  # the excursion's tail has decayed (4 time constants of 15 min)
+
+
+def recovered_excursion_windows(spec: FeatureSpec, series: list[Series], *, seed: int, stride: int) -> FloatArray:
+    """Normal windows after a warm excursion that has ended (a door closed, power back): the space is back in its
+    own cycle while `temp_drift`'s baseline still holds the warm hours, so the recovered space reads degrees below
+    that baseline. Trained as *normal*: the recovery is not a fault (the excursion itself was the rules' and the
+    model's to alert on), and without these windows the classifier had only the synthetic `drift` fault to liken
+    them to (docs/decisions.md)."""
+    empty = np.zeros((0, spec.window, spec.channels), dtype=np.float32)
+    if not {"temp_drift", "temp_drift_z"} & set(spec.features):
+        return empty
+    rng = np.random.default_rng([seed, 0xEC])
+    looks_back_ms = spec.window_ms * spec.baseline_windows
+    out = []
+    for s in series:
+        if len(s.ts_ms) < 4 * spec.window:
+            continue
+        onset = int(rng.integers(spec.window, len(s.ts_ms) - 2 * spec.window))
+        duration_min, rise = float(rng.uniform(30.0, 240.0)), float(rng.uniform(3.0, 12.0))
+        minutes = (s.ts_ms - s.ts_ms[onset]) / 60_000.0
+        peak = rise * (1.0 - np.exp(-duration_min / 20.0))
+        bump = np.where(minutes < 0, 0.0, np.where(minutes < duration_min, rise * (1.0 - np.exp(-minutes / 20.0)),
+                                                   peak * np.exp(-(minutes - duration_min) / 15.0)))
+        bumped = replace(s, temp_c=s.temp_c + bump)
+        end_ms = s.ts_ms[onset] + duration_min * 60_000
+        ends = window_ends(spec, s.ts_ms)[::stride]
+        keep = (ends >= end_ms + RECOVERY_SETTLE_MIN * 60_000 + spec.window_ms) & (ends <= end_ms + looks_back_ms)
+        if not keep.any():
+            continue
+        raw, usable = raw_windows(spec, bumped.ts_ms, bumped.temp_c, bumped.rh_pct, bumped.battery_mv,
+                                  end_ms=ends[keep])
+        out.append(raw[usable])
+    return np.concatenate(out) if out else empty

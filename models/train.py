@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models.augment import fault_windows
+from models.augment import fault_windows, recovered_excursion_windows
 from models.data import (
     TRAIN_SEEDS,
     VALIDATION_SEEDS,
@@ -58,6 +58,7 @@ class TrainConfig:
     max_alerts_per_sensor_day: float = 0.1
     settle_h: float = 1.0  # normal data starts this long after a sensor's pull-down reached its band
     outlier_exposure: bool = True  # synthetic faults (models/augment): the classifier's positives, the others' hinge
+    recovered_excursions: bool = True  # normal windows after an ended warm excursion (models/augment), see decisions
     margin: float = 2.0  # reconstruction error the autoencoder / forecaster push synthetic faults above
     seed: int = 0
     device: str | None = None
@@ -210,6 +211,9 @@ def _train_on_series(train: list[Series], validation: list[Series], cfg: TrainCo
     if raw is None or len(raw) < 32:
         raise ValueError(f"too little data to train: {0 if raw is None else len(raw)} usable windows (need 32)")
     spec = fit_normalisation(spec, raw)
+    if cfg.recovered_excursions:
+        recovered = recovered_excursion_windows(spec, train, seed=cfg.seed, stride=cfg.stride)
+        raw = np.concatenate([raw, recovered]) if len(recovered) else raw
     inputs = normalise(spec, raw)
     t_features = time.perf_counter() - t0
     device = select_device(cfg.device)

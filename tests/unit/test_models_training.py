@@ -128,3 +128,18 @@ def test_the_classifiers_logits_stay_near_their_bound() -> None:
         device=select_device("cpu"), seed=0, negatives=faults)
     logits = predict(module, np.concatenate([normal, faults]))
     assert float(np.abs(logits).max()) < 2 * LOGIT_BOUND  # int8's 256 output steps then resolve the threshold
+
+
+def test_recovered_excursion_windows_show_the_space_back_in_its_cycle_below_a_warm_baseline() -> None:
+    spec = default_spec()
+    normal = freezer(cycling(3 * 24 * 60))
+    windows = augment.recovered_excursion_windows(spec, [normal] * 6, seed=3, stride=5)
+    assert len(windows) > 0
+    drift = windows[:, :, spec.features.index("temp_drift")]
+    dev = windows[:, :, spec.features.index("temp_dev")]
+    # The window itself is an ordinary cycle (its own deviations within the cycle's 3 °C) ...
+    assert np.nanmax(np.abs(dev)) <= 3.0
+    # ... but the baseline still holds the warm hours: the space reads below it, which is normal after recovery.
+    assert np.nanmean(drift) < -0.3
+    no_drift = default_spec(features=("temp_dev", "temp_rate"))
+    assert len(augment.recovered_excursion_windows(no_drift, [normal], seed=3, stride=5)) == 0
