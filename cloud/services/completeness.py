@@ -20,12 +20,15 @@ from typing import Final
 
 from sqlmodel import Session, col, select
 
+from cloud.db.alerts import Alert
+from cloud.db.fleet import Sensor
 from cloud.db.ingest import IngestGap, ReplayRequest, SeqStream
 from cloud.services.clock import now_ms
 
 SENSOR_WRAP: Final = 65535  # sensor seqs run 0..65534
 # A sensor seq jumping further ahead than this is taken as a restart or re-pairing, not a loss.
 MAX_SENSOR_JUMP: Final = SENSOR_WRAP // 2
+SILENT_KIND: Final = "gateway_silent"  # the watchdog's alert (cloud/services/silence.py)
 
 
 @dataclass(slots=True)
@@ -287,6 +290,45 @@ def claim_replays(session: Session, *, now: int, open_for_ms: int, retry_ms: int
         if len(due) >= limit:
             break
     return due
+
+
+def silent_intervals(session: Session, *, sensor_id: str, start: int, end: int,
+                     now: int | None = None) -> list[tuple[int, int]]:
+    """When the sensor's gateway was silent (`gateway_silent` alerts, from the last time it was heard until heard
+    again, or until now while open), clipped to [start, end) and merged."""
+    sensor = session.get(Sensor, sensor_id)
+    if sensor is None or not sensor.gateway_id:
+        return []
+    now = now_ms() if now is None else now
+    alerts = session.exec(select(Alert).where(Alert.gateway_id == sensor.gateway_id, Alert.kind == SILENT_KIND,
+                                              Alert.started_at < end)).all()
+    spans = sorted((max(start, a.started_at), min(end, a.ended_at if a.ended_at is not None else now))
+                   for a in alerts)
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        if b <= a:
+            continue
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def missing_with_silence(session: Session, *, sensor_id: str, start: int, end: int, received: int,
+                         now: int | None = None) -> float:
+    """Readings missing in [start, end): the gaps (seqs never received), and for the time the sensor's gateway was
+    silent, the readings the sensor's own rate outside that time says it would have sent. A silence whose readings
+    came back as a gap (the tag kept counting) is counted once, as the larger of the two."""
+    gaps = missing_in_range(session, sensor_id=sensor_id, start=start, end=end)
+    silent = silent_intervals(session, sensor_id=sensor_id, start=start, end=end, now=now)
+    silent_ms = sum(b - a for a, b in silent)
+    heard_ms = (end - start) - silent_ms
+    if not silent or heard_ms <= 0 or received <= 0:
+        return gaps
+    expected_in_silence = received / heard_ms * silent_ms
+    gaps_in_silence = sum(missing_in_range(session, sensor_id=sensor_id, start=a, end=b) for a, b in silent)
+    return gaps - gaps_in_silence + max(gaps_in_silence, expected_in_silence)
 
 
 def missing_in_range(session: Session, *, sensor_id: str, start: int, end: int) -> float:

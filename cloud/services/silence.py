@@ -22,11 +22,12 @@ from cloud.db.engine import session_scope
 from cloud.db.fleet import Gateway, Sensor
 from cloud.periodic import PeriodicThread
 from cloud.services.clock import now_ms
+from cloud.services.completeness import SILENT_KIND
 from protocol.messages import alert_id
 
 log = logging.getLogger(__name__)
 
-KIND = "gateway_silent"
+KIND = SILENT_KIND
 SOURCE = "cloud"
 ACTOR = "cloud:watchdog"
 

@@ -14,7 +14,7 @@ from typing import Final
 
 from sqlmodel import Session
 
-from cloud.services.completeness import missing_in_range
+from cloud.services.completeness import missing_with_silence
 from cloud.tsdb.influx import InfluxClient, InfluxRejected, quote_ident
 from cloud.tsdb.lineprotocol import MEASUREMENT
 from protocol.profiles import PROFILES
@@ -89,7 +89,8 @@ def sensor_report(influx: InfluxClient, session: Session, *, sensor: str, profil
     rows = minute_rows(influx, sensor=sensor, start=start, end=end)
     band = PROFILES.get(profile) if profile else None
     count = sum(r[1] for r in rows)
-    missing = round(missing_in_range(session, sensor_id=sensor, start=start, end=end))
+    # a gateway that lost power sends nothing and leaves no seq gap until it returns: its silence counts too
+    missing = round(missing_with_silence(session, sensor_id=sensor, start=start, end=end, received=count))
     report = SensorReport(
         sensor=sensor, start=start, end=end, profile=profile, band_low_c=band.low_c if band else None,
         band_high_c=band.high_c if band else None, readings=count, missing=missing,

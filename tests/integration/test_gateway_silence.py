@@ -16,6 +16,8 @@ from cloud.config import Settings
 from cloud.db.alerts import Alert, AlertHistory
 from cloud.db.engine import init_schema, make_engine, session_scope
 from cloud.db.fleet import Gateway, Sensor
+from cloud.db.ingest import IngestGap
+from cloud.services import completeness
 from cloud.services.clock import now_ms
 from cloud.services.silence import SilencePolicy, SilenceWatchdog, watch
 from deploy.services import Influxd
@@ -122,3 +124,27 @@ def test_the_api_process_runs_the_watchdog_and_the_alert_reaches_the_inbox_and_i
         assert page.status_code == 200
         assert "Gateway stopped sending" in page.text and "every sensor of the gateway" in page.text
         assert "watchdog: the gateway itself cannot say it has gone quiet" in page.text
+
+
+def test_a_silent_gateways_hours_count_as_missing_in_its_sensors_completeness(engine: Engine) -> None:
+    hour = 3_600_000
+    fleet(engine, "gw1", ["chilled"], last_seen=T0)
+    sensor = "c2:00:00:00:01:00"
+    with session_scope(engine) as session:
+        session.add(Alert(id=alert_id("gw1", "", "gateway_silent", T0 + hour), gateway_id="gw1", sensor_id="",
+                          kind="gateway_silent", severity="critical", source="cloud", device_state="clear",
+                          started_at=T0 + hour, updated_at=T0 + 2 * hour, ended_at=T0 + 2 * hour, received_at=T0,
+                          last_event_at=T0))
+    with Session(engine) as session:
+        assert completeness.silent_intervals(session, sensor_id=sensor, start=T0, end=T0 + 4 * hour) == [
+            (T0 + hour, T0 + 2 * hour)]
+        # 180 readings in the 3 heard hours (1 a minute): the silent hour should have held 60
+        assert completeness.missing_with_silence(session, sensor_id=sensor, start=T0, end=T0 + 4 * hour,
+                                                 received=180) == pytest.approx(60)
+    with session_scope(engine) as session:  # the tag kept counting: the gap shows 70 of them when it returns
+        session.add(IngestGap(stream=f"sensor|{sensor}", kind="sensor", gateway_id="gw1", sensor_id=sensor,
+                              first_seq=100, last_seq=169, missing=70, after_ts=T0 + hour, before_ts=T0 + 2 * hour,
+                              detected_at=T0 + 2 * hour))
+    with Session(engine) as session:  # counted once, not 130
+        assert completeness.missing_with_silence(session, sensor_id=sensor, start=T0, end=T0 + 4 * hour,
+                                                 received=180) == pytest.approx(70)
