@@ -64,6 +64,8 @@ def test_every_coldwatch_variable_and_command_in_compose_exists(compose: dict[st
         if command and command[:2] == ["coldwatch", "ingest"]:
             worker_ids.append(env["COLDWATCH_INGEST_WORKER_ID"])
     assert len(worker_ids) == len(set(worker_ids)) == 2  # each worker a stable id of its own
+    ingest = [s for s in compose["services"].values() if s.get("command", [])[:2] == ["coldwatch", "ingest"]]
+    assert all(s["environment"]["COLDWATCH_INGEST_UNKNOWN_GATEWAY"] == "reject" for s in ingest)  # production
 
 
 def test_the_broker_is_seeded_before_it_starts_and_the_api_writes_the_file_it_reads(compose: dict[str, Any]) -> None:
