@@ -157,7 +157,7 @@ def recovered_excursion_windows(spec: FeatureSpec, series: list[Series], *, seed
         if len(s.ts_ms) < 4 * spec.window:
             continue
         onset = int(rng.integers(spec.window, len(s.ts_ms) - 2 * spec.window))
-        duration_min, rise = float(rng.uniform(30.0, 240.0)), float(rng.uniform(3.0, 12.0))
+        duration_min, rise = float(rng.uniform(30.0, 240.0)), float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
         minutes = (s.ts_ms - s.ts_ms[onset]) / 60_000.0
         peak = rise * (1.0 - np.exp(-duration_min / 20.0))
         bump = np.where(minutes < 0, 0.0, np.where(minutes < duration_min, rise * (1.0 - np.exp(-minutes / 20.0)),
