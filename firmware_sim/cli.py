@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         "datagrams to coldwatch-agent inputs. Prints a JSON summary (frames sent) on exit.",
         epilog=EPILOG,
     )
-    parser.add_argument("--target", type=_target, action="append", required=True, metavar="HOST:PORT",
+    parser.add_argument("--target", "--gateway", dest="target", type=_target, action="append", required=True,
+                        metavar="HOST:PORT",
                         help="a gateway's UDP input; repeat for several gateways (gateway index = order)")
     parser.add_argument("--sensors", type=int, default=8, help="sensors per gateway (default 8)")
     parser.add_argument("--profiles", default=None,
@@ -93,7 +94,7 @@ def utc_offset_for(start_ms: int, local_start_hour: float | None) -> float:
 
 
 def _add_pacing(parser: argparse.ArgumentParser, *, interval: float, speed: float) -> None:
-    parser.add_argument("--interval", type=float, default=interval,
+    parser.add_argument("--interval", "--period", dest="interval", type=float, default=interval,
                         help=f"simulated seconds between readings (default {interval:g})")
     parser.add_argument("--speed", type=float, default=speed,
                         help=f"simulated seconds per wall-clock second (default {speed:g})")
@@ -103,7 +104,8 @@ def _dataset_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", type=_scenario, help="scenario name (see list-scenarios)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (same seed, same bytes; default 1)")
     parser.add_argument("--days", type=float, default=1.0, help="simulated days (default 1)")
-    parser.add_argument("--period", type=float, default=60.0, help="seconds between readings (default 60)")
+    parser.add_argument("--period", "--interval", dest="period", type=float, default=60.0,
+                        help="seconds between readings (default 60)")
 
 
 def build_subcommand_parser() -> argparse.ArgumentParser:
@@ -113,7 +115,8 @@ def build_subcommand_parser() -> argparse.ArgumentParser:
     sub.add_parser("list-scenarios", help="list the scenarios, their profile and what happens")
     run_p = sub.add_parser("run", help="send a scenario live to gateways over UDP")
     run_p.add_argument("scenario", type=_scenario, help="scenario name (see list-scenarios)")
-    run_p.add_argument("--gateway", type=_target, action="append", required=True, metavar="HOST:PORT",
+    run_p.add_argument("--gateway", "--target", dest="gateway", type=_target, action="append", required=True,
+                       metavar="HOST:PORT",
                        help="a gateway's UDP input; repeat for several (each gets the scenario)")
     run_p.add_argument("--sensors", type=int, default=4, help="sensors per gateway (default 4)")
     _add_pacing(run_p, interval=60.0, speed=60.0)

@@ -100,3 +100,14 @@ def test_the_cli_and_the_api_cap_token_lifetimes_the_same() -> None:
     from cloud.users_cli import MAX_TOKEN_DAYS as CLI_MAX
 
     assert CLI_MAX == API_MAX
+
+
+def test_the_simulator_takes_one_name_for_one_thing_in_every_mode() -> None:
+    run = sim_cli.build_subcommand_parser().parse_args(["run", "normal_chilled", "--target", "127.0.0.1:9",
+                                                        "--period", "30"])
+    assert run.gateway == [("127.0.0.1", 9)] and run.interval == 30.0
+    live = sim_cli.build_parser().parse_args(["--gateway", "127.0.0.1:9", "--period", "2"])
+    assert live.target == [("127.0.0.1", 9)] and live.interval == 2.0
+    export = sim_cli.build_subcommand_parser().parse_args(["export", "normal_chilled", "--out", "x",
+                                                           "--interval", "30"])
+    assert export.period == 30.0
