@@ -24,8 +24,10 @@ def poisson_tail(k: int, expected: float) -> float:
     """P(X ≥ k) for X ~ Poisson(expected) (terms summed in log space: any mean, any count)."""
     if k <= 0:
         return 1.0
-    if expected <= 0:
+    if expected <= 0 or math.isnan(expected):
         return 0.0
+    if math.isinf(expected):  # a limit without bound (a current model's rate over a vanishing span): reached surely
+        return 1.0
     logs = [-expected + i * math.log(expected) - math.lgamma(i + 1) for i in range(k)]
     top = max(logs)
     below = math.exp(top) * sum(math.exp(v - top) for v in logs)
@@ -79,13 +81,13 @@ class Evidence:
 
     @property
     def candidate_per_day(self) -> float | None:
-        return self.candidate_episodes / (self.sensor_hours / 24) if self.sensor_hours > 0 else None
+        return self.candidate_episodes * 24 / self.sensor_hours if self.sensor_hours > 0 else None
 
     @property
     def current_per_day(self) -> float | None:
         if self.current_episodes is None or self.current_sensor_hours <= 0:
             return None
-        return self.current_episodes / (self.current_sensor_hours / 24)
+        return self.current_episodes * 24 / self.current_sensor_hours  # a denormal span gives inf, not 0-division
 
     @property
     def limit_per_day(self) -> float:

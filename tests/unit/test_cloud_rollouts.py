@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlmodel import Session
@@ -308,6 +308,10 @@ _figures = st.fixed_dictionaries({
 @given(figures=st.lists(_figures, min_size=1, max_size=4), min_hours=st.floats(0.5, 500),
        ratio=st.floats(0.5, 5), budget=st.floats(0.01, 2))
 @settings(max_examples=300, deadline=None)
+# A current model's episode over a denormal span: its rate, and so the limit, overflow to infinity.
+@example(figures=[{"sensor_hours": 1.0, "shadow_episodes": 0, "active_episodes": None, "windows": 0, "span_s": 3600},
+                  {"sensor_hours": 2.225073858507203e-309, "shadow_episodes": 1, "active_episodes": 1, "windows": 0,
+                   "span_s": 3600}], min_hours=1.0, ratio=1.0, budget=1.0)
 def test_the_verdict_on_any_reports_is_evidence_first_then_episodes(
         figures: list[dict[str, Any]], min_hours: float, ratio: float, budget: float) -> None:
     shadows = []
@@ -329,17 +333,18 @@ def test_the_verdict_on_any_reports_is_evidence_first_then_episodes(
         assert verdict.decision == "wait" and verdict.text.startswith("on probation")
         return
     e = verdict.evidence
-    candidate = sum(f["shadow_episodes"] for f in figures) / (hours / 24)
+    candidate = sum(f["shadow_episodes"] for f in figures) * 24 / hours
     compared = [f for f in figures if f["active_episodes"] is not None]
     compared_hours = sum(f["sensor_hours"] for f in compared)
     limit = budget
     if compared and compared_hours > 0:
-        limit = max(budget, ratio * sum(f["active_episodes"] for f in compared) / (compared_hours / 24))
+        limit = max(budget, ratio * sum(f["active_episodes"] for f in compared) * 24 / compared_hours)
     assert e.limit_per_day == pytest.approx(limit)
     expected = e.limit_per_day * hours / 24  # a model exactly at the limit: Poisson with this mean
     episodes = sum(f["shadow_episodes"] for f in figures)
-    tail = 1.0 - sum(math.exp(-expected + i * math.log(expected) - math.lgamma(i + 1))
-                     if expected > 0 else float(i == 0) for i in range(episodes))
+    tail = 1.0 if math.isinf(expected) else 1.0 - sum(
+        math.exp(-expected + i * math.log(expected) - math.lgamma(i + 1)) if expected > 0 else float(i == 0)
+        for i in range(episodes))
     assert verdict.decision == ("promote" if tail >= 0.05 - 1e-9 else "halt") or abs(tail - 0.05) < 1e-6
     if candidate <= e.limit_per_day:  # a candidate at or under the limit is never halted
         assert verdict.decision == "promote"
