@@ -138,7 +138,9 @@ def _load_sql(engine: Engine, folder: Path, summary: Summary) -> None:
         for name in sorted(names):
             if connection.execute(select(func.count()).select_from(Table(name, MetaData(),
                                                                          autoload_with=connection))).scalar():
-                raise BackupError(f"the SQL database is not empty (table {name} has rows): restore into a new one")
+                raise BackupError(f"the SQL database is not empty (table {name} has rows): restore into a new one "
+                                  "(one that no coldwatch process has started on either: its schema must be older "
+                                  "than or at the backup's revision)")
     migrate.upgrade(engine, revision=summary.sql_revision)  # the schema the rows were taken from
     with engine.begin() as connection:
         metadata = MetaData()
@@ -147,8 +149,17 @@ def _load_sql(engine: Engine, folder: Path, summary: Summary) -> None:
             if table.name not in summary.tables:
                 continue
             rows = list(_jsonl(folder / f"{table.name}.jsonl"))
-            for start in range(0, len(rows), 1000):
-                connection.execute(table.insert(), rows[start:start + 1000])
+            # A column referring to its own table (a notification folded into a later summary) may point at a row
+            # inserted after it: insert with it empty, then set it.
+            own = [c.name for c in table.columns if any(fk.column.table.name == table.name for fk in c.foreign_keys)]
+            first_pass = [{k: (None if k in own else v) for k, v in row.items()} for row in rows] if own else rows
+            for start in range(0, len(first_pass), 1000):
+                connection.execute(table.insert(), first_pass[start:start + 1000])
+            key = list(table.primary_key.columns)
+            for row in rows if own and len(key) == 1 else []:
+                values = {c: row[c] for c in own if row.get(c) is not None}
+                if values:
+                    connection.execute(table.update().where(key[0] == row[key[0].name]).values(**values))
             if len(rows) != summary.tables[table.name]:
                 raise BackupError(f"{table.name}: {len(rows)} rows in the backup, backup.json says "
                                   f"{summary.tables[table.name]}")
@@ -212,7 +223,9 @@ def _dump_influx(influx: InfluxClient, folder: Path, summary: Summary) -> None:
     measurements = [row[0] for s in influx.query("SHOW MEASUREMENTS") for row in s.values]
     for measurement in measurements:
         types = _field_types(influx, measurement)
-        bounds = _bounds(influx, measurement, next(iter(types)))
+        # every field: a point carries only some of them (a reading has an anomaly score only once scored)
+        spans = [b for name in types if (b := _bounds(influx, measurement, name)) is not None]
+        bounds = (min(lo for lo, _ in spans), max(hi for _, hi in spans)) if spans else None
         count = 0
         with gzip.open(folder / f"{measurement}.lp.gz", "wt") as f:
             for lo in range(bounds[0] - bounds[0] % DAY_MS, bounds[1] + 1, DAY_MS) if bounds else ():

@@ -168,7 +168,10 @@ def parse_config(data: dict[str, Any], origins: Mapping[str, str] | None = None)
     """
     problems = _schema_problems(data)
     if not problems:
-        config = msgspec.convert(data, AgentConfig, strict=False)  # lax: env values arrive as text
+        try:
+            config = msgspec.convert(data, AgentConfig, strict=False)  # lax: env values arrive as text
+        except msgspec.ValidationError as exc:  # whatever the per-key pass did not see
+            raise ConfigError(_with_origin(_readable(str(exc)), origins or {})) from None
         problems = _semantic_problems(config) + _file_problems(config.mqtt, config.updater)
     else:  # the files of the sections that are valid on their own are still worth reporting now
         problems += _file_problems(_section(data, "mqtt", MqttConfig), _section(data, "updater", UpdaterConfig))
@@ -190,7 +193,7 @@ def _struct_problems(data: Any, struct: type[msgspec.Struct], prefix: str) -> li
     fields = {f.name: f for f in msgspec.structs.fields(struct)}
     where = f"{prefix}." if prefix else ""
     for key in data:
-        if key not in fields and key != "type":  # `type` is an input section's tag, checked with the driver
+        if key not in fields and not (key == "type" and prefix.startswith("inputs[")):  # an input's tag
             problems.append(f"{where}{key}: unknown key; known: {', '.join(fields)}")
     for name, field in fields.items():
         if name not in data:

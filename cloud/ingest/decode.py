@@ -16,7 +16,7 @@ from protocol.topics import TopicError, parse_topic
 INGEST_KINDS: Final = ("telemetry", "alerts", "status", "reported")
 REJECT_REASONS: Final = ("oversized", "malformed", "schema_version", "invalid", "out_of_range", "nan", "bad_topic",
                          "topic_gateway_mismatch", "unknown_gateway", "influx_rejected", "sql_rejected", "future_ts",
-                         "internal_error")
+                         "internal_error", "dead_letter_refused")
 _OUT_OF_RANGE_RE: Final = re.compile(r"^Expected `(float|int)` (>=|<=|>|<) ")
 
 

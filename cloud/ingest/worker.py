@@ -127,6 +127,15 @@ def _topic_text(message: mqtt.MQTTMessage) -> str:
         return repr(message._topic)[:300]
 
 
+def _cleaned(refused: Refused) -> Refused:
+    """The texts of a dead letter without what a SQL text column refuses (NUL, lone surrogates)."""
+    def text(value: str) -> str:
+        return value.replace("\x00", "").encode("utf-8", "replace").decode()
+
+    return Refused(text(refused.topic), text(refused.gateway_id) if refused.gateway_id else None,
+                   text(refused.reason), text(refused.detail), refused.payload)
+
+
 def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
 
@@ -596,18 +605,33 @@ class IngestWorker:
         else:
             log.debug("write still failing retry_in_s=%.1f error=%s", delay, exc)
 
+    def _keep_dead_letters(self, refused: list[Refused]) -> bool:
+        """Store refused messages; False (hold everything) only when SQL itself is down or locked. A dead letter
+        the database refuses for its own data (a NUL in a detail text on PostgreSQL) is stored again with its
+        texts cleaned, and if even that fails, the messages are acknowledged without it (counted, logged): a dead
+        letter must never stall the worker it is meant to protect."""
+        keep = self.settings.ingest_dead_letter_max
+        for attempt in (refused, [_cleaned(r) for r in refused]):
+            try:
+                self.sql.dead_letters(attempt, worker=self.settings.ingest_worker_id, keep=keep)
+                return True
+            except Exception as exc:
+                if not caused_by_data(exc):
+                    self._sql_failed(exc)
+                    return False
+                error = exc
+        self.metrics.rejected.labels(reason="dead_letter_refused").inc(len(refused))
+        log.error("dead letters not kept count=%d gateways=%s error=%s", len(refused),
+                  ",".join(sorted({r.gateway_id or "?" for r in refused})), _short(error))
+        return True
+
     def _ack(self, count: int) -> None:
         """Acknowledge the first `count` pending messages, in the order they arrived, after keeping the refused
         ones as dead letters (if SQL cannot take them now, nothing is acknowledged: the batch is tried again)."""
         refused = [Refused(e.topic, e.gateway, e.rejected, e.detail, e.payload)
                    for e in self._pending[:count] if e.rejected is not None]
-        if refused:
-            try:
-                self.sql.dead_letters(refused, worker=self.settings.ingest_worker_id,
-                                      keep=self.settings.ingest_dead_letter_max)
-            except SQLAlchemyError as exc:
-                self._sql_failed(exc)
-                return
+        if refused and not self._keep_dead_letters(refused):
+            return
         for entry in self._pending[:count]:
             self.client.ack(entry.mid, entry.qos)
             self.metrics.acked.inc()

@@ -16,6 +16,7 @@ from sqlalchemy import MetaData, select
 from sqlmodel import Session
 
 from cloud.db.engine import init_schema, make_engine
+from cloud.db.notify import Notification
 from cloud.db.users import UserCreate
 from cloud.ingest.sql_sink import SqlSink, event_work, telemetry_work
 from cloud.services import users
@@ -44,7 +45,8 @@ def _fill(database_url: str, influx: InfluxClient, registry: Path) -> None:
             ts = T0 + day * 86_400_000 + seq * 60_000
             batch = TelemetryBatch(gateway="gw-1", seq=day * 100 + seq, sent_at=ts, readings=[
                 Reading(sensor=s, ts=ts, profile="chilled", seq=(day * 100 + seq) % 65535, temp_c=3.5 + i * 0.25,
-                        rh_pct=80.0 if i % 2 else None, battery_mv=3000 - seq, rssi_dbm=-70)
+                        rh_pct=80.0 if i % 2 else None, battery_mv=3000 - seq, rssi_dbm=-70,
+                        anomaly_score=0.5 if day == 1 else None)  # only some points carry every field
                 for i, s in enumerate(SENSORS)])
             influx.write(batch_lines(batch).lines)
             sink.apply([telemetry_work(batch)])
@@ -53,6 +55,17 @@ def _fill(database_url: str, influx: InfluxClient, registry: Path) -> None:
                         updated_at=T0, value=9.5, threshold=8.0, reason="above 8 °C for 30 min")
     sink.apply([event_work(opened), event_work(Status(gateway="gw-1", state="online", ts=T0, session=T0,
                                                         agent_version="0.2.0", outbox_depth=3))])
+    with Session(engine) as session:  # a notification folded into a summary made after it (a later id)
+        held = Notification(channel="webhook", kind="opened", subject="held", created_at=T0, next_attempt_at=T0)
+        session.add(held)
+        session.flush()
+        summary = Notification(channel="webhook", kind="summary", subject="summary", created_at=T0,
+                               next_attempt_at=T0)
+        session.add(summary)
+        session.flush()
+        held.summary_id = summary.id
+        session.add(held)
+        session.commit()
     engine.dispose()
     (registry / "cw_chilled-1").mkdir(parents=True)
     for suffix, data in ((".tflite", os.urandom(2048)), (".manifest.json", b'{"name": "cw_chilled"}'),

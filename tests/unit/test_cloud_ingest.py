@@ -138,3 +138,33 @@ def test_a_database_that_is_down_holds_the_batch_instead_of_refusing_it(tmp_path
 ])
 def test_which_sql_failures_are_the_datas_and_which_are_retried(exc: Exception, data: bool) -> None:
     assert caused_by_data(exc) is data
+
+
+def test_a_dead_letter_the_database_refuses_does_not_stall_the_worker(tmp_path: Path) -> None:
+    worker, broker = _worker(tmp_path)
+    tries: list[str] = []
+
+    def refuse(refused: list[object], **_kw: object) -> None:
+        tries.append(str(refused[0].detail))  # type: ignore[attr-defined]
+        raise DataError("INSERT", {}, Exception("invalid byte sequence: 0x00"))
+
+    worker.sql.dead_letters = refuse  # type: ignore[method-assign]
+    poison = Pending(mid=9, qos=1, lines=[], gateway="gw-a", rejected="malformed", topic="cw/v1/gw-a/telemetry",
+                     payload=b"\x00", detail="bad\x00byte")
+    worker._pending = [poison]
+    worker.flush()
+    assert broker.acked == [9]  # acknowledged all the same
+    assert tries == ["bad\x00byte", "badbyte"]  # tried as it was, then with its texts cleaned
+    assert worker.metrics.rejected.labels(reason="dead_letter_refused")._value.get() == 1
+
+
+def test_a_database_that_is_down_holds_refused_messages_until_their_dead_letters_are_kept(tmp_path: Path) -> None:
+    worker, broker = _worker(tmp_path)
+
+    def down(refused: list[object], **_kw: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("unable to open database file"))
+
+    worker.sql.dead_letters = down  # type: ignore[method-assign]
+    worker._pending = [Pending(mid=3, qos=1, lines=[], rejected="malformed", topic="t", payload=b"x")]
+    worker.flush()
+    assert broker.acked == [] and len(worker._pending) == 1

@@ -170,3 +170,11 @@ def test_the_cli_turns_a_config_problem_into_one_line_each_and_exit_2(command: s
     lines = err.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("coldwatch-agent: config error: ") for line in lines)
     assert "mqtt.password_file" in lines[0] and "mqtt.tls.ca" in lines[1]
+
+
+@pytest.mark.parametrize("where", ["top", "mqtt"])
+def test_a_stray_type_key_outside_an_input_is_a_config_error(where: str) -> None:
+    data = copy.deepcopy(VALID)
+    (data if where == "top" else data["mqtt"])["type"] = "x"
+    with pytest.raises(ConfigError, match="type: unknown key"):
+        parse_config(data)
