@@ -17,18 +17,18 @@ from typing import Any, cast
 
 import numpy as np
 
-from models.cli import ARCHITECTURE_CHOICES
+from models.training.cli import ARCHITECTURE_CHOICES
 
 PROFILES_TRAINED = ("frozen", "chilled", "pharma_2_8")
-SELECTION_SEEDS_START = 5100  # validation range (models/data.py); seed 5000 calibrates thresholds
+SELECTION_SEEDS_START = 5100  # validation range (models/training/data.py); seed 5000 calibrates thresholds
 KINDS_SHOWN = ("compressor_failure", "refrigerant_leak", "door_left_open", "power_loss", "defrost_stuck")
 
 
 def compare(architecture: str, seeds: int) -> dict[str, Any]:
     """Train the three profiles with `architecture` and run the whole scenario suite on selection seeds."""
-    from models.evaluate import Gateway, ModelDetector, StaticRule, gateway_rules, run_suite
-    from models.nets import Architecture
-    from models.train import TrainConfig, predict, train_profile
+    from models.training.evaluate import Gateway, ModelDetector, StaticRule, gateway_rules, run_suite
+    from models.training.nets import Architecture
+    from models.training.train import TrainConfig, predict, train_profile
     from protocol.profiles import PROFILES
 
     t0 = time.perf_counter()

@@ -53,8 +53,8 @@ def labelled_runs(folder: Path = SKAB) -> list[Run]:
 
 
 def as_series(run: Run) -> Any:
-    """The run as a models.data.Series (temperature only)."""
-    from models.data import Series
+    """The run as a models.training.data.Series (temperature only)."""
+    from models.training.data import Series
 
     nan = np.full(len(run.ts_ms), np.nan)
     return Series(run.name, "custom", run.ts_ms, run.temp_c, nan, nan)
@@ -88,8 +88,8 @@ class RealTally:
 def train_on_anomaly_free(seed: int = 0, folder: Path = SKAB) -> Any:
     """A model trained on SKAB's anomaly-free day as `coldwatch models train --csv` does (first 80 % trains,
     the rest calibrates)."""
-    from models.data import chronological_split
-    from models.train import TrainConfig, train_on_series
+    from models.training.data import chronological_split
+    from models.training.train import TrainConfig, train_on_series
 
     free = as_series(read_run(folder / "anomaly-free.csv"))
     train, validation = chronological_split([free])
@@ -107,7 +107,7 @@ def score_runs(detector: Any, runs: list[Run]) -> RealTally:
 
 def reference() -> Any:
     """The issue's fixed reference: a rolling z-score over 300 s, z = 4, no absolute floor."""
-    from models.evaluate import RollingZScore
+    from models.training.evaluate import RollingZScore
 
     return RollingZScore(sample_period_s=1.0, steps=300, z=4.0, floor_c=0.0, name="rolling_z_300")
 
@@ -115,9 +115,9 @@ def reference() -> Any:
 def export_success(work: Path, seeds: int = EXPORT_SEEDS, budget_s: float = EXPORT_BUDGET_S) -> tuple[int, int]:
     """(exports that passed, tried) over `seeds` seeds × every simulator profile and SKAB's anomaly-free day,
     within `budget_s` of wall time (tries left when time runs out are not counted)."""
-    from models.artifacts import export_model
-    from models.export import ExportRejected
-    from models.train import TrainConfig, train_profile
+    from models.training.artifacts import export_model
+    from models.training.export import ExportRejected
+    from models.training.train import TrainConfig, train_profile
     from protocol.profiles import PROFILES
 
     t0 = time.monotonic()
@@ -143,9 +143,9 @@ def export_success(work: Path, seeds: int = EXPORT_SEEDS, budget_s: float = EXPO
 def run() -> list[Result]:
     import tempfile
 
-    from models.artifacts import export_model
-    from models.evaluate import ModelDetector
-    from models.runtime import TfliteModel
+    from models.runtime.tflite import TfliteModel
+    from models.training.artifacts import export_model
+    from models.training.evaluate import ModelDetector
 
     runs = labelled_runs()
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,8 +27,8 @@ RUN_MIN = 1440.0  # one simulated day per run: the delay recorded when a detecto
 _TIMER = r"""
 import json, sys, time
 import numpy as np
-from models.runtime import TfliteModel
-from models.features import default_spec, window_features
+from models.runtime.tflite import TfliteModel
+from models.runtime.features import default_spec, window_features
 x = np.load(sys.argv[3])
 def per_window(path, batch, rounds=200):
     m = TfliteModel(path, num_threads=1)
@@ -74,10 +74,10 @@ def _timings(int8: Path, fp32: Path, x: np.ndarray, work: Path) -> dict[str, flo
 
 
 def run() -> list[Result]:
-    from models.artifacts import export_model
-    from models.evaluate import Gateway, ModelDetector, RollingZScore, StaticRule, gateway_rules, run_suite
-    from models.runtime import TfliteModel
-    from models.train import TrainConfig, train_profile
+    from models.runtime.tflite import TfliteModel
+    from models.training.artifacts import export_model
+    from models.training.evaluate import Gateway, ModelDetector, RollingZScore, StaticRule, gateway_rules, run_suite
+    from models.training.train import TrainConfig, train_profile
     from protocol.profiles import PROFILES
 
     results: list[Result] = []

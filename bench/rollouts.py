@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from bench.results import Result
 from cloud.ops_client import OpsClient
 from deploy.stack import CLOUD_BIN, INGEST_USER, LocalStack, make_gateways
-from models.manifest import generate_keypair, verify_manifest_bytes
+from models.runtime.manifest import generate_keypair, verify_manifest_bytes
 from protocol import encode
 from protocol.codec import ProtocolError, decode
 from protocol.messages import Desired, Reported
@@ -85,8 +85,8 @@ class LightGateway:
 
 
 def _signed_model(folder: Path, private_pem: bytes) -> Path:
-    from models.artifacts import export_model
-    from models.train import TrainConfig, train_profile
+    from models.training.artifacts import export_model
+    from models.training.train import TrainConfig, train_profile
 
     trained = train_profile(TrainConfig(profile="chilled", sensors=4, days=1.0, validation_sensors=2,
                                         validation_days=0.5, epochs=2))

@@ -1,5 +1,5 @@
 """`coldwatch` command line: `serve` (the API), `ingest` (MQTT → InfluxDB + SQL worker), `users` and `tokens`
-(accounts and API tokens), and the ops and model commands (cloud/ops_cli.py, models/cli.py).
+(accounts and API tokens), and the ops and model commands (cloud/ops_cli.py, models/training/cli.py).
 
 Settings come from COLDWATCH_* environment variables; flags override them. Secrets only from the environment.
 """
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     certs_cli.add_parser(sub)
     from cloud import ops_cli
-    from models import cli as models_cli
+    from models.training import cli as models_cli
 
     ops_cli.add_parsers(sub, models_cli.add_subparsers(sub))  # models …, models push, rollouts, training, train-worker
     return parser
@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return certs_cli.run(args)
     if args.command == "models" and args.models_command != "push":
-        from models import cli as models_cli
+        from models.training import cli as models_cli
 
         return models_cli.dispatch(args)
     if args.command == "models" or args.command in ("rollouts", "training", "train-worker"):

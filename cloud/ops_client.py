@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import httpx
 
-from models.manifest import ModelFiles
+from models.runtime.manifest import ModelFiles
 
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 

@@ -26,7 +26,7 @@ import httpx
 
 from cloud.ops_client import OpsClient
 from deploy.stack import CLOUD_BIN, ROOT, Gateway, LocalStack
-from models.manifest import ModelFiles, ModelRejected, load_public_key, load_verified
+from models.runtime.manifest import ModelFiles, ModelRejected, load_public_key, load_verified
 
 CACHE: Final = ROOT / "var" / "demo-models"
 # `coldwatch models train`'s defaults: a cold start on two cores trains the three profiles in about a minute.
@@ -77,11 +77,15 @@ def _cached(folder: Path, stem: str, key: FleetKey) -> Path | None:
     return folder / stem
 
 
+TRAINING_CODE = ("models", "firmware_sim")  # what a cached model was made from
+
+
 def training_code_tag() -> str:
-    """A short hash of the training code (models/*.py): a cached model is reused only while it is unchanged."""
+    """A short hash of the training code and the data it trains on (every .py under models/ and firmware_sim/,
+    sub-packages included): a cached model is reused only while they are unchanged."""
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "models").glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(p for folder in TRAINING_CODE for p in (ROOT / folder).rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:10]
 
 

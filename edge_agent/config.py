@@ -14,7 +14,8 @@ import msgspec
 from msgspec import Meta
 
 from edge_agent.inputs import DRIVERS, InputSection
-from models.pulldown import FADING_BELOW, FADING_FOR_S
+from models.runtime.pulldown import FADING_BELOW, FADING_FOR_S
+from models.runtime.rule_defaults import CLEAR_AFTER_S, RANGE_HOLD_BY_PROFILE_S, RANGE_HOLD_S, SILENT_AFTER_S
 from protocol.messages import GatewayId, Profile, SensorId
 from protocol.profiles import PROFILES
 
@@ -82,10 +83,9 @@ class OutboxConfig(_Section):
 class DetectConfig(_Section):
     """Rule thresholds; durations are measured in the readings' own time (the gateway clock)."""
 
-    range_min_duration_s: Annotated[float, Meta(ge=0, le=86400)] = 1800.0
-    # Freezers defrost every few hours and the air rises above -18 °C for up to ~40 min: that is normal.
+    range_min_duration_s: Annotated[float, Meta(ge=0, le=86400)] = RANGE_HOLD_S
     range_min_duration_by_profile_s: dict[Profile, Annotated[float, Meta(ge=0, le=86400)]] = msgspec.field(
-        default_factory=lambda: {"frozen": 2700.0})
+        default_factory=lambda: dict(RANGE_HOLD_BY_PROFILE_S))
     pulldown_s: Annotated[float, Meta(ge=0, le=86400)] = 4 * 3600.0
     rate_max_c_per_min: Annotated[float, Meta(gt=0, le=100)] = 2.0
     rate_min_duration_s: Annotated[float, Meta(ge=0, le=86400)] = 120.0
@@ -94,8 +94,8 @@ class DetectConfig(_Section):
     # cooling_fading: pull-downs this much slower than the sensor's own hours before, held this long
     pulldown_fading_below: Annotated[float, Meta(gt=0, lt=1)] = FADING_BELOW
     pulldown_fading_s: Annotated[float, Meta(ge=0, le=86400)] = FADING_FOR_S
-    silent_after_s: Annotated[float, Meta(gt=0, le=7 * 86400)] = 900.0
-    clear_after_s: Annotated[float, Meta(ge=0, le=86400)] = 300.0
+    silent_after_s: Annotated[float, Meta(gt=0, le=7 * 86400)] = SILENT_AFTER_S
+    clear_after_s: Annotated[float, Meta(ge=0, le=86400)] = CLEAR_AFTER_S
     update_every_s: Annotated[float, Meta(gt=0, le=86400)] = 300.0
 
 
@@ -148,7 +148,7 @@ class AgentConfig(_Section):
 
     def public_keys(self) -> list[bytes]:
         """The fleet's Ed25519 public keys (raw 32 bytes each); checked readable at start."""
-        from models.manifest import load_public_key
+        from models.runtime.manifest import load_public_key
 
         return [load_public_key(Path(p).read_bytes()) for p in self.updater.public_keys]
 
@@ -335,7 +335,7 @@ def _section(data: dict[str, Any], key: str, kind: type[_S]) -> _S | None:
 
 def _file_problems(mqtt: MqttConfig | None, updater: UpdaterConfig | None) -> list[str]:
     """Open every file the config names, as `run` will: each unreadable or wrong file is one problem."""
-    from models.manifest import load_public_key
+    from models.runtime.manifest import load_public_key
 
     problems = []
     if mqtt is not None and mqtt.password_file:

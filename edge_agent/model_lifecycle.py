@@ -17,7 +17,7 @@ from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import ShadowRun
 from edge_agent.metrics import AgentMetrics
 from edge_agent.updater import Installer, ModelStore, artifact_fetch
-from models.manifest import ModelRejected
+from models.runtime.manifest import ModelRejected
 from protocol.messages import DesiredModel, Reported, ShadowReport
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ import numpy as np
 from edge_agent import __version__
 from edge_agent.desired import Result
 from edge_agent.detect.model import ActiveModel
-from models.features import KNOWN_FEATURES, FeatureSpec
-from models.manifest import (
+from models.runtime.features import KNOWN_FEATURES, FeatureSpec
+from models.runtime.manifest import (
     MANIFEST_SUFFIX,
     MODEL_SUFFIX,
     SIG_SUFFIX,

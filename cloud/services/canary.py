@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
 # Alert episodes per sensor-day on normal data that a model's threshold is calibrated to: the default of
-# `models.train.TrainConfig.max_alerts_per_sensor_day`, used only when a model's manifest does not record its own
+# `models.training.train.TrainConfig.max_alerts_per_sensor_day`,
+# used only when a model's manifest does not record its own
 # (`metrics.alert_budget_per_sensor_day`). Kept here so the API never imports torch; a test holds the two equal.
 DEFAULT_ALERT_BUDGET: Final = 0.1
 # The evidence a verdict needs by default: at a budget of 0.1 episodes per sensor-day, 10 sensor-days are the

@@ -22,7 +22,7 @@ from cloud.db.registry import GatewayToken, ModelArtifact
 from cloud.security import new_token, token_digest
 from cloud.services import audit
 from cloud.services.clock import now_ms
-from models.manifest import (
+from models.runtime.manifest import (
     MANIFEST_SUFFIX,
     MODEL_SUFFIX,
     SIG_SUFFIX,

@@ -29,7 +29,7 @@ from cloud.db.rollouts import (
 from cloud.services import audit, canary, desired
 from cloud.services.clock import now_ms
 from cloud.services.desired import DesiredPublisher
-from models.manifest import release
+from models.runtime.manifest import release
 
 log = logging.getLogger(__name__)
 _REPORTED: Final = {"shadow": "shadow", "applied": "applied", "rejected": "failed", "rolled_back": "failed"}

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from models.data import Series
+from models.training.data import Series
 
 NORMAL_CODES: Final = ("false_alarm", "defrost", "loading")
 INCIDENT_CODES: Final = ("real_excursion", "sensor_fault")

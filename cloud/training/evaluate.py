@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from cloud.training.dataset import Label
-from models.data import Series
-from models.evaluate import GRACE_MS, Detector, Tally, quality_gate
+from models.training.data import Series
+from models.training.evaluate import GRACE_MS, Detector, Tally, quality_gate
 
 
 def tally(detector: Detector, evaluation: Sequence[tuple[Series, list[Label]]]) -> tuple[Tally, dict[str, int]]:
-    """(models.evaluate Tally over the labelled series, {"benign_windows": n, "benign_windows_alerted": n}); an alert
-    belongs to a window when it opens before the window's end + GRACE_MS (the model sees a window's past)."""
+    """(models.training.evaluate Tally over the labelled series, {"benign_windows": n,
+    "benign_windows_alerted": n}); an alert belongs to a window when it opens before the window's end + GRACE_MS
+    (the model sees a window's past)."""
     result = Tally()
     benign_total = benign_hit = 0
     for series, labels in evaluation:
@@ -54,7 +55,7 @@ def compare(candidate: Detector, current: Detector | None, evaluation: Sequence[
             faults: Sequence[tuple[Series, int]] = ()) -> dict[str, Any]:
     """Both models on the same data, and the gate's verdict (candidate no worse than current, or absolute).
 
-    `faults`: synthetic faults injected into the job's own normal readings (models.augment). A period with no
+    `faults`: synthetic faults injected into the job's own normal readings (models.training.augment). A period with no
     confirmed incident cannot measure recall; these still can, so a retrained model that stopped seeing faults
     (5 h of one quiet room teach little) is refused when it finds fewer than the current model does."""
     cand, cand_benign = tally(candidate, evaluation)

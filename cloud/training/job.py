@@ -14,8 +14,8 @@ from typing import Any
 from cloud.ops_client import OpsClient
 from cloud.training import dataset
 from cloud.training.evaluate import compare
-from models.augment import inject_faults
-from models.evaluate import Detector, ModelDetector
+from models.training.augment import inject_faults
+from models.training.evaluate import Detector, ModelDetector
 
 log = logging.getLogger(__name__)
 Report = Callable[..., None]
@@ -30,8 +30,8 @@ class JobFailed(Exception):  # noqa: N818 (reads as the verdict it is)
 
 
 def _detector(model_path: Path, manifest: Any, name: str) -> Detector:
-    from models.features import FeatureSpec
-    from models.runtime import TfliteModel
+    from models.runtime.features import FeatureSpec
+    from models.runtime.tflite import TfliteModel
 
     return ModelDetector(FeatureSpec.from_dict(manifest.feature_spec), manifest.threshold,
                          TfliteModel(model_path).outputs, name=name)
@@ -39,7 +39,7 @@ def _detector(model_path: Path, manifest: Any, name: str) -> Detector:
 
 def _current(api: OpsClient, profile: str, folder: Path) -> Detector | None:
     """The newest registered model of the profile, downloaded as gateways get it (None: there is none)."""
-    from models.manifest import Manifest
+    from models.runtime.manifest import Manifest
 
     found = api.models(profile=profile)
     if not found:
@@ -54,9 +54,9 @@ def _current(api: OpsClient, profile: str, folder: Path) -> Detector | None:
 def run_job(api: OpsClient, job: dict[str, Any], *, work_dir: Path, signing_key: bytes, device: str | None,
             report: Report) -> dict[str, Any]:
     """Run `job`; returns the result (registered model, evaluation, timings). JobFailed when it cannot."""
-    from models.artifacts import default_name, default_version, export_model
-    from models.manifest import ModelFiles, load_private_key, write_signed
-    from models.train import TrainConfig, train_on_series
+    from models.runtime.manifest import ModelFiles, load_private_key, write_signed
+    from models.training.artifacts import default_name, default_version, export_model
+    from models.training.train import TrainConfig, train_on_series
 
     load_private_key(signing_key)  # a bad key fails the job before any work
     timings: dict[str, float] = {}
@@ -93,10 +93,11 @@ def run_job(api: OpsClient, job: dict[str, Any], *, work_dir: Path, signing_key:
     name, version = default_name(job["profile"]), job.get("version") or default_version()
     folder = work_dir / f"job-{job['id']}" / f"{name}-{version}"
     shutil.rmtree(folder, ignore_errors=True)
-    from models.export import ExportRejected
+    from models.training.export import ExportRejected
 
     trained.incident_series = [s for s, labels in labelled.evaluation if any(not lab.benign for lab in labels)]
-    try:  # the one artifact pipeline: int8, threshold calibrated on its scores, episode check (models.pipeline)
+    # the one artifact pipeline: int8, threshold calibrated on its scores, episode check (models.training.pipeline)
+    try:
         exported = export_model(trained, folder, name=name, version=version, private_key_pem=None)
     except ExportRejected as exc:
         raise JobFailed(f"int8 export rejected: {exc}") from None

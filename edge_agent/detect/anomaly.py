@@ -13,7 +13,7 @@ from edge_agent.detect.alerts import AlertTracker
 from edge_agent.detect.history import SensorHistory
 from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import ShadowRun
-from models.features import window_features
+from models.runtime.features import window_features
 from protocol.messages import AlertEvent, Reading
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.features import FeatureSpec, score
-from models.manifest import Manifest
-from models.runtime import TfliteModel
+from models.runtime.features import FeatureSpec, score
+from models.runtime.manifest import Manifest
+from models.runtime.tflite import TfliteModel
 
 
 class TfliteScorer:
-    """The gateway's model: `models.runtime.TfliteModel` (the very wrapper evaluation, the bench and the backtests
-    run, one thread) with the invoke latencies the status message reports."""
+    """The gateway's model: `models.runtime.tflite.TfliteModel` (the very wrapper evaluation, the bench and the
+    backtests run, one thread) with the invoke latencies the status message reports."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -9,7 +9,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from models.pulldown import HISTORY_MS, fading_reason, pulldown_ratio
+from models.runtime.pulldown import HISTORY_MS, fading_reason, pulldown_ratio
+from models.runtime.rule_defaults import CLEAR_MARGIN_C
 from protocol.messages import Reading
 from protocol.profiles import PROFILES
 
@@ -56,7 +57,7 @@ class RangeRule:
     clear_after_ms: int
     by_profile_ms: dict[str, int] = field(default_factory=dict)
     pulldown_ms: int = 4 * 3600_000
-    clear_margin_c: float = 0.3
+    clear_margin_c: float = CLEAR_MARGIN_C
     kind: str = "temp_out_of_range"
     severity: Severity = "critical"
     _first_seen: dict[str, int] = field(default_factory=dict)
@@ -141,7 +142,7 @@ class _Temperatures:
 
 @dataclass
 class PulldownRule:
-    """Pull-downs slower than `below` × the same sensor's own in the hours before (`models.pulldown`): cooling
+    """Pull-downs slower than `below` × the same sensor's own in the hours before (`models.runtime.pulldown`): cooling
     capacity fading (a refrigerant leak) hours before the air leaves its band. Keeps `HISTORY_MS` of
     temperatures per sensor and gives a verdict at most every `every_ms`; none while there are too few
     pull-downs to compare (an open alert then stays as it is)."""

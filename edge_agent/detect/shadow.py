@@ -9,7 +9,7 @@ from typing import Final
 import numpy as np
 
 from edge_agent.detect.model import ActiveModel
-from models.episodes import episodes
+from models.runtime.episodes import episodes
 from protocol.messages import ShadowReport
 
 MAX_KEPT_VERDICTS: Final = 4096  # per sensor and model: an alert that flaps open for days is cut here (counted again)
@@ -18,7 +18,7 @@ MAX_KEPT_VERDICTS: Final = 4096  # per sensor and model: an alert that flaps ope
 @dataclass
 class EpisodeCounter:
     """One model's alert episodes on one sensor's verdicts (time-ordered), replayed through
-    `models.episodes.episodes`, the agent's own alert lifecycle. Only what can change the count is kept: once a
+    `models.runtime.episodes.episodes`, the agent's own alert lifecycle. Only what can change the count is kept: once a
     quiet stretch of `clear_after_ms` follows the last verdict above the threshold, any alert has cleared and
     nothing is pending, so the kept verdicts are counted and dropped; within a stretch, a run of verdicts above
     the threshold needs only its first and last (an alert opens once the run spans the minimum duration), a quiet

@@ -16,9 +16,9 @@ class SignedModel:
     """chilled_ae-1: trained on the simulator's normal data, exported int8, signed with a fresh key."""
 
     def __init__(self, directory: Path) -> None:
-        from models.export import convert_int8
-        from models.manifest import Manifest, generate_keypair, sha256_file, write_signed
-        from models.train import TrainConfig, train_profile
+        from models.runtime.manifest import Manifest, generate_keypair, sha256_file, write_signed
+        from models.training.export import convert_int8
+        from models.training.train import TrainConfig, train_profile
 
         trained = train_profile(TrainConfig(profile="chilled", sensors=4, days=1.0, validation_sensors=2,
                                             validation_days=0.5, epochs=2))
@@ -38,7 +38,7 @@ class SignedModel:
     def variant(self, version: str, threshold: float, private_pem: bytes | None = None) -> Path:
         """The same network signed again as another version, with its own decision threshold (and optionally
         another signing key); returns the .tflite path."""
-        from models.manifest import write_signed
+        from models.runtime.manifest import write_signed
 
         model = self.directory / f"chilled_ae-{version}.tflite"
         shutil.copy(self.files.model, model)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from deploy.services import Influxd, Mosquitto, free_port
-from models.manifest import generate_keypair
+from models.runtime.manifest import generate_keypair
 from tests.conftest import INGEST_USER, Broker
 from tests.integration.cloud_harness import CloudStack, wait_until
 from tests.integration.edge_harness import AgentProcess, frame

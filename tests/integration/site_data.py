@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from models.data import Series, series_of
+from models.training.data import Series, series_of
 
 LOADING = 15 * 60_000
 

@@ -22,7 +22,7 @@ from cloud.config import Settings, env_name
 from cloud.security import mosquitto_hash
 from deploy.services import find_binary, free_port, render_acl
 from deploy.tls import make_dev_pki
-from models.manifest import generate_keypair
+from models.runtime.manifest import generate_keypair
 from protocol.codec import MAX_PAYLOAD_BYTES
 from tests.conftest import CLOUD_BIN, EDGE_VENV, INGEST_USER, require_binary
 

@@ -178,7 +178,7 @@ def test_a_model_this_agent_cannot_feed_is_refused_with_its_reason(
 ) -> None:
     """A signed model naming a newer agent, or a feature channel this agent does not compute (another engineer's
     next channel), is refused before it is loaded: reported, counted, logged; the agent keeps its model."""
-    from models.manifest import write_signed
+    from models.runtime.manifest import write_signed
 
     spec = signed_model.manifest.feature_spec
     unknown = {**spec, "features": [*spec["features"][:-1], "door_open_sense"]}
@@ -215,7 +215,7 @@ def test_the_gateway_scores_with_the_same_wrapper_and_threads_as_evaluation(sign
     import numpy as np
 
     from edge_agent.detect.model import TfliteScorer
-    from models.runtime import TfliteModel
+    from models.runtime.tflite import TfliteModel
 
     path = signed_model.files.model
     scorer, evaluation = TfliteScorer(path), TfliteModel(path)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.cli import add_subparsers, dispatch
-from models.manifest import ModelFiles, ModelRejected, load_verified
+from models.runtime.manifest import ModelFiles, ModelRejected, load_verified
+from models.training.cli import add_subparsers, dispatch
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--sensors", "3", "--days", "1", "--epochs", "2"]
@@ -63,14 +63,14 @@ def test_other_key_is_rejected_and_resigning_works(workdir: Path, tmp_path: Path
 
 
 def test_tflite_runs_batched_in_the_gateway_runtime(workdir: Path, edge_python: Path) -> None:
-    from models.features import score
-    from models.runtime import TfliteModel
+    from models.runtime.features import score
+    from models.runtime.tflite import TfliteModel
 
     files = ModelFiles.locate(model_dir(workdir))
     spec_n = TfliteModel(files.model).features
     x = np.random.default_rng(0).normal(size=(7, spec_n)).astype(np.float32)
     np.save(workdir / "x.npy", x)
-    code = ("import sys, numpy as np; from models.runtime import TfliteModel, interpreter_class; "
+    code = ("import sys, numpy as np; from models.runtime.tflite import TfliteModel, interpreter_class; "
             "assert interpreter_class().__module__.startswith('tflite_runtime'); "
             "m = TfliteModel(sys.argv[1]); x = np.load(sys.argv[2]); "
             "np.save(sys.argv[3], np.concatenate([m.outputs(x), m.outputs(x[:1])]))")
@@ -88,9 +88,9 @@ def test_tflite_runs_batched_in_the_gateway_runtime(workdir: Path, edge_python: 
 
 def test_export_refuses_an_int8_model_that_misses_the_faults_fp32_alerts_on(
         workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from models import pipeline
-    from models.artifacts import export_model, load_checkpoint
-    from models.export import ExportRejected
+    from models.training import pipeline
+    from models.training.artifacts import export_model, load_checkpoint
+    from models.training.export import ExportRejected
 
     class Flat:  # an int8 model gone wrong: the same output for every window
         def __init__(self, path: Path) -> None:

@@ -16,10 +16,10 @@ import pytest
 
 from cloud.ops_client import ApiError
 from deploy.services import Influxd
-from models.evaluate import GRACE_MS, ModelDetector
-from models.features import FeatureSpec
-from models.manifest import generate_keypair
-from models.runtime import TfliteModel
+from models.runtime.features import FeatureSpec
+from models.runtime.manifest import generate_keypair
+from models.runtime.tflite import TfliteModel
+from models.training.evaluate import GRACE_MS, ModelDetector
 from tests.conftest import CLOUD_BIN, require_binary
 from tests.integration.cloud_harness import wait_until
 from tests.integration.edge_harness import T0_MS, AgentProcess
@@ -161,7 +161,7 @@ def test_a_candidate_raising_more_alerts_is_halted_at_the_canary_which_returns_t
 def test_a_model_needing_a_newer_agent_is_refused_by_the_rollout(fleet: Fleet) -> None:
     import dataclasses
 
-    from models.manifest import write_signed
+    from models.runtime.manifest import write_signed
 
     for version, minimum in (("30", "99.0"), ("31", "0.1")):
         fleet.model.variant(version, threshold=fleet.model.manifest.threshold)

@@ -26,7 +26,7 @@ from cloud.services import fleet, rollouts
 from cloud.services.canary import DEFAULT_ALERT_BUDGET, DEFAULT_MIN_SENSOR_HOURS, CanaryShadow, alert_budget, judge
 from cloud.services.rollouts import RolloutError
 from cloud.training.dataset import Label, build
-from models.data import Series
+from models.training.data import Series
 from protocol.codec import ProtocolError, decode, encode
 from protocol.messages import Desired, Reported, ShadowReport, Status
 
@@ -290,7 +290,7 @@ def test_rollout_parameters_are_validated(bad: dict[str, float]) -> None:
 
 def test_the_fallback_alert_budget_is_the_training_default() -> None:
     pytest.importorskip("torch")
-    from models.train import TrainConfig
+    from models.training.train import TrainConfig
 
     assert DEFAULT_ALERT_BUDGET == TrainConfig(profile="chilled").max_alerts_per_sensor_day
     assert alert_budget({}) == alert_budget({"metrics": {"alert_budget_per_sensor_day": "x"}}) == DEFAULT_ALERT_BUDGET

@@ -8,7 +8,7 @@ from cloud.tsdb.reports import Excursion, SensorReport
 from cloud.tsdb.series import bucket_ms
 from cloud.ui import wording
 from cloud.ui.pages import InboxQuery
-from models.pulldown import fading_reason
+from models.runtime.pulldown import fading_reason
 
 
 def test_bucket_width_is_readable_and_bounded() -> None:

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agent.updater import artifact_fetch, check_artifact_url
-from models.manifest import ModelRejected
+from models.runtime.manifest import ModelRejected
 
 ORIGIN = "https://cloud.example:8443"
 

@@ -100,7 +100,7 @@ def test_each_input_section_holds_exactly_its_drivers_keys(section: dict[str, An
 
 
 def test_a_bad_public_key_is_named_by_its_own_index(tmp_path: Path) -> None:
-    from models.manifest import generate_keypair
+    from models.runtime.manifest import generate_keypair
 
     good = tmp_path / "fleet.pub"
     good.write_bytes(generate_keypair()[1])

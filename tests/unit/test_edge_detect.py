@@ -114,7 +114,7 @@ def test_a_model_that_fails_at_run_time_is_taken_out_and_reported() -> None:
 
     from edge_agent.detect.alerts import AlertTracker
     from edge_agent.detect.anomaly import AnomalyDetector
-    from models.features import default_spec
+    from models.runtime.features import default_spec
 
     class Broken:
         def scores(self, windows: object) -> object:

@@ -1,6 +1,6 @@
 """The gateway's shadow: the candidate and the current model scored over the same windows, their alert episodes
-counted through the agent's own lifecycle (models.episodes), the sensor-hours of evidence, and how a desired state
-ends the probation (the cloud decides; the gateway never promotes by itself)."""
+counted through the agent's own lifecycle (models.runtime.episodes), the sensor-hours of evidence, and how a desired
+state ends the probation (the cloud decides; the gateway never promotes by itself)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import MAX_KEPT_VERDICTS, EpisodeCounter, ShadowRun
 from edge_agent.metrics import AgentMetrics
 from edge_agent.model_lifecycle import ModelLifecycle
-from models.episodes import episodes
-from models.features import FeatureSpec
-from models.manifest import Manifest
+from models.runtime.episodes import episodes
+from models.runtime.features import FeatureSpec
+from models.runtime.manifest import Manifest
 from protocol.codec import decode, encode
 from protocol.messages import Desired, DesiredModel, Reading, Reported
 
@@ -68,7 +68,7 @@ def ticks(detector: AnomalyDetector, temps: list[float]) -> tuple[list[Reading],
        min_periods=st.integers(0, 4), clear_periods=st.integers(0, 5))
 def test_counting_as_verdicts_arrive_is_the_lifecycle_replayed_at_once(
         verdicts: list[tuple[bool, int]], min_periods: int, clear_periods: int) -> None:
-    """However the verdicts are spaced, the streaming count is models.episodes over the whole stream, and what a
+    """However the verdicts are spaced, the streaming count is models.runtime.episodes over the whole stream, and what a
     settled stretch needed is dropped."""
     counter = EpisodeCounter(min_periods * MIN, clear_periods * MIN)
     ts, above, t = [], [], T0

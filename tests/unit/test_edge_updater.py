@@ -17,8 +17,8 @@ from edge_agent import __version__
 from edge_agent.desired import DesiredHandler
 from edge_agent.metrics import AgentMetrics
 from edge_agent.updater import Installer, ModelStore, check_runnable
-from models.features import KNOWN_FEATURES
-from models.manifest import (
+from models.runtime.features import KNOWN_FEATURES
+from models.runtime.manifest import (
     Manifest,
     ModelRejected,
     generate_keypair,

@@ -1,4 +1,5 @@
-"""models.csvdata: logger exports with units, zones, cadences, encodings, preambles, date orders and clock jumps."""
+"""models.training.csvdata: logger exports with units, zones, cadences, encodings, preambles, date orders and clock
+jumps."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from models.csvdata import CsvData, CsvError, parse_time, read_csv, temperature_unit
+from models.training.csvdata import CsvData, CsvError, parse_time, read_csv, temperature_unit
 
 SKAB = Path("/work/shared/data/skab")
 UTC = ZoneInfo("UTC")

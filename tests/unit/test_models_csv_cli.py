@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from cloud.cli import main
-from models.features import FeatureSpec
-from models.manifest import Manifest, sha256_file, write_signed
+from models.runtime.features import FeatureSpec
+from models.runtime.manifest import Manifest, sha256_file, write_signed
 
 WINDOW = 4
 FEATURES = ("temp_c", "rh_pct", "missing")
@@ -31,7 +31,7 @@ class FakeModel:
 
 @pytest.fixture(autouse=True)
 def fake_tflite(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("models.runtime.TfliteModel", FakeModel)
+    monkeypatch.setattr("models.runtime.tflite.TfliteModel", FakeModel)
 
 
 def make_model(root: Path, *, name: str = "cw_csv", version: str = "1", profile: str = "custom",

@@ -1,4 +1,4 @@
-"""models.csvdata on arbitrary input (hypothesis): only CsvError escapes, rows are never lost or reordered."""
+"""models.training.csvdata on arbitrary input (hypothesis): only CsvError escapes, rows are never lost or reordered."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.csvdata import CsvData, CsvError, parse_time, read_csv
+from models.training.csvdata import CsvData, CsvError, parse_time, read_csv
 
 PROFILE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

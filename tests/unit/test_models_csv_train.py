@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from models.third_party_noise import QUIET_ENV
+from models.training.third_party_noise import QUIET_ENV
 
 NOISE = ("LiteRT-Torch", "[START]", "absl", "I0000", "W0000", "oneDNN", "torchao", "Warning:", "FutureWarning",
          "JAX lowering", "XNNPACK", "training mode", "libtpu", "_pytree", "Traceback")

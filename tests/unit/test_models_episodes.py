@@ -1,11 +1,11 @@
-"""models.episodes: the harness opens and clears alerts as the agent's tracker does; threshold calibration."""
+"""models.runtime.episodes: the harness opens and clears alerts as the agent's tracker does; threshold calibration."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.episodes import Episode, calibrate_threshold, count_episodes, episodes
+from models.runtime.episodes import Episode, calibrate_threshold, count_episodes, episodes
 
 MIN = 60_000
 
@@ -45,7 +45,7 @@ def test_calibrated_threshold_meets_the_alert_budget() -> None:
 
 
 def test_short_normal_data_extrapolates_the_tail_beyond_every_alert_seen() -> None:
-    from models.episodes import NotEnoughNormalData
+    from models.runtime.episodes import NotEnoughNormalData
 
     rng = np.random.default_rng(3)
     ends = [np.arange(1800, dtype=np.int64) * 1000]  # half an hour at 1 s: the budget allows 0.002 alerts

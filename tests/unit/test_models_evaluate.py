@@ -1,4 +1,4 @@
-"""models.evaluate: baselines, event matching and the quality gate (no training needed)."""
+"""models.training.evaluate: baselines, event matching and the quality gate (no training needed)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.data import Series
-from models.episodes import Episode
-from models.evaluate import RollingZScore, StaticRule, Tally, _match, quality_gate
+from models.runtime.episodes import Episode
+from models.training.data import Series
+from models.training.evaluate import RollingZScore, SilenceRule, StaticRule, Tally, _match, quality_gate
 
 MIN = 60_000
 
@@ -68,7 +68,7 @@ def test_quality_gate() -> None:
 
 
 def test_silence_rule_opens_after_the_gap_and_the_gateway_adds_it_to_the_model() -> None:
-    from models.evaluate import Gateway, SilenceRule
+    from models.training.evaluate import Gateway, SilenceRule
 
     ts = np.concatenate([np.arange(100), np.arange(160, 300)]).astype(np.int64) * MIN  # an hour without frames
     quiet = Series("s", "frozen", ts, np.full(len(ts), -21.0), np.full(len(ts), 60.0), np.full(len(ts), 3000.0))
@@ -83,3 +83,13 @@ def test_silence_rule_opens_after_the_gap_and_the_gateway_adds_it_to_the_model()
         Series("s", "chilled", ts, temp, np.full(len(ts), 60.0), np.full(len(ts), 3000.0)))
     assert [a.opened_ms for a in both] == [114 * MIN, sorted(a.opened_ms for a in hot.alerts(
         Series("s", "chilled", ts, temp, np.full(len(ts), 60.0), np.full(len(ts), 3000.0))))[0]]
+
+
+def test_the_replayed_rules_use_the_gateways_own_defaults() -> None:
+    from edge_agent.config import DetectConfig
+    from edge_agent.detect.rules import RangeRule
+
+    gateway = DetectConfig()
+    assert SilenceRule().after_s == gateway.silent_after_s
+    assert StaticRule(0.0, 4.0).clear_minutes * 60 == gateway.clear_after_s
+    assert StaticRule(0.0, 4.0).margin_c == RangeRule(min_duration_ms=0, clear_after_ms=0).clear_margin_c

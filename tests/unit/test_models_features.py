@@ -1,4 +1,4 @@
-"""models.features: one window path for edge and training, causal, gap-tolerant, numpy-only."""
+"""models.runtime.features: one window path for edge and training, causal, gap-tolerant, numpy-only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.features import (
+from models.runtime.features import (
     DEFAULT_FEATURES,
     FeatureSpec,
     default_spec,
@@ -135,7 +135,7 @@ def test_score_reconstruction_and_forecast() -> None:
 
 
 def test_features_and_manifest_import_in_the_edge_venv_without_torch(edge_python: Path) -> None:
-    code = ("import sys, numpy as np; import models.features as f; "
+    code = ("import sys, numpy as np; import models.runtime.features as f; "
             "w = f.window_features(f.default_spec(), np.arange(40) * 60000, np.zeros(40), None, None); "
             "assert w is not None and w.shape == (30 * len(f.DEFAULT_FEATURES),); "
                 "assert 'torch' not in sys.modules; print(np.__version__)")

@@ -1,4 +1,4 @@
-"""models.manifest: the gateway refuses unsigned, wrongly signed and tampered models."""
+"""models.runtime.manifest: the gateway refuses unsigned, wrongly signed and tampered models."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from models.manifest import (
+from models.runtime.manifest import (
     Manifest,
     ModelFiles,
     ModelRejected,

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from edge_agent.config import DetectConfig
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.rules import PulldownRule as GatewayPulldownRule
-from models.evaluate import PulldownRule
-from models.pulldown import FADING_BELOW, HISTORY_MS, pulldown_ratio
+from models.runtime.pulldown import FADING_BELOW, HISTORY_MS, pulldown_ratio
+from models.training.evaluate import PulldownRule
 from protocol.messages import Reading
 
 MIN = 60_000
@@ -50,7 +50,7 @@ def test_slower_pull_downs_lower_the_ratio_below_the_rule() -> None:
 
 
 def test_the_median_of_falls_is_numpys() -> None:
-    from models.pulldown import FALL_C_PER_MIN, MIN_FALLS, _median_fall
+    from models.runtime.pulldown import FALL_C_PER_MIN, MIN_FALLS, _median_fall
 
     rng = np.random.default_rng(0)
     for width in range(1, 40):
@@ -91,7 +91,7 @@ def test_the_ratio_is_causal_and_needs_only_history_ms() -> None:
 
 def _leak() -> tuple[object, object]:
     from firmware_sim.scenarios import generate
-    from models.data import series_of
+    from models.training.data import series_of
 
     data = generate("refrigerant_leak", 5100, days=1.0)
     label = next(lab for lab in data.labels if not lab.benign)

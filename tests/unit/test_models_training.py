@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import augment
-from models.cli import ARCHITECTURE_CHOICES
-from models.data import Series, settled
-from models.export import compare
-from models.features import INPUT_CLIP, default_spec, normalise
-from models.nets import ARCHITECTURES, build
-from models.train import fit, select_device
+from models.runtime.features import INPUT_CLIP, default_spec, normalise
+from models.training import augment
+from models.training.cli import ARCHITECTURE_CHOICES
+from models.training.data import Series, settled
+from models.training.export import compare
+from models.training.nets import ARCHITECTURES, build
+from models.training.train import fit, select_device
 
 MIN = 60_000
 
@@ -118,7 +118,7 @@ def test_a_fault_on_a_channel_the_data_lacks_teaches_nothing(monkeypatch: pytest
 
 
 def test_the_classifiers_logits_stay_near_their_bound() -> None:
-    from models.train import LOGIT_BOUND, predict
+    from models.training.train import LOGIT_BOUND, predict
 
     rng = np.random.default_rng(0)
     normal = rng.normal(0.0, 1.0, (512, 20)).astype(np.float32)

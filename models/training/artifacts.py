@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
-from models.data import Series
-from models.features import FeatureSpec
-from models.manifest import MANIFEST_SUFFIX, Manifest, ModelFiles
-from models.nets import build
-from models.pipeline import Exported, build_artifact
-from models.train import TrainedModel
+from models.runtime.features import FeatureSpec
+from models.runtime.manifest import MANIFEST_SUFFIX, Manifest, ModelFiles
+from models.training.data import Series
+from models.training.nets import build
+from models.training.pipeline import Exported, build_artifact
+from models.training.train import TrainedModel
 
 __all__ = ["Exported", "default_name", "default_version", "export_model", "find_manifests", "latest_by_profile",
            "load_checkpoint", "save_checkpoint"]
@@ -79,8 +79,9 @@ def load_checkpoint(path: Path) -> TrainedModel:
 
 def export_model(trained: TrainedModel, directory: Path, *, name: str, version: str, private_key_pem: bytes | None,
                  extra_metrics: dict[str, Any] | None = None) -> Exported:
-    """The artifact pipeline (`models.pipeline.build_artifact`): int8 .tflite, threshold calibrated on its scores,
-    checked against fp32 on alert episodes (ExportRejected beyond tolerance), manifest signed when a key is given."""
+    """The artifact pipeline (`models.training.pipeline.build_artifact`): int8 .tflite, threshold calibrated on its
+    scores, checked against fp32 on alert episodes (ExportRejected beyond tolerance),
+    manifest signed when a key is given."""
     return build_artifact(trained, directory, name=name, version=version, private_key_pem=private_key_pem,
                           extra_metrics=extra_metrics)
 

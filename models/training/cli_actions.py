@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from models.csvdata import CsvData
-from models.data import Series
-from models.manifest import (
+from models.runtime.manifest import (
     MANIFEST_SUFFIX,
     Manifest,
     ModelFiles,
@@ -28,8 +26,10 @@ from models.manifest import (
     sha256_file,
     sign_manifest,
 )
+from models.training.csvdata import CsvData
+from models.training.data import Series
 
-log = logging.getLogger("models.cli")
+log = logging.getLogger("models.training.cli")
 
 
 def _keys(paths: list[Path] | None) -> list[bytes]:
@@ -80,8 +80,8 @@ def verify(args: argparse.Namespace) -> int:
 
 def _export_and_report(trained: Any, out: Path, *, name: str, version: str, key: Path | None,
                        checkpoint: Path) -> int:
-    from models.artifacts import export_model
-    from models.export import ExportRejected
+    from models.training.artifacts import export_model
+    from models.training.export import ExportRejected
 
     try:
         done = export_model(trained, out, name=name, version=version,
@@ -99,9 +99,9 @@ def _export_and_report(trained: Any, out: Path, *, name: str, version: str, key:
 
 def train(args: argparse.Namespace) -> int:
     """Train (simulator profile or CSV), save the checkpoint, export the signed int8 model."""
-    from models.artifacts import default_name, default_version, save_checkpoint
-    from models.third_party_noise import native_noise_filtered, quiet_third_parties
-    from models.train import TrainConfig, train_on_series, train_profile
+    from models.training.artifacts import default_name, default_version, save_checkpoint
+    from models.training.third_party_noise import native_noise_filtered, quiet_third_parties
+    from models.training.train import TrainConfig, train_on_series, train_profile
 
     quiet_third_parties()  # again: importing torch reset its logger
     version = args.version or default_version()
@@ -145,7 +145,7 @@ def _chronological_split(series: list[Series]) -> tuple[list[Series], list[Serie
 
 def export(args: argparse.Namespace) -> int:
     """Re-export a checkpoint (e.g. after signing keys change)."""
-    from models.artifacts import default_name, load_checkpoint
+    from models.training.artifacts import default_name, load_checkpoint
 
     trained = load_checkpoint(args.checkpoint)
     stem = args.checkpoint.name[: -len(".pt")]
@@ -158,11 +158,19 @@ def export(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     """The held-out suite with the newest model of each profile beside both baselines."""
-    from models.artifacts import latest_by_profile
-    from models.data import HELD_OUT_SEEDS
-    from models.evaluate import Detector, Gateway, ModelDetector, RollingZScore, StaticRule, gateway_rules, run_suite
-    from models.features import FeatureSpec
-    from models.runtime import TfliteModel
+    from models.runtime.features import FeatureSpec
+    from models.runtime.tflite import TfliteModel
+    from models.training.artifacts import latest_by_profile
+    from models.training.data import HELD_OUT_SEEDS
+    from models.training.evaluate import (
+        Detector,
+        Gateway,
+        ModelDetector,
+        RollingZScore,
+        StaticRule,
+        gateway_rules,
+        run_suite,
+    )
     from protocol.profiles import PROFILES
 
     found = latest_by_profile(args.models)
@@ -200,7 +208,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def _read_csv(args: argparse.Namespace, *, min_rows: int | None) -> CsvData:
     """The CSV named by --csv with the command's reading options; what the reader noticed goes to stderr."""
-    from models.csvdata import MIN_ROWS, read_csv
+    from models.training.csvdata import MIN_ROWS, read_csv
 
     data = read_csv(args.csv, time_column=args.time_column, temp_column=args.temp_column, rh_column=args.rh_column,
                     battery_column=args.battery_column, sensor_column=args.sensor_column, unit=args.unit,
@@ -272,12 +280,12 @@ def _missing_channels(manifest: Manifest, data: CsvData, csv_name: str) -> list[
 
 def score(args: argparse.Namespace) -> int:
     """Per-row causal scores of a CSV with the model, and the alerts the gateway would have raised."""
-    from models.csvdata import iso_local
-    from models.episodes import episodes, model_lifecycle_ms
-    from models.features import FeatureSpec, windows_at
-    from models.features import score as score_fn
-    from models.runtime import TfliteModel
-    from models.third_party_noise import native_noise_filtered
+    from models.runtime.episodes import episodes, model_lifecycle_ms
+    from models.runtime.features import FeatureSpec, windows_at
+    from models.runtime.features import score as score_fn
+    from models.runtime.tflite import TfliteModel
+    from models.training.csvdata import iso_local
+    from models.training.third_party_noise import native_noise_filtered
 
     files = locate_model(args.model)
     keys = _keys(args.public_key)

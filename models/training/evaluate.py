@@ -13,10 +13,12 @@ from typing import Any, Final, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from models.data import HELD_OUT_SEEDS, Series, series_of
-from models.episodes import Episode, episodes, model_lifecycle_ms
-from models.features import FeatureSpec, FloatArray, raw_windows, score, window_ends, windows_at
-from models.pulldown import FADING_BELOW, FADING_FOR_S, pulldown_ratio
+from models.runtime.episodes import Episode, episodes, model_lifecycle_ms
+from models.runtime.features import FeatureSpec, FloatArray, raw_windows, score, window_ends, windows_at
+from models.runtime.pulldown import FADING_BELOW, FADING_FOR_S, pulldown_ratio
+from models.runtime.rule_defaults import CLEAR_AFTER_S, CLEAR_MARGIN_C, SILENT_AFTER_S
+from models.training.data import HELD_OUT_SEEDS, Series, series_of
+from models.training.simulated import Label, scenario_dataset, scenario_names, scenario_profile
 
 GRACE_MS: Final = 60 * 60_000  # an alert up to an hour after an incident's labelled end still belongs to it
 Outputs = Callable[[FloatArray], FloatArray]
@@ -64,9 +66,9 @@ class StaticRule:
 
     low_c: float | None
     high_c: float | None
-    minutes: float = 30.0
-    clear_minutes: float = 5.0
-    margin_c: float = 0.3
+    minutes: float = 30.0  # the industry's custom, not the gateway's per-profile hold
+    clear_minutes: float = CLEAR_AFTER_S / 60.0
+    margin_c: float = CLEAR_MARGIN_C
     name: str = "static_rule"
 
     def alerts(self, series: Series) -> list[Episode]:
@@ -106,7 +108,7 @@ class SilenceRule:
     """The gateway's hard rule for a tag that went quiet: no reading for `after_s` (the agent's `silent_after_s`)
     opens `sensor_silent` then; the next reading clears it. A model cannot see readings that never came."""
 
-    after_s: float = 900.0
+    after_s: float = SILENT_AFTER_S
     name: str = "silence_rule"
 
     def alerts(self, series: Series) -> list[Episode]:
@@ -121,11 +123,11 @@ class SilenceRule:
 @dataclass
 class PulldownRule:
     """The gateway's `cooling_fading` rule (edge_agent.detect.rules.PulldownRule) replayed: the pull-down ratio
-    (`models.pulldown`) below `below` for `minutes`, verdicts every sample period; no verdict holds."""
+    (`models.runtime.pulldown`) below `below` for `minutes`, verdicts every sample period; no verdict holds."""
 
     below: float = FADING_BELOW
     minutes: float = FADING_FOR_S / 60.0
-    clear_minutes: float = 5.0
+    clear_minutes: float = CLEAR_AFTER_S / 60.0
     sample_period_s: float = 60.0
     name: str = "pulldown_rule"
 
@@ -186,7 +188,7 @@ class Tally:
                 "false_alerts_on_benign": dict(sorted(self.false_on_benign.items()))}
 
 
-def _match(tally: Tally, alerts: list[Episode], labels: list[Any], days: float) -> None:
+def _match(tally: Tally, alerts: list[Episode], labels: list[Label], days: float) -> None:
     tally.sensor_days += days
     incidents = [lab for lab in labels if not lab.benign]
     for lab in incidents:
@@ -253,21 +255,19 @@ def run_suite(detectors: Callable[[str], list[Detector] | None], *, scenarios: I
     """Run every scenario (default: all) for every seed; `detectors(profile)` gives the detectors for a profile
     (None: that profile is skipped). The first sensor of each run is the affected one; all count for false alerts.
     """
-    from firmware_sim.scenarios import SCENARIOS, generate
-
-    names = list(scenarios) if scenarios is not None else list(SCENARIOS)
+    names = list(scenarios) if scenarios is not None else scenario_names()
     seed_list = list(seeds)
     tallies: dict[str, Tally] = {}
     skipped: list[str] = []
     runs = 0
     for name in names:
-        profile = SCENARIOS[name].profile
+        profile = scenario_profile(name)
         chosen = detectors(profile)
         if chosen is None:
             skipped.append(name)
             continue
         for seed in seed_list:
-            dataset = generate(name, seed, days=days, sample_period_s=sample_period_s)
+            dataset = scenario_dataset(name, seed, days=days, sample_period_s=sample_period_s)
             runs += 1
             for series in series_of(dataset):
                 labels = [lab for lab in dataset.labels if lab.sensor == series.sensor]

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 from numpy.typing import NDArray
 
-from models.data import Series
+from models.training.data import Series
 
 TIME_NAMES: Final = ("timestamp", "ts_ms", "ts", "datetime", "date_time", "time", "date")
 TEMP_NAMES: Final = ("temperature", "temp_c", "temperature_c", "temp", "temp_f", "temperature_f", "celsius",

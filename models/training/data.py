@@ -1,4 +1,4 @@
-"""Per-sensor series from simulator datasets (and CSV files), turned into windows with `models.features`.
+"""Per-sensor series from simulator datasets (and CSV files), turned into windows with `models.runtime.features`.
 
 Seed ranges are fixed here so that training, threshold calibration and the held-out suite never share a seed.
 """
@@ -8,12 +8,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from models.features import FeatureSpec, FloatArray, raw_windows, window_ends
+from models.runtime.features import FeatureSpec, FloatArray, raw_windows, window_ends
+from models.training.simulated import Dataset, normal_dataset, scenario_dataset, scenario_names, scenario_profile
 from protocol.profiles import PROFILES
 
 TRAIN_SEEDS: Final = range(0, 1000)
@@ -43,7 +44,7 @@ class Series:
         return float(self.ts_ms[-1] - self.ts_ms[0]) / 86_400_000 if len(self.ts_ms) > 1 else 0.0
 
 
-def series_of(dataset: Any) -> Iterator[Series]:
+def series_of(dataset: Dataset) -> Iterator[Series]:
     """The per-sensor series of a `firmware_sim` Dataset (readings grouped by sensor, in time order)."""
     for mac in dataset.sensors:
         rows = dataset.for_sensor(mac)
@@ -80,25 +81,22 @@ def normal_series(profile: str, seeds: range, *, sensors: int, days: float, samp
                   settle_h: float = 1.0) -> list[Series]:
     """Normal-only simulator data (routine benign events included) for `profile`, one dataset per seed, each
     sensor from `settle_h` hours after its pull-down reached the band (see `settled`)."""
-    from firmware_sim.scenarios import normal
-
     out: list[Series] = []
     for seed in seeds:
-        data = normal(profile, seed, sensors=sensors, days=days, sample_period_s=sample_period_s)
+        data = normal_dataset(profile, seed, sensors=sensors, days=days, sample_period_s=sample_period_s)
         out.extend(s for s in (settled(s, settle_h) for s in series_of(data)) if len(s.ts_ms))
     return out
 
 
 def scenario_series(profile: str, seeds: range, *, days: float = 1.0, sample_period_s: float = 60.0) -> list[Series]:
     """The affected sensor of every simulator scenario of `profile` (incidents and benign events), per seed."""
-    from firmware_sim.scenarios import SCENARIOS, generate
-
     out: list[Series] = []
-    for name, scenario in SCENARIOS.items():
-        if scenario.profile != profile:
+    for name in scenario_names():
+        if scenario_profile(name) != profile:
             continue
         for seed in seeds:
-            out.append(next(iter(series_of(generate(name, seed, days=days, sample_period_s=sample_period_s)))))
+            data = scenario_dataset(name, seed, days=days, sample_period_s=sample_period_s)
+            out.append(next(iter(series_of(data))))
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from models.features import sample_steps
+from models.runtime.features import sample_steps
 
 FALL_C_PER_MIN: Final = 0.1  # steeper than this is the compressor pulling the air down
 RECENT_S: Final = 90 * 60.0

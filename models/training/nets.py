@@ -1,7 +1,7 @@
 """The torch networks: a fault classifier, a window autoencoder and a next-step forecaster; small MLPs that
 export to int8.
 
-All take [N, input_size] float32; `models.features.score` turns their output into an anomaly score.
+All take [N, input_size] float32; `models.runtime.features.score` turns their output into an anomaly score.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def build(architecture: Architecture, input_size: int, channels: int, hidden: in
     if architecture == "autoencoder":
         return WindowAutoencoder(input_size, hidden=hidden, code=max(4, hidden // 4))
     if architecture == "forecaster":
-        if channels < 2:  # a one-column output is a classifier's score (models.features.score)
+        if channels < 2:  # a one-column output is a classifier's score (models.runtime.features.score)
             raise ValueError("a forecaster needs at least 2 channels")
         return ResidualForecaster(input_size, channels, hidden=hidden)
     raise ValueError(f"unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURES)}")

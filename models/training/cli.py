@@ -8,15 +8,16 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from models.manifest import ModelRejected
-from models.third_party_noise import quiet_third_parties
+from models.runtime.manifest import ModelRejected
+from models.training.third_party_noise import quiet_third_parties
 
-log = logging.getLogger("models.cli")
+log = logging.getLogger("models.training.cli")
 
 EXIT_FAIL: Final = 1
 EXIT_USAGE: Final = 2
 DEFAULT_DIR: Final = Path("var/models")
-ARCHITECTURE_CHOICES: Final = ("classifier", "autoencoder", "forecaster")  # models.nets.ARCHITECTURES (no torch here)
+# models.training.nets.ARCHITECTURES, named here without importing torch
+ARCHITECTURE_CHOICES: Final = ("classifier", "autoencoder", "forecaster")
 # Third-party chatter during training and export: litert_torch's progress lines on stdout, TensorFlow / absl / TFLite
 # lines on fd 2, torch / torchao / jax warnings through logging, FutureWarnings. Set only where not set already.
 def add_subparsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -99,10 +100,11 @@ def _csv_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _scenario(name: str) -> str:
-    from firmware_sim.scenarios import SCENARIOS
+    from models.training.simulated import scenario_names
 
-    if name not in SCENARIOS:
-        raise argparse.ArgumentTypeError(f"unknown scenario {name!r}; choose from {', '.join(sorted(SCENARIOS))}")
+    if name not in scenario_names():
+        choices = ", ".join(sorted(scenario_names()))
+        raise argparse.ArgumentTypeError(f"unknown scenario {name!r}; choose from {choices}")
     return name
 
 
@@ -113,7 +115,7 @@ def _one_line(exc: BaseException) -> str:
 def dispatch(args: argparse.Namespace) -> int:
     """Run the chosen `models` action; returns the exit status. stdout carries only the action's JSON result."""
     quiet_third_parties()
-    from models import cli_actions
+    from models.training import cli_actions
 
     action = getattr(cli_actions, args.models_command)
     try:

@@ -14,19 +14,19 @@ from typing import Any, Final
 
 import numpy as np
 
-from models.augment import inject_faults
-from models.data import Series
-from models.episodes import calibrate_threshold
-from models.evaluate import ModelDetector
-from models.export import FAULT_SHARES, ExportRejected, QuantisationCheck, compare, convert_int8
-from models.features import LEVEL_FREE_FEATURES, score
-from models.manifest import Manifest, ModelFiles, sha256_file, write_signed
-from models.runtime import TfliteModel
-from models.train import TrainedModel, predict
+from models.runtime.episodes import calibrate_threshold
+from models.runtime.features import LEVEL_FREE_FEATURES, score
+from models.runtime.manifest import Manifest, ModelFiles, sha256_file, write_signed
+from models.runtime.tflite import TfliteModel
+from models.training.augment import inject_faults
+from models.training.data import Series
+from models.training.evaluate import ModelDetector
+from models.training.export import FAULT_SHARES, ExportRejected, QuantisationCheck, compare, convert_int8
+from models.training.train import TrainedModel, predict
 
-log = logging.getLogger("models.pipeline")
+log = logging.getLogger("models.training.pipeline")
 
-# Agents from this version on compute the level-free channels (models.features.LEVEL_FREE_FEATURES).
+# Agents from this version on compute the level-free channels (models.runtime.features.LEVEL_FREE_FEATURES).
 LEVEL_FREE_AGENT_VERSION: Final = "0.2.0"
 SAME_SCORE_ERROR: Final = 0.05
 SAME_DECISIONS: Final = 0.999

@@ -1,5 +1,5 @@
 """int8 TFLite export: PT2E static quantisation calibrated on training windows and synthetic faults; window-level
-figures of int8 against fp32 (the pipeline, models.pipeline, judges it on alert episodes).
+figures of int8 against fp32 (the pipeline, models.training.pipeline, judges it on alert episodes).
 
 float32 in and out (QUANTIZE / FULLY_CONNECTED / DEQUANTIZE inside), batchable by resizing the input.
 """
@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models.features import FloatArray
-from models.tflite_io import with_float_io
-from models.train import TrainedModel
+from models.runtime.features import FloatArray
+from models.training.tflite_io import with_float_io
+from models.training.train import TrainedModel
 
-log = logging.getLogger("models.export")
+log = logging.getLogger("models.training.export")
 
 CALIBRATION_WINDOWS: Final = 4096
 # Shares of fault windows among the calibration's normal ones, tried in this order: few first (extreme faults widen
@@ -29,7 +29,7 @@ FAULT_SHARES: Final = (1 / 30, 1 / 8, 1 / 3)
 
 
 class ExportRejected(Exception):  # noqa: N818 (reads as the verdict it is)
-    """The int8 model disagrees with fp32 beyond tolerance (models.pipeline says why and what to do)."""
+    """The int8 model disagrees with fp32 beyond tolerance (models.training.pipeline says why and what to do)."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models.augment import fault_windows, recovered_excursion_windows
-from models.data import (
+from models.runtime.episodes import calibrate_threshold
+from models.runtime.features import FeatureSpec, FloatArray, default_spec, normalise, score
+from models.training.augment import fault_windows, recovered_excursion_windows
+from models.training.data import (
     TRAIN_SEEDS,
     VALIDATION_SEEDS,
     Series,
@@ -27,11 +29,9 @@ from models.data import (
     scenario_series,
     series_raw_windows,
 )
-from models.episodes import calibrate_threshold
-from models.features import FeatureSpec, FloatArray, default_spec, normalise, score
-from models.nets import Architecture, build, reconstruction_target
+from models.training.nets import Architecture, build, reconstruction_target
 
-log = logging.getLogger("models.train")
+log = logging.getLogger("models.training.train")
 LOGIT_BOUND = 12.0  # a classifier's logits are trained to stay within ± this (see `batch_loss`)
 LOGIT_PENALTY = 0.05
 CALIBRATION_NORMAL = 3072  # normal windows kept for int8 calibration
@@ -236,7 +236,7 @@ def _train_on_series(train: list[Series], validation: list[Series], cfg: TrainCo
     calibration_faults = inputs[:0]
     if cfg.architecture == "classifier" and negatives is not None and len(negatives):
         # the int8 output range must reach past the threshold, or every fault saturates below it; the export picks
-        # how many of these join the normal windows (models.export.FAULT_SHARES)
+        # how many of these join the normal windows (models.training.export.FAULT_SHARES)
         calibration_faults = negatives[rng.choice(len(negatives), size=min(len(negatives), len(calibration) // 3),
                                                   replace=False)]
     metrics = {"train_windows": len(inputs), "final_loss": round(losses[-1], 6), "device": device.type,

@@ -11,8 +11,8 @@ from typing import Final
 
 import numpy as np
 
-from models.data import MIN_STD, Series
-from models.features import FeatureSpec, FloatArray, raw_windows, window_ends
+from models.runtime.features import FeatureSpec, FloatArray, raw_windows, window_ends
+from models.training.data import MIN_STD, Series
 
 NDArrayBool = np.ndarray
 Fault = Callable[[Series, NDArrayBool, np.random.Generator], Series]
@@ -114,7 +114,7 @@ def fault_windows(spec: FeatureSpec, series: list[Series], *, seed: int, stride:
     """Raw windows [N, window, channels] of every fault injected once into every series (random onset).
 
     Only windows in which the fault shows count: some channel differs from the same window without the fault by at
-    least that channel's smallest scale (`models.data.MIN_STD`). A fault on a channel the data lacks (a battery
+    least that channel's smallest scale (`models.training.data.MIN_STD`). A fault on a channel the data lacks (a battery
     sag in a CSV without batteries) or one too slow to see yet at this cadence (a 0.005 °C/min rise in a 30 s
     window) would otherwise be a "fault" identical to normal, and the classifier would learn noise from it."""
     unit = np.array([MIN_STD.get(name, 0.1) for name in spec.features], dtype=np.float32)
