@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from cloud.api.metrics import ApiMetrics
+from cloud.services.errors import DomainError, Kind
 from cloud.tsdb.influx import InfluxRejected, InfluxUnavailable
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ class ErrorBody(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     422: {"model": ErrorBody, "description": "a parameter that cannot be used: which one, and why"},
 }
+# A service's refusal (`cloud.services.errors.DomainError`) by kind: the one place a kind becomes a status.
+DOMAIN_STATUS: dict[Kind, int] = {"invalid": 422, "conflict": 409, "not_found": 404}
 
 
 class BadParameterError(Exception):
@@ -79,6 +82,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _rejected(request, 422, "invalid", None, str(detail))
 
 
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    """A service's refusal: its kind's status, its reason and message in the common body; counted and logged."""
+    assert isinstance(exc, DomainError)
+    return _rejected(request, DOMAIN_STATUS[exc.kind], exc.reason, None, exc.message)
+
+
 async def _influx_unavailable(request: Request, exc: Exception) -> JSONResponse:
     _metrics(request).influx_unavailable.inc()
     log.warning("influx unavailable path=%s error=%s", request.url.path, exc)
@@ -98,6 +107,7 @@ async def _influx_rejected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn exceptions into the JSON bodies above."""
     app.add_exception_handler(BadParameterError, _bad_parameter)
+    app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)

@@ -15,6 +15,7 @@ from cloud.db.alerts import RESOLUTION_CODES, Alert, AlertHistory
 from cloud.db.fleet import Gateway, Sensor
 from cloud.services import audit
 from cloud.services.clock import now_ms
+from cloud.services.errors import DomainError
 from protocol.messages import AlertEvent
 
 _WORKFLOW_FIELDS: Final = ("status", "assignee", "resolution", "resolution_note")
@@ -22,7 +23,7 @@ MAX_PAGE: Final = 500
 log = logging.getLogger(__name__)
 
 
-class AlertError(ValueError):
+class AlertError(DomainError):
     """A workflow step that does not apply to the alert in its current state."""
 
 
@@ -169,7 +170,7 @@ def acknowledge(session: Session, *, alert: Alert, actor: str, comment: str | No
     """open → acknowledged; AlertError when resolved."""
     before = audit.snapshot(alert, _WORKFLOW_FIELDS)
     if alert.status == "resolved":
-        raise AlertError("a resolved alert cannot be acknowledged")
+        raise AlertError("a resolved alert cannot be acknowledged", kind="conflict")
     if alert.status == "open":
         alert.status, alert.acknowledged_by, alert.acknowledged_at = "acknowledged", actor, now_ms()
     return _step(session, alert, actor=actor, action="acknowledge", comment=comment, before=before)
@@ -196,7 +197,7 @@ def resolve(session: Session, *, alert: Alert, actor: str, code: str, note: str 
         raise AlertError("reason code 'other' needs a note")
     before = audit.snapshot(alert, _WORKFLOW_FIELDS)
     if alert.status == "resolved":
-        raise AlertError("the alert is already resolved; reopen it first")
+        raise AlertError("the alert is already resolved; reopen it first", kind="conflict")
     now = now_ms()
     alert.status, alert.resolution, alert.resolution_note = "resolved", code, note
     alert.resolved_by, alert.resolved_at = actor, now
@@ -209,7 +210,7 @@ def reopen(session: Session, *, alert: Alert, actor: str, comment: str | None = 
     """resolved → acknowledged (a wrong resolution is corrected, not deleted: the history keeps both)."""
     before = audit.snapshot(alert, _WORKFLOW_FIELDS)
     if alert.status != "resolved":
-        raise AlertError("only a resolved alert can be reopened")
+        raise AlertError("only a resolved alert can be reopened", kind="conflict")
     alert.status, alert.resolution, alert.resolution_note = "acknowledged", None, None
     alert.resolved_by, alert.resolved_at = None, None
     return _step(session, alert, actor=actor, action="reopen", comment=comment, before=before)

@@ -13,11 +13,12 @@ from sqlmodel import Session, col, select
 
 from cloud.db.ingest import DeadLetter
 from cloud.services.clock import now_ms
+from cloud.services.errors import DomainError
 
 STALE_REPLAY_MS: Final = 300_000  # a replay claimed this long ago by a worker that died may be asked for again
 
 
-class DeadLetterError(Exception):
+class DeadLetterError(DomainError):
     """A dead letter that does not exist, or cannot be replayed in its state."""
 
 
@@ -72,10 +73,10 @@ def request_replay(session: Session, *, letter_id: int) -> DeadLetter:
     """Mark a dead letter for replay by the next ingest sweep; refused while one is running or after success."""
     letter = session.get(DeadLetter, letter_id)
     if letter is None:
-        raise DeadLetterError(f"no dead letter {letter_id}")
+        raise DeadLetterError(f"no dead letter {letter_id}", kind="not_found")
     running = letter.state == "replaying" and (letter.replayed_at or 0) > now_ms() - STALE_REPLAY_MS
     if letter.state == "replayed" or running:
-        raise DeadLetterError(f"dead letter {letter_id} is {letter.state}")
+        raise DeadLetterError(f"dead letter {letter_id} is {letter.state}", kind="conflict")
     letter.state, letter.replay_note = "replay", ""
     session.add(letter)
     return letter

@@ -13,6 +13,7 @@ from cloud.db.rollouts import GatewayShadow
 from cloud.security import mosquitto_hash
 from cloud.services import audit
 from cloud.services.clock import now_ms
+from cloud.services.errors import DomainError
 from protocol.messages import Reported, Status
 
 _GATEWAY_FIELDS: Final = ("name", "site", "provisioned", "revoked")
@@ -21,7 +22,7 @@ _HEALTH_FIELDS: Final = ("uptime_s", "cpu_pct", "rss_mb", "frames_received", "fr
                          "inference_p50_ms", "inference_p99_ms")
 
 
-class FleetError(ValueError):
+class FleetError(DomainError):
     """A fleet change that cannot be made."""
 
 
@@ -34,7 +35,8 @@ def provision_gateway(session: Session, *, data: GatewayCreate, actor: str) -> t
     gateway = session.get(Gateway, data.id)
     before = None if gateway is None else audit.snapshot(gateway, _GATEWAY_FIELDS)
     if gateway is not None and gateway.provisioned and not gateway.revoked:
-        raise FleetError(f"gateway {data.id!r} is already provisioned; rotate its credentials instead")
+        raise FleetError(f"gateway {data.id!r} is already provisioned; rotate its credentials instead",
+                         kind="conflict")
     if gateway is None:
         gateway = Gateway(id=data.id, created_at=now_ms())
     gateway.name, gateway.site = data.name, data.site

@@ -22,6 +22,7 @@ from cloud.db.registry import GatewayToken, ModelArtifact
 from cloud.security import new_token, token_digest
 from cloud.services import audit
 from cloud.services.clock import now_ms
+from cloud.services.errors import DomainError
 from models.runtime.manifest import (
     MANIFEST_SUFFIX,
     MODEL_SUFFIX,
@@ -37,13 +38,15 @@ log = logging.getLogger(__name__)
 MAX_ARTIFACT_BYTES: Final = 64 * 1024 * 1024  # what a gateway accepts (edge_agent/updater.py)
 
 
-class RegistryError(ValueError):
+class RegistryError(DomainError):
     """A model that cannot be registered; `reason` names why (bad_signature, hash_mismatch, exists, ...)."""
 
     def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+        super().__init__(detail, kind="conflict" if reason == "exists" else "invalid", reason=reason)
         self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
 
 
 def trusted_keys(spec: str | None) -> list[bytes]:

@@ -29,6 +29,7 @@ from cloud.db.rollouts import (
 from cloud.services import audit, canary, desired
 from cloud.services.clock import now_ms
 from cloud.services.desired import DesiredPublisher
+from cloud.services.errors import DomainError, Kind
 from models.runtime.manifest import release
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,11 @@ _REPORTED: Final = {"shadow": "shadow", "applied": "applied", "rejected": "faile
 _SENT: Final = ("sent", "shadow", "applied", "failed")  # targets that were sent the new model
 
 
-class RolloutError(ValueError):
-    """A rollout that cannot be started or changed; `status` is the HTTP status the API answers with."""
+class RolloutError(DomainError):
+    """A rollout that cannot be started or changed (a conflict with the fleet's state unless `kind` says otherwise)."""
 
-    def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.status = status
+    def __init__(self, message: str, kind: Kind = "conflict") -> None:
+        super().__init__(message, kind=kind)
 
 
 def _targets_of(session: Session, data: RolloutCreate) -> list[str]:
@@ -53,11 +53,11 @@ def _targets_of(session: Session, data: RolloutCreate) -> list[str]:
         ids = sorted(set(data.gateways))
         known = set(session.exec(select(Gateway.id).where(col(Gateway.id).in_(ids))).all())
         if missing := [g for g in ids if g not in known]:
-            raise RolloutError(f"unknown gateways: {', '.join(missing[:10])}", 422)
+            raise RolloutError(f"unknown gateways: {', '.join(missing[:10])}", "invalid")
         ready = set(session.exec(with_token.where(col(Gateway.id).in_(ids))).all())
         if unready := [g for g in ids if g not in ready]:
             raise RolloutError(f"gateways without an artifact token (or revoked): {', '.join(unready[:10])}; "
-                               "issue one with POST /api/v1/gateways/{id}/artifact-token", 422)
+                               "issue one with POST /api/v1/gateways/{id}/artifact-token", "invalid")
         return ids
     if data.site is not None:
         with_token = with_token.where(Gateway.site == data.site)
@@ -95,10 +95,10 @@ def start(session: Session, *, data: RolloutCreate, actor: str, publisher: Desir
     """Create the rollout and publish to its canaries (shadow), or to every target when there is no canary."""
     model = session.get(ModelArtifact, data.model)
     if model is None:
-        raise RolloutError(f"no registered model {data.model!r}", 404)
+        raise RolloutError(f"no registered model {data.model!r}", "not_found")
     ids = _targets_of(session, data)
     if not ids:
-        raise RolloutError("the rollout targets no gateway", 422)
+        raise RolloutError("the rollout targets no gateway", "invalid")
     busy = session.exec(select(RolloutTarget.gateway_id).join(Rollout, col(Rollout.id) == RolloutTarget.rollout_id)
                         .where(col(Rollout.state).in_(ACTIVE_STATES), col(RolloutTarget.gateway_id).in_(ids))).all()
     if busy:
@@ -106,10 +106,10 @@ def start(session: Session, *, data: RolloutCreate, actor: str, publisher: Desir
     if old := _too_old(session, model, ids):
         raise RolloutError(f"{model.stem} needs coldwatch-agent {model.manifest['min_agent_version']} or newer "
                            f"(its inputs); these targets report an older agent: {', '.join(old[:10])}"
-                           f"{' …' if len(old) > 10 else ''}; upgrade them or leave them out", 422)
+                           f"{' …' if len(old) > 10 else ''}; upgrade them or leave them out", "invalid")
     if data.canaries is not None:
         if stray := sorted(set(data.canaries) - set(ids)):
-            raise RolloutError(f"canaries not among the targets: {', '.join(stray[:10])}", 422)
+            raise RolloutError(f"canaries not among the targets: {', '.join(stray[:10])}", "invalid")
         canaries = set(data.canaries)
     else:
         count = 0 if data.canary_fraction == 0 else max(1, math.ceil(data.canary_fraction * len(ids)))
@@ -257,7 +257,7 @@ def _set_state(session: Session, rollout: Rollout, state: str, *, actor: str, re
 def _model(session: Session, stem: str) -> ModelArtifact:
     model = session.get(ModelArtifact, stem)
     if model is None:
-        raise RolloutError(f"model {stem!r} is no longer registered", 409)
+        raise RolloutError(f"model {stem!r} is no longer registered")
     return model
 
 

@@ -12,13 +12,14 @@ from cloud.db.alerts import Alert
 from cloud.db.notify import NotificationAlert, Suppression, SuppressionBase
 from cloud.services import audit
 from cloud.services.clock import now_ms
+from cloud.services.errors import DomainError
 
 MAX_WINDOW_MS: Final = 31 * 86_400_000
 _KIND_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,47}$")  # protocol AlertEvent.kind
 _FIELDS: Final = ("reason", "start_at", "end_at", "profile", "gateway_id", "sensor_id", "kinds", "deleted_at")
 
 
-class SuppressionError(ValueError):
+class SuppressionError(DomainError):
     """A suppression window that cannot be stored as asked."""
 
 
@@ -57,7 +58,7 @@ def list_windows(session: Session, *, active_at: int | None = None, include_dele
 def delete(session: Session, *, window: Suppression, actor: str) -> Suppression:
     """Mark deleted (alerts it already suppressed stay marked; new ones are notified again)."""
     if window.deleted_at is not None:
-        raise SuppressionError("the window is already deleted")
+        raise SuppressionError("the window is already deleted", kind="conflict")
     before = audit.snapshot(window, _FIELDS)
     window.deleted_at, window.deleted_by = now_ms(), actor
     session.add(window)

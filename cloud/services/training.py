@@ -13,9 +13,10 @@ from cloud.db.fleet import Sensor
 from cloud.db.training import MAX_LOG_CHARS, TrainingJob, TrainingJobCreate, TrainingJobUpdate
 from cloud.services import audit
 from cloud.services.clock import now_ms
+from cloud.services.errors import DomainError
 
 
-class TrainingError(ValueError):
+class TrainingError(DomainError):
     """A job request or update that cannot be applied."""
 
 
@@ -55,7 +56,7 @@ def claim(session: Session, *, worker: str) -> TrainingJob | None:
 def update(session: Session, *, job: TrainingJob, data: TrainingJobUpdate, actor: str) -> TrainingJob:
     """A worker's progress: stage, fraction done, log lines; at the end, the state and the registered model."""
     if job.state in ("succeeded", "failed"):
-        raise TrainingError(f"job {job.id} already {job.state}")
+        raise TrainingError(f"job {job.id} already {job.state}", kind="conflict")
     if data.log:
         job.log = (job.log + "".join(line.rstrip("\n")[:2000] + "\n" for line in data.log))[-MAX_LOG_CHARS:]
     for name in ("stage", "progress", "model_stem", "error", "result"):

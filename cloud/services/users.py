@@ -11,13 +11,14 @@ from cloud.db.users import ROLES, AuthToken, User, UserCreate, UserUpdate
 from cloud.security import dummy_verify, hash_password, new_token, token_digest, verify_password
 from cloud.services import audit
 from cloud.services.clock import now_ms
+from cloud.services.errors import DomainError
 
 SESSION_TTL_MS: Final = 12 * 3600 * 1000
 ROLE_RANK: Final = {role: i for i, role in enumerate(ROLES)}
 _PUBLIC: Final = ("username", "role", "disabled")
 
 
-class UserError(ValueError):
+class UserError(DomainError):
     """A user change that cannot be made (duplicate name, unknown role)."""
 
 
@@ -31,7 +32,7 @@ def create_user(session: Session, *, data: UserCreate, actor: str) -> User:
     if data.role not in ROLES:
         raise UserError(f"role {data.role!r} is not one of {', '.join(ROLES)}")
     if session.exec(select(User).where(User.username == data.username)).first() is not None:
-        raise UserError(f"user {data.username!r} exists")
+        raise UserError(f"user {data.username!r} exists", kind="conflict")
     user = User(username=data.username, role=data.role, password_hash=hash_password(data.password),
                 created_at=now_ms())
     session.add(user)

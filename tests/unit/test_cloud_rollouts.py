@@ -274,7 +274,7 @@ def test_a_model_needing_a_newer_agent_is_refused_for_older_gateways(session: Se
     out = Published()
     with pytest.raises(RolloutError) as refused:
         start(session, out, "m-2", 0.2, gateways=["gw1", "gw2", "gw3", "gw4"])
-    assert refused.value.status == 422 and "needs coldwatch-agent 0.3.0 or newer" in str(refused.value)
+    assert refused.value.kind == "invalid" and "needs coldwatch-agent 0.3.0 or newer" in str(refused.value)
     assert "gw1 (0.2.9)" in str(refused.value) and "gw4 (version unknown)" in str(refused.value)
     assert "gw2" not in str(refused.value) and "gw3" not in str(refused.value) and out.messages == []
     assert get(session, start(session, out, "m-2", 0.2, gateways=["gw2", "gw3"])).state == "canary"

@@ -13,7 +13,7 @@ from cloud.api.deps import InfluxDep, Offset, SessionDep, Staff, Viewer
 from cloud.api.params import parse_time
 from cloud.db.alerts import Alert, AlertHistoryPublic, AlertPublic
 from cloud.services import alerts, users
-from cloud.services.alerts import AlertError, AlertFilter
+from cloud.services.alerts import AlertFilter
 from cloud.tsdb.influx import InfluxError
 from cloud.tsdb.readings import StoredReading, sensor_readings
 
@@ -142,10 +142,7 @@ def _done(session: SessionDep, alert: Alert) -> AlertPublic:
 def acknowledge(alert_id: str, body: CommentIn, user: Staff, session: SessionDep) -> AlertPublic:
     """open → acknowledged, with an optional comment."""
     alert = _get(session, alert_id)
-    try:
-        alerts.acknowledge(session, alert=alert, actor=user.username, comment=body.comment)
-    except AlertError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from None
+    alerts.acknowledge(session, alert=alert, actor=user.username, comment=body.comment)
     return _done(session, alert)
 
 
@@ -171,10 +168,7 @@ def comment(alert_id: str, body: CommentRequired, user: Staff, session: SessionD
 def resolve(alert_id: str, body: ResolveIn, user: Staff, session: SessionDep) -> AlertPublic:
     """Close the alert: false_alarm, defrost, loading, real_excursion, sensor_fault or other (+ note)."""
     alert = _get(session, alert_id)
-    try:
-        alerts.resolve(session, alert=alert, actor=user.username, code=body.reason_code, note=body.note)
-    except AlertError as exc:
-        raise HTTPException(status_code=409 if "already" in str(exc) else 422, detail=str(exc)) from None
+    alerts.resolve(session, alert=alert, actor=user.username, code=body.reason_code, note=body.note)
     return _done(session, alert)
 
 
@@ -182,8 +176,5 @@ def resolve(alert_id: str, body: ResolveIn, user: Staff, session: SessionDep) ->
 def reopen(alert_id: str, body: CommentIn, user: Staff, session: SessionDep) -> AlertPublic:
     """resolved → acknowledged; the history keeps the earlier resolution."""
     alert = _get(session, alert_id)
-    try:
-        alerts.reopen(session, alert=alert, actor=user.username, comment=body.comment)
-    except AlertError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from None
+    alerts.reopen(session, alert=alert, actor=user.username, comment=body.comment)
     return _done(session, alert)

@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Query
 from cloud.api.deps import Ops, RowId, SessionDep
 from cloud.db.ingest import DEAD_LETTER_STATES, DeadLetter, DeadLetterDetail, DeadLetterPublic
 from cloud.services import audit, dead_letters
-from cloud.services.dead_letters import DeadLetterError
 
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["ingest"])
 
@@ -51,10 +50,7 @@ def replay_dead_letter(letter_id: RowId, user: Ops, session: SessionDep) -> Dead
     check (a `future_ts` message is replayed once its clock is understood); the row then says `replayed` or
     `failed` with why. Refused while a replay runs or after one succeeded (409)."""
     _letter(session, letter_id)
-    try:
-        letter = dead_letters.request_replay(session, letter_id=letter_id)
-    except DeadLetterError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from None
+    letter = dead_letters.request_replay(session, letter_id=letter_id)
     audit.record(session, actor=user.username, action="dead_letter.replay", target_type="dead_letter",
                  target_id=str(letter_id), after={"reason": letter.reason, "gateway": letter.gateway_id})
     session.commit()

@@ -16,7 +16,6 @@ from cloud.config import Settings
 from cloud.db.fleet import Gateway, GatewayCreate, GatewayPublic, GatewayUpdate, Sensor, SensorPublic, SensorUpdate
 from cloud.db.ingest import IngestGapPublic
 from cloud.services import completeness, fleet
-from cloud.services.fleet import FleetError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
@@ -70,10 +69,7 @@ def get_gateway(gateway_id: str, user: Viewer, session: SessionDep) -> GatewayPu
              responses={409: {"description": "already provisioned"}})
 def provision(body: GatewayCreate, user: Ops, session: SessionDep, settings: SettingsDep) -> Credentials:
     """New MQTT credentials (returned once); the broker's password file is rewritten and mosquitto reloaded."""
-    try:
-        gateway, password = fleet.provision_gateway(session, data=body, actor=user.username)
-    except FleetError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from None
+    gateway, password = fleet.provision_gateway(session, data=body, actor=user.username)
     session.commit()
     reloaded = _sync_broker(session, settings)
     log.info("gateway provisioned gateway=%s by=%s broker_reloaded=%s", gateway.id, user.username, reloaded)

@@ -15,7 +15,6 @@ from cloud.api.deps import Ops, SessionDep, SettingsDep, Viewer, request_token
 from cloud.db.fleet import Gateway
 from cloud.db.registry import ModelArtifactDetail, ModelArtifactPublic
 from cloud.services import registry, users
-from cloud.services.registry import RegistryError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -46,14 +45,10 @@ def _detail(row: object) -> ModelArtifactDetail:
                                                                                          "signature or hash"}})
 def upload(body: ModelUpload, user: Ops, session: SessionDep, settings: SettingsDep) -> ModelArtifactDetail:
     """Verify the signature against COLDWATCH_MODEL_PUBLIC_KEYS and the sha256, then store the files."""
-    try:
-        row = registry.register(
-            session, models_dir=Path(settings.models_dir), model=registry.decode_b64(body.model_b64, "model_b64"),
-            manifest=registry.decode_b64(body.manifest_b64, "manifest_b64"), signature=body.signature,
-            public_keys=registry.trusted_keys(settings.model_public_keys), actor=user.username, source=body.source)
-    except RegistryError as exc:
-        raise HTTPException(status_code=409 if exc.reason == "exists" else 422,
-                            detail={"error": exc.reason, "message": exc.detail}) from None
+    row = registry.register(
+        session, models_dir=Path(settings.models_dir), model=registry.decode_b64(body.model_b64, "model_b64"),
+        manifest=registry.decode_b64(body.manifest_b64, "manifest_b64"), signature=body.signature,
+        public_keys=registry.trusted_keys(settings.model_public_keys), actor=user.username, source=body.source)
     session.commit()
     return _detail(row)
 

@@ -12,7 +12,6 @@ from cloud.api.deps import Offset, RowId, SessionDep, Staff, Viewer
 from cloud.db.notify import NotificationPublic, Suppression, SuppressionBase, SuppressionPublic
 from cloud.notify import records
 from cloud.services import suppressions
-from cloud.services.suppressions import SuppressionError
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"])
 
@@ -52,11 +51,8 @@ def _window(session: SessionDep, suppression_id: int) -> Suppression:
              summary="Create a suppression window (staff)")
 def create_suppression(body: SuppressionIn, user: Staff, session: SessionDep) -> SuppressionPublic:
     """Alerts that start inside the window and match its scope are stored and marked suppressed, not notified."""
-    try:
-        window = suppressions.create(session, data=SuppressionBase.model_validate(body.model_dump()),
-                                     actor=user.username)
-    except SuppressionError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+    window = suppressions.create(session, data=SuppressionBase.model_validate(body.model_dump()),
+                                 actor=user.username)
     session.commit()
     return SuppressionPublic.model_validate(window)
 
@@ -89,10 +85,7 @@ def get_suppression(suppression_id: RowId, user: Viewer, session: SessionDep) ->
 def delete_suppression(suppression_id: RowId, user: Staff, session: SessionDep) -> Response:
     """Alerts from now on are notified again; those it suppressed stay marked (409 if already deleted)."""
     window = _window(session, suppression_id)
-    try:
-        suppressions.delete(session, window=window, actor=user.username)
-    except SuppressionError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from None
+    suppressions.delete(session, window=window, actor=user.username)
     session.commit()
     return Response(status_code=204)
 

@@ -12,7 +12,6 @@ from cloud.api.deps import Ops, RowId, SessionDep, Viewer
 from cloud.db.rollouts import Rollout, RolloutCreate, RolloutPublic
 from cloud.services import rollouts
 from cloud.services.desired import DesiredPublisher
-from cloud.services.rollouts import RolloutError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/rollouts", tags=["rollouts"])
@@ -40,10 +39,6 @@ def _rollout(session: SessionDep, rollout_id: int) -> Rollout:
     return rollout
 
 
-def _fail(exc: RolloutError) -> HTTPException:
-    return HTTPException(status_code=exc.status, detail=str(exc))
-
-
 @router.post("", response_model=RolloutPublic, status_code=201, summary="Start a rollout (ops)")
 def start(body: RolloutCreate, user: Ops, session: SessionDep, request: Request) -> RolloutPublic:
     """Canaries get the model in shadow mode now; the rest once the canary verdict promotes it (alert episodes per
@@ -51,10 +46,7 @@ def start(body: RolloutCreate, user: Ops, session: SessionDep, request: Request)
     shadow scoring). A model whose manifest names a `min_agent_version` is refused (422) for targets whose reported
     agent is older."""
     publisher, base_url = _publisher(request)
-    try:
-        rollout = rollouts.start(session, data=body, actor=user.username, publisher=publisher, base_url=base_url)
-    except RolloutError as exc:
-        raise _fail(exc) from None
+    rollout = rollouts.start(session, data=body, actor=user.username, publisher=publisher, base_url=base_url)
     session.commit()
     return rollouts.public(session, rollout=rollout)
 
@@ -81,10 +73,7 @@ def promote(rollout_id: RowId, user: Ops, session: SessionDep, request: Request)
     """Send the model, active, to every target without waiting for the canaries' probation."""
     publisher, base_url = _publisher(request)
     rollout = _rollout(session, rollout_id)
-    try:
-        rollouts.promote(session, rollout=rollout, actor=user.username, publisher=publisher, base_url=base_url)
-    except RolloutError as exc:
-        raise _fail(exc) from None
+    rollouts.promote(session, rollout=rollout, actor=user.username, publisher=publisher, base_url=base_url)
     session.commit()
     return rollouts.public(session, rollout=rollout)
 
@@ -97,11 +86,8 @@ def halt(rollout_id: RowId, body: RolloutAction, user: Ops, session: SessionDep,
     publisher: DesiredPublisher | None = request.app.state.desired_publisher
     if publisher is None and rollout.state == "canary":
         publisher, _ = _publisher(request)  # 503: the canaries' shadows could not be ended
-    try:
-        rollouts.halt(session, rollout=rollout, actor=user.username, reason=body.reason, publisher=publisher,
-                      base_url=request.app.state.artifact_base_url)
-    except RolloutError as exc:
-        raise _fail(exc) from None
+    rollouts.halt(session, rollout=rollout, actor=user.username, reason=body.reason, publisher=publisher,
+                  base_url=request.app.state.artifact_base_url)
     session.commit()
     return rollouts.public(session, rollout=rollout)
 
@@ -112,10 +98,7 @@ def rollback(rollout_id: RowId, body: RolloutAction, user: Ops, session: Session
     """Publish the previous model (active) to every gateway that was sent this one."""
     publisher, base_url = _publisher(request)
     rollout = _rollout(session, rollout_id)
-    try:
-        rollouts.rollback(session, rollout=rollout, actor=user.username, publisher=publisher, base_url=base_url,
-                          reason=body.reason)
-    except RolloutError as exc:
-        raise _fail(exc) from None
+    rollouts.rollback(session, rollout=rollout, actor=user.username, publisher=publisher, base_url=base_url,
+                      reason=body.reason)
     session.commit()
     return rollouts.public(session, rollout=rollout)

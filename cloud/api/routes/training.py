@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 from cloud.api.deps import Ops, RowId, SessionDep, Viewer
 from cloud.db.training import TrainingJob, TrainingJobCreate, TrainingJobPublic, TrainingJobUpdate
 from cloud.services import training
-from cloud.services.training import TrainingError
 
 router = APIRouter(prefix="/api/v1/training-jobs", tags=["training"])
 
@@ -32,10 +31,7 @@ def _job(session: SessionDep, job_id: int) -> TrainingJob:
 @router.post("", response_model=TrainingJobPublic, status_code=201, summary="Queue a retrain of a profile (ops)")
 def create(body: TrainingJobCreate, user: Ops, session: SessionDep) -> TrainingJobPublic:
     """A training worker picks it up; nothing is trained in the request."""
-    try:
-        job = training.create(session, data=body, actor=user.username)
-    except TrainingError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+    job = training.create(session, data=body, actor=user.username)
     session.commit()
     return TrainingJobPublic.model_validate(job)
 
@@ -67,10 +63,7 @@ def claim(body: Claim, user: Ops, session: SessionDep) -> Any:
 @router.post("/{job_id}/progress", response_model=TrainingJobPublic, summary="Worker: report progress (ops)")
 def progress(job_id: RowId, body: TrainingJobUpdate, user: Ops, session: SessionDep) -> TrainingJobPublic:
     """Stage, fraction done, log lines; at the end the state, the model registered and the evaluation."""
-    try:
-        job = training.update(session, job=_job(session, job_id), data=body, actor=user.username)
-    except TrainingError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from None
+    job = training.update(session, job=_job(session, job_id), data=body, actor=user.username)
     session.commit()
     return TrainingJobPublic.model_validate(job)
 

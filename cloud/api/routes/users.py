@@ -7,7 +7,6 @@ from fastapi import APIRouter, HTTPException
 from cloud.api.deps import Admin, SessionDep
 from cloud.db.users import UserCreate, UserPublic, UserUpdate
 from cloud.services import users
-from cloud.services.users import UserError
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -22,10 +21,7 @@ def list_users(admin: Admin, session: SessionDep) -> list[UserPublic]:
              responses={409: {"description": "name taken"}, 422: {"description": "unknown role"}})
 def create_user(body: UserCreate, admin: Admin, session: SessionDep) -> UserPublic:
     """A user with a role: viewer, staff, ops or admin."""
-    try:
-        user = users.create_user(session, data=body, actor=admin.username)
-    except UserError as exc:
-        raise HTTPException(status_code=409 if "exists" in str(exc) else 422, detail=str(exc)) from None
+    user = users.create_user(session, data=body, actor=admin.username)
     session.commit()
     return UserPublic.model_validate(user)
 
@@ -38,9 +34,6 @@ def update_user(username: str, body: UserUpdate, admin: Admin, session: SessionD
         raise HTTPException(status_code=404, detail="no such user")
     if user.id == admin.id and (body.disabled or (body.role is not None and body.role != "admin")):
         raise HTTPException(status_code=409, detail="an admin cannot disable or demote themselves")
-    try:
-        users.update_user(session, user=user, data=body, actor=admin.username)
-    except UserError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+    users.update_user(session, user=user, data=body, actor=admin.username)
     session.commit()
     return UserPublic.model_validate(user)
