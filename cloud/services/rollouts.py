@@ -80,8 +80,9 @@ def _too_old(session: Session, model: ModelArtifact, ids: list[str]) -> list[str
     return old
 
 
-def _previous_model(session: Session, gateway_id: str) -> str | None:
-    """The model the gateway runs: its active desired model, else what its last rollout would return to."""
+def running_model(session: Session, gateway_id: str) -> str | None:
+    """The model the gateway raises alerts with: its active desired model, else (a canary holding a candidate in
+    shadow) what its last rollout would return it to. The one answer to "which model does this gateway run"."""
     row = desired.current(session, gateway_id)
     if row is not None and row.mode == "active" and row.model_stem:
         return row.model_stem
@@ -126,7 +127,7 @@ def start(session: Session, *, data: RolloutCreate, actor: str, publisher: Desir
     session.flush()
     assert rollout.id is not None
     targets = [RolloutTarget(rollout_id=rollout.id, gateway_id=g, role="canary" if g in canaries else "rest",
-                             previous_model=_previous_model(session, g), updated_at=now) for g in ids]
+                             previous_model=running_model(session, g), updated_at=now) for g in ids]
     for target in targets:
         if target.role == "canary" or not canaries:
             _send(session, publisher, target, model, rollout, base_url, mode="shadow" if canaries else "active")

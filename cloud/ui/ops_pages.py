@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from cloud.api.deps import SessionDep
 from cloud.db.registry import GatewayToken, ModelArtifact
-from cloud.db.rollouts import ACTIVE_STATES, GatewayDesired, Rollout, RolloutCreate, RolloutPublic, RolloutTarget
+from cloud.db.rollouts import ACTIVE_STATES, GatewayDesired, Rollout, RolloutCreate, RolloutPublic
 from cloud.db.training import TrainingJob
 from cloud.db.users import User
 from cloud.services import fleet, registry, rollouts, training
@@ -41,14 +41,10 @@ def current_models(session: Session) -> dict[str, Current]:
     """Per profile, the model most gateways are told to raise alerts with: their active desired model, or for a
     canary holding a candidate in shadow, the model its rollout would return it to."""
     held: dict[str, str] = {}
-    for row in session.exec(select(GatewayDesired).where(col(GatewayDesired.model_stem).is_not(None))).all():
-        if row.mode == "active" and row.model_stem:
-            held[row.gateway_id] = row.model_stem
-        else:
-            last = session.exec(select(RolloutTarget).where(RolloutTarget.gateway_id == row.gateway_id)
-                                .order_by(col(RolloutTarget.id).desc())).first()
-            if last is not None and last.previous_model:
-                held[row.gateway_id] = last.previous_model
+    told = session.exec(select(GatewayDesired.gateway_id).where(col(GatewayDesired.model_stem).is_not(None))).all()
+    for gateway_id in told:
+        if stem := rollouts.running_model(session, gateway_id):
+            held[gateway_id] = stem
     counts: dict[str, int] = {}
     for stem in held.values():
         counts[stem] = counts.get(stem, 0) + 1

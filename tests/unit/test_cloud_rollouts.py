@@ -438,3 +438,16 @@ def test_the_rollout_page_shows_the_episode_counts_and_the_evidence(session: Ses
            shadow_episodes=0, active_episodes=2)
     assert step(session, out, rid) == "promoting"
     assert "promoted: candidate 0 alert episodes (0.00 per sensor-day) vs 2 for the current model (1.00)" in page()
+
+
+def test_the_ops_page_and_the_rollouts_agree_on_which_model_a_gateway_runs(session: Session) -> None:
+    """A canary holding a candidate in shadow still runs its previous model, for the rollout and for the page."""
+    from cloud.ui.ops_pages import Current, current_models
+
+    out = Published()
+    first_model_everywhere(session, out)
+    assert current_models(session) == {"chilled": Current(stem="m-1", gateways=5)}
+    rid = start(session, out, "m-2", 0.2, min_sensor_hours=24, probation_s=600)
+    (canary,) = canaries_of(session, rid)
+    assert rollouts.running_model(session, canary) == "m-1"
+    assert current_models(session) == {"chilled": Current(stem="m-1", gateways=5)}
