@@ -24,7 +24,7 @@ from edge_agent.metrics import AgentMetrics
 from edge_agent.model_lifecycle import ModelLifecycle
 from edge_agent.outbox import Outbox
 from edge_agent.publish import Publisher
-from edge_agent.replay import ReplayHandler
+from edge_agent.replay_requests import ReplayHandler
 from protocol.messages import AlertEvent, Reading, Status
 from protocol.profiles import PROFILES
 from protocol.topics import Kind

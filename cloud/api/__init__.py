@@ -1,1 +1,2 @@
-"""FastAPI application: JSON API and (later) the dashboard."""
+"""FastAPI application: the JSON API (`routes/`), its dependencies, error bodies and metrics; the dashboard
+is `cloud.ui`."""

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from edge_agent.metrics import AgentMetrics
 from edge_agent.outbox import Outbox
-from edge_agent.replay import ReplayHandler
+from edge_agent.replay_requests import ReplayHandler
 from protocol.codec import decode, encode
 from protocol.messages import Replay, TelemetryBatch
 from tests.unit.test_edge_outbox import T0, reading
