@@ -57,7 +57,7 @@ def test_full_reading_line_has_three_tags_typed_fields_and_ms_timestamp() -> Non
     assert point is not None
     assert point.to_line() == (
         "reading,gateway=gw1,sensor=aa:bb:cc:dd:ee:01,profile=frozen "
-        "temp_c=-21.5,rh_pct=40.0,anomaly_score=0.25,battery_mv=2900i,rssi_dbm=-70i,seq=7i 1700000000123"
+        "temp_c=-21.5,rh_pct=40.0,anomaly_score=0.25,seq=7i,battery_mv=2900i,rssi_dbm=-70i 1700000000123"
     )
 
 
@@ -123,3 +123,26 @@ def test_the_batch_fast_path_writes_exactly_the_lines_of_one_point_per_reading(g
     formatted = readings_lines(gateway, readings)
     assert formatted.lines == [p.to_line() for p in points if p is not None]
     assert formatted.skipped_empty == sum(p is None for p in points)
+
+
+def test_a_readings_fields_are_declared_once_in_the_wire_contract() -> None:
+    """Stored fields come from `protocol.messages.Reading`; the stored row's type names exactly those."""
+    from typing import get_type_hints
+
+    import msgspec
+
+    from cloud.tsdb.lineprotocol import FLOAT_FIELDS, INT_FIELDS
+    from cloud.tsdb.readings import StoredReading
+    from protocol.messages import Reading
+
+    measured = {f.name for f in msgspec.structs.fields(Reading)} - {"sensor", "ts", "profile"}
+    assert set(FLOAT_FIELDS) | set(INT_FIELDS) == measured and not set(FLOAT_FIELDS) & set(INT_FIELDS)
+    assert {"temp_c", "rh_pct", "anomaly_score"} <= set(FLOAT_FIELDS) and {"battery_mv", "seq"} <= set(INT_FIELDS)
+    assert set(get_type_hints(StoredReading)) == {"ts", "gateway", "profile", *measured}
+    # the hot path spells the fields out: with every declared field set, it writes each of them, as a Point does
+    full = Reading(sensor=MAC, ts=1_700_000_000_000, profile="chilled",
+                   **{name: 1.5 for name in FLOAT_FIELDS}, **{name: 7 for name in INT_FIELDS})
+    (line,) = readings_lines("gw1", [full]).lines
+    point = reading_point("gw1", full)
+    assert point is not None and line == point.to_line()
+    assert all(f"{name}=" in line for name in measured)
