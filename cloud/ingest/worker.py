@@ -1,5 +1,8 @@
 """`coldwatch ingest`: MQTT v5 shared subscription → InfluxDB + SQL, acknowledging each message only after
 its points and SQL rows are written (at-least-once; point identity and alert ids make re-delivery idempotent).
+
+The worker batches and writes; its neighbours hold the rest: `mqtt_link` the session, `decode` the messages,
+`sql_sink` the SQL rows, `failures` what a failed write means, `sweeps` the periodic gap and replay work.
 """
 
 from __future__ import annotations
@@ -12,35 +15,27 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
+from paho.mqtt.enums import MQTTErrorCode
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.config import Settings
-from cloud.db.engine import init_schema, make_engine, session_scope
-from cloud.ingest.decode import INGEST_KINDS, RejectedMessageError, decode_message
+from cloud.db.engine import init_schema, make_engine
+from cloud.ingest.decode import RejectedMessageError, decode_message
+from cloud.ingest.failures import Backoff, caused_by_data, cleaned, refused_for_good, short_reason
 from cloud.ingest.metrics import IngestMetrics
-from cloud.ingest.replay import SWEEP_EVERY_S, due_requests
+from cloud.ingest.mqtt_link import MAX_RECEIVE_MAXIMUM, MqttLink
+from cloud.ingest.replay import SWEEP_EVERY_S
 from cloud.ingest.sql_sink import ApplyResult, SqlSink, SqlWork
-from cloud.services import dead_letters
+from cloud.ingest.sweeps import Sweeps
 from cloud.services.clock import now_ms
 from cloud.services.dead_letters import Refused
 from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable
-from protocol.codec import encode
 from protocol.messages import AlertEvent
-from protocol.topics import subscription, topic
 
 log = logging.getLogger(__name__)
 
-SESSION_EXPIRY_S: Final = 24 * 3600
-MAX_RECEIVE_MAXIMUM: Final = 65535
-KEEPALIVE_S: Final = 30
 LOOP_TIMEOUT_S: Final = 0.1
-BACKOFF_START_S: Final = 0.5
-BACKOFF_MAX_S: Final = 10.0
 SHUTDOWN_FLUSH_S: Final = 10.0
 
 
@@ -82,73 +77,11 @@ class SeqTracker:
         return skipped
 
 
-class Backoff:
-    """Exponential delay between retries, from BACKOFF_START_S up to BACKOFF_MAX_S."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._delay = 0.0
-        self.next_at = 0.0
-
-    def failed(self) -> float:
-        """Note a failure; returns the delay before the next attempt."""
-        self._delay = min(BACKOFF_MAX_S, max(BACKOFF_START_S, self._delay * 2))
-        self.next_at = self._clock() + self._delay
-        return self._delay
-
-    def reset(self) -> None:
-        """Note a success: the next attempt may happen at once."""
-        self._delay = 0.0
-        self.next_at = 0.0
-
-    def ready(self) -> bool:
-        """Whether an attempt is due."""
-        return self._clock() >= self.next_at
-
-
-def caused_by_data(exc: BaseException) -> bool:
-    """Whether a SQL failure comes from the data being written (retrying cannot help) rather than from the
-    database being unreachable, locked or racing another worker (retrying will).
-
-    A value the driver or the column cannot hold (`DataError`, an `OverflowError` from sqlite3's binding) and
-    any non-database exception (a bug met by one shape of message) are the data's; the rest is transient.
-    """
-    if isinstance(exc, DataError):
-        return True
-    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
-        return True  # raised while preparing the statement's parameters, before the database saw it
-    return not isinstance(exc, SQLAlchemyError)
-
-
 def _topic_text(message: mqtt.MQTTMessage) -> str:
     try:
         return message.topic
     except UnicodeDecodeError:
         return repr(message._topic)[:300]
-
-
-def _cleaned(refused: Refused) -> Refused:
-    """The texts of a dead letter without what a SQL text column refuses (NUL, lone surrogates)."""
-    def text(value: str) -> str:
-        return value.replace("\x00", "").encode("utf-8", "replace").decode()
-
-    return Refused(text(refused.topic), text(refused.gateway_id) if refused.gateway_id else None,
-                   text(refused.reason), text(refused.detail), refused.payload)
-
-
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-
-
-def refused_for_good(exc: InfluxRejected) -> bool:
-    """Whether InfluxDB will refuse these points whatever happens (so the message is acked and counted).
-
-    400 means the request itself is at fault (unparsable, beyond the retention policy) — except a field
-    type conflict: that is a schema clash for the whole shard, caused by another writer; every later batch
-    would be refused too, so the data is held until an operator resolves it. 401/403/404 (credentials,
-    missing database) are held likewise.
-    """
-    return exc.status == 400 and "field type conflict" not in exc.message
 
 
 class IngestWorker:
@@ -183,15 +116,25 @@ class IngestWorker:
         self._pending_points = 0
         self._batch_started = 0.0
         self._write_backoff = Backoff(clock)
-        self._connect_backoff = Backoff(clock)
         self._outage_since: float | None = None
         self._outage_store = "influx"
         self._database_ready = False
-        self._connected = False
-        self._ever_connected = False
         self._next_replay_sweep = clock() + SWEEP_EVERY_S
         self._alert_pending = False
-        self.client = self._make_client()
+        self.link = MqttLink(settings, self._password, receive_maximum=self.receive_maximum, clock=clock,
+                             on_message=self._on_message, on_down=self._link_down)
+        self.sweeps = Sweeps(settings, self.engine, self.sql, self.metrics,
+                             publish=lambda name, payload: self.client.publish(name, payload, qos=1),
+                             replay_one=self._replay_one)
+
+    @property
+    def client(self) -> mqtt.Client:
+        """The paho client of the MQTT session (a test may stand another in)."""
+        return self.link.client
+
+    @client.setter
+    def client(self, value: mqtt.Client) -> None:
+        self.link.client = value
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -211,77 +154,22 @@ class IngestWorker:
         self._shutdown()
 
     def _step(self) -> None:
-        if self._connected or self.client.socket() is not None:
+        if self.link.connected or self.client.socket() is not None:
             rc = self.client.loop(timeout=LOOP_TIMEOUT_S)
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self._connected:
-                self._link_down(f"loop returned {rc.name}")
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self.link.down(f"loop returned {rc.name}")
         else:
-            self._try_connect()
-            if not self._connected:
+            self.link.try_connect()
+            if not self.link.connected:
                 self._stop.wait(LOOP_TIMEOUT_S)
         if self._batch_due():
             self.flush()
-        if self._connected and self._clock() >= self._next_replay_sweep:
+        if self.link.connected and self._sql_ready and self._clock() >= self._next_replay_sweep:
             self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
-            self.declare_gaps()
-            self.request_replays()
-            self.replay_dead_letters()
-
-    def declare_gaps(self) -> int:
-        """Holes of streams that went quiet become gaps once older than the grace period (the sweep)."""
-        if not self._sql_ready:
-            return 0
-        try:
-            opened = self.sql.declare_gaps()
-        except SQLAlchemyError as exc:
-            log.warning("gap sweep failed error=%s (next sweep retries)", _short(exc))
-            return 0
-        if opened:
-            self.metrics.gaps_recorded.inc(opened)
-            log.info("ingest gaps recorded count=%d (holes older than %.0f s)", opened,
-                     self.settings.ingest_gap_grace_s)
-        return opened
-
-    def request_replays(self) -> int:
-        """Ask gateways to re-send the telemetry/alert seqs of gaps open longer than the replay delay."""
-        if self.settings.ingest_replay_after_s <= 0 or not self._sql_ready:
-            return 0
-        try:
-            requests = due_requests(self.engine, open_for_s=self.settings.ingest_replay_after_s)
-        except SQLAlchemyError as exc:
-            log.warning("replay sweep failed error=%s (next sweep retries)", exc)
-            return 0
-        for request in requests:
-            self.client.publish(topic(request.gateway, "replay"), encode(request), qos=1)
-            self.metrics.replays_requested.inc()
-            log.info("replay requested gateway=%s stream=%s first_seq=%d last_seq=%d", request.gateway,
-                     request.stream, request.first_seq, request.last_seq)
-        return len(requests)
-
-    def replay_dead_letters(self) -> int:
-        """Run the dead letters ops asked to replay (`POST /api/v1/dead-letters/{id}/replay`) through the normal
-        path: decode (without the future-timestamp check: ops decided), InfluxDB, SQL. Each row is claimed by one
-        worker; its outcome (`replayed`, or `failed` with why) is written back."""
-        if not self._sql_ready:
-            return 0
-        try:
-            with session_scope(self.engine) as session:
-                claimed = [(d.id, d.topic, dead_letters.payload(d)) for d in dead_letters.claim_replays(session)]
-        except SQLAlchemyError as exc:
-            log.warning("dead-letter replay sweep failed error=%s (next sweep retries)", _short(exc))
-            return 0
-        for letter_id, topic_name, payload in claimed:
-            assert letter_id is not None
-            ok, note = self._replay_one(topic_name, payload)
-            log.info("dead letter replayed id=%d topic=%s ok=%s note=%s", letter_id, topic_name, ok, note)
-            try:
-                with session_scope(self.engine) as session:
-                    dead_letters.finish_replay(session, letter_id=letter_id, ok=ok, note=note)
-            except SQLAlchemyError as exc:
-                log.warning("dead-letter replay outcome not saved id=%d error=%s", letter_id, _short(exc))
-        return len(claimed)
+            self.sweeps.run()
 
     def _replay_one(self, topic_name: str, payload: bytes) -> tuple[bool, str]:
+        """One dead letter through the normal path again (for the sweep): stored, or why not."""
         try:
             decoded = decode_message(topic_name, payload, gateway_allowed=self._gateway_allowed)
         except RejectedMessageError as exc:
@@ -290,19 +178,19 @@ class IngestWorker:
             self._write(decoded.lines)
             self.sql.apply([decoded.sql])
         except Exception as exc:  # transient or not, ops see why and may ask again
-            return False, _short(exc)
+            return False, short_reason(exc)
         return True, f"{len(decoded.lines)} points stored"
 
     def _shutdown(self) -> None:
         deadline = self._clock() + SHUTDOWN_FLUSH_S
-        while self._pending and self._connected and self._clock() < deadline:
+        while self._pending and self.link.connected and self._clock() < deadline:
             if self._write_backoff.ready():
                 self.flush()
             self.client.loop(timeout=LOOP_TIMEOUT_S)
         if self._pending:
             log.warning("ingest stopping with unacknowledged messages count=%d; the broker keeps them "
                         "for this worker id", len(self._pending))
-        if self._connected:
+        if self.link.connected:
             self.client.disconnect()
             for _ in range(50):
                 if self.client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -313,74 +201,7 @@ class IngestWorker:
 
     # -- MQTT ------------------------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.settings.ingest_worker_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        client.username_pw_set(self.settings.mqtt_username, self._password)
-        client.manual_ack_set(True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        return client
-
-    def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        # Without this the broker sends at most 20 unacknowledged messages, which would cap the batch.
-        props.ReceiveMaximum = self.receive_maximum
-        return props
-
-    def _try_connect(self) -> None:
-        if not self._connect_backoff.ready():
-            return
-        delay = self._connect_backoff.failed()  # reset on CONNACK success
-        try:
-            if self._ever_connected:
-                self.client.reconnect()
-            else:
-                self.client.connect(
-                    self.settings.mqtt_host, self.settings.mqtt_port, keepalive=KEEPALIVE_S,
-                    clean_start=False, properties=self._connect_properties(),
-                )
-            self._ever_connected = True
-            self._connected = True  # the socket is open; CONNACK arrives through loop()
-        except (OSError, ValueError) as exc:
-            log.warning("mqtt connect failed broker=%s:%d error=%s retry_in_s=%.1f", self.settings.mqtt_host,
-                        self.settings.mqtt_port, exc, delay)
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason_code: Any, properties: Properties | None) -> None:
-        if reason_code.is_failure:
-            log.error("mqtt connection refused reason=%s user=%s", reason_code, self.settings.mqtt_username)
-            return
-        self._connect_backoff.reset()
-        log.info("mqtt connected worker=%s session_present=%s receive_maximum=%d",
-                 self.settings.ingest_worker_id, flags.session_present, self.receive_maximum)
-        # Subscribe on every connect: a broker that lost the session must still deliver to us.
-        client.subscribe([(subscription(kind), SubscribeOptions(qos=1)) for kind in INGEST_KINDS])
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any],
-                      properties: Properties | None) -> None:
-        granted = []
-        for kind, rc in zip(INGEST_KINDS, reason_codes, strict=False):
-            if rc.is_failure:
-                log.error("mqtt subscribe refused topic=%s reason=%s", subscription(kind), rc)  # type: ignore[arg-type]
-            else:
-                granted.append(subscription(kind))  # type: ignore[arg-type]
-        if granted:
-            log.info("mqtt subscribed topics=%s qos=1", ",".join(granted))
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Properties | None) -> None:
-        self._link_down(f"reason={reason_code}")
-
     def _link_down(self, why: str) -> None:
-        if not self._connected:
-            return
-        self._connected = False
         dropped = len(self._pending)
         # Packet ids belong to the connection; the broker re-sends unacknowledged messages with the
         # session, so forget them here rather than ack a reused id later.
@@ -516,7 +337,7 @@ class IngestWorker:
                 # all resolve on retry (every SQL effect is idempotent), so nothing is dropped.
                 self._sql_failed(exc)
                 return False
-            log.warning("sql refused a batch, applying message by message error=%s", _short(exc))
+            log.warning("sql refused a batch, applying message by message error=%s", short_reason(exc))
             return self._write_sql_one_by_one(entries)
         self._sql_applied(result, works)
         return True
@@ -531,11 +352,11 @@ class IngestWorker:
                 if not caused_by_data(exc):
                     self._sql_failed(exc)
                     return False
-                entry.rejected, entry.detail = "sql_rejected", _short(exc)
+                entry.rejected, entry.detail = "sql_rejected", short_reason(exc)
                 self.metrics.rejected.labels(reason="sql_rejected").inc()
                 kind = "TelemetryBatch" if entry.sql.event is None else type(entry.sql.event).__name__
                 log.warning("message rejected reason=sql_rejected gateway=%s mid=%d message=%s error=%s",
-                            entry.gateway, entry.mid, kind, _short(exc))
+                            entry.gateway, entry.mid, kind, short_reason(exc))
                 continue
             self._sql_applied(result, [entry.sql])
         return True
@@ -611,7 +432,7 @@ class IngestWorker:
         texts cleaned, and if even that fails, the messages are acknowledged without it (counted, logged): a dead
         letter must never stall the worker it is meant to protect."""
         keep = self.settings.ingest_dead_letter_max
-        for attempt in (refused, [_cleaned(r) for r in refused]):
+        for attempt in (refused, [cleaned(r) for r in refused]):
             try:
                 self.sql.dead_letters(attempt, worker=self.settings.ingest_worker_id, keep=keep)
                 return True
@@ -622,7 +443,7 @@ class IngestWorker:
                 error = exc
         self.metrics.rejected.labels(reason="dead_letter_refused").inc(len(refused))
         log.error("dead letters not kept count=%d gateways=%s error=%s", len(refused),
-                  ",".join(sorted({r.gateway_id or "?" for r in refused})), _short(error))
+                  ",".join(sorted({r.gateway_id or "?" for r in refused})), short_reason(error))
         return True
 
     def _ack(self, count: int) -> None:

@@ -13,15 +13,8 @@ from cloud.config import Settings
 from cloud.db.engine import init_schema, make_engine
 from cloud.db.fleet import Gateway
 from cloud.ingest.sql_sink import event_work
-from cloud.ingest.worker import (
-    BACKOFF_MAX_S,
-    Backoff,
-    IngestWorker,
-    Pending,
-    SeqTracker,
-    caused_by_data,
-    refused_for_good,
-)
+from cloud.ingest.failures import BACKOFF_MAX_S, Backoff, caused_by_data, refused_for_good
+from cloud.ingest.worker import IngestWorker, Pending, SeqTracker
 from cloud.tsdb.influx import InfluxRejected
 from protocol.messages import Status
 
@@ -65,7 +58,7 @@ def test_receive_maximum_follows_batch_size_capped() -> None:
     small = IngestWorker(Settings(mqtt_password="pw", ingest_batch_size=300))
     big = IngestWorker(Settings(mqtt_password="pw", ingest_batch_size=200_000))
     assert (small.receive_maximum, big.receive_maximum) == (300, 65535)
-    props = small._connect_properties()
+    props = small.link.connect_properties()
     assert props.ReceiveMaximum == 300 and props.SessionExpiryInterval == 86_400
 
 
