@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 from cloud.config import Settings
 from cloud.db.engine import init_schema, make_engine
 from cloud.db.fleet import Gateway
-from cloud.ingest.sql_sink import event_work
 from cloud.ingest.failures import BACKOFF_MAX_S, Backoff, caused_by_data, refused_for_good
+from cloud.ingest.sql_sink import event_work
 from cloud.ingest.worker import IngestWorker, Pending, SeqTracker
 from cloud.tsdb.influx import InfluxRejected
 from protocol.messages import Status
