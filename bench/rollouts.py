@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -107,8 +108,8 @@ def fanout(stack: LocalStack, ops: OpsClient, public_key: bytes, model_dir: Path
     ops.push_model(model_dir)
     light = []
     for gw in stack.gateways:
-        ops.request("POST", "/api/v1/gateways", json={"id": gw.gateway_id})
-        token = ops.request("POST", f"/api/v1/gateways/{gw.gateway_id}/artifact-token")["token"]
+        ops.provision_gateway(gw.gateway_id)
+        token = ops.artifact_token(gw.gateway_id).token
         light.append(LightGateway(gw.gateway_id, gw.password, stack.mosquitto.port, token, public_key))
     try:
         _wait(lambda: all(g.subscribed.is_set() for g in light), "the gateways to subscribe")
@@ -130,7 +131,7 @@ def fanout(stack: LocalStack, ops: OpsClient, public_key: bytes, model_dir: Path
         rollout = ops.start_rollout(model="cw_chilled-1", canary_fraction=0.0)
         _wait(lambda: all(g.applied_at is not None for g in light), "every gateway to apply")
         applied_s = max(g.applied_at or 0.0 for g in light) - t0
-        _wait(lambda: ops.rollout(rollout["id"])["state"] == "completed", "the rollout to complete", poll_s=0.25)
+        _wait(lambda: ops.rollout(rollout.id).state == "completed", "the rollout to complete", poll_s=0.25)
         completed_s = time.perf_counter() - t0
     finally:
         for g in light:
@@ -156,14 +157,14 @@ def retrain(stack: LocalStack, ops: OpsClient, token: str, key_file: Path, work:
     env = {**os.environ, "COLDWATCH_API_TOKEN": token, "COLDWATCH_SIGNING_KEY_FILE": str(key_file)}
     subprocess.run([str(CLOUD_BIN / "coldwatch"), "train-worker", "--once", "--api-url", stack.api_url,
                     "--work-dir", str(work)], env=env, capture_output=True, timeout=1800)
-    done = ops.training_job(job["id"])
-    if not done["result"]:
-        raise RuntimeError(f"retraining failed: {done['error']}\n{done['log']}")
-    timings = done["result"]["timings_s"]
-    device = done["result"]["device"]
-    verdict = "registered" if done["state"] == "succeeded" else f"refused by the gate: {done['error']}"
+    done = ops.training_job(job.id)
+    if not done.result:
+        raise RuntimeError(f"retraining failed: {done.error}\n{done.log}")
+    timings = done.result.timings_s
+    device = done.result.device
+    verdict = "registered" if done.state == "succeeded" else f"refused by the gate: {done.error}"
     print(f"    retraining: {verdict}; {timings}", file=sys.stderr)
-    for role, ev in (done["result"].get("evaluation") or {}).items():
+    for role, ev in msgspec.to_builtins(done.result.evaluation).items():
         if isinstance(ev, dict):
             print(f"    {role}: " + ", ".join(f"{k}={ev.get(k)}" for k in (
                 "recall", "median_delay_min", "false_alerts_per_sensor_day", "benign_windows",

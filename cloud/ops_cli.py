@@ -10,9 +10,12 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
+
+import msgspec
 
 from cloud.ops_client import DEFAULT_URL, ApiError, OpsClient
+from cloud.ops_types import Rollout
 
 EXIT_FAIL: Final = 1
 PUSH_SUMMARY: Final = ("stem", "name", "version", "profile", "threshold", "size_bytes", "sha256", "registered_at")
@@ -133,25 +136,26 @@ def client(args: argparse.Namespace, env: dict[str, str] | None = None) -> OpsCl
     return OpsClient(url=url, token=token)
 
 
-def _print(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
+def _print(data: object) -> None:
+    """`data` (Structs as their JSON objects) as indented JSON with sorted keys."""
+    print(json.dumps(msgspec.to_builtins(data), indent=2, sort_keys=True))
 
 
-def _status_table(rollout: dict[str, Any]) -> str:
-    lines = [f"rollout {rollout['id']}  model {rollout['model_stem']}  state {rollout['state']}"
-             + (f"  ({rollout['reason']})" if rollout.get("reason") else ""),
-             "  " + "  ".join(f"{k}={v}" for k, v in rollout["counts"].items() if v)]
-    if rollout.get("verdict"):
-        lines.append(f"  verdict: {rollout['verdict']}")
+def _status_table(rollout: Rollout) -> str:
+    lines = [f"rollout {rollout.id}  model {rollout.model_stem}  state {rollout.state}"
+             + (f"  ({rollout.reason})" if rollout.reason else ""),
+             "  " + "  ".join(f"{k}={v}" for k, v in rollout.counts.items() if v)]
+    if rollout.verdict:
+        lines.append(f"  verdict: {rollout.verdict}")
     lines.append(f"  {'gateway':<20}{'role':<8}{'state':<10}{'reported':<12}{'model':<12}shadow")
-    for t in rollout["targets"]:
-        shadow = t.get("shadow") or {}
-        current = shadow.get("active_episodes")
-        text = (f"{shadow.get('state')} sensor-hours={shadow.get('sensor_hours') or 0:g} episodes new/current="
-                f"{shadow.get('shadow_episodes') or 0}/{'-' if current is None else current} "
-                f"windows={shadow.get('windows')}") if shadow else ""
-        lines.append(f"  {t['gateway_id']:<20}{t['role']:<8}{t['state']:<10}{t['reported_result'] or '-':<12}"
-                     f"{t['reported_model_version'] or '-':<12}{text}")
+    for t in rollout.targets:
+        shadow, text = t.shadow, ""
+        if shadow is not None:
+            current = shadow.active_episodes
+            text = (f"{shadow.state} sensor-hours={shadow.sensor_hours or 0:g} episodes new/current="
+                    f"{shadow.shadow_episodes or 0}/{'-' if current is None else current} windows={shadow.windows}")
+        lines.append(f"  {t.gateway_id:<20}{t.role:<8}{t.state:<10}{t.reported_result or '-':<12}"
+                     f"{t.reported_model_version or '-':<12}{text}")
     return "\n".join(lines)
 
 
@@ -171,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 def _dispatch(api: OpsClient, args: argparse.Namespace) -> int:
     if args.command == "models":
         pushed = api.push_model(args.model)
-        _print({k: pushed[k] for k in PUSH_SUMMARY if k in pushed})  # the manifest stays in `GET /models/{stem}`
+        _print({k: getattr(pushed, k) for k in PUSH_SUMMARY})  # the manifest stays in `GET /models/{stem}`
     elif args.command == "rollouts":
         action = args.rollouts_command
         if action == "start":
@@ -185,8 +189,8 @@ def _dispatch(api: OpsClient, args: argparse.Namespace) -> int:
             if args.json:
                 _print(rows)
             for r in [] if args.json else rows:
-                print(f"{r['id']:>5}  {r['model_stem']:<32}{r['state']:<12}"
-                      + " ".join(f"{k}={v}" for k, v in r["counts"].items() if v))
+                print(f"{r.id:>5}  {r.model_stem:<32}{r.state:<12}"
+                      + " ".join(f"{k}={v}" for k, v in r.counts.items() if v))
         elif action == "status":
             data = api.rollout(args.rollout)
             if args.json:
@@ -203,7 +207,7 @@ def _dispatch(api: OpsClient, args: argparse.Namespace) -> int:
             _print(api.queue_training(profile=args.profile, start=args.start, end=args.end, epochs=args.epochs,
                                       version=args.version))
         else:
-            job = api.training_job(args.job)
+            job = msgspec.to_builtins(api.training_job(args.job))
             print(job.pop("log", ""), end="")
             _print(job)
     else:

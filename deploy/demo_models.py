@@ -20,11 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import httpx
 
 from cloud.ops_client import OpsClient
+from cloud.ops_types import Rollout
 from deploy.stack import CLOUD_BIN, ROOT, Gateway, LocalStack
 from models.runtime.manifest import ModelFiles, ModelRejected, load_public_key, load_verified
 
@@ -173,9 +174,8 @@ class FleetOps:
         """Each gateway provisioned through the API (its MQTT password, the broker reloaded) with an artifact
         token, and its agent told the fleet key: the `[updater]` section an installer writes."""
         for gw in self.stack.gateways:
-            creds = self.ops.request("POST", "/api/v1/gateways", json={"id": gw.gateway_id, "site": gw.gateway_id})
-            gw.password = str(creds["mqtt_password"])
-            token = self.ops.request("POST", f"/api/v1/gateways/{gw.gateway_id}/artifact-token")["token"]
+            gw.password = self.ops.provision_gateway(gw.gateway_id, site=gw.gateway_id).mqtt_password
+            token = self.ops.artifact_token(gw.gateway_id).token
             token_file = self.stack.workdir / "agents" / gw.gateway_id / "artifact.token"
             token_file.parent.mkdir(parents=True, exist_ok=True)
             token_file.write_text(token + "\n")
@@ -186,7 +186,7 @@ class FleetOps:
 
     def register(self, models: dict[str, Path]) -> list[str]:
         """Upload the signed models to the registry (the API verifies signature and hash)."""
-        return [self.ops.push_model(folder, source="demo")["stem"] for folder in models.values()]
+        return [self.ops.push_model(folder, source="demo").stem for folder in models.values()]
 
     def gateways_of(self, profile: str) -> list[str]:
         return [gw.gateway_id for gw in self.stack.gateways if profile_of(gw) == profile]
@@ -202,27 +202,27 @@ class FleetOps:
             started = self.ops.start_rollout(model=stem, gateways=self.gateways_of(profile),
                                              canary_fraction=CANARY_FRACTION, probation_s=FIRST_PROBATION_S,
                                              min_sensor_hours=EVIDENCE_SENSOR_HOURS)
-            self.rollout_ids.append(int(started["id"]))
+            self.rollout_ids.append(started.id)
         deadline = time.monotonic() + timeout
-        rollouts: list[dict[str, Any]] = []
+        rollouts: list[Rollout] = []
         while time.monotonic() < deadline:
             rollouts = [self.ops.rollout(rid) for rid in self.rollout_ids]
-            if all(r["state"] != "canary" or all(t["state"] != "sent" for t in r["targets"] if t["role"] == "canary")
+            if all(r.state != "canary" or all(t.state != "sent" for t in r.targets if t.role == "canary")
                    for r in rollouts):
                 break
             time.sleep(0.5)
         for r in rollouts:
-            canaries = {t["gateway_id"]: t["state"] for t in r["targets"] if t["role"] == "canary"}
-            if r["state"] != "canary" or set(canaries.values()) != {"shadow"}:
-                self.problems.append(f"rollout #{r['id']} {r['model_stem']} is {r['state']} (canaries: "
-                                     f"{canaries}): {r['reason'] or ''}")
+            canaries = {t.gateway_id: t.state for t in r.targets if t.role == "canary"}
+            if r.state != "canary" or set(canaries.values()) != {"shadow"}:
+                self.problems.append(f"rollout #{r.id} {r.model_stem} is {r.state} (canaries: "
+                                     f"{canaries}): {r.reason or ''}")
 
     def _wait_rollouts_done(self, group: list[str], timeout: float = 60.0) -> None:
         """Until no rollout the demo started holds a gateway of `group` (two cannot hold one at once)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            busy = [r for r in (self.ops.rollout(rid) for rid in self.rollout_ids) if r["state"] in (
-                "canary", "promoting") and any(t["gateway_id"] in group for t in r["targets"])]
+            busy = [r for r in (self.ops.rollout(rid) for rid in self.rollout_ids) if r.state in (
+                "canary", "promoting") and any(t.gateway_id in group for t in r.targets)]
             if not busy:
                 return
             time.sleep(0.5)
@@ -231,7 +231,7 @@ class FleetOps:
         """Until ingest has stored every agent's status (its agent version)."""
         deadline = time.monotonic() + timeout
         for gw in self.stack.gateways:
-            while not self.ops.request("GET", f"/api/v1/gateways/{gw.gateway_id}").get("agent_version"):
+            while not self.ops.gateway(gw.gateway_id).agent_version:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{gw.gateway_id} reported no agent version within {timeout:.0f} s")
                 time.sleep(0.25)
@@ -264,34 +264,34 @@ class FleetOps:
             subprocess.run([str(CLOUD_BIN / "coldwatch"), "train-worker", "--once", "--api-url", self.stack.api_url,
                             "--work-dir", str(self.stack.workdir / "training")], env=env, stdout=out,
                            stderr=subprocess.STDOUT, timeout=600)
-        done = self.ops.training_job(int(job["id"]))
-        if done["state"] == "failed" and str(done.get("error") or "").startswith("quality gate"):
-            self.notes.append(f"the quality gate refused the retrained {RETRAIN_PROFILE} model (job #{job['id']}: "
-                              f"{done['error']}); nothing was rolled out, the gateways keep the first model")
-            self.say(f"    the quality gate refused the candidate: {done['error']}")
+        done = self.ops.training_job(job.id)
+        if done.state == "failed" and (done.error or "").startswith("quality gate"):
+            self.notes.append(f"the quality gate refused the retrained {RETRAIN_PROFILE} model (job #{job.id}: "
+                              f"{done.error}); nothing was rolled out, the gateways keep the first model")
+            self.say(f"    the quality gate refused the candidate: {done.error}")
             return
-        if done["state"] != "succeeded":
-            raise RuntimeError(f"training job #{job['id']} {done['state']}: {done.get('error') or ''}; see {log}")
-        stem = str(done["model_stem"])
-        gate = done["result"]["evaluation"]
-        cand, cur = gate["candidate"], gate.get("current", {})
+        if done.state != "succeeded" or done.result is None:
+            raise RuntimeError(f"training job #{job.id} {done.state}: {done.error or ''}; see {log}")
+        stem = str(done.model_stem)
+        gate = done.result.evaluation
+        cand, cur = gate.candidate.false_alerts_per_sensor_day, gate.current
         self.notes.append(f"retrained {stem} from {hours:.1f} h of stored {RETRAIN_PROFILE} readings (job "
-                          f"#{job['id']}, {done['result']['timings_s']['total_s']:.0f} s); gate: false alerts/day "
-                          f"{cand.get('false_alerts_per_sensor_day')} vs {cur.get('false_alerts_per_sensor_day')} "
+                          f"#{job.id}, {done.result.timings_s['total_s']:.0f} s); gate: false alerts/day "
+                          f"{cand} vs {None if cur is None else cur.false_alerts_per_sensor_day} "
                           f"for the current model")
         self.say(f"    {stem} registered in {time.monotonic() - t0:.1f} s (quality gate passed)")
         group = self.gateways_of(RETRAIN_PROFILE)
         self._wait_rollouts_done(group)  # the first model's canary may still hold them on a slow machine
         started = self.ops.start_rollout(model=stem, gateways=group, canary_fraction=CANARY_FRACTION,
                                          probation_s=PROBATION_S, min_sensor_hours=EVIDENCE_SENSOR_HOURS)
-        self.rollout_ids.append(int(started["id"]))
-        canaries = [t["gateway_id"] for t in started["targets"] if t["role"] == "canary"]
+        self.rollout_ids.append(started.id)
+        canaries = [t.gateway_id for t in started.targets if t.role == "canary"]
         self.say(f"==> rolling out {stem} as a canary: {', '.join(canaries)} ({len(canaries)} of {len(group)} "
                  f"{RETRAIN_PROFILE} gateways) scores it in shadow beside the current model for at least "
                  f"{PROBATION_S / 3600:g} h and {EVIDENCE_SENSOR_HOURS:g} sensor-hours of readings; it is promoted "
                  f"if it raises no more alert episodes per sensor-day than the current model (or the budget)")
 
-    def outcome(self) -> list[dict[str, Any]]:
+    def outcome(self) -> list[Rollout]:
         """Every rollout the demo started, with each target (after the retrain thread finished)."""
         if self._thread is not None:
             self._thread.join(timeout=1)
@@ -306,39 +306,39 @@ class FleetOps:
         print("\n  rollouts (a canary scores the model in shadow; the verdict compares alert episodes per sensor-day "
               "with the current model's, or a first model's with the alert budget)")
         for r in rollouts:
-            targets = ", ".join(f"{t['gateway_id']} {t['role']} {t['state']}" for t in r["targets"])
-            print(f"  #{r['id']:<3} {r['model_stem']:<16} {r['state']:<10} {targets}")
-            if r.get("verdict"):
-                print(f"       verdict: {r['verdict']}")
-            for t in r["targets"]:
-                if t["state"] == "failed":
-                    failed.append(f"rollout #{r['id']} {r['model_stem']} failed on {t['gateway_id']}: {t['detail']}")
+            targets = ", ".join(f"{t.gateway_id} {t.role} {t.state}" for t in r.targets)
+            print(f"  #{r.id:<3} {r.model_stem:<16} {r.state:<10} {targets}")
+            if r.verdict:
+                print(f"       verdict: {r.verdict}")
+            for t in r.targets:
+                if t.state == "failed":
+                    failed.append(f"rollout #{r.id} {r.model_stem} failed on {t.gateway_id}: {t.detail}")
             if self._canary_refused(r):  # the canary did its job: the fleet never ran the worse model
                 print("       halted by its canary's verdict; the gateways keep the model they had (or rules alone)")
-            elif r["state"] in FAILED_STATES:
-                failed.append(f"rollout #{r['id']} {r['model_stem']} {r['state']}: {r['reason'] or ''}")
-            elif r["state"] in ("canary", "promoting"):
-                print(f"       still {r['state']} when the run ended (evidence and probation run in reading time)")
+            elif r.state in FAILED_STATES:
+                failed.append(f"rollout #{r.id} {r.model_stem} {r.state}: {r.reason or ''}")
+            elif r.state in ("canary", "promoting"):
+                print(f"       still {r.state} when the run ended (evidence and probation run in reading time)")
         for note in self.notes:
             print(f"  {note}")
         print("  gateway       profile      model active        status")
         for gw in self.stack.gateways:
-            g = self.ops.request("GET", f"/api/v1/gateways/{gw.gateway_id}")
-            version = g.get("reported_model_version") or g.get("model_version")
+            g = self.ops.gateway(gw.gateway_id)
+            version = g.reported_model_version or g.model_version
             active = f"cw_{profile_of(gw)}-{version}" if version else "none (rules only)"
-            print(f"  {gw.gateway_id:<13} {profile_of(gw):<12} {active:<19} {g.get('status') or '-'}")
+            print(f"  {gw.gateway_id:<13} {profile_of(gw):<12} {active:<19} {g.status or '-'}")
         for problem in failed:
             print(f"    FAIL: {problem}")
         print(f"  {'OK: no rollout failed' if not failed else 'FAIL: a rollout failed'}")
         return not failed
 
     @staticmethod
-    def _canary_refused(rollout: dict[str, Any]) -> bool:
+    def _canary_refused(rollout: Rollout) -> bool:
         """Halted by the canary verdict (the candidate raised more alert episodes than allowed), with no target
         failing to apply anything: every target that was sent the model is a canary sent back."""
-        sent = [t for t in rollout["targets"] if t["state"] != "waiting"]
-        return rollout["state"] == "halted" and (rollout.get("evidence") or {}).get("decision") == "halt" and bool(
-            sent) and all(t["role"] == "canary" and t["state"] == "reverted" for t in sent)
+        sent = [t for t in rollout.targets if t.state != "waiting"]
+        return rollout.state == "halted" and (rollout.evidence or {}).get("decision") == "halt" and bool(
+            sent) and all(t.role == "canary" and t.state == "reverted" for t in sent)
 
     def close(self) -> None:
         """Close the API client."""

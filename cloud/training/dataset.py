@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 
+from cloud.ops_types import StoredReading
 from models.training.data import Series
 
 NORMAL_CODES: Final = ("false_alarm", "defrost", "loading")
@@ -45,16 +46,17 @@ class LabelledData:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def to_series(sensor: str, profile: str, readings: Sequence[dict[str, Any]]) -> Series | None:
+def to_series(sensor: str, profile: str, readings: Sequence[StoredReading]) -> Series | None:
     """One sensor's stored readings (API rows, oldest first) as a Series; None when empty."""
     if not readings:
         return None
 
-    def column(name: str) -> np.ndarray:
-        return np.array([np.nan if r.get(name) is None else float(r[name]) for r in readings], dtype=np.float64)
+    def column(values: Sequence[float | None]) -> np.ndarray:
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 
-    return Series(sensor=sensor, profile=profile, ts_ms=np.array([int(r["ts"]) for r in readings], dtype=np.int64),
-                  temp_c=column("temp_c"), rh_pct=column("rh_pct"), battery_mv=column("battery_mv"))
+    return Series(sensor=sensor, profile=profile, ts_ms=np.array([r.ts for r in readings], dtype=np.int64),
+                  temp_c=column([r.temp_c for r in readings]), rh_pct=column([r.rh_pct for r in readings]),
+                  battery_mv=column([r.battery_mv for r in readings]))
 
 
 def _slice(s: Series, keep: np.ndarray) -> Series:

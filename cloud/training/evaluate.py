@@ -4,8 +4,10 @@ confirmed, alerts on the windows staff called normal, false alerts per sensor-da
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+import msgspec
+
+from cloud.ops_types import Evaluation, Gate, ModelFigures
 from cloud.training.dataset import Label
 from models.training.data import Series
 from models.training.evaluate import GRACE_MS, Detector, Tally, quality_gate
@@ -52,30 +54,30 @@ def fault_recall(detector: Detector, faults: Sequence[tuple[Series, int]]) -> fl
 
 
 def compare(candidate: Detector, current: Detector | None, evaluation: Sequence[tuple[Series, list[Label]]],
-            faults: Sequence[tuple[Series, int]] = ()) -> dict[str, Any]:
+            faults: Sequence[tuple[Series, int]] = ()) -> Evaluation:
     """Both models on the same data, and the gate's verdict (candidate no worse than current, or absolute).
 
     `faults`: synthetic faults injected into the job's own normal readings (models.training.augment). A period with no
     confirmed incident cannot measure recall; these still can, so a retrained model that stopped seeing faults
     (5 h of one quiet room teach little) is refused when it finds fewer than the current model does."""
     cand, cand_benign = tally(candidate, evaluation)
-    out: dict[str, Any] = {"candidate": cand.summary() | cand_benign | {"synthetic_fault_recall": fault_recall(
-        candidate, faults)}}
-    current_summary = None
+    mine = fault_recall(candidate, faults)
+    cand_figures = cand.summary() | cand_benign | {"synthetic_fault_recall": mine}
+    current_summary = current_figures = theirs = None
     if current is not None:
         cur, cur_benign = tally(current, evaluation)
         current_summary = cur.summary()
-        out["current"] = current_summary | cur_benign | {"synthetic_fault_recall": fault_recall(current, faults)}
+        theirs = fault_recall(current, faults)
+        current_figures = current_summary | cur_benign | {"synthetic_fault_recall": theirs}
     if not cand.incidents:  # no confirmed incident in the period: recall cannot be measured, only false alerts
-        summary = out["candidate"] | {"recall": 1.0}
+        summary = cand_figures | {"recall": 1.0}
         reference = None if current_summary is None else current_summary | {"recall": 1.0}
     else:
-        summary, reference = out["candidate"], current_summary
+        summary, reference = cand_figures, current_summary
     decision = quality_gate(summary, reference)
     reasons = list(decision.reasons)
-    mine = out["candidate"]["synthetic_fault_recall"]
-    theirs = out.get("current", {}).get("synthetic_fault_recall")
     if mine is not None and theirs is not None and mine < theirs - FAULT_RECALL_TOLERANCE:
         reasons.append(f"recall on {len(faults)} synthetic faults {mine:.2f} below current {theirs:.2f}")
-    out["gate"] = {"passed": not reasons, "reasons": reasons}
-    return out
+    return Evaluation(candidate=msgspec.convert(cand_figures, ModelFigures),
+                      current=None if current_figures is None else msgspec.convert(current_figures, ModelFigures),
+                      gate=Gate(passed=not reasons, reasons=reasons))

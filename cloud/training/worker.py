@@ -10,9 +10,10 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from cloud.ops_client import ApiError, OpsClient
+from cloud.ops_client import ApiError, MalformedJob, OpsClient
+from cloud.ops_types import TrainingJob, TrainingUpdate
 from cloud.training.job import JobFailed, run_job
 
 log = logging.getLogger(__name__)
@@ -31,28 +32,36 @@ def signing_key(env: dict[str, str] | None = None) -> bytes:
         raise ValueError(f"{KEY_ENV}: cannot read the key file ({exc.strerror})") from None
 
 
-def run_one(api: OpsClient, job: dict[str, Any], *, key: bytes, work_dir: Path, device: str | None) -> bool:
+def run_one(api: OpsClient, job: TrainingJob, *, key: bytes, work_dir: Path, device: str | None) -> bool:
     """Run a claimed job and report its end; returns whether it succeeded."""
-    job_id = job["id"]
+    job_id = job.id
 
-    def report(**update: Any) -> None:
-        api.report_training(job_id, **update)
+    def report(update: TrainingUpdate) -> None:
+        api.report_training(job_id, update)
 
-    log.info("training job claimed job=%s profile=%s", job_id, job["profile"])
+    log.info("training job claimed job=%s profile=%s", job_id, job.profile)
     try:
         result = run_job(api, job, work_dir=work_dir, signing_key=key, device=device, report=report)
     except JobFailed as exc:
         log.warning("training job failed job=%s reason=%s", job_id, exc)
-        report(state="failed", error=str(exc)[:2000], log=[f"failed: {exc}"], result=exc.result)
+        report(TrainingUpdate(state="failed", error=str(exc)[:2000], log=[f"failed: {exc}"], result=exc.result))
         return False
     except Exception as exc:  # a bug or an outage: the job fails visibly, the worker lives on
         log.exception("training job crashed job=%s", job_id)
-        report(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000],
-               log=traceback.format_exc().splitlines()[-20:])
+        report(TrainingUpdate(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000],
+                              log=traceback.format_exc().splitlines()[-20:]))
         return False
-    report(state="succeeded", stage="done", progress=1.0, model_stem=result["model"], result=result,
-           log=[f"registered {result['model']} in {result['timings_s']['total_s']} s on {result['device']}"])
+    report(TrainingUpdate(state="succeeded", stage="done", progress=1.0, model_stem=result.model, result=result,
+                          log=[f"registered {result.model} in {result.timings_s['total_s']} s on {result.device}"]))
     return True
+
+
+def fail_malformed(api: OpsClient, exc: MalformedJob) -> None:
+    """A claimed job the worker cannot read: failed on the API (when its id is known), never left running."""
+    log.warning("training job malformed job=%s error=%s", exc.job_id, exc)
+    if exc.job_id is not None:
+        api.report_training(exc.job_id, TrainingUpdate(state="failed", error=f"malformed job: {exc.message}"[:2000],
+                                                       log=[f"failed: malformed job: {exc.message}"]))
 
 
 def run_worker(api: OpsClient, *, worker: str, once: bool, poll_s: float, work_dir: Path,
@@ -66,13 +75,21 @@ def run_worker(api: OpsClient, *, worker: str, once: bool, poll_s: float, work_d
     work_dir.mkdir(parents=True, exist_ok=True)
     log.info("training worker started worker=%s device=%s", worker, device or "auto")
     while True:
+        ok: bool | None = None  # None: no job claimed
         try:
             job = api.claim_training(worker)
+        except MalformedJob as exc:
+            job, ok = None, False
+            try:
+                fail_malformed(api, exc)
+            except ApiError as report_exc:
+                log.warning("cannot fail malformed job=%s error=%s", exc.job_id, report_exc)
         except ApiError as exc:
             log.warning("claim failed worker=%s error=%s", worker, exc)
             job = None
         if job is not None:
             ok = run_one(api, job, key=key, work_dir=work_dir, device=device)
+        if ok is not None:
             if once:
                 return 0 if ok else 1
         elif once:

@@ -48,7 +48,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, influxd: Influxd, edge_pytho
                                                                     "password": PASSWORDS[name]})
         fleet.push("chilled_ae-1")
         first = fleet.cloud.ops.start_rollout(model="chilled_ae-1", canary_fraction=0.0)
-        fleet.wait_state(first["id"], "completed")
+        fleet.wait_state(first.id, "completed")
         fleet.minutes(GATEWAYS, 35)  # fill every window before any shadow starts
         yield fleet
 
@@ -168,7 +168,7 @@ def test_ops_open_models_start_a_canary_rollout_and_watch_it_progress(fleet: Fle
     promoted = model_page.wait_for_selector(f'#shadows tr[data-gateway="{canaries[0]}"][data-shadow="promoted"]')
     assert float(promoted.query_selector("td:nth-child(4)").inner_text()) >= 0.16  # ten windows and more
     assert model_page.evaluate("window.__noReload") is True, "the model page reloaded instead of updating itself"
-    assert fleet.rollout(rid)["state"] == "completed"
+    assert fleet.rollout(rid).state == "completed"
     page.context.close()
 
 
@@ -194,7 +194,7 @@ def test_ops_halt_and_roll_back_a_rollout_from_its_page(fleet: Fleet, browser: A
     shot(page, "15-rollout-rolled-back")
 
     body = fleet.rollout(rid)
-    assert body["state"] == "rolled_back" and set(states(body, "canary").values()) == {"reverted"}
+    assert body.state == "rolled_back" and set(states(body, "canary").values()) == {"reverted"}
     audit = fleet.cloud.ops.request("GET", "/api/v1/audit", params={"target_type": "rollout", "target_id": str(rid)})
     assert [(a["action"], a["actor"]) for a in audit[:2]] == [("rollout.rolled_back", "ops1"),
                                                                ("rollout.halted", "ops1")]
@@ -224,7 +224,7 @@ def test_ops_queue_a_retraining_job_and_follow_it_to_the_gate(fleet: Fleet, brow
     job_id = int(page.url.rsplit("/", 1)[1])
     page.wait_for_selector('#job-state[data-state="queued"]')
     job = fleet.cloud.ops.training_job(job_id)
-    assert (job["profile"], job["start"], job["end"], job["epochs"], job["created_by"]) == (
+    assert (job.profile, job.start, job.end, job.epochs, job.created_by) == (
         "chilled", SITE_T0, SITE_T0 + 2 * 86_400_000, 24, "ops1")
     page.goto(fleet.cloud.url + "/ui/training")
     page.wait_for_selector(f'#job-rows tr[data-job="{job_id}"][data-state="queued"]')
@@ -277,7 +277,7 @@ def test_ops_queue_a_retraining_job_and_follow_it_to_the_gate(fleet: Fleet, brow
 
 
 def test_a_viewer_sees_no_ops_buttons_and_the_api_refuses(fleet: Fleet, browser: Any) -> None:
-    rid = fleet.cloud.ops.rollouts()[0]["id"]
+    rid = fleet.cloud.ops.rollouts()[0].id
     page = login(browser, fleet, "viewer1", f"/ui/rollouts/{rid}")
     page.wait_for_selector("#targets tr[data-gateway]")
     assert page.query_selector('.top nav a[href="/ui/rollouts"]') is None  # no ops links for a viewer

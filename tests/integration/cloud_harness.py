@@ -88,12 +88,12 @@ class CloudStack:
 
     def provision(self, gateway_id: str, workdir: Path) -> tuple[str, Path]:
         """Provision through the API: (MQTT password, file holding the gateway's artifact token)."""
-        creds = self.ops.request("POST", "/api/v1/gateways", json={"id": gateway_id})
-        token = self.ops.request("POST", f"/api/v1/gateways/{gateway_id}/artifact-token")["token"]
+        creds = self.ops.provision_gateway(gateway_id)
+        token = self.ops.artifact_token(gateway_id).token
         workdir.mkdir(parents=True, exist_ok=True)
         token_file = workdir / "artifact.token"
         token_file.write_text(token + "\n")
-        return str(creds["mqtt_password"]), token_file
+        return creds.mqtt_password, token_file
 
     def stop(self) -> None:
         self.ops.close()

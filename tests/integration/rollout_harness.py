@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from cloud.ops_types import ModelDetail, Rollout
 from deploy.services import Influxd, Mosquitto, free_port
 from models.runtime.manifest import generate_keypair
 from tests.conftest import INGEST_USER, Broker
@@ -45,18 +46,18 @@ class Fleet:
             wait_until(lambda gw=gw: self.agents[gw].metric("coldwatch_agent_readings_accepted_total")
                        >= self.seq[gw], f"{gw} to take its readings")
 
-    def push(self, stem: str) -> dict[str, Any]:
+    def push(self, stem: str) -> ModelDetail:
         return self.cloud.ops.push_model(self.model.directory / f"{stem}.tflite")
 
-    def rollout(self, rollout_id: int) -> dict[str, Any]:
+    def rollout(self, rollout_id: int) -> Rollout:
         return self.cloud.ops.rollout(rollout_id)
 
-    def wait_state(self, rollout_id: int, state: str, timeout: float = 120.0) -> dict[str, Any]:
-        last: list[dict[str, Any]] = []
+    def wait_state(self, rollout_id: int, state: str, timeout: float = 120.0) -> Rollout:
+        last: list[Rollout] = []
 
-        def reached() -> dict[str, Any] | None:
+        def reached() -> Rollout | None:
             last[:] = [self.rollout(rollout_id)]
-            return last[0] if last[0]["state"] == state else None
+            return last[0] if last[0].state == state else None
 
         try:
             return wait_until(reached, f"rollout {rollout_id} {state}", timeout)
@@ -64,12 +65,12 @@ class Fleet:
             raise AssertionError(f"{exc}; last seen: {last}") from None
 
     def reported_model(self, gw: str) -> str | None:
-        return self.cloud.ops.request("GET", f"/api/v1/gateways/{gw}")["reported_model_version"]
+        return self.cloud.ops.gateway(gw).reported_model_version
 
 
-def states(rollout: dict[str, Any], role: str | None = None) -> dict[str, str]:
+def states(rollout: Rollout, role: str | None = None) -> dict[str, str]:
     """Each target's state (of one role, or all), by gateway."""
-    return {t["gateway_id"]: t["state"] for t in rollout["targets"] if role is None or t["role"] == role}
+    return {t.gateway_id: t.state for t in rollout.targets if role is None or t.role == role}
 
 
 @contextmanager

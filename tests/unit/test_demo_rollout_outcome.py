@@ -5,11 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from cloud.ops_types import Rollout
 from deploy.demo_models import FleetOps
 
+ROLLOUT: dict[str, Any] = {"id": 1, "model_stem": "cw_chilled-2", "profile": "chilled", "canary_fraction": 0.2,
+                           "probation_s": 3600.0, "max_alert_ratio": 1.0, "created_by": "ops", "created_at": 0,
+                           "updated_at": 0, "min_sensor_hours": 240.0, "alert_budget": 0.1, "counts": {}}
+TARGET: dict[str, Any] = {"desired_version": None, "previous_model": None, "detail": None, "updated_at": 0}
+SHADOW: dict[str, Any] = {"model_version": "2", "started_at": 1_767_225_600_000}
 
-def rollout(state: str, *targets: dict[str, Any], decision: str | None = "halt") -> dict[str, Any]:
-    return {"state": state, "targets": list(targets), "evidence": None if decision is None else {"decision": decision}}
+
+def rollout(state: str, *targets: dict[str, Any], decision: str | None = "halt") -> Rollout:
+    return msgspec.convert(ROLLOUT | {
+        "state": state, "evidence": None if decision is None else {"decision": decision},
+        "targets": [TARGET | {"gateway_id": f"gw{i}"} | t | {"shadow": t["shadow"] and SHADOW | t["shadow"]}
+                    for i, t in enumerate(targets)]}, Rollout)
 
 
 CANARY_BACK = {"role": "canary", "state": "reverted", "shadow": {"state": "discarded"}}
