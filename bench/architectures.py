@@ -1,5 +1,6 @@
 """Model selection: every architecture trained per profile, run on validation scenario seeds (never the
-held-out ones `make bench` and `coldwatch models evaluate` report on). docs/decisions.md records its output.
+held-out ones `make bench` and `coldwatch models evaluate` report on).
+docs/experiments.md#architecture-comparison records its output.
 
     python -m bench.architectures [--seeds 6] [--architecture classifier ...] [--json out.json]
 

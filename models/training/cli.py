@@ -46,7 +46,7 @@ def add_subparsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     train.add_argument("--out", type=Path, default=DEFAULT_DIR, help=f"models folder (default {DEFAULT_DIR})")
     train.add_argument("--key", type=Path, help="sign with this private key (default: unsigned)")
     train.add_argument("--architecture", choices=ARCHITECTURE_CHOICES, default="classifier",
-                       help="network (default classifier; docs/decisions.md has the comparison)")
+                       help="network (default classifier; docs/experiments.md#architecture-comparison)")
     train.add_argument("--sensors", type=int, default=50, help="simulated sensors (default 50)")
     train.add_argument("--days", type=float, default=7.0, help="simulated days per sensor (default 7)")
     train.add_argument("--epochs", type=int, default=8)

@@ -285,7 +285,8 @@ def test_retraining_on_resolved_alerts_stops_firing_on_false_alarms_and_keeps_th
     assert after.recall == 1.0 >= before.recall
     if done.state == "failed":
         # The level-free candidate may see the excursions later than the 4-sensor model it is compared with; the
-        # gate then refuses it on delay alone, and says so (docs/decisions.md, issue 16).
+        # gate then refuses it on delay alone, and says so
+        # (docs/decisions.md#retraining-gate-synthetic-faults-in-the-jobs-own-readings).
         reasons = evaluation.gate.reasons
         assert worker.returncode == 1 and reasons and all(r.startswith("median delay") for r in reasons), reasons
         return
