@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench.results import Result
-from cloud.ops_client import OpsClient
+from cloud.api_client.client import OpsClient
 from deploy.stack import CLOUD_BIN, INGEST_USER, LocalStack, make_gateways
 from models.runtime.manifest import generate_keypair, verify_manifest_bytes
 from protocol import encode

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from cloud.cli import main
+from cloud.cli.main import main
 
 sys.exit(main())

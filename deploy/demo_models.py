@@ -24,8 +24,8 @@ from typing import Final
 
 import httpx
 
-from cloud.ops_client import OpsClient
-from cloud.ops_types import Rollout
+from cloud.api_client.client import OpsClient
+from cloud.api_client.responses import Rollout
 from deploy.stack import CLOUD_BIN, ROOT, Gateway, LocalStack
 from models.runtime.manifest import ModelFiles, ModelRejected, load_public_key, load_verified
 

@@ -13,7 +13,7 @@ from typing import Final
 
 import numpy as np
 
-from cloud.ops_types import StoredReading
+from cloud.api_client.responses import StoredReading
 from models.training.data import Series
 
 NORMAL_CODES: Final = ("false_alarm", "defrost", "loading")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from cloud.ops_types import Evaluation, Gate, ModelFigures
+from cloud.api_client.responses import Evaluation, Gate, ModelFigures
 from cloud.training.dataset import Label
 from models.training.data import Series
 from models.training.evaluate import GRACE_MS, Detector, Tally, quality_gate

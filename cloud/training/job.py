@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from cloud.ops_client import OpsClient
-from cloud.ops_types import Evaluation, TrainingJob, TrainingResult, TrainingUpdate
+from cloud.api_client.client import OpsClient
+from cloud.api_client.responses import Evaluation, TrainingJob, TrainingResult, TrainingUpdate
 from cloud.training import dataset
 from cloud.training.evaluate import compare
 from models.training.augment import inject_faults

@@ -12,8 +12,8 @@ import traceback
 from pathlib import Path
 from typing import Final
 
-from cloud.ops_client import ApiError, MalformedJob, OpsClient
-from cloud.ops_types import TrainingJob, TrainingUpdate
+from cloud.api_client.client import ApiError, MalformedJob, OpsClient
+from cloud.api_client.responses import TrainingJob, TrainingUpdate
 from cloud.training.job import JobFailed, run_job
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""`coldwatch models …`: keygen, sign, verify, train, export, evaluate, score (wired into cloud/cli.py)."""
+"""`coldwatch models …`: keygen, sign, verify, train, export, evaluate, score (wired into cloud/cli/main.py)."""
 
 from __future__ import annotations
 

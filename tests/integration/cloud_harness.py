@@ -14,9 +14,9 @@ import httpx
 import uvicorn
 
 from cloud.api.app import create_app
+from cloud.api_client.client import OpsClient
 from cloud.config import Settings
 from cloud.ingest.worker import IngestWorker
-from cloud.ops_client import OpsClient
 from deploy.services import free_port
 from deploy.stack import LocalStack, make_gateways
 from tests.conftest import INGEST_USER, Broker, require_binary

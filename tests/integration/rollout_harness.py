@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cloud.ops_types import ModelDetail, Rollout
+from cloud.api_client.responses import ModelDetail, Rollout
 from deploy.services import Influxd, Mosquitto, free_port
 from models.runtime.manifest import generate_keypair
 from tests.conftest import INGEST_USER, Broker

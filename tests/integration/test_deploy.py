@@ -17,7 +17,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from cloud.broker import BrokerAccounts
-from cloud.cli import build_parser
+from cloud.cli.main import build_parser
 from cloud.config import Settings, env_name
 from cloud.security import mosquitto_hash
 from deploy.services import find_binary, free_port, render_acl

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.ops_client import ApiError
+from cloud.api_client.client import ApiError
 from deploy.services import Influxd
 from models.runtime.features import FeatureSpec
 from models.runtime.manifest import generate_keypair

@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from cloud.cli import main
+from cloud.cli.main import main
 
 
 def _certs(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud import cli as cloud_cli
+from cloud.cli import main as cloud_cli
 from edge_agent import cli as agent_cli
 from firmware_sim import cli as sim_cli
 
@@ -97,7 +97,7 @@ def test_a_wrong_invocation_ends_in_a_clear_error_and_a_non_zero_exit(
 
 def test_the_cli_and_the_api_cap_token_lifetimes_the_same() -> None:
     from cloud.api.routes.auth import MAX_TOKEN_DAYS as API_MAX
-    from cloud.users_cli import MAX_TOKEN_DAYS as CLI_MAX
+    from cloud.cli.users import MAX_TOKEN_DAYS as CLI_MAX
 
     assert CLI_MAX == API_MAX
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cloud.cli import build_parser, main, settings_from_args
+from cloud.cli.main import build_parser, main, settings_from_args
 from cloud.config import ConfigError, Settings, load_settings
 
 BASE = {"COLDWATCH_MQTT_PASSWORD": "pw"}

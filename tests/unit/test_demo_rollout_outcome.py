@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from cloud.ops_types import Rollout
+from cloud.api_client.responses import Rollout
 from deploy.demo_models import FleetOps
 
 ROLLOUT: dict[str, Any] = {"id": 1, "model_stem": "cw_chilled-2", "profile": "chilled", "canary_fraction": 0.2,

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cloud.cli import main
+from cloud.cli.main import main
 from models.runtime.features import FeatureSpec
 from models.runtime.manifest import Manifest, sha256_file, write_signed
 

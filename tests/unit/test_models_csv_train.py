@@ -18,7 +18,8 @@ NOISE = ("LiteRT-Torch", "[START]", "absl", "I0000", "W0000", "oneDNN", "torchao
 
 def coldwatch(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in QUIET_ENV}  # the CLI must quiet things itself
-    return subprocess.run([sys.executable, "-c", "import sys; from cloud.cli import main; sys.exit(main())", *args],
+    code = "import sys; from cloud.cli.main import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", code, *args],
                           capture_output=True, text=True, env=env, timeout=600, check=False)
 
 

@@ -1,5 +1,5 @@
-"""The ops API client's typed responses (cloud/ops_types.py), the CLI's output from them, and the training worker
-on a job it cannot read; the API is an httpx.MockTransport."""
+"""The ops API client's typed responses (cloud/api_client/responses.py), the CLI's output from them, and the training
+worker on a job it cannot read; the API is an httpx.MockTransport."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import httpx
 import msgspec
 import pytest
 
-from cloud import ops_cli
-from cloud.ops_client import ApiError, MalformedJob, OpsClient
-from cloud.ops_types import ModelFigures, Rollout, TrainingJob
+from cloud.api_client.client import ApiError, MalformedJob, OpsClient
+from cloud.api_client.responses import ModelFigures, Rollout, TrainingJob
+from cloud.cli import ops as ops_cli
 from cloud.training import worker
 from models.training.evaluate import Tally
 

@@ -14,8 +14,8 @@ from typing import Final
 
 import msgspec
 
-from cloud.ops_client import DEFAULT_URL, ApiError, OpsClient
-from cloud.ops_types import Rollout
+from cloud.api_client.client import DEFAULT_URL, ApiError, OpsClient
+from cloud.api_client.responses import Rollout
 
 EXIT_FAIL: Final = 1
 PUSH_SUMMARY: Final = ("stem", "name", "version", "profile", "threshold", "size_bytes", "sha256", "registered_at")

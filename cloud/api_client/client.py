@@ -18,7 +18,7 @@ from typing import Final, TypeVar, overload
 import httpx
 import msgspec
 
-from cloud.ops_types import (
+from cloud.api_client.responses import (
     ArtifactToken,
     Gateway,
     GatewayCredentials,

@@ -1,4 +1,4 @@
-"""What the ops API client (cloud/ops_client.py) sends and gets back, as msgspec Structs (unknown fields ignored)."""
+"""What the ops API client (`client.py`) sends and gets back, as msgspec Structs (unknown fields ignored)."""
 
 from __future__ import annotations
 

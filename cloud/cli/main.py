@@ -1,5 +1,5 @@
 """`coldwatch` command line: `serve` (the API), `ingest` (MQTT → InfluxDB + SQL worker), `users` and `tokens`
-(accounts and API tokens), and the ops and model commands (cloud/ops_cli.py, models/training/cli.py).
+(accounts and API tokens), and the ops and model commands (cloud/cli/ops.py, models/training/cli.py).
 
 Settings come from COLDWATCH_* environment variables; flags override them. Secrets only from the environment.
 """
@@ -18,7 +18,7 @@ from typing import Final
 
 from cloud.config import ConfigError, Settings, env_name, load_settings
 
-log = logging.getLogger("cloud.cli")
+log = logging.getLogger("cloud.cli.main")
 
 # (Settings field, flag, help) — flags shared by every subcommand.
 _COMMON: Final = (
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deploy import certs_cli
 
     certs_cli.add_parser(sub)
-    from cloud import ops_cli
+    from cloud.cli import ops as ops_cli
     from models.training import cli as models_cli
 
     ops_cli.add_parsers(sub, models_cli.add_subparsers(sub))  # models …, models push, rollouts, training, train-worker
@@ -202,8 +202,8 @@ def _backup_or_restore(settings: Settings, command: str, folder: Path, models_di
     from sqlalchemy.exc import SQLAlchemyError
 
     from cloud.backup import BackupError, backup, restore
+    from cloud.cli.users import QUIET_LOGGERS
     from cloud.tsdb.influx import InfluxRejected, InfluxUnavailable
-    from cloud.users_cli import QUIET_LOGGERS
 
     for quiet in QUIET_LOGGERS:
         logging.getLogger(quiet).setLevel(logging.WARNING)
@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return models_cli.dispatch(args)
     if args.command == "models" or args.command in ("rollouts", "training", "train-worker"):
-        from cloud import ops_cli
+        from cloud.cli import ops as ops_cli
 
         return ops_cli.run(args)
     try:
@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings)
     if args.command in ("users", "tokens"):
-        from cloud.users_cli import run_accounts
+        from cloud.cli.users import run_accounts
 
         return run_accounts(settings, args)
     return _ingest(settings, args.metrics_port)
