@@ -109,16 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
         # `coldwatch users create admin --database-url …` as well as `coldwatch users --database-url … create`
         action.add_argument("--database-url", dest="database_url", default=argparse.SUPPRESS, metavar="VALUE",
                             help=f"{_COMMON[-1][2]} [env {env_name('database_url')}]")
-    broker = sub.add_parser("broker", help="seed mosquitto's password file (before the broker's first start)",
-                            description="Write the service account (COLDWATCH_MQTT_USERNAME, password from "
+    broker = sub.add_parser("broker", help="seed mosquitto's password file; reload the broker when it changes",
+                            description="`init` writes the service account (COLDWATCH_MQTT_USERNAME, password from "
                                         "COLDWATCH_MQTT_PASSWORD) into mosquitto's password file, keeping every "
-                                        "other line (the gateways the API provisioned). mosquitto 2 does not start "
-                                        "without the file; the compose deployment runs this before it.")
+                                        "other line (the gateways the API provisioned); mosquitto 2 does not start "
+                                        "without the file, and the compose deployment runs this before it. `watch` "
+                                        "reloads the broker whenever the file changes.")
     broker_sub = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
     seed = broker_sub.add_parser("init", help="add or update the service account in the password file")
     seed.add_argument("--passwd-file", dest="mosquitto_passwd_file", default=None, metavar="PATH",
                       help=f"the broker's password file [env {env_name('mosquitto_passwd_file')}]")
     _add(seed, (_COMMON[2],))
+    follow = broker_sub.add_parser(
+        "watch", help="reload the broker whenever its password file changes (runs beside the broker)",
+        description="Send mosquitto SIGHUP each time the password file changes, so gateways the API provisions, "
+                    "rotates or revokes take effect within about a second (a revoked gateway's live session ends). "
+                    "For deployments where the API cannot signal the broker itself: the compose file runs it in "
+                    "the broker's process namespace. Finds the broker by COLDWATCH_MOSQUITTO_PID_FILE, else by "
+                    "its process name. Runs until SIGTERM or SIGINT.")
+    follow.add_argument("--passwd-file", dest="mosquitto_passwd_file", default=None, metavar="PATH",
+                        help=f"the broker's password file [env {env_name('mosquitto_passwd_file')}]")
     save = sub.add_parser("backup", help="write every store (SQL, InfluxDB, model registry) into a new folder",
                           description="A logical backup of the SQL database (one JSON-lines file per table, one "
                                       "transaction), every InfluxDB point as line protocol, and the model registry, "
@@ -244,6 +254,24 @@ def _broker_init(settings: Settings, passwd_file: str | None) -> int:
     return 0
 
 
+def _broker_watch(settings: Settings, passwd_file: str | None) -> int:
+    import signal
+    import threading
+
+    from cloud.broker import watch
+
+    path = passwd_file or settings.mosquitto_passwd_file
+    if not path:
+        raise ConfigError("--passwd-file", f"is required (or {env_name('mosquitto_passwd_file')})")
+    if not Path(path).parent.is_dir():
+        raise ConfigError("--passwd-file", f"{Path(path).parent} is not a directory")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    watch(Path(path), pid_file=Path(settings.mosquitto_pid_file) if settings.mosquitto_pid_file else None, stop=stop)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `coldwatch` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -262,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ops_cli.run(args)
     try:
         settings = settings_from_args(args)
+        if args.command == "broker" and args.broker_command == "watch":
+            return _broker_watch(settings, getattr(args, "mosquitto_passwd_file", None))
         if args.command == "broker":
             return _broker_init(settings, getattr(args, "mosquitto_passwd_file", None))
         if args.command in ("backup", "restore"):

@@ -90,9 +90,8 @@ class SqlSink:
         self._known_at = float("-inf")
 
     def known_gateway(self, gateway_id: str) -> bool:
-        """Whether the gateway is provisioned and not revoked (cached; a miss refreshes at most every 5 s)."""
-        if gateway_id in self._known:
-            return True
+        """Whether the gateway is provisioned and not revoked, from a set read at most every KNOWN_REFRESH_S: a
+        gateway provisioned or revoked is known or refused within that time, hit or miss."""
         if time.monotonic() - self._known_at >= KNOWN_REFRESH_S:
             with Session(self.engine) as session:
                 rows = session.exec(select(Gateway.id).where(col(Gateway.provisioned),

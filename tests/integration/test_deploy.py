@@ -7,6 +7,8 @@ import json
 import os
 import shlex
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,60 @@ def test_the_broker_is_seeded_before_it_starts_and_the_api_writes_the_file_it_re
         assert any(src == "mosquitto-config" and written.startswith(dst + "/") for src, dst, *_ in mounts), name
         assert written == read_by_broker, name
     assert any(v.startswith("mosquitto-config:/mosquitto/config/state") for v in services["mosquitto"]["volumes"])
+
+
+def test_the_broker_is_reloaded_by_a_watcher_in_its_process_namespace(compose: dict[str, Any]) -> None:
+    reload = compose["services"]["broker-reload"]
+    assert reload["command"] == ["coldwatch", "broker", "watch"] and reload["pid"] == "service:mosquitto"
+    watched = reload["environment"]["COLDWATCH_MOSQUITTO_PASSWD_FILE"]
+    assert watched == compose["services"]["api"]["environment"]["COLDWATCH_MOSQUITTO_PASSWD_FILE"]
+    assert any(v.startswith("mosquitto-config:/mosquitto/config/state") for v in reload["volumes"])
+
+
+def test_a_revocation_written_by_another_process_ends_the_gateways_session_within_seconds(tmp_path: Path) -> None:
+    """As in compose: the API rewrites the password file it cannot signal the broker about; `coldwatch broker
+    watch`, finding mosquitto by its process name, reloads it, and mosquitto ends the revoked gateway's session."""
+    binary = require_binary("mosquitto")
+    (tmp_path / "state").mkdir()
+    passwd = tmp_path / "state" / "passwd"
+    BrokerAccounts(passwd_file=passwd).sync({INGEST_USER: mosquitto_hash("pw-ingest"),
+                                             "gw1": mosquitto_hash("pw-gw1")}, reload=False)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "acl").write_bytes((DEPLOY / "mosquitto" / "acl").read_bytes())
+    (tmp_path / "data").mkdir()
+    port = free_port()
+    conf = ((DEPLOY / "mosquitto" / "production.conf").read_text()
+            .replace("/mosquitto/config/state/", f"{tmp_path}/state/").replace("/mosquitto/", f"{tmp_path}/"))
+    conf = conf[:conf.index("listener 8883")] + f"listener {port} 127.0.0.1\n" + conf[conf.index("max_packet_size"):]
+    (tmp_path / "mosquitto.conf").write_text(f"user {os.environ.get('USER') or 'root'}\n" + conf)
+    broker = subprocess.Popen([binary, "-c", str(tmp_path / "mosquitto.conf")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    watcher = subprocess.Popen([str(CLOUD_BIN / "coldwatch"), "broker", "watch", "--passwd-file", str(passwd)],
+                               env={k: v for k, v in os.environ.items() if not k.startswith("COLDWATCH_")},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    gone = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw1", protocol=MQTTProtocolVersion.MQTTv5)
+    client.username_pw_set("gw1", "pw-gw1")
+    client.on_disconnect = lambda *_args: gone.set()
+    try:
+        assert _connect("gw1", "pw-gw1", port) == 0
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        time.sleep(1.5)
+        assert not gone.is_set()
+        BrokerAccounts(passwd_file=passwd).sync({INGEST_USER: mosquitto_hash("pw-ingest")}, revoked={"gw1"},
+                                                reload=False)  # what the API writes on a revocation
+        assert gone.wait(10), "the revoked gateway's session did not end"
+        assert _connect("gw1", "pw-gw1", port) != 0  # and it cannot log in again
+        assert _connect(INGEST_USER, "pw-ingest", port) == 0  # the service account is untouched
+    finally:
+        client.loop_stop()
+        watcher.terminate()
+        watched_log = watcher.communicate(timeout=10)[0].decode(errors="replace")
+        broker.terminate()
+        broker.communicate(timeout=10)
+    assert watcher.returncode == 0, watched_log
+    assert "broker reloaded" in watched_log, watched_log
 
 
 def test_the_production_acl_is_the_generated_one() -> None:

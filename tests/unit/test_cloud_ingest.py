@@ -161,3 +161,27 @@ def test_a_database_that_is_down_holds_refused_messages_until_their_dead_letters
     worker._pending = [Pending(mid=3, qos=1, lines=[], rejected="malformed", topic="t", payload=b"x")]
     worker.flush()
     assert broker.acked == [] and len(worker._pending) == 1
+
+
+def test_a_revoked_gateway_is_refused_within_the_refresh_time_even_after_it_was_known(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloud.ingest import sql_sink
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'known.db'}")
+    init_schema(engine)
+    with Session(engine) as session:
+        session.add(Gateway(id="gw-a", created_at=0, provisioned=True))
+        session.commit()
+    now = [1000.0]
+    monkeypatch.setattr(sql_sink.time, "monotonic", lambda: now[0])
+    sink = sql_sink.SqlSink(engine)
+    assert sink.known_gateway("gw-a") and not sink.known_gateway("gw-b")
+    with Session(engine) as session:
+        gateway = session.get(Gateway, "gw-a")
+        assert gateway is not None
+        gateway.revoked = True
+        session.add(gateway)
+        session.commit()
+    assert sink.known_gateway("gw-a")  # cached for up to KNOWN_REFRESH_S
+    now[0] += sql_sink.KNOWN_REFRESH_S
+    assert not sink.known_gateway("gw-a")
