@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from cloud.ui import events, ops_pages, pages
+from cloud.ui import events, ops_pages, pages, token_pages
 from cloud.ui.render import HERE, now_ms, templates
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,11 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def install_ui(app: FastAPI) -> None:
-    """Add the dashboard to the API app: staff and ops pages, /ui/events, /ui/static, and readable error pages."""
+    """Add the dashboard to the API app: staff, ops and API-token pages, /ui/events, /ui/static, and readable error
+    pages."""
     app.include_router(pages.router)
     app.include_router(ops_pages.router)
+    app.include_router(token_pages.router)
     app.include_router(events.router)
     app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="ui-static")
     app.add_exception_handler(Exception, _unexpected)
