@@ -7,9 +7,13 @@ first hours and the rollout promotes it if its alert episodes stay within the al
 gateways run it beside the rules. During the day one profile is retrained from the readings stored so far and
 rolled out as a canary judged against the current model (deploy/demo_models.py).
 
-With --duration N it runs headless for N seconds (one simulated day in N seconds), prints a summary and
-exits non-zero if a reading sent was not stored, an incident in the scenarios' ground truth was missed or a
-rollout failed. Without it, the day plays over 10 minutes and the stack stays up until Ctrl-C.
+After a headless day, the reefer's gateway loses power (its agent is killed): the summary shows it going offline, the
+cloud's `gateway_silent` alert, and both ending when power returns (deploy/demo_power.py).
+
+With --duration N it runs headless for N seconds (one simulated day in N seconds; the power cut adds about two
+minutes), prints a summary and exits non-zero if a reading sent was not stored, an incident in the scenarios'
+ground truth was missed, a rollout failed or the power cut went unseen. Without it, the day plays over 10 minutes
+and the stack stays up until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from deploy import demo_power
 from deploy.demo_models import FleetOps, api_env, first_models, fleet_key, profile_of, timed
 from deploy.scorecard import AlertWatcher, Scorecard, score
 from deploy.stack import CLOUD_BIN, INGEST_USER, ROOT, LocalStack, make_gateways
@@ -37,6 +42,7 @@ LAYOUT = [
     ("coldroom-01", 8, ["chilled"]),
 ]
 SCENARIOS = {"reefer-01": "compressor_failure", "shipper-01": "power_loss", "coldroom-01": "door_left_open"}
+POWER_CUT_AT = "reefer-01"  # after the day: the gateway itself loses power (the scenario's power_loss is the room's)
 SIM_DAY_S = 86_400.0
 # The simulated day is a working day from 06:00 at the sites, whatever the wall-clock hour of the run: the air
 # outside a cold room follows the time of day, and a door left open at night in a cool warehouse can stay inside
@@ -60,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     stack = LocalStack(workdir=args.workdir, gateways=make_gateways(LAYOUT))
+    for gw in stack.gateways:
+        gw.keepalive_s = demo_power.KEEPALIVE_S
     logins = {"admin": secrets.token_urlsafe(9), "staff": secrets.token_urlsafe(9)}  # fresh for every run
     os.environ["COLDWATCH_ADMIN_PASSWORD"] = logins["admin"]  # the API creates user admin on first start
     t0 = time.monotonic()
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                               args.workdir / "logs")
         stack.start_infra()
         stack.start_ingest(workers=2)
-        stack.start_api(env=api_env(stack, key))
+        stack.start_api(env=api_env(stack, key) | demo_power.api_settings())
         subprocess.run([str(CLOUD_BIN / "coldwatch"), "users", "create", "staff", "--role", "staff"],
                        env=stack.cloud_env(COLDWATCH_USER_PASSWORD=logins["staff"]), check=True, capture_output=True,
                        timeout=60)
@@ -126,7 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)  # the last alert events are on their way through the broker
         card = score(list(labels.values()), watcher.stop())
         code = report(sent, stored, summaries, alerts, card)
-        return code if fleet.report() else 1
+        cut_ok = True
+        if args.duration:  # headless; an interactive run ends at Ctrl-C
+            print(f"\n==> cutting the power of {POWER_CUT_AT}'s gateway ...")
+            cut = demo_power.cut_power(stack, next(g for g in stack.gateways if g.gateway_id == POWER_CUT_AT),
+                                       {"Authorization": f"Bearer {fleet.token}"})
+            print("\n".join(cut.lines()))
+            cut_ok = cut.ok
+            print(f"  {'OK: the power cut was seen and ended' if cut.ok else 'FAIL: the power cut went unseen'}")
+        return code if fleet.report() and cut_ok else 1
     except Exception as exc:  # the demo reports any failure, then cleans up
         print(f"demo failed: {exc}", file=sys.stderr)
         print(f"logs: {args.workdir / 'logs'}", file=sys.stderr)

@@ -41,6 +41,7 @@ class Gateway:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     agent_extra: str = ""  # TOML appended to the agent's config, e.g. an [updater] section (keys, token file)
     status_interval_s: float | None = None  # the agent's status (and running shadow report) interval; None: default
+    keepalive_s: int | None = None  # MQTT keepalive: the broker sends the last will after 1.5 × this; None: default
 
 
 def make_gateways(layout: Iterable[tuple[str, int, list[str]]]) -> list[Gateway]:
@@ -153,6 +154,7 @@ metrics_port = {gw.metrics_port}
 host = "127.0.0.1"
 port = {self.mosquitto.port}
 password = "{gw.password}"
+{f"keepalive_s = {gw.keepalive_s}" if gw.keepalive_s is not None else ""}
 
 [[inputs]]
 type = "udp"
@@ -173,14 +175,20 @@ default_profile = "chilled"
     def start_agents(self) -> None:
         """One `coldwatch-agent` per gateway, from the edge venv, as on a real gateway."""
         for gw in self.gateways:
-            conf = self.agent_config(gw)
-
-            def start(gw: Gateway = gw, conf: Path = conf) -> None:
-                self._spawn(f"agent-{gw.gateway_id}", [str(EDGE_BIN / "coldwatch-agent"), "run", "--config", str(conf)])
-                self._wait_http(f"http://127.0.0.1:{gw.metrics_port}/metrics", f"agent-{gw.gateway_id}")
-
             what = f"starting agent {gw.gateway_id} (UDP 127.0.0.1:{gw.udp_port}, {len(gw.sensors)} sensors)"
-            self._step(what, start)
+            self._step(what, functools.partial(self.start_agent, gw))
+
+    def start_agent(self, gw: Gateway) -> None:
+        """Start (or start again) one gateway's agent and wait for its metrics endpoint."""
+        conf = self.agent_config(gw)
+        self._spawn(f"agent-{gw.gateway_id}", [str(EDGE_BIN / "coldwatch-agent"), "run", "--config", str(conf)])
+        self._wait_http(f"http://127.0.0.1:{gw.metrics_port}/metrics", f"agent-{gw.gateway_id}")
+
+    def cut_power(self, gw: Gateway) -> None:
+        """SIGKILL one gateway's agent, as a power cut would: no goodbye, the broker notices by the keepalive."""
+        proc = self.procs[f"agent-{gw.gateway_id}"]
+        proc.kill()
+        proc.wait(10)
 
     def start_sim_for(self, gw: Gateway, *, interval: float = 1.0, speed: float = 1.0,
                       duration: float | None = None, ticks: int | None = None, seed: int = 1,
