@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from bench.results import Result
 from cloud.api_client.client import OpsClient
 from deploy.stack import CLOUD_BIN, INGEST_USER, LocalStack, make_gateways
-from models.runtime.manifest import generate_keypair, verify_manifest_bytes
+from models.runtime.manifest import ModelRejected, generate_keypair, verify_desired, verify_manifest_bytes
 from protocol import encode
 from protocol.codec import ProtocolError, decode
 from protocol.messages import Desired, Reported
@@ -37,7 +37,8 @@ T0 = 1_767_225_600_000
 
 
 class LightGateway:
-    """What a gateway does with a desired model, minus the interpreter: download, verify, report."""
+    """What a gateway does with a desired model, minus the interpreter: check the document's signature and gateway,
+    download, verify, report."""
 
     def __init__(self, gateway_id: str, password: str, port: int, token: str, public_key: bytes) -> None:
         self.id, self.token, self.public_key = gateway_id, token, public_key
@@ -67,7 +68,11 @@ class LightGateway:
             desired = decode(bytes(message.payload), Desired)
         except ProtocolError:
             return
-        if desired.model is None:
+        try:
+            verify_desired(desired, [self.public_key])
+        except ModelRejected:
+            return
+        if desired.model is None or desired.gateway != self.id:
             return
         model = self._get(desired.model.url)
         manifest = verify_manifest_bytes(self._get(desired.model.url[: -len(".tflite")] + ".manifest.json"),
@@ -184,6 +189,7 @@ def run() -> list[Result]:
         saved = dict(os.environ)
         os.environ.update({"COLDWATCH_ADMIN_PASSWORD": ADMIN_PW, "COLDWATCH_MODELS_DIR": str(root / "registry"),
                            "COLDWATCH_MODEL_PUBLIC_KEYS": str(root / "fleet.pub"),
+                           "COLDWATCH_DESIRED_SIGNING_KEY": str(root / "fleet.key"),
                            "COLDWATCH_ROLLOUT_INTERVAL_S": "0.5"})
         stack = LocalStack(workdir=root / "stack", say=lambda _line: None,
                            gateways=make_gateways([(f"lgw{i:03d}", 0, ["chilled"]) for i in range(GATEWAYS)]))

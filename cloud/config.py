@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -74,13 +75,17 @@ class Settings:
     api_trusted_proxies: str | None = None
     # True lets GET /sensors/{id}/readings be read without logging in (a public display); off by default.
     api_public_readings: bool = False
-    # Model registry and rollouts (docs/rollouts.md). The signing key is never a setting: only the training
+    # Model registry and rollouts (docs/rollouts.md). The model signing key is never a setting: only the training
     # worker reads it (COLDWATCH_SIGNING_KEY_FILE), where models are signed.
     models_dir: str = "var/registry"  # registered artifacts: <dir>/<name>-<version>/<stem>.{tflite,manifest.json,sig}
     model_public_keys: str | None = None  # comma-separated public key files; uploads must be signed by one
     artifact_base_url: str | None = None  # how gateways reach this API (default http://<api_host>:<api_port>)
     rollout_controller: bool = True  # advance rollouts in the API process (needs COLDWATCH_MQTT_PASSWORD)
     rollout_interval_s: float = 2.0
+    # The fleet key desired documents are signed with (an Ed25519 private key file as `coldwatch models keygen`
+    # writes it; its public key in the agents' `updater.public_keys`). Unset: published unsigned, a warning at start;
+    # agents with trusted keys refuse unsigned documents (docs/security.md).
+    desired_signing_key: str | None = None
     # Notifications (docs/cloud.md "Notifications"): a channel is on when its settings are given; secrets only
     # from the environment.
     notify_webhook_url: str | None = field(default=None, repr=False)  # may carry a token (chat hooks)
@@ -202,7 +207,31 @@ def _validate(s: Settings) -> None:
         raise _fail("rollout_interval_s", f"{s.rollout_interval_s} is not a number of seconds in (0, 3600]")
     if s.artifact_base_url is not None and urlsplit(s.artifact_base_url).scheme not in ("http", "https"):
         raise _fail("artifact_base_url", f"{s.artifact_base_url!r} is not an http(s) URL")
+    if s.desired_signing_key is not None:
+        desired_signing_pem(s)  # raises naming the variable and the reason
     _validate_notify(s)
+
+
+def desired_signing_pem(s: Settings) -> bytes | None:
+    """The desired-document signing key (PEM) from `desired_signing_key`, checked to be an Ed25519 private key;
+    None when unset. ConfigError naming COLDWATCH_DESIRED_SIGNING_KEY when it cannot be read or is not one."""
+    if s.desired_signing_key is None:
+        return None
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    from models.runtime.manifest import load_private_key
+
+    path = s.desired_signing_key
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise _fail("desired_signing_key", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        load_private_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise _fail("desired_signing_key", f"{path} is not an unencrypted Ed25519 private key in PEM "
+                                           f"(`coldwatch models keygen` writes one): {exc}") from None
+    return pem
 
 
 _EMAIL_RE: Final = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+$")
@@ -315,6 +344,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "artifact_base_url": _optional_secret,
     "rollout_controller": _to_bool,
     "rollout_interval_s": _to_float,
+    "desired_signing_key": _optional_secret,
     "notify_webhook_url": _optional_secret,
     "notify_webhook_secret": _optional_secret,
     "smtp_host": _optional_secret,

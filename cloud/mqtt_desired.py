@@ -11,7 +11,7 @@ from typing import Final
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from cloud.config import Settings
+from cloud.config import Settings, desired_signing_pem
 from protocol.topics import topic
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,14 @@ class PublishError(RuntimeError):
 
 
 class MqttDesiredPublisher:
-    """`DesiredPublisher` over MQTT; thread-safe (the controller thread and request threads share it)."""
+    """`DesiredPublisher` over MQTT; thread-safe (the controller thread and request threads share it). Holds the fleet
+    key desired documents are signed with (COLDWATCH_DESIRED_SIGNING_KEY), read once here."""
 
     def __init__(self, settings: Settings, client_id: str = "coldwatch-desired") -> None:
+        self.signing_key = desired_signing_pem(settings)
+        if self.signing_key is None:
+            log.warning("desired documents are published unsigned: COLDWATCH_DESIRED_SIGNING_KEY is not set; gateways "
+                        "with updater.public_keys refuse them (development and upgrades only, docs/deploy.md)")
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                    protocol=MQTTProtocolVersion.MQTTv5)
         self._client.username_pw_set(settings.mqtt_username, settings.require_mqtt_password())

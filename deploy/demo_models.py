@@ -134,11 +134,13 @@ def timed(what: str, action: Callable[[], object], say: Callable[[str], None] = 
 
 
 def api_env(stack: LocalStack, key: FleetKey) -> dict[str, str]:
-    """What the API needs for the registry, rollouts and provisioning at this stack's broker."""
+    """What the API needs for the registry, rollouts and provisioning at this stack's broker; it signs desired
+    documents with the demo fleet key the agents trust."""
     assert stack.mosquitto is not None and stack.mosquitto.proc is not None
     pid_file = stack.workdir / "mosquitto.pid"
     pid_file.write_text(f"{stack.mosquitto.proc.pid}\n")
     return {"COLDWATCH_MODEL_PUBLIC_KEYS": str(key.public),
+            "COLDWATCH_DESIRED_SIGNING_KEY": str(key.private),
             "COLDWATCH_MODELS_DIR": str(stack.workdir / "registry"),
             "COLDWATCH_MOSQUITTO_PASSWD_FILE": str(stack.mosquitto.workdir / "passwd"),
             "COLDWATCH_MOSQUITTO_PID_FILE": str(pid_file),

@@ -62,7 +62,9 @@ class Agent:
                                       report=self.publisher.publish_reported, on_profiles=self._set_profiles,
                                       installer=self.models.installer(), on_no_model=self.models.withdraw_shadows,
                                       ended_shadow=self.models.take_ended_shadow,
-                                      current_model=lambda: self.models.model_version)
+                                      current_model=lambda: self.models.model_version,
+                                      public_keys=config.public_keys())
+        self.desired.note_active({profile: model.manifest.version for profile, model in self.anomaly.models.items()})
         self._inbound_thread: threading.Thread | None = None
         self.inputs: list[Input] = [DRIVERS[spec.driver].create(spec) for spec in config.inputs]
         self._stopping = threading.Event()

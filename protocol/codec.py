@@ -48,6 +48,13 @@ def encode(message: Message) -> bytes:
     return _encoder.encode(message)
 
 
+def desired_signing_bytes(message: Desired) -> bytes:
+    """The bytes a desired document's `signature` covers: its wire form with `signature` left out. Both sides compute
+    them from a decoded (or decode-normalised) struct, so the cloud and the gateway encode the same values the same
+    way; the fleet key signs them (models/runtime/manifest.py `sign_desired` / `verify_desired`)."""
+    return _encoder.encode(msgspec.structs.replace(message, signature=None))
+
+
 def decode(data: bytes, kind: type[T]) -> T:
     """Parse and validate `data` as a `kind` message, or raise ProtocolError saying why not."""
     if len(data) > MAX_PAYLOAD_BYTES:

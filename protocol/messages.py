@@ -154,6 +154,9 @@ class DesiredModel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     mode: Literal["active", "shadow"] = "active"
     probation_s: Annotated[float, Meta(gt=0, le=30 * 86400)] = 3600.0
     max_alert_ratio: Annotated[float, Meta(gt=0, le=1000)] = 3.0  # shadow alerts ≤ ratio × max(active alerts, 1)
+    # Ops's explicit return to an older model: the gateway accepts a version below the highest it has run for the
+    # profile only with this set (anti-rollback, docs/security.md). Omitted when false: old documents keep their bytes.
+    rollback: bool = False
 
 
 class DesiredConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
@@ -164,12 +167,19 @@ class DesiredConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
 
 
 class Desired(_Message):
-    """Cloud → gateway, retained: the model and config the gateway should converge to."""
+    """Cloud → gateway, retained: the model and config the gateway should converge to.
+
+    `gateway` names the gateway the document is for; `signature` is base64 Ed25519 by the fleet key over
+    `protocol.codec.desired_signing_bytes` (the document without its signature). An agent with trusted keys refuses
+    a document that is unsigned, badly signed or for another gateway (docs/security.md).
+    """
 
     version: Count
     issued_at: TimestampMs
     model: DesiredModel | None = None
     config: DesiredConfig | None = None
+    gateway: GatewayId | None = None
+    signature: Annotated[str, Meta(max_length=200)] | None = None
 
 
 MAX_REPLAY_SPAN: Final = 100_000

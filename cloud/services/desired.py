@@ -1,5 +1,6 @@
-"""Desired state per gateway: build the signed-model message, publish it retained (through a `DesiredPublisher`),
-and remember what was sent so versions only grow and the gateway's fleet config is kept."""
+"""Desired state per gateway: build the message (naming its gateway, signed with the fleet key when the publisher
+holds one), publish it retained (through a `DesiredPublisher`), and remember what was sent so versions only grow and
+the gateway's fleet config is kept."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import json
 import logging
 from typing import Protocol
 
+import msgspec
 from sqlmodel import Session
 
 from cloud.db.fleet import Gateway
 from cloud.db.registry import ModelArtifact
 from cloud.db.rollouts import GatewayDesired
 from cloud.services.clock import now_ms
+from models.runtime.manifest import sign_desired
 from protocol.codec import ProtocolError, decode, encode
 from protocol.messages import Desired, DesiredModel
 
@@ -20,7 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class DesiredPublisher(Protocol):
-    """Where desired state goes: retained, QoS 1, on `cw/v1/{gateway}/desired` (cloud/mqtt_desired.py)."""
+    """Where desired state goes: retained, QoS 1, on `cw/v1/{gateway}/desired` (cloud/mqtt_desired.py), and the
+    fleet key (PEM) it is signed with: None publishes the unsigned form older agents know (development, upgrades;
+    agents with trusted keys refuse it)."""
+
+    signing_key: bytes | None
 
     def publish(self, gateway_id: str, payload: bytes) -> None:
         """Publish and wait for the broker's acknowledgement; raise on failure (the caller rolls back)."""
@@ -32,11 +39,13 @@ def artifact_url(base_url: str, stem: str) -> str:
 
 
 def desired_model(model: ModelArtifact, *, base_url: str, mode: str, probation_s: float,
-                  max_alert_ratio: float) -> DesiredModel:
-    """The `model` part of a desired message for a registered artifact."""
+                  max_alert_ratio: float, rollback: bool = False) -> DesiredModel:
+    """The `model` part of a desired message for a registered artifact; `rollback`: ops's deliberate return to an
+    older model, which the gateway's anti-rollback otherwise refuses."""
     return DesiredModel(name=model.name, version=model.version, profile=model.profile,
                         url=artifact_url(base_url, model.stem), sha256=model.sha256, signature=model.signature,
-                        mode=mode, probation_s=probation_s, max_alert_ratio=max_alert_ratio)  # type: ignore[arg-type]
+                        mode=mode, probation_s=probation_s, max_alert_ratio=max_alert_ratio,  # type: ignore[arg-type]
+                        rollback=rollback)
 
 
 def current(session: Session, gateway_id: str) -> GatewayDesired | None:
@@ -46,11 +55,12 @@ def current(session: Session, gateway_id: str) -> GatewayDesired | None:
 
 def publish_model(session: Session, *, publisher: DesiredPublisher, gateway_id: str, model: ModelArtifact,
                   base_url: str, mode: str = "active", probation_s: float = 3600.0,
-                  max_alert_ratio: float = 3.0) -> int:
-    """Publish a desired state naming `model` to one gateway; returns its version (added to the session)."""
+                  max_alert_ratio: float = 3.0, rollback: bool = False) -> int:
+    """Publish a desired state naming `model` to one gateway; returns its version (added to the session).
+    `rollback` lets the gateway go below the highest version it has run for the profile (rollouts.py decides)."""
     return _publish(session, publisher=publisher, gateway_id=gateway_id,
                     model=desired_model(model, base_url=base_url, mode=mode, probation_s=probation_s,
-                                        max_alert_ratio=max_alert_ratio), stem=model.stem, mode=mode)
+                                        max_alert_ratio=max_alert_ratio, rollback=rollback), stem=model.stem, mode=mode)
 
 
 def publish_withdrawal(session: Session, *, publisher: DesiredPublisher, gateway_id: str) -> int:
@@ -71,7 +81,15 @@ def _publish(session: Session, *, publisher: DesiredPublisher, gateway_id: str, 
             config = decode(json.dumps(row.payload).encode(), Desired).config  # the fleet config stays
         except ProtocolError:
             config = None
-    message = Desired(version=version, issued_at=now_ms(), config=config, model=model)
+    if publisher.signing_key is None:
+        # Unsigned: the document as before signing existed (no `gateway`, no `rollback`), which agents from before
+        # it still decode (they refuse unknown fields); agents with trusted keys refuse it (docs/deploy.md, Upgrades).
+        model = msgspec.structs.replace(model, rollback=False) if model is not None else None
+        message = Desired(version=version, issued_at=now_ms(), config=config, model=model)
+    else:
+        message = Desired(version=version, issued_at=now_ms(), config=config, model=model, gateway=gateway_id)
+        # Normalised as the gateway decodes it (floats, defaults): the signature covers the bytes it re-encodes.
+        message = sign_desired(decode(encode(message), Desired), publisher.signing_key)
     payload = encode(message)
     publisher.publish(gateway_id, payload)
     if row is None:
@@ -79,6 +97,6 @@ def _publish(session: Session, *, publisher: DesiredPublisher, gateway_id: str, 
     row.version, row.model_stem, row.mode = version, stem, mode
     row.payload, row.published_at = json.loads(payload), now_ms()
     session.add(row)
-    log.info("desired published gateway=%s version=%d model=%s mode=%s", gateway_id, version, stem or "-",
-             mode or "-")
+    log.info("desired published gateway=%s version=%d model=%s mode=%s rollback=%s signed=%s", gateway_id, version,
+             stem or "-", mode or "-", bool(model and model.rollback), message.signature is not None)
     return version

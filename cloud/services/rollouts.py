@@ -276,14 +276,20 @@ def _promote(session: Session, rollout: Rollout, rows: Sequence[RolloutTarget], 
 def _halt(session: Session, rollout: Rollout, rows: Sequence[RolloutTarget], publisher: DesiredPublisher,
           base_url: str, *, actor: str, state: str, reason: str, verdict: canary.Verdict | None = None) -> None:
     """Stop, and send every target that received the new model its previous one (active); a canary that had none
-    is sent a desired state naming no model, which ends its shadow."""
+    is sent a desired state naming no model, which ends its shadow.
+
+    The previous model goes with `rollback` (the gateway may go below the highest version it ran) when ops roll back,
+    or when the rollout's model was sent active (halted while promoting): the gateway may have run it. A canary's
+    candidate was only in shadow, so its previous model is still its active one: no downgrade, no flag
+    (docs/decisions.md#the-desired-document-is-signed-and-a-model-version-floor-refuses-downgrades)."""
+    undo = state == "rolled_back" or rollout.state != "canary"
     for target in rows:
         if target.state not in _SENT:
             continue
         if target.previous_model is not None:
             target.desired_version = desired.publish_model(
                 session, publisher=publisher, gateway_id=target.gateway_id,
-                model=_model(session, target.previous_model), base_url=base_url, mode="active")
+                model=_model(session, target.previous_model), base_url=base_url, mode="active", rollback=undo)
         elif target.state in ("sent", "shadow") and rollout.state == "canary":
             target.desired_version = desired.publish_withdrawal(session, publisher=publisher,
                                                                 gateway_id=target.gateway_id)
@@ -320,7 +326,8 @@ def halt(session: Session, *, rollout: Rollout, actor: str, publisher: DesiredPu
 
 def rollback(session: Session, *, rollout: Rollout, actor: str, publisher: DesiredPublisher, base_url: str,
              reason: str | None = None) -> None:
-    """Send every target that received the model its previous one; the rollout ends `rolled_back`."""
+    """Send every target that received the model its previous one, flagged `rollback` (ops's explicit return: the
+    gateways accept it below the newest version they ran); the rollout ends `rolled_back`."""
     if rollout.state == "rolled_back":
         raise RolloutError("the rollout was already rolled back")
     _halt(session, rollout, targets(session, rollout=rollout), publisher, base_url, actor=actor,

@@ -1,6 +1,9 @@
-"""Model manifests: what a .tflite is and how to feed it, signed with Ed25519; the gateway verifies before use.
+"""Model manifests: what a .tflite is and how to feed it, signed with Ed25519; the gateway verifies before use. The
+desired document's signature (the same keys) and the model version order the gateway's anti-rollback uses live here
+too.
 
-No torch here: the edge agent imports this module. Needs `cryptography` and the stdlib only.
+No torch here: the edge agent imports this module. Needs `cryptography`, msgspec, the wire contract (protocol/) and
+the stdlib only.
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-__all__ = ["Manifest", "ModelFiles", "ModelRejected", "generate_keypair", "load_private_key", "load_public_key",
-           "load_verified", "release", "sha256_file", "sign_manifest", "verify_manifest_bytes", "write_signed"]
+from protocol.codec import desired_signing_bytes
+from protocol.messages import Desired
+
+__all__ = ["Manifest", "ModelFiles", "ModelRejected", "compare_versions", "generate_keypair", "load_private_key",
+           "load_public_key", "load_verified", "release", "sha256_file", "sign_desired", "sign_manifest",
+           "verify_desired", "verify_manifest_bytes", "write_signed"]
 
 MANIFEST_SUFFIX: Final = ".manifest.json"
 SIG_SUFFIX: Final = ".sig"
@@ -41,6 +49,26 @@ def release(version: str | None) -> tuple[int, ...] | None:
     while numbers and numbers[-1] == 0:
         numbers.pop()
     return tuple(numbers)
+
+
+def _version_key(version: str) -> list[tuple[int, str]]:
+    key = []
+    for part in version.split("."):
+        digits = len(part) - len(part.lstrip("0123456789"))
+        key.append((int(part[:digits]) if digits else -1, part[digits:]))
+    return key
+
+
+def compare_versions(a: str, b: str) -> int:
+    """-1, 0 or 1 as model version `a` is older than, the same as, or newer than `b` (the gateway's anti-rollback).
+
+    Dot-separated parts are compared in turn: numerically where both are numbers ('10' > '9'; the registry's default
+    'YYYYMMDD.HHMMSS' in time order), as strings where neither starts with a digit; a part with a number and then
+    letters orders by the number first ('2a' < '3' < '10'), so the order stays total. When every shared part is equal,
+    the version with more parts is the newer ('1.1' > '1').
+    """
+    left, right = _version_key(a), _version_key(b)
+    return (left > right) - (left < right)
 
 
 class ModelRejected(Exception):  # noqa: N818 (the name is the contract with the agent)
@@ -204,8 +232,9 @@ def sign_manifest(manifest_bytes: bytes, private_key_pem: bytes) -> bytes:
     return base64.b64encode(load_private_key(private_key_pem).sign(manifest_bytes))
 
 
-def verify_manifest_bytes(manifest_bytes: bytes, signature_b64: bytes | str, public_keys: Iterable[bytes]) -> Manifest:
-    """The manifest, if one of `public_keys` signed exactly these bytes; ModelRejected otherwise."""
+def _check_signature(data: bytes, signature_b64: bytes | str, public_keys: Iterable[bytes]) -> None:
+    """None if one of `public_keys` signed exactly `data`; ModelRejected (unsigned / bad_signature /
+    no_trusted_keys) otherwise."""
     sig_text = signature_b64.encode() if isinstance(signature_b64, str) else signature_b64
     if not sig_text.strip():
         raise ModelRejected("unsigned", "empty signature")
@@ -218,14 +247,35 @@ def verify_manifest_bytes(manifest_bytes: bytes, signature_b64: bytes | str, pub
         raise ModelRejected("no_trusted_keys", "no public key configured")
     for raw in keys:
         try:
-            Ed25519PublicKey.from_public_bytes(load_public_key(raw)).verify(signature, manifest_bytes)
+            Ed25519PublicKey.from_public_bytes(load_public_key(raw)).verify(signature, data)
         except (InvalidSignature, ValueError):
             continue
-        try:
-            return Manifest.from_bytes(manifest_bytes)
-        except ValueError as exc:
-            raise ModelRejected("bad_manifest", str(exc)) from exc
+        return
     raise ModelRejected("bad_signature", "not signed by any trusted key")
+
+
+def verify_manifest_bytes(manifest_bytes: bytes, signature_b64: bytes | str, public_keys: Iterable[bytes]) -> Manifest:
+    """The manifest, if one of `public_keys` signed exactly these bytes; ModelRejected otherwise."""
+    _check_signature(manifest_bytes, signature_b64, public_keys)
+    try:
+        return Manifest.from_bytes(manifest_bytes)
+    except ValueError as exc:
+        raise ModelRejected("bad_manifest", str(exc)) from exc
+
+
+def sign_desired(message: Desired, private_key_pem: bytes) -> Desired:
+    """`message` with its `signature`: base64 Ed25519 by the fleet key over `desired_signing_bytes(message)`.
+    Sign a decode-normalised message (the cloud decodes what it built first): the gateway re-encodes what it decoded."""
+    signature = load_private_key(private_key_pem).sign(desired_signing_bytes(message))
+    return msgspec.structs.replace(message, signature=base64.b64encode(signature).decode())
+
+
+def verify_desired(message: Desired, public_keys: Iterable[bytes]) -> None:
+    """None if one of `public_keys` signed this desired document (as decoded); ModelRejected with reason `unsigned`
+    (no signature), `bad_signature` or `no_trusted_keys` otherwise. Which gateway it names is the caller's check."""
+    if message.signature is None:
+        raise ModelRejected("unsigned", "the desired document carries no signature")
+    _check_signature(desired_signing_bytes(message), message.signature, public_keys)
 
 
 def load_verified(model_dir_or_paths: Path | str | Sequence[Path | str], public_keys: Iterable[bytes]) -> Manifest:

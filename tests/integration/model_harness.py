@@ -46,10 +46,17 @@ class SignedModel:
                      private_pem or self.private_pem)
         return model
 
-    def desired(self, version: int, base_url: str, stem: str = "chilled_ae-1", **mode: object) -> Desired:
+    def desired(self, version: int, base_url: str, stem: str = "chilled_ae-1", gateway: str = "gw1",
+                sign: bool = True, **mode: object) -> Desired:
+        """A desired document for `gateway` naming model `stem`, signed with the fleet key as the cloud signs it
+        (unless `sign` is false); `mode`: the model's other fields (mode, probation_s, rollback...)."""
+        from models.runtime.manifest import sign_desired
+        from protocol.codec import decode, encode
+
         name, model_version = stem.split("-")
         signature = (self.directory / f"{stem}.sig")
         sig = signature.read_text().strip() if signature.exists() else self.files.signature.read_text().strip()
-        return Desired(version=version, issued_at=T0_MS, model=DesiredModel(
+        desired = decode(encode(Desired(version=version, issued_at=T0_MS, gateway=gateway, model=DesiredModel(
             name=name, version=model_version, profile="chilled", url=f"{base_url}/{stem}.tflite",
-            sha256=self.manifest.sha256, signature=sig, **mode))  # type: ignore[arg-type]
+            sha256=self.manifest.sha256, signature=sig, **mode))), Desired)  # type: ignore[arg-type]
+        return sign_desired(desired, self.private_pem) if sign else desired

@@ -84,9 +84,11 @@ def running_fleet(root: Path, influxd: Influxd, gateways: list[str], influx_db: 
     server = Mosquitto(workdir=root / "mosquitto", port=free_port(), users={INGEST_USER: "pw-ingest"},
                        service_users=(INGEST_USER,)).start()
     broker = Broker(server)
+    fleet_key = root / "models" / "fleet.key"  # the agents trust its public key: desired documents are signed
+    fleet_key.write_bytes(model.private_pem)
     cloud = CloudStack(root / "cloud", broker, influxd.url, influx_db, [model.public_key,
                                                                         root / "models" / "second.pub"],
-                       **cloud_extra).start()
+                       **({"desired_signing_key": str(fleet_key)} | cloud_extra)).start()
     agents: dict[str, AgentProcess] = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("COLDWATCH_AGENT_STATUS_INTERVAL_S", "1")  # a running shadow reports every second

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import http.server
+import json
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -209,6 +210,57 @@ def test_a_model_this_agent_cannot_feed_is_refused_with_its_reason(
     finally:
         cloud.close()
         agent.terminate()
+
+
+def test_the_agent_acts_only_on_documents_signed_for_it_and_goes_back_a_version_only_when_ops_roll_back(
+    mosquitto_factory: Callable[..., Broker], edge_python: Path, tmp_path: Path, signed_model: SignedModel,
+    artifact_server: str,
+) -> None:
+    """Unsigned, tampered (its sensor profiles changed) and other gateways' documents are refused: reported, counted,
+    logged, never applied. A signed older model is refused as a downgrade until the document says `rollback`."""
+    import msgspec
+
+    from protocol.messages import DesiredConfig
+
+    signed_model.variant("5", threshold=signed_model.manifest.threshold)
+    broker = mosquitto_factory()
+    cloud = Cloud(broker)
+    extra = f'[updater]\npublic_keys = ["{signed_model.public_key}"]\n'
+    agent = AgentProcess(tmp_path / "agent", broker.port, extra=extra).start()
+
+    def pushed(desired: Desired, n: int) -> Reported:
+        cloud.push(desired)
+        wait_for(lambda: len(cloud.reported) == n, f"report {n}")
+        return cloud.reported[-1]
+
+    try:
+        assert pushed(signed_model.desired(1, artifact_server), 1).result == "applied"
+        newer = pushed(signed_model.desired(2, artifact_server, stem="chilled_ae-5"), 2)
+        assert (newer.result, newer.model_version) == ("applied", "5")
+        signed = signed_model.desired(3, artifact_server, stem="chilled_ae-5")
+        tampered = msgspec.structs.replace(signed, config=DesiredConfig(sensor_profiles={
+            "c2:00:00:00:00:01": "frozen"}))
+        refusals = {"unsigned": signed_model.desired(3, artifact_server, sign=False),
+                    "wrong_gateway": signed_model.desired(3, artifact_server, gateway="gw2"),
+                    "bad_signature": tampered}
+        for n, (reason, desired) in enumerate(refusals.items(), start=3):
+            refused = pushed(desired, n)
+            assert (refused.desired_version, refused.result) == (3, "rejected"), refused
+            assert (refused.error or "").startswith(f"{reason}: ") and refused.model_version == "5"
+            assert agent.metric(f'coldwatch_agent_desired_rejected_total{{reason="{reason}"}}') == 1
+            assert f"event=desired_rejected gateway=gw1 version=3 reason={reason}" in agent.log.read_text()
+
+        down = pushed(signed_model.desired(3, artifact_server), 6)  # model 1 again, signed: still a downgrade
+        assert (down.desired_version, down.result, down.model_version) == (3, "rejected", "5")
+        assert (down.error or "").startswith("downgrade: chilled_ae-1 is older than 5")
+        back = pushed(signed_model.desired(4, artifact_server, rollback=True), 7)  # ops roll back explicitly
+        assert (back.desired_version, back.result, back.model_version) == (4, "applied", "1")
+        assert agent.metric("coldwatch_agent_desired_total") == 4  # the refused documents were never applied
+    finally:
+        cloud.close()
+        agent.terminate()
+    state = json.loads((tmp_path / "agent" / "desired-state.json").read_text())
+    assert state["version"] == 4 and state["model_floor"] == {"chilled": "1"}
 
 
 def test_the_gateway_scores_with_the_same_wrapper_and_threads_as_evaluation(signed_model: SignedModel) -> None:

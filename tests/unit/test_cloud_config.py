@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,19 @@ def test_console_script_help_lists_the_flags() -> None:
     for flag in ("--mqtt-host", "--mqtt-port", "--influx-url", "--influx-db", "--worker-id", "--batch-size",
                  "--batch-age", "--metrics-port", "COLDWATCH_MQTT_PASSWORD"):
         assert flag in out
+
+
+def test_the_desired_signing_key_is_checked_at_start_and_named_when_wrong(tmp_path: Path) -> None:
+    from cloud.config import desired_signing_pem
+    from models.runtime.manifest import generate_keypair
+
+    private_pem, public_raw = generate_keypair()
+    (tmp_path / "fleet.key").write_bytes(private_pem)
+    (tmp_path / "fleet.pub").write_bytes(public_raw)
+    ok = load_settings({"COLDWATCH_DESIRED_SIGNING_KEY": str(tmp_path / "fleet.key")})
+    assert desired_signing_pem(ok) == private_pem and desired_signing_pem(load_settings({})) is None
+    for path, words in ((tmp_path / "missing.key", "cannot read"), (tmp_path / "fleet.pub", "not an unencrypted "
+                                                                                           "Ed25519 private key")):
+        with pytest.raises(ConfigError) as refused:
+            load_settings({"COLDWATCH_DESIRED_SIGNING_KEY": str(path)})
+        assert refused.value.variable == "COLDWATCH_DESIRED_SIGNING_KEY" and words in refused.value.reason

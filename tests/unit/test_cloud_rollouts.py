@@ -26,6 +26,7 @@ from cloud.services import fleet, rollouts
 from cloud.services.canary import DEFAULT_ALERT_BUDGET, DEFAULT_MIN_SENSOR_HOURS, CanaryShadow, alert_budget, judge
 from cloud.services.rollouts import RolloutError
 from cloud.training.dataset import Label, build
+from models.runtime.manifest import generate_keypair, verify_desired
 from models.training.data import Series
 from protocol.codec import ProtocolError, decode, encode
 from protocol.messages import Desired, Reported, ShadowReport, Status
@@ -35,14 +36,25 @@ HOUR = 3_600_000
 BASE = "https://cloud.example"
 
 
-class Published:
-    """Records what would go out on cw/v1/<gw>/desired."""
+FLEET_PRIVATE, FLEET_PUBLIC = generate_keypair()
 
-    def __init__(self) -> None:
+
+class Published:
+    """Records what would go out on cw/v1/<gw>/desired; each message must name its gateway and (with the fleet key,
+    the default) carry a signature the gateways' keys verify."""
+
+    def __init__(self, signing_key: bytes | None = FLEET_PRIVATE) -> None:
         self.messages: list[tuple[str, Desired]] = []
+        self.signing_key = signing_key
 
     def publish(self, gateway_id: str, payload: bytes) -> None:
-        self.messages.append((gateway_id, decode(payload, Desired)))
+        desired = decode(payload, Desired)
+        if self.signing_key is not None:
+            verify_desired(desired, [FLEET_PUBLIC])
+            assert desired.gateway == gateway_id
+        else:  # the form agents from before signing decode: no field they do not know
+            assert desired.signature is desired.gateway is None and b"rollback" not in payload
+        self.messages.append((gateway_id, desired))
 
     def last(self, gateway_id: str) -> Desired:
         return [d for g, d in self.messages if g == gateway_id][-1]
@@ -247,6 +259,43 @@ def test_ops_halt_during_the_canary_ends_the_canaries_shadows(session: Session) 
     assert get(session, rid).state == "halted"
     back = out.last(canary)
     assert back.model is not None and (back.model.version, back.model.mode) == ("1", "active")
+    assert not back.model.rollback  # the candidate was only in shadow: model 1 is still the active one there
+
+
+def test_a_return_to_an_older_model_is_flagged_rollback_once_the_model_may_have_run_active(session: Session) -> None:
+    """The gateways refuse a model older than the newest they ran unless the desired model says `rollback`: the
+    cloud says so when ops roll back, and when the controller halts a rollout whose model was sent active."""
+    out = Published()
+    first_model_everywhere(session, out)
+    rid = start(session, out, "m-2", 0.0)  # no canary: every target gets model 2 active
+    report(session, "gw1", out.last("gw1").version, "applied", "2")
+    report(session, "gw2", out.last("gw2").version, "rejected", "1")
+    assert step(session, out, rid) == "halted"  # the controller's halt while promoting
+    for gw in [f"gw{i}" for i in range(1, 6)]:
+        back = out.last(gw).model
+        assert back is not None and (back.version, back.mode, back.rollback) == ("1", "active", True)
+
+    rid = start(session, out, "m-2", 0.0, gateways=["gw3"])
+    sent = out.last("gw3")
+    assert sent.model is not None and sent.model.rollback is False
+    assert b'"rollback"' not in encode(sent)  # omitted when false: older documents keep their bytes
+    report(session, "gw3", sent.version, "applied", "2", ts=T0 + 1)
+    assert step(session, out, rid) == "completed"
+    rollouts.rollback(session, rollout=get(session, rid), actor="ops", publisher=out, base_url=BASE)
+    back = out.last("gw3").model
+    assert back is not None and (back.version, back.rollback) == ("1", True)
+
+
+def test_without_a_signing_key_desired_documents_go_out_in_the_unsigned_form_older_agents_know(
+        session: Session) -> None:
+    out = Published(signing_key=None)  # it checks: no signature, no gateway, no rollback flag
+    first_model_everywhere(session, out)
+    rid = start(session, out, "m-2", 0.0, gateways=["gw1"])
+    report(session, "gw1", out.last("gw1").version, "applied", "2", ts=T0 + 1)
+    assert step(session, out, rid) == "completed"
+    rollouts.rollback(session, rollout=get(session, rid), actor="ops", publisher=out, base_url=BASE)
+    back = out.last("gw1").model
+    assert back is not None and (back.version, back.rollback) == ("1", False)
 
 
 def test_versions_only_grow_and_a_busy_gateway_is_refused(session: Session) -> None:
