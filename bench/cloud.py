@@ -19,6 +19,7 @@ from bench.e2e import T0, ingest_vs_raw_influx
 from bench.results import Result
 from cloud.tsdb.influx import InfluxClient
 from cloud.tsdb.lineprotocol import readings_lines
+from cloud.tsdb.rollups import rebuild_days
 from cloud.tsdb.series import _series_query, bucket_ms
 from deploy.stack import INGEST_USER, LocalStack, make_gateways
 from protocol import encode
@@ -108,8 +109,9 @@ def alert_latency(n: int = 60) -> list[Result]:
 
 
 def chart_query_7_days(queries: int = 30) -> list[Result]:
-    """p99 of GET /api/v1/sensors/{id}/series over 7 days of 1 Hz readings in ≤ 1,000 buckets, against the
-    same InfluxQL sent straight to influxd (what the API adds: auth, SQL for band and gaps, JSON)."""
+    """p99 of GET /api/v1/sensors/{id}/series over 7 days of 1 Hz readings in ≤ 1,000 buckets (read from the
+    rollups ingest keeps), against the raw-points InfluxQL sent straight to influxd (pinned: the query a chart
+    made before rollups)."""
     week = 7 * DAY_MS
     with tempfile.TemporaryDirectory(prefix="coldwatch-bench-") as tmp:
         stack = _stack(tmp)
@@ -127,12 +129,13 @@ def chart_query_7_days(queries: int = 30) -> list[Result]:
                     batch = []
             if batch:
                 influx.write(readings_lines("bench-01", batch).lines)
+            rebuild_days(influx, T0, T0 + week)  # what ingest writes as the readings arrive (not timed here)
             headers = _token(stack.api_url)
             params = {"start": T0, "end": T0 + week, "points": 1000}
             api_s: list[float] = []
             raw_s: list[float] = []
             query = _series_query(bucket_ms(T0, T0 + week, 1000))
-            binds = {"sensor": mac, "start": T0 * 1_000_000, "end": (T0 + week) * 1_000_000}
+            binds: dict[str, str | int] = {"sensor": mac, "start": T0 * 1_000_000, "end": (T0 + week) * 1_000_000}
             with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as http:
                 for _ in range(queries):
                     t0 = time.perf_counter()

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from cloud.config import Settings
 from cloud.db import migrate
 from cloud.db.engine import init_schema, make_engine
-from cloud.tsdb.influx import InfluxClient, quote_ident
+from cloud.tsdb.influx import InfluxClient, influx_from_settings, quote_ident
 from cloud.tsdb.lineprotocol import escape_measurement, escape_tag, format_float, format_int
 
 FORMAT: Final = 1
@@ -58,8 +58,7 @@ class Summary:
 
 
 def _influx(settings: Settings, timeout_s: float = 120.0) -> InfluxClient:
-    return InfluxClient(url=settings.influx_url, database=settings.influx_db, token=settings.influx_token,
-                        username=settings.influx_username, password=settings.influx_password, timeout_s=timeout_s)
+    return influx_from_settings(settings, timeout_s=timeout_s)
 
 
 def backup(settings: Settings, out: Path) -> Summary:

@@ -32,7 +32,7 @@ from cloud.notify.dispatcher import start_in_app as start_notify
 from cloud.services import users as user_service
 from cloud.services.retention import RetentionPolicy, start_retention
 from cloud.services.silence import SilencePolicy, SilenceWatchdog
-from cloud.tsdb.influx import InfluxClient, InfluxUnavailable
+from cloud.tsdb.influx import InfluxClient, InfluxUnavailable, influx_from_settings
 from cloud.ui.install import install_ui
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,7 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
     `influx` and `engine` replace the ones made from the settings (tests).
     """
     def own_influx() -> InfluxClient:
-        return InfluxClient(url=settings.influx_url, database=settings.influx_db, token=settings.influx_token,
-                            username=settings.influx_username, password=settings.influx_password)
+        return influx_from_settings(settings)
 
     sql = engine or make_engine(settings.database_url)
     init_schema(sql)

@@ -129,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "its process name. Runs until SIGTERM or SIGINT.")
     follow.add_argument("--passwd-file", dest="mosquitto_passwd_file", default=None, metavar="PATH",
                         help=f"the broker's password file [env {env_name('mosquitto_passwd_file')}]")
+    rollup = sub.add_parser("rollups", help="recompute the 1-minute and 1-hour rollups charts and reports read",
+                            description="Ingest keeps the rollups as it stores readings. Rebuild them for readings "
+                                        "stored before rollups existed (an upgrade); a restore brings its own. "
+                                        "Idempotent: each bucket is replaced. stdout: the points written, as JSON.")
+    rollup_sub = rollup.add_subparsers(dest="rollups_command", required=True, metavar="ACTION")
+    rebuild = rollup_sub.add_parser("rebuild", help="recompute the rollups of the last DAYS days, a day at a time")
+    rebuild.add_argument("--days", type=float, default=400.0, metavar="DAYS",
+                         help="how far back (default 400, the compose deployment's retention)")
+    _add(rebuild, _COMMON[3:])
     save = sub.add_parser("backup", help="write every store (SQL, InfluxDB, model registry) into a new folder",
                           description="A logical backup of the SQL database (one JSON-lines file per table, one "
                                       "transaction), every InfluxDB point as line protocol, and the model registry, "
@@ -232,6 +241,26 @@ def _backup_or_restore(settings: Settings, command: str, folder: Path, models_di
     return 0
 
 
+def _rebuild_rollups(settings: Settings, days: float) -> int:
+    import json
+    import time
+
+    from cloud.tsdb.influx import InfluxRejected, InfluxUnavailable, influx_from_settings
+    from cloud.tsdb.rollups import rebuild_days
+
+    if not 0 < days <= 10_000:
+        raise ConfigError("--days", f"{days} is not a number of days in (0, 10000]")
+    end = int(time.time() * 1000)
+    try:
+        with influx_from_settings(settings, timeout_s=120.0) as influx:
+            written = rebuild_days(influx, end - int(days * 86_400_000), end)
+    except (InfluxUnavailable, InfluxRejected) as exc:
+        print(f"coldwatch: error: rollups not rebuilt: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"rollup_points_written": written, "days": days}))
+    return 0
+
+
 def _broker_init(settings: Settings, passwd_file: str | None) -> int:
     from cloud.broker import BrokerAccounts, BrokerSyncError
     from cloud.security import mosquitto_hash
@@ -294,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _broker_watch(settings, getattr(args, "mosquitto_passwd_file", None))
         if args.command == "broker":
             return _broker_init(settings, getattr(args, "mosquitto_passwd_file", None))
+        if args.command == "rollups":
+            return _rebuild_rollups(settings, args.days)
         if args.command in ("backup", "restore"):
             return _backup_or_restore(settings, args.command, args.folder, args.models_dir)
         if args.command == "ingest":

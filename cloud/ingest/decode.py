@@ -40,6 +40,7 @@ class Decoded:
     sql: SqlWork
     seq: int | None = None
     skipped_empty: int = 0
+    span: tuple[int, int] | None = None  # the readings' first and last timestamp (ms): the rollups to redo
 
 
 def protocol_reason(exc: ProtocolError) -> str:
@@ -86,6 +87,7 @@ def decode_message(topic: str, payload: bytes, *, gateway_allowed: Callable[[str
             formatted = batch_lines(message)
         except LineProtocolError as exc:
             raise RejectedMessageError("invalid", gateway, str(exc)) from None
+        stamps = [r.ts for r in message.readings]
         return Decoded(gateway, kind, formatted.lines, telemetry_work(message), seq=message.seq,
-                       skipped_empty=formatted.skipped_empty)
+                       skipped_empty=formatted.skipped_empty, span=(min(stamps), max(stamps)))
     return Decoded(gateway, kind, [], event_work(message))

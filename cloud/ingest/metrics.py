@@ -25,8 +25,9 @@ class IngestMetrics:
         self.points_written = Counter("coldwatch_ingest_points_written", "Points written to InfluxDB", registry=r)
         self.readings_skipped = Counter("coldwatch_ingest_readings_skipped",
                                         "Readings skipped because they carried no field", registry=r)
-        self.write_failures = Counter("coldwatch_ingest_write_failures",
-                                      "Failed InfluxDB write attempts, by kind", ["kind"], registry=r)
+        self.write_failures = Counter("coldwatch_ingest_write_failures", "Failed write attempts, by kind "
+                                      "(unavailable, rejected: InfluxDB; sql; rollup: a rollup pass)", ["kind"],
+                                      registry=r)
         self.pending_messages = Gauge("coldwatch_ingest_pending_messages",
                                       "Messages received but not yet acknowledged", registry=r)
         self.influx_up = Gauge("coldwatch_ingest_influx_up", "1 when the last InfluxDB write succeeded", registry=r)
@@ -48,6 +49,6 @@ class IngestMetrics:
         for reason in REJECT_REASONS:
             self.rejected.labels(reason=reason)
         self.sql_up.set(1)
-        for kind in ("unavailable", "rejected", "sql"):
+        for kind in ("unavailable", "rejected", "sql", "rollup"):
             self.write_failures.labels(kind=kind)
         self.influx_up.set(1)

@@ -30,12 +30,15 @@ from cloud.ingest.sql_sink import ApplyResult, SqlSink, SqlWork
 from cloud.ingest.sweeps import Sweeps
 from cloud.services.clock import now_ms
 from cloud.services.dead_letters import Refused
-from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable
+from cloud.tsdb import rollups
+from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable, influx_from_settings
+from cloud.tsdb.rollups import DirtySpans
 from protocol.messages import AlertEvent
 
 log = logging.getLogger(__name__)
 
 LOOP_TIMEOUT_S: Final = 0.1
+ROLLUP_EVERY_S: Final = 10.0  # how often the rollups of what was stored are recomputed
 SHUTDOWN_FLUSH_S: Final = 10.0
 
 
@@ -52,6 +55,7 @@ class Pending:
     topic: str = ""
     payload: bytes = b""  # kept until the ack: a refused message goes to the dead letters with it
     detail: str = ""  # why it was refused
+    span: tuple[int, int] | None = None  # its readings' first and last timestamp: the rollups to redo once stored
 
 
 @dataclass
@@ -98,10 +102,7 @@ class IngestWorker:
     ) -> None:
         self.settings = settings
         self._password = settings.require_mqtt_password()
-        self.influx = influx or InfluxClient(
-            url=settings.influx_url, database=settings.influx_db, token=settings.influx_token,
-            username=settings.influx_username, password=settings.influx_password,
-        )
+        self.influx = influx or influx_from_settings(settings)
         self.metrics = metrics or IngestMetrics()
         self.engine = engine or make_engine(settings.database_url)
         self.sql = SqlSink(self.engine, gap_grace_ms=int(settings.ingest_gap_grace_s * 1000))
@@ -120,6 +121,8 @@ class IngestWorker:
         self._outage_store = "influx"
         self._database_ready = False
         self._next_replay_sweep = clock() + SWEEP_EVERY_S
+        self.rollups = DirtySpans()
+        self._next_rollup = clock() + ROLLUP_EVERY_S
         self._alert_pending = False
         self.link = MqttLink(settings, self._password, receive_maximum=self.receive_maximum, clock=clock,
                              on_message=self._on_message, on_down=self._link_down)
@@ -164,9 +167,29 @@ class IngestWorker:
                 self._stop.wait(LOOP_TIMEOUT_S)
         if self._batch_due():
             self.flush()
+        if self._clock() >= self._next_rollup:
+            self._next_rollup = self._clock() + ROLLUP_EVERY_S
+            self.update_rollups()
         if self.link.connected and self._sql_ready and self._clock() >= self._next_replay_sweep:
             self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
             self.sweeps.run()
+
+    def update_rollups(self) -> int:
+        """Recompute the rollup buckets of the readings stored since the last pass (cloud/tsdb/rollups.py); an
+        InfluxDB failure keeps them for the next pass. Returns the rollup points written."""
+        spans = self.rollups.due(now_ms())
+        written = 0
+        try:
+            for start, end in spans:
+                written += rollups.rebuild(self.influx, start, end)
+        except (InfluxUnavailable, InfluxRejected) as exc:
+            self.rollups.done(spans, now_ms(), ok=False)
+            self.metrics.write_failures.labels(kind="rollup").inc()
+            log.warning("rollups not updated spans=%d error=%s (retried at the next pass)", len(spans),
+                        short_reason(exc))
+            return 0
+        self.rollups.done(spans, now_ms(), ok=True)
+        return written
 
     def _replay_one(self, topic_name: str, payload: bytes) -> tuple[bool, str]:
         """One dead letter through the normal path again (for the sweep): stored, or why not."""
@@ -251,7 +274,7 @@ class IngestWorker:
             if skipped:
                 self.metrics.seq_gaps.labels(gateway=decoded.gateway).inc(skipped)
         return Pending(message.mid, message.qos, decoded.lines, gateway=decoded.gateway, sql=decoded.sql, topic=topic,
-                       payload=payload)
+                       payload=payload, span=decoded.span)
 
     def _rejected(self, message: mqtt.MQTTMessage, exc: RejectedMessageError, topic: str) -> Pending:
         log.warning("message rejected reason=%s gateway=%s topic=%s detail=%s", exc.reason, exc.gateway, topic,
@@ -454,6 +477,8 @@ class IngestWorker:
         if refused and not self._keep_dead_letters(refused):
             return
         for entry in self._pending[:count]:
+            if entry.span is not None and entry.rejected is None:
+                self.rollups.mark(*entry.span)
             self.client.ack(entry.mid, entry.qos)
             self.metrics.acked.inc()
         del self._pending[:count]

@@ -16,9 +16,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
+
+if TYPE_CHECKING:
+    from cloud.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +183,9 @@ def _series(response: httpx.Response) -> list[Series]:
             out.append(Series(name=s.get("name", ""), columns=s["columns"], values=s.get("values", []),
                               tags=s.get("tags") or {}))
     return out
+
+
+def influx_from_settings(settings: Settings, *, timeout_s: float = 10.0) -> InfluxClient:
+    """The client every process makes from its settings (URL, database, token or user and password)."""
+    return InfluxClient(url=settings.influx_url, database=settings.influx_db, token=settings.influx_token,
+                        username=settings.influx_username, password=settings.influx_password, timeout_s=timeout_s)

@@ -1,15 +1,17 @@
 """Chart data from InfluxDB: a sensor's readings in time buckets (mean/min/max) over any range, and the latest
-values of every sensor (fleet page). Bound parameters only, like cloud/tsdb/readings.py."""
+values of every sensor (fleet page). A bucket of whole minutes or hours is read from the rollups
+(cloud/tsdb/rollups.py), a finer one from the raw readings. Bound parameters only, like cloud/tsdb/readings.py."""
 
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import Any, Final
 
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12 (charts.py returns it)
 
 from cloud.tsdb.influx import InfluxClient, InfluxRejected, quote_ident
 from cloud.tsdb.lineprotocol import MEASUREMENT
+from cloud.tsdb.rollups import LEVELS
 
 _NS_PER_MS: Final = 1_000_000
 MIN_BUCKET_MS: Final = 1_000
@@ -61,21 +63,55 @@ def _series_query(width_ms: int) -> str:
             f"AND time >= $start AND time < $end GROUP BY time({int(width_ms)}ms) fill(none)")
 
 
+def rollup_for(width_ms: int) -> str | None:
+    """The coarsest rollup whose buckets divide `width_ms` (None: read the raw readings)."""
+    for measurement, level_ms in reversed(LEVELS):
+        if width_ms % level_ms == 0:
+            return measurement
+    return None
+
+
+def _rollup_query(measurement: str, width_ms: int) -> str:
+    sums = ", ".join(f"sum({quote_ident(f)}) AS {quote_ident(f)}" for f in ("n_t", "t_sum", "n_rh", "rh_sum",
+                                                                            "n_bat", "bat_sum"))
+    return (f"SELECT {sums}, min({quote_ident('t_min')}) AS temp_min, max({quote_ident('t_max')}) AS temp_max, "  # noqa: S608
+            f"max({quote_ident('score_max')}) AS anomaly_score FROM {quote_ident(measurement)} "
+            f"WHERE {quote_ident('sensor')} = $sensor AND time >= $start AND time < $end "
+            f"GROUP BY time({int(width_ms)}ms) fill(none)")
+
+
+def _mean(total: object, count: object) -> float | None:
+    return float(total) / float(count) if total is not None and count else None  # type: ignore[arg-type]
+
+
+def _from_rollup(row: dict[str, Any]) -> dict[str, Any]:
+    """A rollup row as the raw query's columns: means from sums and counts."""
+    return {"time": row["time"], "n": row.get("n_t") or 0, "temp_c": _mean(row.get("t_sum"), row.get("n_t")),
+            "temp_min": row.get("temp_min"), "temp_max": row.get("temp_max"),
+            "rh_pct": _mean(row.get("rh_sum"), row.get("n_rh")),
+            "battery_mv": _mean(row.get("bat_sum"), row.get("n_bat")), "anomaly_score": row.get("anomaly_score")}
+
+
 def sensor_series(influx: InfluxClient, *, sensor: str, start_ms: int, end_ms: int,
                   points: int = DEFAULT_POINTS) -> tuple[int, list[Bucket]]:
     """(bucket width in ms, the buckets that hold readings, oldest first); empty buckets are left out, so a
-    chart can draw a hole where no data arrived instead of joining across it."""
+    chart can draw a hole where no data arrived instead of joining across it. From a rollup, a bucket counts when
+    it starts inside the range (the raw query also counts the part of a bucket that starts before it)."""
     width = bucket_ms(start_ms, end_ms, points)
+    rollup = rollup_for(width)
+    params: dict[str, str | int] = {"sensor": sensor, "start": start_ms * _NS_PER_MS, "end": end_ms * _NS_PER_MS}
     try:
-        series = influx.query(_series_query(width), {"sensor": sensor, "start": start_ms * _NS_PER_MS,
-                                                     "end": end_ms * _NS_PER_MS})
+        series = influx.query(_rollup_query(rollup, width), params) if rollup is not None else []
+        if not series:  # raw buckets: a fine width, or readings stored before rollups existed (`rollups rebuild`)
+            rollup = None
+            series = influx.query(_series_query(width), params)
     except InfluxRejected as exc:
         if "database not found" in exc.message:
             return width, []
         raise
     out: list[Bucket] = []
     for s in series:
-        for row in s.rows():
+        for row in (s.rows() if rollup is None else [_from_rollup(r) for r in s.rows()]):
             if row.get("temp_c") is None and row.get("rh_pct") is None and row.get("battery_mv") is None:
                 continue
             out.append(Bucket(ts=int(row["time"]), n=int(row.get("n") or 0), temp_c=_f(row.get("temp_c")),

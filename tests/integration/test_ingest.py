@@ -272,6 +272,13 @@ def test_two_workers_on_the_shared_subscription_lose_and_double_nothing(
             return {s.tags["gateway"]: int(s.values[0][1]) for s in series}
 
         wait_for(lambda: client.database_exists() and by_gateway() == {"gw3": 300, "gw4": 300}, "all stored", a)
+
+        def rolled_up(measurement: str) -> int:
+            series = client.query(f'SELECT sum("n_t") FROM "{measurement}" WHERE time >= 0')  # noqa: S608
+            return int(series[0].values[0][1]) if series else 0
+
+        # each worker rolls up what it stored; the buckets count every reading once, from both workers
+        wait_for(lambda: rolled_up("reading_1m") == 600 and rolled_up("reading_1h") == 600, "rolled up", a)
     assert {(s, t) for s, t in stored(influxd.url, influx_db)} == want
     received = [w.metric("coldwatch_ingest_messages_received_total") for w in (a, b)]
     assert sum(received) == 120  # each message went to exactly one worker
