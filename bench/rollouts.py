@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench.results import Result
 from cloud.api_client.client import OpsClient
-from deploy.stack import CLOUD_BIN, INGEST_USER, LocalStack, make_gateways
+from deploy.stack import API_USER, CLOUD_BIN, LocalStack, make_gateways
 from models.runtime.manifest import ModelRejected, generate_keypair, verify_desired, verify_manifest_bytes
 from protocol import encode
 from protocol.codec import ProtocolError, decode
@@ -119,7 +119,7 @@ def fanout(stack: LocalStack, ops: OpsClient, public_key: bytes, model_dir: Path
     try:
         _wait(lambda: all(g.subscribed.is_set() for g in light), "the gateways to subscribe")
         pinger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-ping", protocol=MQTTProtocolVersion.MQTTv5)
-        pinger.username_pw_set(INGEST_USER, stack.ingest_password)
+        pinger.username_pw_set(API_USER, stack.api_password)  # the account that writes desired state
         pinger.connect("127.0.0.1", stack.mosquitto.port)
         pinger.loop_start()
         t0 = time.perf_counter()

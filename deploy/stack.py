@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EDGE_BIN = ROOT / ".venv-edge" / "bin"
 CLOUD_BIN = Path(sys.executable).parent
 INGEST_USER = "coldwatch.ingest"
+API_USER = "coldwatch.api"  # the API's own broker account: it writes desired state and reads nothing
 
 
 @dataclass
@@ -62,6 +63,7 @@ class LocalStack:
     api_url: str = ""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ingest_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    api_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     def __post_init__(self) -> None:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
@@ -74,9 +76,10 @@ class LocalStack:
 
     def start_infra(self) -> None:
         """mosquitto (per-gateway accounts + ACL) and influxd, each in its own directory."""
-        users = {g.gateway_id: g.password for g in self.gateways} | {INGEST_USER: self.ingest_password}
+        users = {g.gateway_id: g.password for g in self.gateways} | {INGEST_USER: self.ingest_password,
+                                                                     API_USER: self.api_password}
         self.mosquitto = Mosquitto(workdir=self.workdir / "mosquitto", port=free_port(), users=users,
-                                   service_users=(INGEST_USER,))
+                                   service_users=(INGEST_USER,), api_users=(API_USER,))
         self.influxd = Influxd(workdir=self.workdir / "influxd", port=free_port())
         self._step(f"starting mosquitto on 127.0.0.1:{self.mosquitto.port}", self.mosquitto.start)
         self._step(f"starting influxd on {self.influxd.url}", self.influxd.start)
@@ -114,7 +117,8 @@ class LocalStack:
 
         def start() -> None:
             self._spawn("api", [str(CLOUD_BIN / "coldwatch"), "serve"],
-                        self.cloud_env(COLDWATCH_API_PORT=str(port), **(env or {})))
+                        self.cloud_env(COLDWATCH_API_PORT=str(port), COLDWATCH_MQTT_USERNAME=API_USER,
+                                       COLDWATCH_MQTT_PASSWORD=self.api_password, **(env or {})))
             self._wait_http(f"{self.api_url}/healthz", "api")
 
         self._step(f"starting the API on {self.api_url}", start)

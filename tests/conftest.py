@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EDGE_VENV = ROOT / ".venv-edge"
 CLOUD_BIN = Path(sys.executable).parent
 INGEST_USER = "coldwatch.ingest"
+API_USER = "coldwatch.api"  # writes desired state only (deploy/services.render_acl)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -77,6 +78,7 @@ class Broker:
 def _gateway_users() -> dict[str, str]:
     users = {f"gw{i}": f"pw-gw{i}" for i in range(1, 11)}
     users[INGEST_USER] = "pw-ingest"
+    users[API_USER] = "pw-api"
     return users
 
 
@@ -89,7 +91,7 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     def start(**kwargs: int) -> Broker:
         server = Mosquitto(
             workdir=tmp_path / f"mosquitto{len(started)}", port=free_port(), users=_gateway_users(),
-            service_users=(INGEST_USER,), **kwargs,
+            service_users=(INGEST_USER,), api_users=(API_USER,), **kwargs,
         ).start()
         started.append(server)
         return Broker(server)
@@ -105,7 +107,7 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     require_binary("mosquitto")
     server = Mosquitto(
         workdir=tmp_path_factory.mktemp("mosquitto"), port=free_port(), users=_gateway_users(),
-        service_users=(INGEST_USER,),
+        service_users=(INGEST_USER,), api_users=(API_USER,),
     ).start()
     yield Broker(server)
     server.stop()

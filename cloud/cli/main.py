@@ -116,9 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         "without the file, and the compose deployment runs this before it. `watch` "
                                         "reloads the broker whenever the file changes.")
     broker_sub = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
-    seed = broker_sub.add_parser("init", help="add or update the service account in the password file")
+    seed = broker_sub.add_parser("init", help="add or update the service accounts in the password file")
     seed.add_argument("--passwd-file", dest="mosquitto_passwd_file", default=None, metavar="PATH",
                       help=f"the broker's password file [env {env_name('mosquitto_passwd_file')}]")
+    seed.add_argument("--account", dest="accounts", action="append", default=None, metavar="USER=ENV_VAR",
+                      help="an account to write, its password read from the environment variable ENV_VAR (never "
+                           "from the command line); repeat for each (default: COLDWATCH_MQTT_USERNAME="
+                           "COLDWATCH_MQTT_PASSWORD). The compose file seeds coldwatch.ingest and coldwatch.api")
     _add(seed, (_COMMON[2],))
     follow = broker_sub.add_parser(
         "watch", help="reload the broker whenever its password file changes (runs beside the broker)",
@@ -261,25 +265,36 @@ def _rebuild_rollups(settings: Settings, days: float) -> int:
     return 0
 
 
-def _broker_init(settings: Settings, passwd_file: str | None) -> int:
+def _broker_init(settings: Settings, passwd_file: str | None, accounts: list[str] | None) -> int:
+    import os
+
     from cloud.broker import BrokerAccounts, BrokerSyncError
     from cloud.security import mosquitto_hash
 
     path = passwd_file or settings.mosquitto_passwd_file
     if not path:
         raise ConfigError("--passwd-file", f"is required (or {env_name('mosquitto_passwd_file')})")
-    password = settings.require_mqtt_password()
+    hashes: dict[str, str] = {}
+    if not accounts:
+        hashes[settings.mqtt_username] = mosquitto_hash(settings.require_mqtt_password())
+    for spec in accounts or []:
+        user, sep, variable = spec.partition("=")
+        if not sep or not user or not variable:
+            raise ConfigError("--account", f"{spec!r} is not USER=ENV_VAR")
+        password = os.environ.get(variable)
+        if not password:
+            raise ConfigError("--account", f"{variable} (the password of {user}) is not set")
+        hashes[user] = mosquitto_hash(password)
     target = Path(path)
     if not target.parent.is_dir():
         raise ConfigError("--passwd-file", f"{target.parent} is not a directory")
     try:
-        lines = BrokerAccounts(passwd_file=target).sync({settings.mqtt_username: mosquitto_hash(password)},
-                                                       reload=False)
+        lines = BrokerAccounts(passwd_file=target).sync(hashes, reload=False)
     except BrokerSyncError as exc:
         print(f"coldwatch: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"coldwatch: {target}: account {settings.mqtt_username} written ({lines} accounts in the file)",
-          file=sys.stderr)
+    print(f"coldwatch: {target}: account{'s' if len(hashes) > 1 else ''} {', '.join(sorted(hashes))} written "
+          f"({lines} accounts in the file)", file=sys.stderr)
     return 0
 
 
@@ -322,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "broker" and args.broker_command == "watch":
             return _broker_watch(settings, getattr(args, "mosquitto_passwd_file", None))
         if args.command == "broker":
-            return _broker_init(settings, getattr(args, "mosquitto_passwd_file", None))
+            return _broker_init(settings, getattr(args, "mosquitto_passwd_file", None), args.accounts)
         if args.command == "rollups":
             return _rebuild_rollups(settings, args.days)
         if args.command in ("backup", "restore"):

@@ -3,6 +3,7 @@ ingest worker, both in threads of the test process, against real mosquitto and i
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from cloud.config import Settings
 from cloud.ingest.worker import IngestWorker
 from deploy.services import free_port
 from deploy.stack import LocalStack, make_gateways
-from tests.conftest import INGEST_USER, Broker, require_binary
+from tests.conftest import API_USER, INGEST_USER, Broker, require_binary
 
 ADMIN_PW = "admin-password-1"
 
@@ -65,15 +66,16 @@ class CloudStack:
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = Settings(
             database_url=f"sqlite:///{workdir / 'coldwatch.db'}", influx_url=influx_url, influx_db=influx_db,
-            mqtt_host=broker.host, mqtt_port=broker.port, mqtt_username=INGEST_USER,
-            mqtt_password=broker.password(INGEST_USER), admin_password=ADMIN_PW, api_port=self.port,
+            mqtt_host=broker.host, mqtt_port=broker.port, mqtt_username=API_USER,
+            mqtt_password=broker.password(API_USER), admin_password=ADMIN_PW, api_port=self.port,
             mosquitto_passwd_file=str(broker.server.workdir / "passwd"), mosquitto_pid_file=str(pid_file),
             models_dir=str(workdir / "registry"), model_public_keys=",".join(str(p) for p in public_keys),
             rollout_interval_s=0.5, ingest_batch_age_s=0.2, **extra)
         self.server = uvicorn.Server(uvicorn.Config(create_app(self.settings), host="127.0.0.1", port=self.port,
                                                     log_config=None, access_log=False, lifespan="on"))
         self.api_thread = threading.Thread(target=self.server.run, name="api", daemon=True)
-        self.ingest = IngestWorker(self.settings)
+        self.ingest = IngestWorker(dataclasses.replace(self.settings, mqtt_username=INGEST_USER,
+                                                       mqtt_password=broker.password(INGEST_USER)))
         self.ingest_thread = threading.Thread(target=self.ingest.run, name="ingest", daemon=True)
 
     def start(self) -> CloudStack:

@@ -14,7 +14,7 @@ import pytest
 from cloud.api_client.responses import ModelDetail, Rollout
 from deploy.services import Influxd, Mosquitto, free_port
 from models.runtime.manifest import generate_keypair
-from tests.conftest import INGEST_USER, Broker
+from tests.conftest import API_USER, INGEST_USER, Broker
 from tests.integration.cloud_harness import CloudStack, wait_until
 from tests.integration.edge_harness import AgentProcess, frame
 from tests.integration.model_harness import SignedModel
@@ -81,8 +81,9 @@ def running_fleet(root: Path, influxd: Influxd, gateways: list[str], influx_db: 
     model = SignedModel(root / "models" / "artifacts")
     second_private, second_public = generate_keypair()
     (root / "models" / "second.pub").write_bytes(second_public)
-    server = Mosquitto(workdir=root / "mosquitto", port=free_port(), users={INGEST_USER: "pw-ingest"},
-                       service_users=(INGEST_USER,)).start()
+    server = Mosquitto(workdir=root / "mosquitto", port=free_port(),
+                       users={INGEST_USER: "pw-ingest", API_USER: "pw-api"}, service_users=(INGEST_USER,),
+                       api_users=(API_USER,)).start()
     broker = Broker(server)
     fleet_key = root / "models" / "fleet.key"  # the agents trust its public key: desired documents are signed
     fleet_key.write_bytes(model.private_pem)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from cloud.api.app import create_app
 from cloud.config import Settings
 from deploy.services import Influxd
-from tests.conftest import INGEST_USER, Broker
+from tests.conftest import API_USER, Broker
 
 pytestmark = pytest.mark.integration
 ADMIN_PW = "admin-password-1"
@@ -30,8 +30,8 @@ def app(influxd: Influxd, mosquitto: Broker, tmp_path_factory: pytest.TempPathFa
     application = create_app(Settings(
         database_url=f"sqlite:///{folder / 'fuzz.db'}", influx_url=influxd.url, influx_db="fuzz",
         admin_password=ADMIN_PW, models_dir=str(folder / "registry"), login_max_failures=1000,
-        mqtt_host=mosquitto.host, mqtt_port=mosquitto.port, mqtt_username=INGEST_USER,
-        mqtt_password=mosquitto.password(INGEST_USER), mosquitto_passwd_file=str(mosquitto.server.workdir / "passwd"),
+        mqtt_host=mosquitto.host, mqtt_port=mosquitto.port, mqtt_username=API_USER,
+        mqtt_password=mosquitto.password(API_USER), mosquitto_passwd_file=str(mosquitto.server.workdir / "passwd"),
         mosquitto_pid_file=str(folder / "mosquitto.pid")))
     yield application  # schemathesis runs its lifespan once, for the whole run
 

@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from tests.conftest import INGEST_USER, Broker
+from tests.conftest import API_USER, INGEST_USER, Broker
 
 pytestmark = pytest.mark.integration
 NOT_AUTHORIZED = 135
@@ -66,7 +66,7 @@ class Client:
 @pytest.fixture
 def clients(mosquitto: Broker) -> Iterator[dict[str, Client]]:
     made = {"gw1": Client(mosquitto, "gw1", "acl-gw1"), "gw2": Client(mosquitto, "gw2", "acl-gw2"),
-            "cloud": Client(mosquitto, INGEST_USER, "acl-cloud")}
+            "cloud": Client(mosquitto, INGEST_USER, "acl-cloud"), "api": Client(mosquitto, API_USER, "acl-api")}
     yield made
     for client in made.values():
         client.close()
@@ -86,7 +86,7 @@ def test_a_gateway_publishes_only_into_its_own_subtree(clients: dict[str, Client
 
 
 def test_a_gateway_cannot_read_another_gateways_desired_state(clients: dict[str, Client]) -> None:
-    gw1, gw2, cloud = clients["gw1"], clients["gw2"], clients["cloud"]
+    gw1, gw2, cloud = clients["gw1"], clients["gw2"], clients["api"]
     assert cloud.publish("cw/v1/gw2/desired", b"gw2-desired", retain=True) in ACCEPTED
     assert cloud.publish("cw/v1/gw1/desired", b"gw1-desired", retain=True) in ACCEPTED
     # mosquitto grants the SUBSCRIBE and applies the ACL to every message it would deliver: what counts is
@@ -101,3 +101,18 @@ def test_a_gateway_cannot_read_another_gateways_desired_state(clients: dict[str,
     assert b"gw2-desired" not in [p for _t, p in gw1.messages]
     cloud.publish("cw/v1/gw1/desired", b"", retain=True)  # clear the retained messages for other tests
     cloud.publish("cw/v1/gw2/desired", b"", retain=True)
+
+
+def test_the_ingest_account_cannot_change_what_a_gateway_runs_and_the_api_cannot_read_the_uplink(
+        clients: dict[str, Client]) -> None:
+    """A compromised ingest worker must not push a desired state; the API's account only writes desired."""
+    ingest, api, gw1 = clients["cloud"], clients["api"], clients["gw1"]
+    assert gw1.subscribe("cw/v1/gw1/desired") == 1
+    assert ingest.publish("cw/v1/gw1/desired", b"from-ingest", retain=True) == NOT_AUTHORIZED
+    assert ingest.publish("cw/v1/gw1/replay", b"replay-request") in ACCEPTED  # ingest asks for replays
+    assert api.subscribe("cw/v1/+/telemetry") in (0, 1, NOT_AUTHORIZED)
+    assert api.publish("cw/v1/gw1/telemetry", b"forged-by-api") == NOT_AUTHORIZED
+    assert gw1.publish("cw/v1/gw1/telemetry", b"genuine-for-api") == 0
+    time.sleep(0.5)
+    assert b"from-ingest" not in [p for _t, p in gw1.messages]
+    assert b"genuine-for-api" not in [p for _t, p in api.messages]  # the API reads no gateway's data

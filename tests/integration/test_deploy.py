@@ -26,7 +26,7 @@ from deploy.services import find_binary, free_port, render_acl
 from deploy.tls import make_dev_pki
 from models.runtime.manifest import generate_keypair
 from protocol.codec import MAX_PAYLOAD_BYTES
-from tests.conftest import CLOUD_BIN, EDGE_VENV, INGEST_USER, require_binary
+from tests.conftest import API_USER, CLOUD_BIN, EDGE_VENV, INGEST_USER, require_binary
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,7 +138,7 @@ def test_a_revocation_written_by_another_process_ends_the_gateways_session_withi
 
 
 def test_the_production_acl_is_the_generated_one() -> None:
-    assert (DEPLOY / "mosquitto" / "acl").read_text() == render_acl(service_users=(INGEST_USER,))
+    assert (DEPLOY / "mosquitto" / "acl").read_text() == render_acl(service_users=(INGEST_USER,), api_users=(API_USER,))
 
 
 def test_the_production_broker_config_starts_and_serves_both_listeners(tmp_path: Path) -> None:

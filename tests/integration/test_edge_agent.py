@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from deploy.tls import make_dev_pki
 from protocol.codec import decode, encode
 from protocol.messages import AlertEvent, Desired, DesiredConfig, Reported
-from tests.conftest import EDGE_VENV, INGEST_USER, Broker
+from tests.conftest import API_USER, EDGE_VENV, INGEST_USER, Broker
 from tests.integration.edge_harness import MAC, T0_MS, AgentProcess, Collector, frame, wait_for
 
 pytestmark = pytest.mark.integration
@@ -156,7 +156,13 @@ def test_retained_desired_config_is_applied_and_reported(
     cloud.loop_start()
     cloud.subscribe("cw/v1/gw1/reported", qos=1)
     desired = Desired(version=1, issued_at=T0_MS, config=DesiredConfig(sensor_profiles={MAC: "frozen"}))
-    cloud.publish("cw/v1/gw1/desired", encode(desired), qos=1, retain=True).wait_for_publish(10)  # while offline
+    api = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="api", protocol=MQTTProtocolVersion.MQTTv5)
+    api.username_pw_set(API_USER, broker.password(API_USER))  # the account that writes desired state
+    api.connect(broker.host, broker.port)
+    api.loop_start()
+    api.publish("cw/v1/gw1/desired", encode(desired), qos=1, retain=True).wait_for_publish(10)  # while offline
+    api.disconnect()
+    api.loop_stop()
     collector = Collector(broker)
     agent = AgentProcess(tmp_path / "agent", broker.port).start()
     try:

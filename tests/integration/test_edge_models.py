@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from protocol.codec import decode, encode
 from protocol.messages import Desired, Reported
-from tests.conftest import INGEST_USER, Broker
+from tests.conftest import API_USER, INGEST_USER, Broker
 from tests.integration.edge_harness import AgentProcess, Collector, frame, wait_for
 from tests.integration.model_harness import SignedModel
 
@@ -50,13 +50,19 @@ class Cloud:
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         self.client.subscribe("cw/v1/gw1/reported", qos=1)
+        # the API's account writes desired state (the ingest account above may only read the uplink)
+        self.api = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ops-api", protocol=MQTTProtocolVersion.MQTTv5)
+        self.api.username_pw_set(API_USER, broker.password(API_USER))
+        self.api.connect(broker.host, broker.port)
+        self.api.loop_start()
 
     def push(self, desired: Desired) -> None:
-        self.client.publish("cw/v1/gw1/desired", encode(desired), qos=1, retain=True).wait_for_publish(10)
+        self.api.publish("cw/v1/gw1/desired", encode(desired), qos=1, retain=True).wait_for_publish(10)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in (self.client, self.api):
+            client.disconnect()
+            client.loop_stop()
 
 
 def test_a_signed_model_is_applied_and_scores_and_a_tampered_one_is_refused(

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from deploy.services import free_port, start_influxd
-from tests.conftest import CLOUD_BIN, EDGE_VENV, INGEST_USER, require_binary
+from tests.conftest import API_USER, CLOUD_BIN, EDGE_VENV, INGEST_USER, require_binary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -52,7 +52,9 @@ def test_the_documented_procedure_takes_a_clean_directory_to_a_gateway_reporting
         passwd, pid = tmp_path / "config" / "state" / "passwd", tmp_path / "mosquitto.pid"
         ingest_password = "ingest-password-1"
         env = dict(os.environ) | {"COLDWATCH_MQTT_PASSWORD": ingest_password, "COLDWATCH_MQTT_USERNAME": INGEST_USER}
-        _run([str(CLOUD_BIN / "coldwatch"), "broker", "init", "--passwd-file", str(passwd)], env)
+        _run([str(CLOUD_BIN / "coldwatch"), "broker", "init", "--passwd-file", str(passwd),  # as compose seeds them
+              "--account", f"{INGEST_USER}=INGEST_MQTT_PASSWORD", "--account", f"{API_USER}=API_MQTT_PASSWORD"],
+             env | {"INGEST_MQTT_PASSWORD": ingest_password, "API_MQTT_PASSWORD": "api-password-1"})
         tls_port, plain_port = free_port(), free_port()
         conf = ((DEPLOY / "mosquitto" / "production.conf").read_text().replace("/mosquitto/", f"{tmp_path}/")
                 .replace("listener 8883 0.0.0.0", f"listener {tls_port} 127.0.0.1")
@@ -72,7 +74,8 @@ def test_the_documented_procedure_takes_a_clean_directory_to_a_gateway_reporting
         # 4. The first admin, then the ingest worker and the API.
         _run([str(CLOUD_BIN / "coldwatch"), "users", "create", "admin", "--role", "admin"],
              env | {"COLDWATCH_USER_PASSWORD": "admin-password-1"})
-        procs.append(subprocess.Popen([str(CLOUD_BIN / "coldwatch"), "serve"], env=env,
+        api_env = env | {"COLDWATCH_MQTT_USERNAME": API_USER, "COLDWATCH_MQTT_PASSWORD": "api-password-1"}
+        procs.append(subprocess.Popen([str(CLOUD_BIN / "coldwatch"), "serve"], env=api_env,
                                       stdout=(tmp_path / "api.log").open("wb"), stderr=subprocess.STDOUT))
         procs.append(subprocess.Popen([str(CLOUD_BIN / "coldwatch"), "ingest"], env=env,
                                       stdout=(tmp_path / "ingest.log").open("wb"), stderr=subprocess.STDOUT))
@@ -95,7 +98,7 @@ def test_the_documented_procedure_takes_a_clean_directory_to_a_gateway_reporting
         assert made.status_code == 201, made.text
         credentials = made.json()
         assert credentials["broker_reloaded"] is True
-        assert INGEST_USER in passwd.read_text()  # the service account seeded at step 2 is kept
+        assert INGEST_USER in passwd.read_text() and API_USER in passwd.read_text()  # the accounts of step 2 stay
         # The gateway: its config (what deploy/gateway-install.sh writes), TLS with its client certificate.
         udp_port = free_port()
         gw = {"ca": certs / "ca.crt", "cert": certs / "reefer-0042.crt", "key": certs / "reefer-0042.key"}
