@@ -47,6 +47,7 @@ def _stack(tmp: str) -> LocalStack:
     stack = LocalStack(workdir=Path(tmp), gateways=make_gateways([("bench-01", 1, ["chilled"])]),
                        say=lambda _line: None)
     stack.start_infra()
+    stack.provision()
     stack.start_ingest(workers=2)
     stack.start_api()
     return stack

@@ -55,6 +55,7 @@ def ingest_vs_raw_influx(total: int = 100_000, workers: int = 2) -> list[Result]
                            say=lambda _line: None)
         try:
             stack.start_infra()
+            stack.provision()
             assert stack.influxd is not None and stack.mosquitto is not None
             raw = InfluxClient(url=stack.influxd.url, database="rawref")
             raw.execute('CREATE DATABASE "rawref"')
@@ -100,6 +101,7 @@ def slice_sim_to_influx(sensors: int = 100, speed: float = 100.0, ticks: int = 3
                            say=lambda _line: None)
         try:
             stack.start_infra()
+            stack.provision()
             stack.start_ingest(workers=2)
             stack.start_agents()
             time.sleep(2.0)

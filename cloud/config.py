@@ -63,7 +63,7 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     database_url: str = "sqlite:///var/coldwatch.db"
-    ingest_unknown_gateway: str = "register"  # register | reject (only provisioned gateways are accepted)
+    ingest_unknown_gateway: str = "reject"  # reject (only provisioned gateways are accepted) | register
     mosquitto_passwd_file: str | None = None  # the broker's password file, rewritten when gateways are provisioned
     mosquitto_pid_file: str | None = None  # the broker's pid file: SIGHUP after rewriting
     admin_password: str | None = field(default=None, repr=False)  # bootstrap: creates user `admin` if none exists

@@ -103,6 +103,27 @@ class LocalStack:
         self.procs[name] = proc
         return proc
 
+    def provision(self) -> None:
+        """Provision every gateway of the stack in SQL through the service the API's `POST /api/v1/gateways`
+        uses, with the passwords the broker was started with: ingest refuses gateways that are not provisioned
+        (`COLDWATCH_INGEST_UNKNOWN_GATEWAY=reject`, the default). The demo provisions through the API instead."""
+        from sqlmodel import Session
+
+        from cloud.db.engine import init_schema, make_engine
+        from cloud.db.fleet import GatewayCreate
+        from cloud.services import fleet
+
+        engine = make_engine(self.cloud_env()["COLDWATCH_DATABASE_URL"])
+        try:
+            init_schema(engine)
+            with Session(engine) as session:
+                for gw in self.gateways:
+                    fleet.provision_gateway(session, data=GatewayCreate(id=gw.gateway_id, site=gw.gateway_id),
+                                            actor="local-stack", password=gw.password)
+                session.commit()
+        finally:
+            engine.dispose()
+
     def start_ingest(self, workers: int = 2) -> None:
         """N ingest workers on the shared subscription, each with a stable client id."""
         for i in range(1, workers + 1):

@@ -41,8 +41,8 @@ _INGEST: Final = (
     ("ingest_batch_age_s", "--batch-age", "seconds before a partial batch is written (default 1.0)"),
     ("ingest_replay_after_s", "--replay-after", "seconds a gap in a gateway's telemetry/alerts stays open before "
                                                 "the gateway is asked to re-send it (default 30; 0: never)"),
-    ("ingest_unknown_gateway", "--unknown-gateway", "register (default: accept and register gateways on first "
-                                                    "sight) or reject (only provisioned gateways)"),
+    ("ingest_unknown_gateway", "--unknown-gateway", "reject (default: only provisioned, unrevoked gateways) or "
+                                                    "register (accept and register a gateway on first sight)"),
 )
 _SERVE: Final = (
     ("api_host", "--host", "address the API listens on (default 127.0.0.1)"),

@@ -26,6 +26,7 @@ from protocol.messages import AlertEvent, Reported, Status, TelemetryBatch
 log = logging.getLogger(__name__)
 
 KNOWN_REFRESH_S: Final = 5.0
+MISS_REFRESH_S: Final = 0.5
 
 
 @dataclass(slots=True)
@@ -90,9 +91,11 @@ class SqlSink:
         self._known_at = float("-inf")
 
     def known_gateway(self, gateway_id: str) -> bool:
-        """Whether the gateway is provisioned and not revoked, from a set read at most every KNOWN_REFRESH_S: a
-        gateway provisioned or revoked is known or refused within that time, hit or miss."""
-        if time.monotonic() - self._known_at >= KNOWN_REFRESH_S:
+        """Whether the gateway is provisioned and not revoked, from a set read again every KNOWN_REFRESH_S (a
+        revoked gateway is refused within that time) and, on a miss, every MISS_REFRESH_S (a gateway provisioned a
+        moment ago is accepted at once, and a flood from an unknown one costs a query per MISS_REFRESH_S)."""
+        age = time.monotonic() - self._known_at
+        if age >= KNOWN_REFRESH_S or (age >= MISS_REFRESH_S and gateway_id not in self._known):
             with Session(self.engine) as session:
                 rows = session.exec(select(Gateway.id).where(col(Gateway.provisioned),
                                                              col(Gateway.revoked).is_(False))).all()

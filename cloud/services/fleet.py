@@ -26,12 +26,14 @@ class FleetError(DomainError):
     """A fleet change that cannot be made."""
 
 
-def provision_gateway(session: Session, *, data: GatewayCreate, actor: str) -> tuple[Gateway, str]:
+def provision_gateway(session: Session, *, data: GatewayCreate, actor: str,
+                      password: str | None = None) -> tuple[Gateway, str]:
     """Create (or take over a self-registered) gateway with fresh MQTT credentials; returns (gateway, password).
 
-    The password is returned once; only mosquitto's hash of it is stored.
+    The password is returned once; only mosquitto's hash of it is stored. `password`: one already in the broker's
+    file (a local stack whose broker was started with its gateways), instead of a new one.
     """
-    password = secrets.token_urlsafe(24)
+    password = password or secrets.token_urlsafe(24)
     gateway = session.get(Gateway, data.id)
     before = None if gateway is None else audit.snapshot(gateway, _GATEWAY_FIELDS)
     if gateway is not None and gateway.provisioned and not gateway.revoked:

@@ -39,6 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
                    gateways=make_gateways([("coldroom-e2e", 4, ["chilled"])]), say=lambda _line: None)
     try:
         s.start_infra()
+        s.provision()
         s.start_ingest(workers=1)
         s.start_api()
         s.start_agents()

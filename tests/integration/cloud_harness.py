@@ -34,6 +34,7 @@ def local_stack(workdir: Path, layout: list[tuple[str, int, list[str]]]) -> Iter
     stack = LocalStack(workdir=workdir, gateways=make_gateways(layout), say=lambda _line: None)
     try:
         stack.start_infra()
+        stack.provision()
         stack.start_ingest(workers=2)
         stack.start_api(env={"COLDWATCH_ADMIN_PASSWORD": ADMIN_PW})
         stack.start_agents()

@@ -75,7 +75,8 @@ class Worker:
                  batch_age: str = "0.2", batch_size: str = "5000", database_url: str | None = None) -> None:
         self.metrics_port = free_port()
         self.log = logdir / f"{worker_id}-{secrets.token_hex(2)}.log"
-        env = os.environ | {
+        # ingest's own mechanics, from gateways the tests never provision (a test may set reject in the environment)
+        env = {"COLDWATCH_INGEST_UNKNOWN_GATEWAY": "register"} | dict(os.environ) | {
             "COLDWATCH_MQTT_HOST": broker.host, "COLDWATCH_MQTT_PORT": str(broker.port),
             "COLDWATCH_MQTT_USERNAME": INGEST_USER, "COLDWATCH_MQTT_PASSWORD": broker.password(INGEST_USER),
             "COLDWATCH_INFLUX_URL": influx_url, "COLDWATCH_INFLUX_DB": db,

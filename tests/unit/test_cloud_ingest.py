@@ -185,3 +185,20 @@ def test_a_revoked_gateway_is_refused_within_the_refresh_time_even_after_it_was_
     assert sink.known_gateway("gw-a")  # cached for up to KNOWN_REFRESH_S
     now[0] += sql_sink.KNOWN_REFRESH_S
     assert not sink.known_gateway("gw-a")
+
+
+def test_a_gateway_provisioned_a_moment_ago_is_accepted_without_waiting_for_the_refresh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloud.ingest import sql_sink
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    init_schema(engine)
+    now = [1000.0]
+    monkeypatch.setattr(sql_sink.time, "monotonic", lambda: now[0])
+    sink = sql_sink.SqlSink(engine)
+    assert not sink.known_gateway("gw-new")
+    with Session(engine) as session:
+        session.add(Gateway(id="gw-new", created_at=0, provisioned=True))
+        session.commit()
+    now[0] += sql_sink.MISS_REFRESH_S
+    assert sink.known_gateway("gw-new")
