@@ -7,8 +7,8 @@ first hours and the rollout promotes it if its alert episodes stay within the al
 gateways run it beside the rules. During the day one profile is retrained from the readings stored so far and
 rolled out as a canary judged against the current model (deploy/demo_models.py).
 
-After a headless day, the reefer's gateway loses power (its agent is killed): the summary shows it going offline, the
-cloud's `gateway_silent` alert, and both ending when power returns (deploy/demo_power.py).
+After a headless day, the reefer's gateway loses power (its agent is frozen, then rebooted): the summary shows it
+going offline, the cloud's `gateway_silent` alert, and both ending when power returns (deploy/demo_power.py).
 
 With --duration N it runs headless for N seconds (one simulated day in N seconds; the power cut adds about two
 minutes), prints a summary and exits non-zero if a reading sent was not stored, an incident in the scenarios'

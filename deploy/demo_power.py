@@ -43,7 +43,7 @@ class PowerCut:
         def at(value: float | None) -> str:
             return f"after {value:.0f} s" if value is not None else "NOT SEEN"
 
-        return [f"  power cut at {self.gateway} (its agent killed, as a power loss would):",
+        return [f"  power cut at {self.gateway} (its agent frozen: no goodbye, the connection left open):",
                 f"    shown offline {at(self.offline_s)} (keepalive {KEEPALIVE_S} s)",
                 f"    gateway_silent alert {at(self.silent_alert_s)} (silence limit {SILENCE_MIN:g} min)",
                 f"    power back: online {at(self.online_again_s)}, alert cleared {at(self.alert_cleared_s)}",
@@ -77,7 +77,7 @@ def cut_power(stack: LocalStack, gw: Gateway, headers: dict[str, str]) -> PowerC
         stack.cut_power(gw)
         result.offline_s = _until(lambda: status() == "offline", t0, 30 + 1.5 * KEEPALIVE_S)
         result.silent_alert_s = _until(lambda: bool(silent_alerts()), t0, SILENCE_MIN * 60 + 30)
-        stack.start_agent(gw)
+        stack.restore_power(gw)
         result.online_again_s = _until(lambda: status() == "online", t0, 300)
         result.alert_cleared_s = _until(lambda: all(a["ended_at"] is not None for a in silent_alerts()), t0, 300)
     except (httpx.HTTPError, KeyError, RuntimeError) as exc:

@@ -210,10 +210,17 @@ default_profile = "chilled"
         self._wait_http(f"http://127.0.0.1:{gw.metrics_port}/metrics", f"agent-{gw.gateway_id}")
 
     def cut_power(self, gw: Gateway) -> None:
-        """SIGKILL one gateway's agent, as a power cut would: no goodbye, the broker notices by the keepalive."""
+        """Freeze one gateway's agent (SIGSTOP), as a power cut looks from the broker: nothing more is sent and no
+        connection is closed (a killed process's socket would be closed by the kernel, which a dead board cannot
+        do), so the broker notices only by the keepalive. `restore_power` reboots it."""
+        self.procs[f"agent-{gw.gateway_id}"].send_signal(signal.SIGSTOP)
+
+    def restore_power(self, gw: Gateway) -> None:
+        """The frozen agent is gone for good (SIGKILL); a fresh one starts from the same config and outbox."""
         proc = self.procs[f"agent-{gw.gateway_id}"]
         proc.kill()
         proc.wait(10)
+        self.start_agent(gw)
 
     def start_sim_for(self, gw: Gateway, *, interval: float = 1.0, speed: float = 1.0,
                       duration: float | None = None, ticks: int | None = None, seed: int = 1,
