@@ -18,6 +18,17 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def log_in(page: Any, url: str, start: str, user: str, password: str) -> Any:
+    """Open `start`, follow the redirect to the login page, log in from the keyboard and land on `start`."""
+    page.goto(url + start)
+    page.wait_for_url("**/login?next=*")
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.keyboard.press("Enter")  # the form works from the keyboard
+    page.wait_for_url(f"**{start}")
+    return page
+
+
 def artifacts_dir() -> Path:
     """Where screenshots and the downloaded report go (git-ignored var/ by default)."""
     base = Path(os.environ.get("COLDWATCH_TEST_ARTIFACTS") or ROOT / "var" / "test-artifacts")

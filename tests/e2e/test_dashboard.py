@@ -18,7 +18,7 @@ import pytest
 
 from deploy.stack import CLOUD_BIN, ROOT, LocalStack, make_gateways
 from tests.conftest import require, require_binary
-from tests.e2e.conftest import artifacts_dir
+from tests.e2e.conftest import artifacts_dir, log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -60,13 +60,7 @@ def login(browser: Any, stack: LocalStack, user: str, start: str = "/ui/alerts",
                                   bypass_csp=bypass_csp)
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
-    page.goto(stack.api_url + start)
-    page.wait_for_url("**/login?next=*")
-    page.fill("#username", user)
-    page.fill("#password", PASSWORDS[user])
-    page.keyboard.press("Enter")  # the form works from the keyboard
-    page.wait_for_url(f"**{start}")
-    return page
+    return log_in(page, stack.api_url, start, user, PASSWORDS[user])
 
 
 def line_pixels(page: Any) -> int:

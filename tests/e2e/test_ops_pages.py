@@ -23,7 +23,7 @@ import pytest
 
 from deploy.services import Influxd
 from tests.conftest import CLOUD_BIN, require_binary
-from tests.e2e.conftest import artifacts_dir
+from tests.e2e.conftest import artifacts_dir, log_in
 from tests.integration.edge_harness import T0_MS
 from tests.integration.rollout_harness import Fleet, running_fleet, states
 from tests.integration.site_data import site_data, store_site
@@ -60,13 +60,7 @@ def login(browser: Any, fleet: Fleet, user: str, start: str) -> Any:
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())  # "Roll back …?" confirmations
-    page.goto(fleet.cloud.url + start)
-    page.wait_for_url("**/login?next=*")
-    page.fill("#username", user)
-    page.fill("#password", PASSWORDS[user])
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"**{start}")
-    return page
+    return log_in(page, fleet.cloud.url, start, user, PASSWORDS[user])
 
 
 def shot(page: Any, name: str) -> Path:

@@ -19,7 +19,7 @@ import uvicorn
 from cloud.api.app import create_app
 from cloud.config import Settings
 from deploy.services import free_port
-from tests.e2e.conftest import artifacts_dir
+from tests.e2e.conftest import artifacts_dir, log_in
 from tests.integration.cloud_harness import ADMIN_PW, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -73,13 +73,7 @@ def login(browser: Any, url: str, user: str, refused: list[str], start: str = "/
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())  # "Revoke the token …?"
     page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
-    page.goto(url + start)
-    page.wait_for_url("**/login?next=*")
-    page.fill("#username", user)
-    page.fill("#password", PASSWORDS[user])
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"**{start}")
-    return page
+    return log_in(page, url, start, user, PASSWORDS[user])
 
 
 def row(page: Any, token_id: str) -> str:
