@@ -107,7 +107,7 @@ def watch(passwd_file: Path, *, pid_file: Path | None = None, stop: threading.Ev
     that finds no broker is retried at the next check, so a change made while the broker restarts still lands."""
     stop = stop or threading.Event()
     seen = _stamp(passwd_file)
-    pending = False
+    pending = True  # once at start: a change made while nothing watched (an upgrade's broker-init) lands too
     reloads = 0
     log.info("broker watch started file=%s every_s=%.1f", passwd_file, every_s)
     while not stop.wait(every_s):

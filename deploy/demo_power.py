@@ -72,15 +72,17 @@ def cut_power(stack: LocalStack, gw: Gateway, headers: dict[str, str]) -> PowerC
         page: dict[str, Any] = api.get("/api/v1/alerts", params={"gateway": gw.gateway_id, "limit": 50}).json()
         return [a for a in page["items"] if a["kind"] == "gateway_silent"]
 
+    t0 = time.monotonic()
+    stack.cut_power(gw)
     try:
-        t0 = time.monotonic()
-        stack.cut_power(gw)
-        result.offline_s = _until(lambda: status() == "offline", t0, 30 + 1.5 * KEEPALIVE_S)
-        result.silent_alert_s = _until(lambda: bool(silent_alerts()), t0, SILENCE_MIN * 60 + 30)
-        stack.restore_power(gw)
+        try:
+            result.offline_s = _until(lambda: status() == "offline", t0, 30 + 1.5 * KEEPALIVE_S)
+            result.silent_alert_s = _until(lambda: bool(silent_alerts()), t0, SILENCE_MIN * 60 + 30)
+        finally:
+            stack.restore_power(gw)  # never leave a frozen agent behind
         result.online_again_s = _until(lambda: status() == "online", t0, 300)
         result.alert_cleared_s = _until(lambda: all(a["ended_at"] is not None for a in silent_alerts()), t0, 300)
-    except (httpx.HTTPError, KeyError, RuntimeError) as exc:
+    except (httpx.HTTPError, ValueError, KeyError, RuntimeError) as exc:
         result.notes.append(f"stopped: {exc}")
     finally:
         api.close()

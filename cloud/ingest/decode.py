@@ -40,7 +40,22 @@ class Decoded:
     sql: SqlWork
     seq: int | None = None
     skipped_empty: int = 0
-    span: tuple[int, int] | None = None  # the readings' first and last timestamp (ms): the rollups to redo
+    spans: tuple[tuple[int, int], ...] = ()  # the readings' time spans (ms), split at hour-long holes: rollups to redo
+
+
+def time_spans(stamps: list[int], hole_ms: int = 3_600_000) -> tuple[tuple[int, int], ...]:
+    """(first, last) of each run of timestamps without a hole longer than `hole_ms`: a gateway whose clock jumped
+    (a board booting in 2000 until NTP) gives two short spans, not one of 26 years."""
+    ordered = sorted(stamps)
+    spans: list[tuple[int, int]] = []
+    start = previous = ordered[0]
+    for ts in ordered[1:]:
+        if ts - previous > hole_ms:
+            spans.append((start, previous))
+            start = ts
+        previous = ts
+    spans.append((start, previous))
+    return tuple(spans)
 
 
 def protocol_reason(exc: ProtocolError) -> str:
@@ -87,7 +102,6 @@ def decode_message(topic: str, payload: bytes, *, gateway_allowed: Callable[[str
             formatted = batch_lines(message)
         except LineProtocolError as exc:
             raise RejectedMessageError("invalid", gateway, str(exc)) from None
-        stamps = [r.ts for r in message.readings]
         return Decoded(gateway, kind, formatted.lines, telemetry_work(message), seq=message.seq,
-                       skipped_empty=formatted.skipped_empty, span=(min(stamps), max(stamps)))
+                       skipped_empty=formatted.skipped_empty, spans=time_spans([r.ts for r in message.readings]))
     return Decoded(gateway, kind, [], event_work(message))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from cloud.db.engine import session_scope
@@ -89,6 +90,7 @@ class SqlSink:
         self.gap_grace_ms = gap_grace_ms  # skipped seqs become gap rows only after this long (completeness.py)
         self._known: set[str] = set()
         self._known_at = float("-inf")
+        self._known_loaded = False
 
     def known_gateway(self, gateway_id: str) -> bool:
         """Whether the gateway is provisioned and not revoked, from a set read again every KNOWN_REFRESH_S (a
@@ -96,11 +98,27 @@ class SqlSink:
         moment ago is accepted at once, and a flood from an unknown one costs a query per MISS_REFRESH_S)."""
         age = time.monotonic() - self._known_at
         if age >= KNOWN_REFRESH_S or (age >= MISS_REFRESH_S and gateway_id not in self._known):
-            with Session(self.engine) as session:
-                rows = session.exec(select(Gateway.id).where(col(Gateway.provisioned),
-                                                             col(Gateway.revoked).is_(False))).all()
-            self._known, self._known_at = set(rows), time.monotonic()
+            try:
+                with Session(self.engine) as session:
+                    rows = session.exec(select(Gateway.id).where(col(Gateway.provisioned),
+                                                                 col(Gateway.revoked).is_(False))).all()
+                self._known, self._known_loaded = set(rows), True
+            except SQLAlchemyError as exc:
+                # SQL down: the last list stands (the next try after KNOWN_REFRESH_S, not per message); before any
+                # list was read, accept: the broker authenticated the gateway, and refusing would turn a database
+                # outage into dead letters of good data
+                log.warning("provisioned gateways not read (SQL unavailable; %s) error=%s", "using the last list"
+                            if self._known_loaded else "accepting every gateway the broker let in", exc)
+                self._known_at = time.monotonic()
+                return self._known_loaded is False or gateway_id in self._known
+            self._known_at = time.monotonic()
         return gateway_id in self._known
+
+    def unprovisioned_gateways(self) -> int:
+        """How many gateways were registered by ingest but never provisioned (and are not revoked)."""
+        with Session(self.engine) as session:
+            return len(session.exec(select(Gateway.id).where(col(Gateway.provisioned).is_(False),
+                                                             col(Gateway.revoked).is_(False))).all())
 
     def declare_gaps(self) -> int:
         """Holes of quiet streams older than the grace period become gap rows; returns how many."""

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 LOOP_TIMEOUT_S: Final = 0.1
 ROLLUP_EVERY_S: Final = 10.0  # how often the rollups of what was stored are recomputed
+ROLLUP_RESTART_MS: Final = 5 * 60_000  # at start, the last minutes are rolled up again (a crash may have cut them)
 SHUTDOWN_FLUSH_S: Final = 10.0
 
 
@@ -55,7 +56,7 @@ class Pending:
     topic: str = ""
     payload: bytes = b""  # kept until the ack: a refused message goes to the dead letters with it
     detail: str = ""  # why it was refused
-    span: tuple[int, int] | None = None  # its readings' first and last timestamp: the rollups to redo once stored
+    spans: tuple[tuple[int, int], ...] = ()  # its readings' time spans: the rollups to redo once it is stored
 
 
 @dataclass
@@ -152,6 +153,9 @@ class IngestWorker:
                  self.settings.influx_url, self.settings.influx_db, self.settings.ingest_batch_size,
                  self.settings.ingest_batch_age_s)
         self._prepare_database()
+        start = now_ms()
+        self.rollups.mark(start - ROLLUP_RESTART_MS, start)  # a crash may have left the last minutes' rollups short
+        self._warn_unprovisioned()
         while not self._stop.is_set():
             self._step()
         self._shutdown()
@@ -174,21 +178,37 @@ class IngestWorker:
             self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
             self.sweeps.run()
 
+    def _warn_unprovisioned(self) -> None:
+        """Under `reject`, say at start how many gateways ingest registered earlier (under `register`, the default
+        before 2026-12) are now refused: an upgrade must provision them (docs/deploy.md)."""
+        if self.settings.ingest_unknown_gateway != "reject" or not self._sql_ready:
+            return
+        try:
+            count = self.sql.unprovisioned_gateways()
+        except SQLAlchemyError:
+            return
+        if count:
+            log.warning("ingest refuses %d gateway(s) that were registered but never provisioned "
+                        "(COLDWATCH_INGEST_UNKNOWN_GATEWAY=reject): provision them, or set register", count)
+
     def update_rollups(self) -> int:
         """Recompute the rollup buckets of the readings stored since the last pass (cloud/tsdb/rollups.py); an
         InfluxDB failure keeps them for the next pass. Returns the rollup points written."""
-        spans = self.rollups.due(now_ms())
-        written = 0
-        try:
-            for start, end in spans:
+        written = failed = 0
+        error: Exception | None = None
+        for (start, end), fresh in self.rollups.due(now_ms()):
+            try:
                 written += rollups.rebuild(self.influx, start, end)
-        except (InfluxUnavailable, InfluxRejected) as exc:
-            self.rollups.done(spans, now_ms(), ok=False)
-            self.metrics.write_failures.labels(kind="rollup").inc()
-            log.warning("rollups not updated spans=%d error=%s (retried at the next pass)", len(spans),
-                        short_reason(exc))
-            return 0
-        self.rollups.done(spans, now_ms(), ok=True)
+            except (InfluxUnavailable, InfluxRejected) as exc:
+                self.rollups.done((start, end), fresh, now_ms(), ok=False)
+                failed += 1
+                error = exc
+            else:
+                self.rollups.done((start, end), fresh, now_ms(), ok=True)
+        if failed:
+            self.metrics.write_failures.labels(kind="rollup").inc(failed)
+            log.warning("rollups not updated spans=%d error=%s (retried at the next pass)", failed,
+                        short_reason(error) if error else "")
         return written
 
     def _replay_one(self, topic_name: str, payload: bytes) -> tuple[bool, str]:
@@ -202,6 +222,8 @@ class IngestWorker:
             self.sql.apply([decoded.sql])
         except Exception as exc:  # transient or not, ops see why and may ask again
             return False, short_reason(exc)
+        for span in decoded.spans:
+            self.rollups.mark(*span)
         return True, f"{len(decoded.lines)} points stored"
 
     def _shutdown(self) -> None:
@@ -213,6 +235,7 @@ class IngestWorker:
         if self._pending:
             log.warning("ingest stopping with unacknowledged messages count=%d; the broker keeps them "
                         "for this worker id", len(self._pending))
+        self.update_rollups()  # what this run stored is rolled up before it goes (the settling pass: next start)
         if self.link.connected:
             self.client.disconnect()
             for _ in range(50):
@@ -274,7 +297,7 @@ class IngestWorker:
             if skipped:
                 self.metrics.seq_gaps.labels(gateway=decoded.gateway).inc(skipped)
         return Pending(message.mid, message.qos, decoded.lines, gateway=decoded.gateway, sql=decoded.sql, topic=topic,
-                       payload=payload, span=decoded.span)
+                       payload=payload, spans=decoded.spans)
 
     def _rejected(self, message: mqtt.MQTTMessage, exc: RejectedMessageError, topic: str) -> Pending:
         log.warning("message rejected reason=%s gateway=%s topic=%s detail=%s", exc.reason, exc.gateway, topic,
@@ -477,8 +500,9 @@ class IngestWorker:
         if refused and not self._keep_dead_letters(refused):
             return
         for entry in self._pending[:count]:
-            if entry.span is not None and entry.rejected is None:
-                self.rollups.mark(*entry.span)
+            if entry.rejected is None:
+                for span in entry.spans:
+                    self.rollups.mark(*span)
             self.client.ack(entry.mid, entry.qos)
             self.metrics.acked.inc()
         del self._pending[:count]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Protocol
+from typing import Final, Protocol
 
 import msgspec
 from sqlmodel import Session
@@ -20,6 +20,7 @@ from protocol.codec import ProtocolError, decode, encode
 from protocol.messages import Desired, DesiredModel
 
 log = logging.getLogger(__name__)
+MAX_VERSION_LEAD: Final = 100_000  # how far a gateway's reported desired version may run ahead of ours
 
 
 class DesiredPublisher(Protocol):
@@ -73,8 +74,16 @@ def _publish(session: Session, *, publisher: DesiredPublisher, gateway_id: str, 
              stem: str | None, mode: str | None) -> int:
     row = session.get(GatewayDesired, gateway_id)
     gateway = session.get(Gateway, gateway_id)
-    version = max(row.version + 1 if row else 1,
-                  (gateway.reported_desired_version or 0) + 1 if gateway is not None else 1)
+    published = row.version if row else 0
+    reported = gateway.reported_desired_version or 0 if gateway is not None else 0
+    if reported > published + MAX_VERSION_LEAD:
+        # a gateway reports versions far beyond anything published here: a forged document it refused (reported
+        # under the version it claimed) must not push this gateway's versions out of range; a database restored
+        # from an old backup lags by far less
+        log.warning("desired version reported by gateway=%s ignored: %d is more than %d above the last published %d",
+                    gateway_id, reported, MAX_VERSION_LEAD, published)
+        reported = 0
+    version = max(published + 1, reported + 1)
     config = None
     if row is not None:
         try:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+import msgspec
 from sqlmodel import Session, col, select
 
 from cloud.db.fleet import Gateway
@@ -33,6 +34,7 @@ from models.runtime.manifest import (
     sha256_file,
     verify_manifest_bytes,
 )
+from protocol.messages import DesiredModel
 
 log = logging.getLogger(__name__)
 MAX_ARTIFACT_BYTES: Final = 64 * 1024 * 1024  # what a gateway accepts (edge_agent/updater.py)
@@ -76,6 +78,11 @@ def register(session: Session, *, models_dir: Path, model: bytes, manifest: byte
         parsed = verify_manifest_bytes(manifest, signature, public_keys)
     except ModelRejected as exc:
         raise RegistryError(exc.reason, exc.detail or str(exc)) from None
+    try:  # what a desired document can name (protocol.messages.DesiredModel): refused now, not at rollout time
+        msgspec.convert({"name": parsed.name, "version": parsed.version, "profile": parsed.profile, "url": "https://x/",
+                         "sha256": parsed.sha256, "signature": signature[:200]}, DesiredModel)
+    except msgspec.ValidationError as exc:
+        raise RegistryError("invalid_name", f"a gateway could not be sent this model: {exc}") from None
     if session.get(ModelArtifact, parsed.stem) is not None:
         raise RegistryError("exists", f"{parsed.stem} is already registered; give the model a new version")
     folder = models_dir / parsed.stem

@@ -32,6 +32,7 @@ _FIELDS: Final = {
     "score_max": ("max(anomaly_score)", "max(score_max)", False),
 }
 SETTLE_MS: Final = 30_000  # a span is computed again this long after it was last marked (see DirtySpans)
+MAX_PER_PASS: Final = 48  # spans (of at most a day) a pass computes; the rest wait for the next
 _NS_PER_MS: Final = 1_000_000
 
 
@@ -93,35 +94,44 @@ def rebuild_days(influx: InfluxClient, start_ms: int, end_ms: int) -> int:
 class DirtySpans:
     """Time spans whose rollups must be recomputed. A span is due at once, then once more SETTLE_MS later: with
     two workers, one may read a bucket before the other's points for it are written; the second pass (and the
-    other worker's own) sees them."""
+    other worker's own) sees them. Spans are cut into days, so one clock jump or long backlog is many small
+    queries, at most MAX_PER_PASS per pass, and a failing one is retried alone."""
 
     pending: list[tuple[int, int]] = field(default_factory=list)  # (start, end) ms, for the next sweep
     settling: dict[tuple[int, int], int] = field(default_factory=dict)  # span → when to compute it again (ms)
-    _fresh: list[tuple[int, int]] = field(default_factory=list)
 
     def mark(self, start_ms: int, end_ms: int) -> None:
         """Readings stamped from `start_ms` to `end_ms` (inclusive) were stored."""
         self.pending.append((start_ms, end_ms + 1))
 
-    def due(self, now_ms: int) -> list[tuple[int, int]]:
-        """The spans to compute now, merged and on minute boundaries (the fresh ones and those settling)."""
-        self._fresh = _merge((lo // MINUTE_MS * MINUTE_MS, math.ceil(hi / MINUTE_MS) * MINUTE_MS)
-                             for lo, hi in self.pending)
+    def due(self, now_ms: int) -> list[tuple[tuple[int, int], bool]]:
+        """The spans to compute now, each with whether it is fresh (then it settles once more): merged, on minute
+        boundaries, cut into days, at most MAX_PER_PASS (the rest stay for the next pass)."""
+        fresh = [(chunk, True) for lo, hi in _merge((lo // MINUTE_MS * MINUTE_MS, math.ceil(hi / MINUTE_MS) * MINUTE_MS)
+                                                    for lo, hi in self.pending) for chunk in _days(lo, hi)]
         self.pending.clear()
-        settled = [span for span, at in self.settling.items() if at <= now_ms]
-        for span in settled:
+        settled = [(span, False) for span, at in self.settling.items() if at <= now_ms]
+        for span, _fresh in settled:
             del self.settling[span]
-        return _merge([*self._fresh, *settled])
+        work = fresh + settled
+        for (lo, hi), is_fresh in work[MAX_PER_PASS:]:
+            if is_fresh:
+                self.pending.append((lo, hi - 1))
+            else:
+                self.settling[(lo, hi)] = now_ms
+        return work[:MAX_PER_PASS]
 
-    def done(self, spans: list[tuple[int, int]], now_ms: int, *, ok: bool) -> None:
-        """After computing `spans` (from `due`): the fresh ones settle once more; after a failure all wait for the
-        next sweep."""
+    def done(self, span: tuple[int, int], fresh: bool, now_ms: int, *, ok: bool) -> None:
+        """After computing `span`: a fresh one settles once more; a failed one waits for the next pass."""
         if not ok:
-            self.pending.extend(spans)
-        else:
-            for span in self._fresh:
-                self.settling[span] = now_ms + SETTLE_MS
-        self._fresh = []
+            self.pending.append((span[0], span[1] - 1))
+        elif fresh:
+            self.settling[span] = now_ms + SETTLE_MS
+
+
+def _days(lo: int, hi: int) -> list[tuple[int, int]]:
+    day = 24 * HOUR_MS
+    return [(max(lo, start), min(hi, start + day)) for start in range(lo // day * day, hi, day)]
 
 
 def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

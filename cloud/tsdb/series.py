@@ -101,23 +101,26 @@ def sensor_series(influx: InfluxClient, *, sensor: str, start_ms: int, end_ms: i
     rollup = rollup_for(width)
     params: dict[str, str | int] = {"sensor": sensor, "start": start_ms * _NS_PER_MS, "end": end_ms * _NS_PER_MS}
     try:
-        series = influx.query(_rollup_query(rollup, width), params) if rollup is not None else []
-        if not series:  # raw buckets: a fine width, or readings stored before rollups existed (`rollups rebuild`)
-            rollup = None
-            series = influx.query(_series_query(width), params)
+        rows = [_from_rollup(r) for s in influx.query(_rollup_query(rollup, width), params)
+                for r in s.rows()] if rollup is not None else []
+        # raw buckets: for a fine width, and before the first rollup bucket (readings stored before rollups
+        # existed: `coldwatch rollups rebuild` fills those in)
+        raw_end = min((int(r["time"]) for r in rows), default=end_ms)
+        if raw_end > start_ms:
+            raw = influx.query(_series_query(width), params | {"end": raw_end * _NS_PER_MS})
+            rows = [r for s in raw for r in s.rows()] + rows
     except InfluxRejected as exc:
         if "database not found" in exc.message:
             return width, []
         raise
     out: list[Bucket] = []
-    for s in series:
-        for row in (s.rows() if rollup is None else [_from_rollup(r) for r in s.rows()]):
-            if row.get("temp_c") is None and row.get("rh_pct") is None and row.get("battery_mv") is None:
-                continue
-            out.append(Bucket(ts=int(row["time"]), n=int(row.get("n") or 0), temp_c=_f(row.get("temp_c")),
-                              temp_min=_f(row.get("temp_min")), temp_max=_f(row.get("temp_max")),
-                              rh_pct=_f(row.get("rh_pct")), battery_mv=_f(row.get("battery_mv")),
-                              anomaly_score=_f(row.get("anomaly_score"))))
+    for row in rows:
+        if row.get("temp_c") is None and row.get("rh_pct") is None and row.get("battery_mv") is None:
+            continue
+        out.append(Bucket(ts=int(row["time"]), n=int(row.get("n") or 0), temp_c=_f(row.get("temp_c")),
+                          temp_min=_f(row.get("temp_min")), temp_max=_f(row.get("temp_max")),
+                          rh_pct=_f(row.get("rh_pct")), battery_mv=_f(row.get("battery_mv")),
+                          anomaly_score=_f(row.get("anomaly_score"))))
     out.sort(key=lambda b: b["ts"])
     return width, out
 

@@ -51,11 +51,13 @@ def release(version: str | None) -> tuple[int, ...] | None:
     return tuple(numbers)
 
 
-def _version_key(version: str) -> list[tuple[int, str]]:
+def _version_key(version: str) -> list[tuple[int, int, str]]:
     key = []
-    for part in version.split("."):
+    for part in version.strip().removeprefix("v").removeprefix("V").split("."):
         digits = len(part) - len(part.lstrip("0123456789"))
-        key.append((int(part[:digits]) if digits else -1, part[digits:]))
+        suffix = part[digits:]
+        # '0rc1' < '0': a number followed by letters is a pre-release of that number
+        key.append((int(part[:digits]) if digits else -1, 0 if suffix and digits else 1, suffix))
     return key
 
 
@@ -64,8 +66,9 @@ def compare_versions(a: str, b: str) -> int:
 
     Dot-separated parts are compared in turn: numerically where both are numbers ('10' > '9'; the registry's default
     'YYYYMMDD.HHMMSS' in time order), as strings where neither starts with a digit; a part with a number and then
-    letters orders by the number first ('2a' < '3' < '10'), so the order stays total. When every shared part is equal,
-    the version with more parts is the newer ('1.1' > '1').
+    letters orders by the number first and below that number alone ('2rc1' < '2' < '3' < '10'), so the order stays
+    total; a leading 'v' is ignored ('v9' < 'v10'). When every shared part is equal, the version with more parts is
+    the newer ('1.1' > '1').
     """
     left, right = _version_key(a), _version_key(b)
     return (left > right) - (left < right)

@@ -73,7 +73,7 @@ def test_a_gap_filled_later_is_rolled_up_again(client: InfluxClient) -> None:
     client.write(readings_lines("gw1", late).lines)
     spans = rollups.DirtySpans()
     spans.mark(min(r.ts for r in late), max(r.ts for r in late))
-    for start, end in spans.due(now_ms=0):
+    for (start, end), _fresh in spans.due(now_ms=0):
         rollups.rebuild(client, start, end)
     _width, buckets = sensor_series(client, sensor=SENSORS[1], start_ms=T0, end_ms=T0 + HOURS * 3_600_000,
                                     points=HOURS * 60)
@@ -103,3 +103,11 @@ def test_coldwatch_rollups_rebuild_rolls_up_readings_stored_before_rollups(
     assert series[0].values[0][1] == len(SENSORS) * HOURS * 360
     assert main(["rollups", "rebuild", "--days", "0"]) == 2  # a clear error, not a traceback
     assert "--days" in capsys.readouterr().err
+
+
+def test_a_chart_over_readings_from_before_and_after_rollups_shows_both(client: InfluxClient) -> None:
+    rollups.rebuild(client, T0 + 2 * 3_600_000, T0 + HOURS * 3_600_000)  # only the last hour was rolled up
+    for points, per_bucket in ((HOURS, 360), (HOURS * 60, 6)):
+        _width, buckets = sensor_series(client, sensor=SENSORS[0], start_ms=T0, end_ms=T0 + HOURS * 3_600_000,
+                                        points=points)
+        assert len(buckets) == points and {b["n"] for b in buckets} == {per_bucket}

@@ -202,3 +202,35 @@ def test_a_gateway_provisioned_a_moment_ago_is_accepted_without_waiting_for_the_
         session.commit()
     now[0] += sql_sink.MISS_REFRESH_S
     assert sink.known_gateway("gw-new")
+
+
+def test_a_database_outage_while_checking_gateways_keeps_the_last_list_and_queries_once_per_refresh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloud.ingest import sql_sink
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'down.db'}")
+    init_schema(engine)
+    with Session(engine) as session:
+        session.add(Gateway(id="gw-a", created_at=0, provisioned=True))
+        session.commit()
+    now = [1000.0]
+    monkeypatch.setattr(sql_sink.time, "monotonic", lambda: now[0])
+    fresh = sql_sink.SqlSink(engine)
+    queries = [0]
+
+    class Down:
+        def __init__(self, *_args: object) -> None:
+            queries[0] += 1
+            raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(sql_sink, "Session", Down)
+    assert fresh.known_gateway("gw-new")  # nothing read yet: the broker let it in, its data is not refused
+    sink = sql_sink.SqlSink(engine)
+    monkeypatch.undo()
+    monkeypatch.setattr(sql_sink.time, "monotonic", lambda: now[0])
+    assert sink.known_gateway("gw-a")
+    monkeypatch.setattr(sql_sink, "Session", Down)
+    now[0] += sql_sink.KNOWN_REFRESH_S
+    queries[0] = 0
+    assert sink.known_gateway("gw-a") and not sink.known_gateway("gw-x")  # the last list stands
+    assert sink.known_gateway("gw-a") and queries[0] == 1  # one try per refresh, not one per message

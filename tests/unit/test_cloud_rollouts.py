@@ -500,3 +500,20 @@ def test_the_ops_page_and_the_rollouts_agree_on_which_model_a_gateway_runs(sessi
     (canary,) = canaries_of(session, rid)
     assert rollouts.running_model(session, canary) == "m-1"
     assert current_models(session) == {"chilled": Current(stem="m-1", gateways=5)}
+
+
+def test_a_forged_huge_reported_version_does_not_push_the_next_desired_version_out_of_range(session: Session) -> None:
+    from cloud.services import desired
+
+    out = Published()
+    gateway = session.get(Gateway, "gw1")
+    assert gateway is not None
+    gateway.reported_desired_version = 2**63 - 1  # what a refused forged document claimed
+    session.add(gateway)
+    model = session.get(ModelArtifact, "m-1")
+    assert model is not None
+    version = desired.publish_model(session, publisher=out, gateway_id="gw1", model=model, base_url=BASE)
+    assert version == 1 and out.last("gw1").version == 1
+    gateway.reported_desired_version = 7  # a database restored from an older backup: the gateway is ahead
+    session.add(gateway)
+    assert desired.publish_model(session, publisher=out, gateway_id="gw1", model=model, base_url=BASE) == 8

@@ -251,3 +251,11 @@ def test_the_registrys_default_versions_compare_in_time_order(a: dt.datetime, b:
     assume(a.replace(microsecond=0) != b.replace(microsecond=0))
     fmt = "%Y%m%d.%H%M%S"  # models/training/artifacts.py default_version
     assert compare_versions(a.strftime(fmt), b.strftime(fmt)) == (1 if a > b else -1)
+
+
+def test_a_leading_v_is_ignored_and_a_pre_release_orders_below_its_release() -> None:
+    from models.runtime.manifest import compare_versions
+
+    assert compare_versions("v10", "v9") == 1 and compare_versions("v2", "2") == 0
+    assert compare_versions("1.0.0rc1", "1.0.0") == -1 and compare_versions("1.0.0", "1.0.0rc1") == 1
+    assert compare_versions("2rc1", "1") == 1  # still above the release before

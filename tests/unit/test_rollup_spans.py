@@ -1,11 +1,15 @@
-"""Which spans the ingest worker rolls up: merged on minute boundaries, done once more to settle, kept on failure."""
+"""Which spans the ingest worker rolls up: merged on minute boundaries and cut into days, done once more to settle,
+a failed one retried alone, at most a pass's worth at a time; a batch's readings split at hour-long holes."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud.tsdb.rollups import MINUTE_MS, SETTLE_MS, DirtySpans
+from cloud.ingest.decode import time_spans
+from cloud.tsdb.rollups import MAX_PER_PASS, MINUTE_MS, SETTLE_MS, DirtySpans
+
+DAY_MS = 86_400_000
 
 
 def test_marked_spans_are_merged_on_minute_boundaries_and_done_once_more_to_settle() -> None:
@@ -14,21 +18,40 @@ def test_marked_spans_are_merged_on_minute_boundaries_and_done_once_more_to_sett
     spans.mark(100_000, 130_000)
     spans.mark(600_000, 600_000)
     due = spans.due(now_ms=0)
-    assert due == [(60_000, 180_000), (600_000, 660_000)]
-    spans.done(due, now_ms=0, ok=True)
+    assert due == [((60_000, 180_000), True), ((600_000, 660_000), True)]
+    for span, fresh in due:
+        spans.done(span, fresh, now_ms=0, ok=True)
     assert spans.due(now_ms=SETTLE_MS - 1) == []
     again = spans.due(now_ms=SETTLE_MS)
-    assert again == due
-    spans.done(again, now_ms=SETTLE_MS, ok=True)
+    assert again == [(span, False) for span, _ in due]
+    for span, fresh in again:
+        spans.done(span, fresh, now_ms=SETTLE_MS, ok=True)
     assert spans.due(now_ms=10 * SETTLE_MS) == []  # settled spans are not scheduled a third time
 
 
-def test_a_failed_pass_keeps_its_spans_for_the_next() -> None:
+def test_a_failed_span_alone_is_kept_for_the_next_pass() -> None:
     spans = DirtySpans()
     spans.mark(0, 1)
-    due = spans.due(now_ms=0)
-    spans.done(due, now_ms=0, ok=False)
-    assert spans.due(now_ms=1) == due
+    spans.mark(DAY_MS * 3, DAY_MS * 3 + 1)
+    (first, fresh_first), (second, fresh_second) = spans.due(now_ms=0)
+    spans.done(first, fresh_first, now_ms=0, ok=False)
+    spans.done(second, fresh_second, now_ms=0, ok=True)
+    assert spans.due(now_ms=1) == [(first, True)]
+
+
+def test_a_long_span_is_cut_into_days_and_a_pass_does_a_bounded_amount() -> None:
+    spans = DirtySpans()
+    spans.mark(0, 100 * DAY_MS - 1)  # a clock jump, or a 100-day backlog
+    first = spans.due(now_ms=0)
+    assert len(first) == MAX_PER_PASS and all(hi - lo <= DAY_MS for (lo, hi), _ in first)
+    second = spans.due(now_ms=0)
+    assert len(second) == MAX_PER_PASS and second[0][0][0] == first[-1][0][1]  # the rest, in order, next pass
+
+
+def test_a_batch_is_split_at_hour_long_holes() -> None:
+    assert time_spans([5, 1, 3]) == ((1, 5),)
+    assert time_spans([946_684_800_000, 1_767_225_600_000, 1_767_225_660_000]) == (
+        (946_684_800_000, 946_684_800_000), (1_767_225_600_000, 1_767_225_660_000))
 
 
 @given(st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 10**6)), min_size=1, max_size=40))
@@ -36,8 +59,7 @@ def test_every_marked_reading_falls_in_a_due_span(marks: list[tuple[int, int]]) 
     spans = DirtySpans()
     for start, length in marks:
         spans.mark(start, start + length)
-    due = spans.due(now_ms=0)
-    assert all(lo % MINUTE_MS == 0 and hi % MINUTE_MS == 0 and lo < hi for lo, hi in due)
-    assert all(due[i][1] < due[i + 1][0] for i in range(len(due) - 1))  # merged: disjoint and ordered
+    due = [span for span, _fresh in spans.due(now_ms=0)]
+    assert all(lo % MINUTE_MS == 0 and lo < hi for lo, hi in due)
     for start, length in marks:
-        assert any(lo <= start and start + length < hi for lo, hi in due)
+        assert any(lo <= start < hi for lo, hi in due) and any(lo <= start + length < hi for lo, hi in due)
