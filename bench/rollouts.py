@@ -25,10 +25,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from bench.results import Result
 from cloud.api_client.client import OpsClient
 from deploy.stack import API_USER, CLOUD_BIN, LocalStack, make_gateways
+from edge_agent import __version__ as agent_version
 from models.runtime.manifest import ModelRejected, generate_keypair, verify_desired, verify_manifest_bytes
 from protocol import encode
 from protocol.codec import ProtocolError, decode
-from protocol.messages import Desired, Reported
+from protocol.messages import Desired, Reported, Status
 from protocol.topics import topic
 
 ADMIN_PW = "bench-admin-password"
@@ -49,11 +50,18 @@ class LightGateway:
                                   protocol=MQTTProtocolVersion.MQTTv5)
         self.client.username_pw_set(gateway_id, password)
         self.subscribed = threading.Event()
-        self.client.on_connect = lambda c, *_: c.subscribe(topic(gateway_id, "desired"), qos=1)
+        self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, *_args: object) -> None:
+        client.subscribe(topic(self.id, "desired"), qos=1)
+        # as an agent does: its version, so the rollout knows it can compute the model's inputs
+        now = int(time.time() * 1000)
+        status = Status(gateway=self.id, state="online", ts=now, session=now, agent_version=agent_version)
+        client.publish(topic(self.id, "status"), encode(status), qos=1, retain=True)
 
     def _get(self, url: str) -> bytes:
         response = self.http.get(url, headers={"Authorization": f"Bearer {self.token}"})
@@ -118,6 +126,7 @@ def fanout(stack: LocalStack, ops: OpsClient, public_key: bytes, model_dir: Path
         light.append(LightGateway(gw.gateway_id, gw.password, stack.mosquitto.port, token, public_key))
     try:
         _wait(lambda: all(g.subscribed.is_set() for g in light), "the gateways to subscribe")
+        _wait(lambda: all(ops.gateway(g.id).agent_version for g in light), "every gateway's status stored")
         pinger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-ping", protocol=MQTTProtocolVersion.MQTTv5)
         pinger.username_pw_set(API_USER, stack.api_password)  # the account that writes desired state
         pinger.connect("127.0.0.1", stack.mosquitto.port)

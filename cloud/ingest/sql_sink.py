@@ -91,25 +91,40 @@ class SqlSink:
         self._known: set[str] = set()
         self._known_at = float("-inf")
         self._known_loaded = False
+        self._missed: dict[str, float] = {}  # gateway → when it was last looked up and not found
 
     def known_gateway(self, gateway_id: str) -> bool:
         """Whether the gateway is provisioned and not revoked, from a set read again every KNOWN_REFRESH_S (a
-        revoked gateway is refused within that time) and, on a miss, every MISS_REFRESH_S (a gateway provisioned a
-        moment ago is accepted at once, and a flood from an unknown one costs a query per MISS_REFRESH_S)."""
-        age = time.monotonic() - self._known_at
-        if age >= KNOWN_REFRESH_S or (age >= MISS_REFRESH_S and gateway_id not in self._known):
+        revoked gateway is refused within that time); a gateway not in it is looked up alone, at most every
+        MISS_REFRESH_S per gateway (one provisioned a moment ago is accepted at once, a flood from an unknown one
+        costs a query per MISS_REFRESH_S)."""
+        now = time.monotonic()
+        age = now - self._known_at
+        miss = gateway_id not in self._known and now - self._missed.get(gateway_id, float("-inf")) >= MISS_REFRESH_S
+        if age >= KNOWN_REFRESH_S or miss:
             try:
                 with Session(self.engine) as session:
+                    if age < KNOWN_REFRESH_S:  # a miss: this gateway alone (one provisioned a moment ago)
+                        one = session.get(Gateway, gateway_id)
+                        if one is not None and one.provisioned and not one.revoked:
+                            self._known.add(gateway_id)
+                        else:
+                            self._missed[gateway_id] = now
+                        return gateway_id in self._known
                     rows = session.exec(select(Gateway.id).where(col(Gateway.provisioned),
                                                                  col(Gateway.revoked).is_(False))).all()
                 self._known, self._known_loaded = set(rows), True
+                self._missed.clear()
             except SQLAlchemyError as exc:
                 # SQL down: the last list stands (the next try after KNOWN_REFRESH_S, not per message); before any
                 # list was read, accept: the broker authenticated the gateway, and refusing would turn a database
                 # outage into dead letters of good data
                 log.warning("provisioned gateways not read (SQL unavailable; %s) error=%s", "using the last list"
                             if self._known_loaded else "accepting every gateway the broker let in", exc)
-                self._known_at = time.monotonic()
+                if age < KNOWN_REFRESH_S:
+                    self._missed[gateway_id] = now
+                else:
+                    self._known_at = now
                 return self._known_loaded is False or gateway_id in self._known
             self._known_at = time.monotonic()
         return gateway_id in self._known

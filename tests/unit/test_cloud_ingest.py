@@ -233,4 +233,6 @@ def test_a_database_outage_while_checking_gateways_keeps_the_last_list_and_queri
     now[0] += sql_sink.KNOWN_REFRESH_S
     queries[0] = 0
     assert sink.known_gateway("gw-a") and not sink.known_gateway("gw-x")  # the last list stands
-    assert sink.known_gateway("gw-a") and queries[0] == 1  # one try per refresh, not one per message
+    assert queries[0] == 2  # the list, then gw-x alone
+    assert sink.known_gateway("gw-a") and not sink.known_gateway("gw-x")
+    assert queries[0] == 2  # one try per refresh and per unknown gateway, not one per message
