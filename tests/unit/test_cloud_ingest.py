@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlmodel import Session, select
 
@@ -163,17 +164,26 @@ def test_a_database_that_is_down_holds_refused_messages_until_their_dead_letters
     assert broker.acked == [] and len(worker._pending) == 1
 
 
+def _gateways_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *provisioned: str) -> tuple[Engine, list[float]]:
+    """A SQLite database holding `provisioned` gateways, and the clock ingest's gateway list reads (settable)."""
+    from cloud.ingest import sql_sink
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'gateways.db'}")
+    init_schema(engine)
+    with Session(engine) as session:
+        for gateway_id in provisioned:
+            session.add(Gateway(id=gateway_id, created_at=0, provisioned=True))
+        session.commit()
+    now = [1000.0]
+    monkeypatch.setattr(sql_sink.time, "monotonic", lambda: now[0])
+    return engine, now
+
+
 def test_a_revoked_gateway_is_refused_within_the_refresh_time_even_after_it_was_known(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cloud.ingest import sql_sink
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'known.db'}")
-    init_schema(engine)
-    with Session(engine) as session:
-        session.add(Gateway(id="gw-a", created_at=0, provisioned=True))
-        session.commit()
-    now = [1000.0]
-    monkeypatch.setattr(sql_sink.time, "monotonic", lambda: now[0])
+    engine, now = _gateways_db(tmp_path, monkeypatch, "gw-a")
     sink = sql_sink.SqlSink(engine)
     assert sink.known_gateway("gw-a") and not sink.known_gateway("gw-b")
     with Session(engine) as session:
@@ -191,10 +201,7 @@ def test_a_gateway_provisioned_a_moment_ago_is_accepted_without_waiting_for_the_
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cloud.ingest import sql_sink
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
-    init_schema(engine)
-    now = [1000.0]
-    monkeypatch.setattr(sql_sink.time, "monotonic", lambda: now[0])
+    engine, now = _gateways_db(tmp_path, monkeypatch)
     sink = sql_sink.SqlSink(engine)
     assert not sink.known_gateway("gw-new")
     with Session(engine) as session:
@@ -208,13 +215,7 @@ def test_a_database_outage_while_checking_gateways_keeps_the_last_list_and_queri
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cloud.ingest import sql_sink
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'down.db'}")
-    init_schema(engine)
-    with Session(engine) as session:
-        session.add(Gateway(id="gw-a", created_at=0, provisioned=True))
-        session.commit()
-    now = [1000.0]
-    monkeypatch.setattr(sql_sink.time, "monotonic", lambda: now[0])
+    engine, now = _gateways_db(tmp_path, monkeypatch, "gw-a")
     fresh = sql_sink.SqlSink(engine)
     queries = [0]
 
