@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,15 +116,51 @@ def _wait(condition: Any, what: str, timeout: float = 300.0, poll_s: float = 0.0
         time.sleep(poll_s)
 
 
-def fanout(stack: LocalStack, ops: OpsClient, public_key: bytes, model_dir: Path) -> list[Result]:
-    """Seconds from POST /rollouts (no canary: what a promotion sends) to the API showing it completed."""
+class AlertsProbe:
+    """Times `GET /api/v1/alerts` back to back in a thread (what a member of staff's inbox asks) until stopped."""
+
+    def __init__(self, api_url: str, token: str) -> None:
+        self.latencies_s: list[float] = []
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._http = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        self._thread = threading.Thread(target=self._run, name="alerts-probe", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            response = self._http.get("/api/v1/alerts", params={"limit": 50})
+            if response.status_code != 200:
+                self.error = f"GET /api/v1/alerts answered {response.status_code}: {response.text[:200]}"
+                return
+            self.latencies_s.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+
+    def __enter__(self) -> AlertsProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+        self._http.close()
+
+    def p99_ms(self) -> float:
+        if self.error is not None or len(self.latencies_s) < 2:
+            raise RuntimeError(self.error or f"the alerts probe answered {len(self.latencies_s)} times")
+        return statistics.quantiles(self.latencies_s, n=100, method="inclusive")[98] * 1000
+
+
+def fanout(stack: LocalStack, ops: OpsClient, token: str, public_key: bytes, model_dir: Path) -> list[Result]:
+    """Seconds from POST /rollouts (no canary: what a promotion sends) to the API showing it completed; the p99 of
+    the alert inbox's request while the gateways download, against the same request on the idle API."""
     assert stack.mosquitto is not None
     ops.push_model(model_dir)
     light = []
     for gw in stack.gateways:
         ops.provision_gateway(gw.gateway_id)
-        token = ops.artifact_token(gw.gateway_id).token
-        light.append(LightGateway(gw.gateway_id, gw.password, stack.mosquitto.port, token, public_key))
+        artifact_token = ops.artifact_token(gw.gateway_id).token
+        light.append(LightGateway(gw.gateway_id, gw.password, stack.mosquitto.port, artifact_token, public_key))
     try:
         _wait(lambda: all(g.subscribed.is_set() for g in light), "the gateways to subscribe")
         _wait(lambda: all(ops.gateway(g.id).agent_version for g in light), "every gateway's status stored")
@@ -139,11 +176,14 @@ def fanout(stack: LocalStack, ops: OpsClient, public_key: bytes, model_dir: Path
         pinger.disconnect()
         pinger.loop_stop()
 
+        with AlertsProbe(stack.api_url, token) as idle:
+            time.sleep(3.0)
         t0 = time.perf_counter()
         # No canary, on purpose: this figure is the fan-out a promotion sends (what the canary verdict triggers), and
         # light gateways score nothing, so they could give a canary no evidence (its verdict is tested, not timed).
-        rollout = ops.start_rollout(model="cw_chilled-1", canary_fraction=0.0)
-        _wait(lambda: all(g.applied_at is not None for g in light), "every gateway to apply")
+        with AlertsProbe(stack.api_url, token) as busy:
+            rollout = ops.start_rollout(model="cw_chilled-1", canary_fraction=0.0)
+            _wait(lambda: all(g.applied_at is not None for g in light), "every gateway to apply")
         applied_s = max(g.applied_at or 0.0 for g in light) - t0
         _wait(lambda: ops.rollout(rollout.id).state == "completed", "the rollout to complete", poll_s=0.25)
         completed_s = time.perf_counter() - t0
@@ -151,8 +191,12 @@ def fanout(stack: LocalStack, ops: OpsClient, public_key: bytes, model_dir: Path
         for g in light:
             g.close()
     ref = f"broker fan-out of {GATEWAYS} messages, same clients"
+    print(f"    alerts probe: {len(idle.latencies_s)} requests idle, {len(busy.latencies_s)} during the rollout",
+          file=sys.stderr)
     return [Result(f"rollout_active_{GATEWAYS}_gw", applied_s, "s", ref, broker_s, higher_is_better=False),
-            Result(f"rollout_completed_{GATEWAYS}_gw", completed_s, "s", ref, broker_s, higher_is_better=False)]
+            Result(f"rollout_completed_{GATEWAYS}_gw", completed_s, "s", ref, broker_s, higher_is_better=False),
+            Result("api_p99_during_rollout", busy.p99_ms(), "ms", "GET /api/v1/alerts p99 on the idle API, same run",
+                   idle.p99_ms(), higher_is_better=False)]
 
 
 def retrain(stack: LocalStack, ops: OpsClient, token: str, key_file: Path, work: Path) -> list[Result]:
@@ -210,7 +254,7 @@ def run() -> list[Result]:
             login.raise_for_status()
             token = login.json()["access_token"]
             with OpsClient(url=stack.api_url, token=token) as ops:
-                results = fanout(stack, ops, public_raw, model.parent)
+                results = fanout(stack, ops, token, public_raw, model.parent)
                 results += retrain(stack, ops, token, root / "fleet.key", root / "work")
         finally:
             stack.stop()

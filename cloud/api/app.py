@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from cloud.api.admission import AdmissionLimit
 from cloud.api.browser_guard import install_browser_guard
 from cloud.api.deps import InfluxDep, MetricsDep, Ops
 from cloud.api.errors import ERROR_RESPONSES, install_error_handlers
@@ -147,4 +148,5 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
         """Prometheus text exposition of this app's counters (an ops token: Prometheus's `authorization`)."""
         return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(AdmissionLimit)  # outermost: no more requests in handling than worker threads (admission.py)
     return app

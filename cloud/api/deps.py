@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request
@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from cloud.api.metrics import ApiMetrics
 from cloud.config import Settings
+from cloud.db.engine import read_mostly
 from cloud.db.users import User
 from cloud.services import users
 from cloud.tsdb.influx import InfluxClient
@@ -36,9 +37,15 @@ def get_metrics(request: Request) -> ApiMetrics:
     return metrics
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A SQL session per request; routes commit their own changes."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A SQL session per request; routes commit their own changes. Async on purpose, though routes are sync: its
+    teardown (closing the session, ending its transaction) then runs on the event loop. A sync dependency's teardown
+    waits for a worker thread, and when every worker thread waits on SQLite's lock, which the unclosed session holds
+    (every transaction begins IMMEDIATE), nothing moves until the busy timeout (200 gateways downloading a model at
+    once stalled 30 s: docs/decisions.md)."""
     engine: Engine = request.app.state.engine
+    if request.method in ("GET", "HEAD"):
+        engine = read_mostly(engine)  # SQLite: read a snapshot, never queue behind a writer (cloud/db/engine.py)
     with Session(engine, expire_on_commit=False) as session:
         yield session
 

@@ -21,6 +21,16 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+READ_MOSTLY: Final = "coldwatch_read_mostly"  # execution option: begin SQLite transactions DEFERRED
+
+
+def read_mostly(engine: Engine) -> Engine:
+    """`engine` for work that reads (the API's GET requests): on SQLite its transactions begin DEFERRED, so in WAL
+    they read a snapshot without waiting for a writer (with IMMEDIATE, 200 gateways downloading a model queued every
+    page behind the rollout writing their desired state). A write in such a transaction still works, but fails at
+    once with "database is locked" if another connection wrote since it first read: keep writes out of GET
+    requests. Other databases: the engine unchanged in behaviour."""
+    return engine.execution_options(**{READ_MOSTLY: True})
 
 
 def normalise_url(url: str) -> str:
@@ -62,7 +72,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        deferred = connection.get_execution_options().get(READ_MOSTLY, False)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def _enable_wal(cursor: Any) -> None:
