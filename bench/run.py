@@ -13,7 +13,8 @@ from pathlib import Path
 from bench.results import Result, table, write
 
 # Each module exposes run() -> list[Result]; the order is cheapest first.
-SUITES = ("bench.codec", "bench.sim", "bench.models", "bench.detect_real", "bench.e2e", "bench.cloud", "bench.rollouts")
+SUITES = ("bench.codec", "bench.sim", "bench.models", "bench.detect_real", "bench.e2e", "bench.cloud", "bench.rollouts",
+          "bench.fleet")
 
 
 def main(argv: list[str] | None = None) -> int:
