@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 
 import pytest
 
-from cloud.tsdb import rollups
-from cloud.tsdb.influx import InfluxClient
+from cloud.tsdb import reports, rollups
+from cloud.tsdb.influx import InfluxClient, Series
 from cloud.tsdb.lineprotocol import readings_lines
 from cloud.tsdb.series import _series_query, sensor_series
 from deploy.services import Influxd
@@ -111,3 +112,27 @@ def test_a_chart_over_readings_from_before_and_after_rollups_shows_both(client: 
         _width, buckets = sensor_series(client, sensor=SENSORS[0], start_ms=T0, end_ms=T0 + HOURS * 3_600_000,
                                         points=points)
         assert len(buckets) == points and {b["n"] for b in buckets} == {per_bucket}
+
+
+def test_a_report_reads_the_minute_rollup_and_raw_readings_where_none_exists(client: InfluxClient) -> None:
+    # rollups for the first two hours only: the third is what ingest has not rolled up yet
+    rollups.rebuild(client, T0, T0 + 2 * 3_600_000)
+    start, end = T0 + 25_000, T0 + HOURS * 3_600_000 - 35_000  # partial minutes at both edges
+    expected = reports._raw_minutes(client, SENSORS[0], start, end)
+    raw_queries = []
+    query = client.query
+
+    def counting(q: str, binds: Mapping[str, str | int | float | bool] | None = None) -> list[Series]:
+        if "FROM \"reading\"" in q or "FROM reading " in q:
+            raw_queries.append((binds or {}).get("end"))
+        return query(q, binds)
+
+    client.query = counting  # type: ignore[method-assign,assignment]
+    rows = reports.minute_rows(client, sensor=SENSORS[0], start=start, end=end)
+    client.query = query  # type: ignore[method-assign]
+    assert [r[:4] for r in rows] == [r[:4] for r in expected]
+    assert all(math.isclose(a[4], b[4], abs_tol=1e-9) for a, b in zip(rows, expected, strict=True))
+    excursion = next(r for r in rows if r[0] == T0 + 75 * 60_000)
+    assert excursion[3] == 14.5  # a 20 s excursion inside a rolled-up minute keeps its max
+    # raw readings were read only for the first partial minute and the hour not rolled up
+    assert len(raw_queries) == 2
