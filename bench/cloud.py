@@ -21,6 +21,7 @@ from cloud.tsdb.influx import InfluxClient
 from cloud.tsdb.lineprotocol import readings_lines
 from cloud.tsdb.rollups import rebuild_days
 from cloud.tsdb.series import _series_query, bucket_ms
+from deploy.services import Postgres, pg_bindir
 from deploy.stack import INGEST_USER, LocalStack, make_gateways
 from protocol import encode
 from protocol.messages import AlertEvent, Reading, alert_id
@@ -153,15 +154,29 @@ def chart_query_7_days(queries: int = 30) -> list[Result]:
                    "same InfluxQL straight to influxd, p99", _quantile(raw_s, 0.99) * 1000, higher_is_better=False)]
 
 
-def ingest_one_and_two_workers() -> list[Result]:
-    """ingest_vs_raw_influx with one worker and with two (each against its own same-run raw reference)."""
-    one = ingest_vs_raw_influx(workers=1)
-    two = ingest_vs_raw_influx(workers=2)
-    return [Result("ingest_1_worker", one[0].value, one[0].unit, one[0].reference, one[0].reference_value,
+def ingest_workers(total: int = 1_000_000) -> list[Result]:
+    """ingest_vs_raw_influx over `total` readings with one worker, two on SQLite and two on PostgreSQL (each
+    against its own same-run raw reference), and the one worker's RSS growth from 100k readings to `total`."""
+    one = ingest_vs_raw_influx(total, workers=1)
+    two = ingest_vs_raw_influx(total, workers=2)
+    bindir = pg_bindir()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL server binaries not found (/usr/lib/postgresql/<ver>/bin): make setup")
+    server = Postgres(bindir).start()
+    try:
+        two_pg = ingest_vs_raw_influx(total, workers=2, database_url=server.create_database("bench"))
+    finally:
+        server.stop()
+    ref = "raw influxd /write of the same lines, one client, 5000/req"
+    return [Result("ingest_1_worker", one.rate, "readings/s", ref, one.raw_rate, higher_is_better=True),
+            Result("ingest_2_workers", two.rate, "readings/s", ref, two.raw_rate, higher_is_better=True),
+            Result("ingest_2_workers_postgres", two_pg.rate, "readings/s", ref, two_pg.raw_rate,
                    higher_is_better=True),
-            Result("ingest_2_workers", two[0].value, two[0].unit, two[0].reference, two[0].reference_value,
-                   higher_is_better=True)]
+            Result("ingest_2_vs_1_worker", two.rate, "readings/s", "ingest_1_worker, same run", one.rate,
+                   higher_is_better=True),
+            Result("ingest_rss_growth", one.rss_end_mib, "MiB", f"the worker's RSS after 100k readings (of {total:,})",
+                   one.rss_early_mib, higher_is_better=False)]
 
 
 def run() -> list[Result]:
-    return ingest_one_and_two_workers() + alert_latency() + chart_query_7_days()
+    return ingest_workers() + alert_latency() + chart_query_7_days()

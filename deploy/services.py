@@ -1,4 +1,4 @@
-"""Start real mosquitto and influxd on free loopback ports in a directory, with generated configs.
+"""Start real mosquitto, influxd and PostgreSQL on free loopback ports in a directory, with generated configs.
 
 Used by the test fixtures, `make demo` and `make bench`; production configs live beside this
 file (deploy/mosquitto, deploy/influxdb) and in docs/deploy.md.
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
+import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,3 +326,62 @@ def start_mosquitto(
 def start_influxd(workdir: Path, auth: tuple[str, str] | None = None) -> Influxd:
     """Start influxd in `workdir` on free ports."""
     return Influxd(workdir=workdir, port=free_port(), auth=auth).start()
+
+
+def pg_bindir() -> Path | None:
+    """The newest /usr/lib/postgresql/<ver>/bin holding initdb (Debian keeps it off PATH)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+                   if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+class Postgres:
+    """A throw-away cluster in a temp dir on a free loopback port; as root it runs as user `postgres`
+    (the server refuses root), so the directory is created for and owned by that user."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.port = free_port()
+        self.password = secrets.token_urlsafe(12)
+        self.workdir = Path(tempfile.mkdtemp(prefix="coldwatch-pg-"))
+        self.datadir = self.workdir / "data"
+        self.log = self.workdir / "server.log"
+        self.runas: list[str] = []
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("postgres")
+            os.chown(self.workdir, entry.pw_uid, entry.pw_gid)
+            self.runas = ["runuser", "-u", "postgres", "--"]
+        self.workdir.chmod(0o700)
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self.runas, *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> Postgres:
+        pwfile = self.workdir / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self.runas:
+            shutil.chown(pwfile, "postgres")
+        self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "coldwatch", "--auth=scram-sha-256",
+                  f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8")
+        pwfile.unlink()
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off " \
+                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log), "-w", "-t", "60",
+                  "-o", options, "start")
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://coldwatch:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg  # the cloud's driver: imported here, so deploy/ stays importable without it
+
+        with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        try:
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -64,6 +64,7 @@ class LocalStack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ingest_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     api_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    database_url: str = ""  # the fleet database; "" = a SQLite file in workdir
 
     def __post_init__(self) -> None:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,7 @@ class LocalStack:
             "COLDWATCH_MQTT_PASSWORD": self.ingest_password,
             "COLDWATCH_INFLUX_URL": self.influxd.url,
             "COLDWATCH_INFLUX_DB": self.influx_db,
-            "COLDWATCH_DATABASE_URL": f"sqlite:///{self.workdir / 'coldwatch.db'}",
+            "COLDWATCH_DATABASE_URL": self.database_url or f"sqlite:///{self.workdir / 'coldwatch.db'}",
         } | extra
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

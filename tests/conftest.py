@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.services import Influxd, Mosquitto, find_binary, free_port
+from deploy.services import Influxd, Mosquitto, Postgres, find_binary, free_port, pg_bindir
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGE_VENV = ROOT / ".venv-edge"
@@ -147,78 +147,10 @@ def influx_db() -> str:
 # -- SQL: a real PostgreSQL cluster per session, and `database_url` for both SQLite and PostgreSQL ----------
 
 
-def _pg_bindir() -> Path | None:
-    """The newest /usr/lib/postgresql/<ver>/bin holding initdb (Debian keeps it off PATH)."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
-                   if p.parent.parent.name.isdigit() else 0)
-    return found[-1].parent if found else None
-
-
-class Postgres:
-    """A throw-away cluster in a temp dir on a free loopback port; as root it runs as user `postgres`
-    (the server refuses root), so the directory is created for and owned by that user."""
-
-    def __init__(self, bindir: Path) -> None:
-        import pwd
-        import tempfile
-
-        self.bindir = bindir
-        self.port = free_port()
-        self.password = secrets.token_urlsafe(12)
-        self.workdir = Path(tempfile.mkdtemp(prefix="coldwatch-pg-"))
-        self.datadir = self.workdir / "data"
-        self.log = self.workdir / "server.log"
-        self.runas: list[str] = []
-        if os.geteuid() == 0:
-            entry = pwd.getpwnam("postgres")
-            os.chown(self.workdir, entry.pw_uid, entry.pw_gid)
-            self.runas = ["runuser", "-u", "postgres", "--"]
-        self.workdir.chmod(0o700)
-
-    def _run(self, *args: str) -> None:
-        import subprocess
-
-        subprocess.run([*self.runas, *args], check=True, capture_output=True, timeout=120)
-
-    def start(self) -> Postgres:
-        pwfile = self.workdir / "pw"
-        pwfile.write_text(self.password + "\n")
-        if self.runas:
-            import shutil
-
-            shutil.chown(pwfile, "postgres")
-        self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "coldwatch", "--auth=scram-sha-256",
-                  f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8")
-        pwfile.unlink()
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off " \
-                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log), "-w", "-t", "60",
-                  "-o", options, "start")
-        return self
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://coldwatch:{self.password}@127.0.0.1:{self.port}/{database}"
-
-    def create_database(self, name: str) -> str:
-        import psycopg
-
-        with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-    def stop(self) -> None:
-        import shutil
-
-        try:
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """One PostgreSQL cluster for the session (Debian `postgresql`); tests create their own databases."""
-    bindir = _pg_bindir()
+    bindir = pg_bindir()
     require(bindir is not None, "PostgreSQL server binaries (/usr/lib/postgresql/<ver>/bin/initdb)")
     assert bindir is not None
     server = Postgres(bindir).start()

@@ -22,9 +22,9 @@ from cloud.ingest.sql_sink import SqlSink, event_work, telemetry_work
 from cloud.services import users
 from cloud.tsdb.influx import InfluxClient
 from cloud.tsdb.lineprotocol import batch_lines
-from deploy.services import Influxd
+from deploy.services import Influxd, Postgres
 from protocol.messages import AlertEvent, Reading, Status, TelemetryBatch, alert_id
-from tests.conftest import CLOUD_BIN, Postgres
+from tests.conftest import CLOUD_BIN
 
 T0 = 1_767_225_600_000  # 2026-01-01
 SENSORS = [f"c2:00:00:00:00:{i:02x}" for i in range(6)]
