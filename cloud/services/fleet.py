@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
+from sqlalchemy import BigInteger, String, Table, and_, bindparam, case, insert, not_, or_, update
+from sqlalchemy import select as core_select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, col, select
 
 from cloud.db.fleet import Gateway, GatewayCreate, GatewayUpdate, Sensor, SensorUpdate
@@ -18,6 +23,7 @@ from protocol.messages import Reported, Status
 
 _GATEWAY_FIELDS: Final = ("name", "site", "provisioned", "revoked")
 _SENSOR_FIELDS: Final = ("profile", "asset", "shipment", "label")
+IN_CHUNK: Final = 5000  # ids per `IN (...)` (SQLite's default limit is 32,766 bound parameters)
 _HEALTH_FIELDS: Final = ("uptime_s", "cpu_pct", "rss_mb", "frames_received", "frames_rejected", "readings_dropped",
                          "inference_p50_ms", "inference_p99_ms")
 
@@ -101,6 +107,70 @@ def ensure_gateway(session: Session, *, gateway_id: str, seen_at: int, heard_at:
     return gateway
 
 
+def _table(model: type[Gateway] | type[Sensor]) -> Table:
+    table = getattr(model, "__table__")  # noqa: B009 (SQLModel does not type it)
+    assert isinstance(table, Table)
+    return table
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(ids), IN_CHUNK):
+        yield ids[start:start + IN_CHUNK]
+
+
+def _insert_missing(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows whose key another writer may have inserted since we looked: on SQLite and PostgreSQL such a row
+    is skipped (the caller's monotonic UPDATE then merges our values into it); elsewhere a plain INSERT, whose
+    duplicate-key failure rolls the batch back to be retried."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    statement: Insert
+    if dialect == "sqlite":
+        statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=["id"])
+    elif dialect == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"])
+    else:
+        statement = insert(table)
+    session.execute(statement, rows)
+
+
+def ensure_gateways(session: Session, *, seen: Mapping[str, int], heard_at: int) -> None:
+    """`ensure_gateway` for many gateways at once (ingest: every gateway of a batch), in Core statements: one
+    SELECT per IN_CHUNK ids, one INSERT of the new ones, one executemany UPDATE of the ones whose times move.
+
+    The UPDATE only moves `last_seen_at`/`last_heard_at` forward in SQL itself (a CASE on the stored value), so two
+    workers racing on PostgreSQL cannot move them back whichever commits last. Rows loaded in the session's
+    identity map are not refreshed: call this before loading them (ingest does)."""
+    table = _table(Gateway)
+    c = table.c
+    ids = sorted(seen)
+    stored: dict[str, tuple[int | None, int | None]] = {}
+    for chunk in _chunks(ids):
+        for r in session.execute(core_select(c.id, c.last_seen_at, c.last_heard_at).where(c.id.in_(chunk))):
+            stored[r[0]] = (r[1], r[2])
+    now = now_ms()
+    new = [{"id": g, "created_at": now, "registered_by": "ingest", "provisioned": False, "revoked": False,
+            "last_seen_at": seen[g], "last_heard_at": heard_at} for g in ids if g not in stored]
+    _insert_missing(session, table, new)
+    moves = []
+    for g in ids:
+        if g not in stored:
+            moves.append({"b_id": g, "b_seen": seen[g], "b_heard": heard_at})  # inserted meanwhile by another
+            continue
+        last_seen, last_heard = stored[g]
+        if last_seen is None or seen[g] > last_seen or last_heard is None or heard_at > last_heard:
+            moves.append({"b_id": g, "b_seen": seen[g], "b_heard": heard_at})
+    if not moves:
+        return
+    b_seen, b_heard = bindparam("b_seen", type_=BigInteger), bindparam("b_heard", type_=BigInteger)
+    statement = update(table).where(c.id == bindparam("b_id", type_=String)).values(
+        last_seen_at=case((or_(c.last_seen_at.is_(None), c.last_seen_at < b_seen), b_seen), else_=c.last_seen_at),
+        last_heard_at=case((or_(c.last_heard_at.is_(None), c.last_heard_at < b_heard), b_heard),
+                           else_=c.last_heard_at))
+    session.execute(statement, moves)
+
+
 def supersedes(status: Status, gateway: Gateway) -> bool:
     """Whether `status` is newer than what `gateway` holds. With session ids (agents from 0.2) sessions order
     first: a later session always wins, an `offline` ends its own session whatever its `ts` (the last will was
@@ -172,6 +242,66 @@ def observe_sensor(session: Session, *, sensor_id: str, gateway_id: str, profile
         sensor.first_seen_at = first_ts
     session.add(sensor)
     return sensor
+
+
+@dataclass(slots=True)
+class SensorObs:
+    """What one ingest batch saw of a sensor: the gateway and profile of its newest reading, its time span."""
+
+    gateway_id: str
+    profile: str
+    first_ts: int
+    last_ts: int
+
+
+def observe_sensors(session: Session, observed: Mapping[str, SensorObs]) -> None:
+    """`observe_sensor` for many sensors at once (ingest: every sensor of a batch), in Core statements: one SELECT
+    per IN_CHUNK ids, one INSERT of the new ones, one executemany UPDATE of the ones that change (a sensor whose
+    stored row already says all this is not written).
+
+    The UPDATE applies observe_sensor's rules in SQL (a CASE on the stored values: the newest reading's gateway and
+    profile win, `first_seen_at` only moves back), so two workers racing on PostgreSQL agree whichever commits
+    last. Rows loaded in the session's identity map are not refreshed: call this before loading them."""
+    table = _table(Sensor)
+    c = table.c
+    ids = sorted(observed)
+    stored: dict[str, tuple[str | None, str | None, bool, int | None, int | None]] = {}
+    for chunk in _chunks(ids):
+        for r in session.execute(core_select(c.id, c.gateway_id, c.profile, c.profile_pinned, c.first_seen_at,
+                                             c.last_seen_at).where(c.id.in_(chunk))):
+            stored[r[0]] = (r[1], r[2], bool(r[3]), r[4], r[5])
+    new = [{"id": s, "gateway_id": o.gateway_id, "profile": o.profile, "profile_pinned": False,
+            "first_seen_at": o.first_ts, "last_seen_at": o.last_ts}
+           for s, o in ((s, observed[s]) for s in ids) if s not in stored]
+    _insert_missing(session, table, new)
+    changes = []
+    for sensor_id in ids:
+        o = observed[sensor_id]
+        params = {"b_id": sensor_id, "b_gateway": o.gateway_id, "b_profile": o.profile, "b_first": o.first_ts,
+                  "b_last": o.last_ts}
+        row = stored.get(sensor_id)
+        if row is None:
+            changes.append(params)  # inserted meanwhile by another writer: merge
+            continue
+        gateway_id, profile, pinned, first_seen, last_seen = row
+        if last_seen is None or o.last_ts >= last_seen:
+            gateway_id, last_seen = o.gateway_id, o.last_ts
+            profile = profile if pinned else o.profile
+        if first_seen is None or o.first_ts < first_seen:
+            first_seen = o.first_ts
+        if (gateway_id, profile, first_seen, last_seen) != (row[0], row[1], row[3], row[4]):
+            changes.append(params)
+    if not changes:
+        return
+    b_last, b_first = bindparam("b_last", type_=BigInteger), bindparam("b_first", type_=BigInteger)
+    newest = or_(c.last_seen_at.is_(None), c.last_seen_at <= b_last)
+    statement = update(table).where(c.id == bindparam("b_id", type_=String)).values(
+        gateway_id=case((newest, bindparam("b_gateway", type_=String)), else_=c.gateway_id),
+        profile=case((and_(newest, not_(c.profile_pinned)), bindparam("b_profile", type_=String)), else_=c.profile),
+        last_seen_at=case((newest, b_last), else_=c.last_seen_at),
+        first_seen_at=case((or_(c.first_seen_at.is_(None), c.first_seen_at > b_first), b_first),
+                           else_=c.first_seen_at))
+    session.execute(statement, changes)
 
 
 def list_sensors(session: Session, *, gateway_id: str | None = None, profile: str | None = None,
