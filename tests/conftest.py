@@ -10,6 +10,7 @@ import secrets
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,7 +89,7 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     require_binary("mosquitto")
     started: list[Mosquitto] = []
 
-    def start(**kwargs: int) -> Broker:
+    def start(**kwargs: Any) -> Broker:
         server = Mosquitto(
             workdir=tmp_path / f"mosquitto{len(started)}", port=free_port(), users=_gateway_users(),
             service_users=(INGEST_USER,), api_users=(API_USER,), **kwargs,

@@ -10,6 +10,9 @@ waits for a thread to validate its response: nothing moves until the busy timeou
 beyond the thread count on the event loop (where waiting costs nothing) until a response starts removes that cycle:
 each admitted request uses at most one thread at a time, and there are more threads than admitted requests. A
 streamed response (the dashboard's `/ui/events`) gives its place back when its response starts.
+
+Bulk machine traffic (a fleet downloading model artifacts) has places of its own, half of them: a member of staff's
+page never queues behind a fleet's downloads, and the downloads still use half the threads.
 """
 
 from __future__ import annotations
@@ -21,31 +24,35 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SPARE_THREADS: Final = 4  # for file sends and anything else run in a worker thread after a response started
+BULK_PATHS: Final = ("/api/v1/artifacts/",)  # requests a whole fleet makes at once
 
 
 class AdmissionLimit:
     """Pure ASGI middleware: HTTP requests wait (FIFO) for one of `limit` places, held until their response starts
-    (or they end); `limit` None: the default thread limiter's size less SPARE_THREADS, read on the first request."""
+    (or they end); `limit` None: the default thread limiter's size less SPARE_THREADS, read on the first request.
+    Requests under `bulk_paths` take their places from a share of their own (half, at least one)."""
 
-    def __init__(self, app: ASGIApp, limit: int | None = None) -> None:
+    def __init__(self, app: ASGIApp, limit: int | None = None, bulk_paths: tuple[str, ...] = BULK_PATHS) -> None:
         self.app = app
         self.limit = limit
-        self._places: asyncio.Semaphore | None = None
+        self.bulk_paths = bulk_paths
+        self._places: tuple[asyncio.Semaphore, asyncio.Semaphore] | None = None  # (interactive, bulk)
         self.waiting = 0  # requests held back now (for tests and metrics)
 
-    def _semaphore(self) -> asyncio.Semaphore:
+    def _semaphore(self, path: str = "") -> asyncio.Semaphore:
         if self._places is None:
             if self.limit is None:
                 total = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
-                self.limit = max(1, total - SPARE_THREADS)
-            self._places = asyncio.Semaphore(self.limit)
-        return self._places
+                self.limit = max(2, total - SPARE_THREADS)
+            bulk = max(1, self.limit // 2)
+            self._places = (asyncio.Semaphore(max(1, self.limit - bulk)), asyncio.Semaphore(bulk))
+        return self._places[1] if path.startswith(self.bulk_paths) else self._places[0]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        places = self._semaphore()
+        places = self._semaphore(scope.get("path", ""))
         self.waiting += 1
         try:
             await places.acquire()

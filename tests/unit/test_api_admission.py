@@ -50,7 +50,7 @@ async def _settle() -> None:
 def test_requests_beyond_the_limit_wait_until_an_admitted_response_starts() -> None:
     async def scenario() -> None:
         inner = BlockingApp()
-        app = AdmissionLimit(inner, limit=2)
+        app = AdmissionLimit(inner, limit=4)  # two places for pages, two for bulk downloads
         sent: list[Message] = []
         tasks = [asyncio.create_task(_request(app, f"/r{i}", sent)) for i in range(3)]
         await _settle()
@@ -69,7 +69,7 @@ def test_requests_beyond_the_limit_wait_until_an_admitted_response_starts() -> N
 def test_a_stream_gives_its_place_back_when_it_starts() -> None:
     async def scenario() -> None:
         inner = BlockingApp()
-        app = AdmissionLimit(inner, limit=1)
+        app = AdmissionLimit(inner, limit=2)  # one place for pages
         sent: list[Message] = []
         inner.release["/stream"] = asyncio.Event()
         inner.release["/stream"].set()
@@ -90,12 +90,31 @@ def test_a_failing_request_gives_its_place_back() -> None:
         raise RuntimeError("boom")
 
     async def scenario() -> None:
-        app = AdmissionLimit(failing, limit=1)
+        app = AdmissionLimit(failing, limit=2)
         for _ in range(3):  # would wait forever on the second if the first kept its place
             try:
                 await asyncio.wait_for(_request(app, "/x", []), timeout=10)
             except RuntimeError:
                 pass
+
+    asyncio.run(scenario())
+
+
+def test_a_fleet_downloading_does_not_hold_back_a_page() -> None:
+    async def scenario() -> None:
+        inner = BlockingApp()
+        app = AdmissionLimit(inner, limit=4)
+        sent: list[Message] = []
+        downloads = [asyncio.create_task(_request(app, f"/api/v1/artifacts/m{i}.tflite", sent)) for i in range(10)]
+        await _settle()
+        assert len(inner.entered) == 2 and app.waiting == 8  # downloads use their half
+        page = asyncio.create_task(_request(app, "/api/v1/alerts", sent))
+        await _settle()
+        assert inner.entered[-1] == "/api/v1/alerts"  # in at once, ahead of the queued downloads
+        for path in [f"/api/v1/artifacts/m{i}.tflite" for i in range(10)] + ["/api/v1/alerts"]:
+            inner.release.setdefault(path, asyncio.Event()).set()
+        await asyncio.gather(page, *downloads)
+        assert len(inner.entered) == 11
 
     asyncio.run(scenario())
 
