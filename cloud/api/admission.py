@@ -11,8 +11,8 @@ beyond the thread count on the event loop (where waiting costs nothing) until a 
 each admitted request uses at most one thread at a time, and there are more threads than admitted requests. A
 streamed response (the dashboard's `/ui/events`) gives its place back when its response starts.
 
-Bulk machine traffic (a fleet downloading model artifacts) has places of its own, half of them: a member of staff's
-page never queues behind a fleet's downloads, and the downloads still use half the threads.
+Bulk machine traffic (a fleet downloading model artifacts) has places of its own, a quarter of them: a member of
+staff's page never queues behind a fleet's downloads, nor competes for the interpreter with 18 of them at once.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SPARE_THREADS: Final = 4  # for file sends and anything else run in a worker thread after a response started
 BULK_PATHS: Final = ("/api/v1/artifacts/",)  # requests a whole fleet makes at once
+BULK_SHARE: Final = 4  # bulk requests get 1/BULK_SHARE of the places: fewer threads competing for the GIL with pages
 
 
 class AdmissionLimit:
     """Pure ASGI middleware: HTTP requests wait (FIFO) for one of `limit` places, held until their response starts
     (or they end); `limit` None: the default thread limiter's size less SPARE_THREADS, read on the first request.
-    Requests under `bulk_paths` take their places from a share of their own (half, at least one)."""
+    Requests under `bulk_paths` take their places from a share of their own (a quarter, at least one)."""
 
     def __init__(self, app: ASGIApp, limit: int | None = None, bulk_paths: tuple[str, ...] = BULK_PATHS) -> None:
         self.app = app
@@ -44,7 +45,7 @@ class AdmissionLimit:
             if self.limit is None:
                 total = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
                 self.limit = max(2, total - SPARE_THREADS)
-            bulk = max(1, self.limit // 2)
+            bulk = max(1, self.limit // BULK_SHARE)
             self._places = (asyncio.Semaphore(max(1, self.limit - bulk)), asyncio.Semaphore(bulk))
         return self._places[1] if path.startswith(self.bulk_paths) else self._places[0]
 
