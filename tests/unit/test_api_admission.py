@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlmodel import Session, text
 from starlette.types import Message, Receive, Scope, Send
 
 from cloud.api.admission import AdmissionLimit
 from cloud.db.engine import make_engine, read_mostly
+
+T = TypeVar("T")
 
 
 class BlockingApp:
@@ -42,6 +47,25 @@ async def _request(app: AdmissionLimit, path: str, sent: list[Message]) -> None:
     await app({"type": "http", "path": path, "method": "GET", "headers": []}, receive, send)
 
 
+def _run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """asyncio.run in a thread of its own: the browser tests leave an event loop running in the main thread."""
+    out: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            out.append(asyncio.run(scenario()))
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(60)
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
 async def _settle() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
@@ -63,7 +87,7 @@ def test_requests_beyond_the_limit_wait_until_an_admitted_response_starts() -> N
         await asyncio.gather(*tasks)
         assert sum(1 for m in sent if m["type"] == "http.response.body") == 3
 
-    asyncio.run(scenario())
+    _run(scenario)
 
 
 def test_a_stream_gives_its_place_back_when_it_starts() -> None:
@@ -82,7 +106,7 @@ def test_a_stream_gives_its_place_back_when_it_starts() -> None:
         await after
         stream.cancel()
 
-    asyncio.run(scenario())
+    _run(scenario)
 
 
 def test_a_failing_request_gives_its_place_back() -> None:
@@ -97,7 +121,7 @@ def test_a_failing_request_gives_its_place_back() -> None:
             except RuntimeError:
                 pass
 
-    asyncio.run(scenario())
+    _run(scenario)
 
 
 def test_a_fleet_downloading_does_not_hold_back_a_page() -> None:
@@ -116,7 +140,7 @@ def test_a_fleet_downloading_does_not_hold_back_a_page() -> None:
         await asyncio.gather(page, *downloads)
         assert len(inner.entered) == 11
 
-    asyncio.run(scenario())
+    _run(scenario)
 
 
 def test_the_default_limit_leaves_worker_threads_spare() -> None:
@@ -126,7 +150,7 @@ def test_the_default_limit_leaves_worker_threads_spare() -> None:
         assert app.limit is not None
         return app.limit
 
-    assert asyncio.run(scenario()) == 40 - 4  # anyio's default of 40 threads
+    assert _run(scenario) == 40 - 4  # anyio's default of 40 threads
 
 
 def test_a_read_mostly_session_reads_while_another_connection_holds_the_write_lock(tmp_path: Path) -> None:
