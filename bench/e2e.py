@@ -4,7 +4,9 @@ the agent's accept path vs bare frame decoding, and the agent's memory vs a bare
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -243,6 +246,63 @@ def agent_200_sensors_at_1hz(seconds: float = 20.0) -> list[Result]:
                    higher_is_better=False)]
 
 
+def _agent_counters(port: int) -> dict[str, float]:
+    """The agent's Prometheus counters (name{labels} → value) from its metrics endpoint."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("coldwatch_agent_") and " " in line:
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def agent_burst(frames: int = 100_000, rate: float = 25_000.0, sensors: int = 100) -> list[Result]:
+    """A real agent offered a burst of `frames` UDP envelopes at `rate` frames/s (a BLE bridge's backlog, a
+    warehouse's tags after a scanner restart): frames lost (offered minus readings accepted into the outbox; the
+    kernel's drops are counted by the agent as frames rejected, reason kernel_buffer_full)."""
+    with tempfile.TemporaryDirectory(prefix="coldwatch-bench-") as tmp:
+        stack = LocalStack(workdir=Path(tmp), gateways=make_gateways([("bench-01", sensors, ["chilled"])]),
+                           say=lambda _line: None)
+        try:
+            stack.start_infra()
+            stack.start_agents()
+            gw = stack.gateways[0]
+            time.sleep(2.0)
+            now = int(time.time() * 1000)
+            payloads = [pack_datagram(Datagram(
+                mac=gw.sensors[i % sensors].mac, rssi_dbm=-70, company_id=RUUVI_COMPANY_ID, ts_ms=now + i // sensors,
+                payload=encode_rawv2(RuuviFrame(mac=gw.sensors[i % sensors].mac, temp_c=3.0 + (i % 7) * 0.01,
+                                                rh_pct=80.0, battery_mv=3000, seq=(i // sensors) % 65535))))
+                for i in range(frames)]
+            before = _agent_counters(gw.metrics_port).get("coldwatch_agent_readings_accepted_total", 0.0)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            t0 = time.perf_counter()
+            for start in range(0, frames, 250):
+                due = t0 + start / rate
+                while (wait := due - time.perf_counter()) > 0:
+                    time.sleep(wait)
+                for data in payloads[start:start + 250]:
+                    sock.sendto(data, ("127.0.0.1", gw.udp_port))
+            offered_rate = frames / (time.perf_counter() - t0)
+            sock.close()
+            accepted, last_change, counters = before, time.monotonic(), {}
+            while time.monotonic() - last_change < 3.0:
+                time.sleep(0.5)
+                counters = _agent_counters(gw.metrics_port)
+                now_accepted = counters.get("coldwatch_agent_readings_accepted_total", 0.0)
+                if now_accepted != accepted:
+                    accepted, last_change = now_accepted, time.monotonic()
+            kernel = counters.get('coldwatch_agent_frames_rejected_total{reason="kernel_buffer_full"}', 0.0)
+        finally:
+            stack.stop()
+    lost = frames - (accepted - before)
+    print(f"    burst: {frames} frames offered at {offered_rate:,.0f}/s, {accepted - before:,.0f} accepted, "
+          f"{kernel:,.0f} dropped by the kernel (socket buffer full)", file=sys.stderr)
+    return [Result(f"agent_burst_{frames // 1000}k_lost", lost, "frames", f"frames offered at {offered_rate:,.0f}/s",
+                   frames, higher_is_better=False)]
+
+
 class _DequeHistory:
     """The reference: the agent's per-sensor history before edge_agent/detect/history.py (four deques of Python
     objects, popped from the left by age), kept here to measure against in the same run."""
@@ -283,5 +343,5 @@ def agent_history_per_tag(tags: int = 20, hours: float = 4.5) -> list[Result]:
 
 
 def run() -> list[Result]:
-    return (agent_accept_path() + agent_history_per_tag() + agent_200_sensors_at_1hz()
+    return (agent_accept_path() + agent_history_per_tag() + agent_200_sensors_at_1hz() + agent_burst()
             + slice_sim_to_influx())  # ingest: bench/cloud.py

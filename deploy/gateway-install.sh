@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install coldwatch-agent on a Debian-based gateway: system user, directories, config, fleet public key,
-# TLS material, the MQTT password (root-only env file), a venv with coldwatch[edge], the systemd unit.
+# TLS material, the MQTT password (root-only env file), a venv with coldwatch[edge], the kernel's socket-buffer cap
+# for the udp input (sysctl.d), the systemd unit.
 # Idempotent: an existing agent.toml or agent.env is kept (pass --force to rewrite them). docs/deploy.md.
 set -euo pipefail
 
@@ -164,6 +165,17 @@ if [ -x "$agent_bin" ]; then
   fi
   COLDWATCH_AGENT_MQTT__PASSWORD="$password" "$agent_bin" check-config --config "$check"
   [ -n "$root" ] && rm -f "$check"
+fi
+
+# The udp input asks for an 8 MiB socket buffer (edge_agent/inputs/udp.py RCVBUF_BYTES) to hold a burst of
+# frames while the agent works through it; stock Debian caps every socket at 212,992 bytes (net.core.rmem_max).
+step "kernel: net.core.rmem_max for the udp input's socket buffer"
+install -d "$root/etc/sysctl.d"
+printf '# coldwatch-agent: the udp input socket buffer (a burst of frames waits there)\nnet.core.rmem_max = 8388608\n' \
+  > "$root/etc/sysctl.d/90-coldwatch-agent.conf"
+if [ -z "$root" ]; then
+  sysctl -q -p "/etc/sysctl.d/90-coldwatch-agent.conf" \
+    || echo "gateway-install: warning: net.core.rmem_max not set now (applied at the next boot)" >&2
 fi
 
 if [ "$systemd" = 1 ]; then

@@ -67,6 +67,7 @@ class Agent:
         self.desired.note_active({profile: model.manifest.version for profile, model in self.anomaly.models.items()})
         self._inbound_thread: threading.Thread | None = None
         self.inputs: list[Input] = [DRIVERS[spec.driver].create(spec) for spec in config.inputs]
+        self._input_losses: dict[str, int] = {}  # input/reason → the total last counted
         self._stopping = threading.Event()
         self._flusher: threading.Thread | None = None
 
@@ -157,10 +158,23 @@ class Agent:
         log.info("event=agent_started gateway=%s version=%s inputs=%s outbox_depth=%d", self.config.gateway_id,
                  __version__, ",".join(i.name for i in self.inputs), self.outbox.depth())
 
+    def count_input_losses(self) -> None:
+        """What the inputs lost before delivering (a socket buffer that overflowed in a burst) into the metrics, as
+        frames rejected by reason (the status reports their sum)."""
+        for source in self.inputs:
+            for reason, total in source.lost().items():
+                key = f"{source.name}/{reason}"
+                if total > self._input_losses.get(key, 0):
+                    self.metrics.frames_rejected.labels(reason=reason).inc(total - self._input_losses.get(key, 0))
+                    log.warning("event=frames_lost gateway=%s input=%s reason=%s total=%d", self.config.gateway_id,
+                                source.name, reason, total)
+                    self._input_losses[key] = total
+
     def _flush_loop(self) -> None:
         interval = self.config.outbox.flush_interval_s
         next_status = time.monotonic() + self.config.status_interval_s
         while not self._stopping.wait(interval):
+            self.count_input_losses()
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + self.config.status_interval_s
                 self.publisher.publish_status()

@@ -23,6 +23,10 @@ class Input(Protocol):
     def stop(self) -> None:
         """Stop delivering and release sockets/files; returns once no more calls to deliver happen."""
 
+    def lost(self) -> dict[str, int]:
+        """Advertisements this input lost before delivering them, by reason, counted since it started (a socket
+        buffer that overflowed); {} when none or when it cannot tell."""
+
 
 class InputSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, tag_field="type"):
     """One `[[inputs]]` section. Each driver subclasses it with its own fields and its registry name as the tag

@@ -93,6 +93,9 @@ class BleInput:
     def stop(self) -> None:
         self.scanner.stop()
 
+    def lost(self) -> dict[str, int]:
+        return {}  # the scanner's own queue is bleak's; it does not say what it dropped
+
 
 def _check(spec: BleSection) -> str | None:
     if importlib.util.find_spec("bleak") is None:

@@ -266,6 +266,8 @@ def test_the_gateway_installer_writes_a_config_the_agent_accepts(tmp_path: Path)
     assert oct((etc / "tls" / "gateway.key").stat().st_mode & 0o777) == "0o640"
     assert (root / "etc" / "systemd" / "system" / "coldwatch-agent.service").exists()
     assert "s3cret" not in done.stdout + done.stderr
+    # the udp input's 8 MiB socket buffer is allowed by the kernel (stock cap: 212,992 bytes)
+    assert "net.core.rmem_max = 8388608" in (root / "etc" / "sysctl.d" / "90-coldwatch-agent.conf").read_text()
 
     (etc / "agent.toml").write_text(config + "# edited by the operator\n")
     again = _install(tmp_path, *args)
