@@ -1,11 +1,15 @@
 """The sensor report as a one-page PDF (fpdf2): the numbers of cloud/tsdb/reports.py, a temperature chart of the
-per-minute means with the allowed band shaded and data gaps marked, and the excursion table."""
+per-minute means with the allowed band shaded and data gaps marked, and the excursion table. Text is set in a font
+that covers Chinese as well as Latin (WenQuanYi Micro Hei, Debian's fonts-wqy-microhei, installed by
+deploy/install-system.sh), so a Chinese site, room or customer name appears as written; without it, in the PDF's
+core Helvetica with Latin-1 text."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
+from pathlib import Path
 from typing import Final
 
 from fpdf import FPDF
@@ -17,6 +21,9 @@ _CHART_W: Final = 180.0
 _CHART_H: Final = 70.0
 _MAX_POINTS: Final = 1_500
 _BREAK_FACTOR: Final = 3  # a step this many times the usual one is drawn as a hole, not a line
+UNICODE_FONTS: Final = (Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),  # fonts-wqy-microhei
+                        Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"))  # fonts-noto-cjk
+_FAMILY: Final = "cw-unicode"
 
 
 def _utc(ms: int) -> str:
@@ -26,6 +33,31 @@ def _utc(ms: int) -> str:
 def _latin1(text: str) -> str:
     """The PDF's core fonts are Latin-1: anything else becomes '?' rather than an error."""
     return text.replace("\u2212", "-").replace("\u2013", "-").encode("latin-1", "replace").decode("latin-1")
+
+
+def unicode_font() -> Path | None:
+    """The first installed font of UNICODE_FONTS (None: the report falls back to Latin-1)."""
+    return next((path for path in UNICODE_FONTS if path.is_file()), None)
+
+
+class _Text:
+    """The document's font and how its text is written: the Unicode font where installed, else Helvetica with the
+    text brought to Latin-1."""
+
+    def __init__(self, pdf: FPDF) -> None:
+        self.pdf = pdf
+        path = unicode_font()
+        self.unicode = path is not None
+        self.family = _FAMILY if path is not None else "Helvetica"
+        if path is not None:
+            for style in ("", "B"):  # one face: bold is the regular glyphs (the font has no bold)
+                pdf.add_font(_FAMILY, style, str(path), collection_font_number=0)
+
+    def font(self, size: float, *, bold: bool = False) -> None:
+        self.pdf.set_font(self.family, style="B" if bold else "", size=size)
+
+    def __call__(self, text: str) -> str:
+        return text if self.unicode else _latin1(text)
 
 
 def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
@@ -49,7 +81,7 @@ def _thin(points: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     return out
 
 
-def _chart(pdf: FPDF, report: SensorReport, points: Sequence[tuple[int, float]],
+def _chart(pdf: FPDF, t: _Text, report: SensorReport, points: Sequence[tuple[int, float]],
            gaps: Sequence[tuple[int, int]]) -> None:
     x0, y0 = pdf.l_margin, pdf.get_y()
     values = [v for _, v in points] + [b for b in (report.band_low_c, report.band_high_c) if b is not None]
@@ -77,7 +109,7 @@ def _chart(pdf: FPDF, report: SensorReport, points: Sequence[tuple[int, float]],
         a, b = px(max(after, report.start)), px(min(before, report.end))
         if b > a:
             pdf.rect(a, y0, max(0.4, b - a), _CHART_H, style="F")
-    pdf.set_font("Helvetica", size=7)
+    t.font(7)
     pdf.set_text_color(90, 90, 90)
     for i in range(5):
         v = low + (high - low) * i / 4
@@ -110,11 +142,11 @@ def _draw_run(pdf: FPDF, run: list[tuple[float, float]]) -> None:
         pdf.polyline(run)
 
 
-def _row(pdf: FPDF, cells: Sequence[str], widths: Sequence[float], bold: bool = False) -> None:
-    pdf.set_font("Helvetica", style="B" if bold else "", size=9)
+def _row(t: _Text, cells: Sequence[str], widths: Sequence[float], bold: bool = False) -> None:
+    t.font(9, bold=bold)
     for text, width in zip(cells, widths, strict=True):
-        pdf.cell(width, 5.5, _latin1(text), border="B")
-    pdf.ln(5.5)
+        t.pdf.cell(width, 5.5, t(text), border="B")
+    t.pdf.ln(5.5)
 
 
 def report_pdf(report: SensorReport, *, points: Sequence[tuple[int, float]], gaps: Sequence[tuple[int, int]],
@@ -126,18 +158,19 @@ def report_pdf(report: SensorReport, *, points: Sequence[tuple[int, float]], gap
     pdf.add_page()
     pdf.set_title(f"coldwatch sensor report {report.sensor}")
     pdf.set_creator("coldwatch")
-    pdf.set_font("Helvetica", style="B", size=15)
-    pdf.cell(0, 8, _latin1(f"Sensor report {report.sensor}" + (f" - {label}" if label else "")),
+    t = _Text(pdf)
+    t.font(15, bold=True)
+    pdf.cell(0, 8, t(f"Sensor report {report.sensor}" + (f" - {label}" if label else "")),
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font("Helvetica", size=9)
+    t.font(9)
     band = "no profile" if report.profile is None else (
         f"{report.profile}: {_fmt(report.band_low_c, ' °C', 1) if report.band_low_c is not None else 'no lower limit'}"
         f" .. {_fmt(report.band_high_c, ' °C', 1) if report.band_high_c is not None else 'no upper limit'}")
-    pdf.cell(0, 5, _latin1(f"{_utc(report.start)} to {_utc(report.end)}    band {band}"),
+    pdf.cell(0, 5, t(f"{_utc(report.start)} to {_utc(report.end)}    band {band}"),
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(3)
-    _chart(pdf, report, points, gaps)
-    pdf.set_font("Helvetica", size=7)
+    _chart(pdf, t, report, points, gaps)
+    t.font(7)
     pdf.cell(0, 4, "Line: per-minute mean temperature (°C). Green: allowed band. Grey: no data received (gap).",
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(3)
@@ -151,14 +184,14 @@ def report_pdf(report: SensorReport, *, points: Sequence[tuple[int, float]], gap
         ("Excursions", str(len(report.excursions))),
     ]
     for name, value in rows:
-        _row(pdf, (name, value), (70, 110))
+        _row(t, (name, value), (70, 110))
     pdf.ln(4)
-    pdf.set_font("Helvetica", style="B", size=11)
+    t.font(11, bold=True)
     pdf.cell(0, 7, "Excursions", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     widths = (50, 50, 40, 40)
-    _row(pdf, ("start", "end", "peak", "duration"), widths, bold=True)
+    _row(t, ("start", "end", "peak", "duration"), widths, bold=True)
     if not report.excursions:
-        _row(pdf, ("none in this range", "", "", ""), widths)
+        _row(t, ("none in this range", "", "", ""), widths)
     for e in report.excursions:
-        _row(pdf, (_utc(e.start), _utc(e.end), _fmt(e.peak_c, " °C"), _duration(e.duration_s)), widths)
+        _row(t, (_utc(e.start), _utc(e.end), _fmt(e.peak_c, " °C"), _duration(e.duration_s)), widths)
     return bytes(pdf.output())

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import zlib
+
+import pytest
+
+import cloud.report_pdf as report_pdf_module
 from cloud.db.alerts import Alert
-from cloud.report_pdf import report_pdf
+from cloud.report_pdf import report_pdf, unicode_font
 from cloud.tsdb.reports import Excursion, SensorReport
 from cloud.tsdb.series import bucket_ms
 from cloud.ui import wording
@@ -37,6 +43,34 @@ def test_pdf_report_has_pages_and_survives_odd_input() -> None:
                                max_c=None, mean_c=None, mkt_c=None, completeness_pct=None, excursions=[]),
                        points=[], gaps=[])
     assert empty.startswith(b"%PDF-")
+
+
+def _pdf_text_codes(pdf: bytes) -> set[int]:
+    """The code points the PDF's fonts map glyphs back to (their ToUnicode CMaps, decompressed)."""
+    codes: set[int] = set()
+    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+        try:
+            body = zlib.decompress(match.group(1))
+        except zlib.error:
+            body = match.group(1)
+        if b"beginbfchar" in body or b"beginbfrange" in body:
+            codes.update(int(h, 16) for h in re.findall(rb"<([0-9A-Fa-f]{4})>\s*\n", body))
+            codes.update(int(h, 16) for h in re.findall(rb"<[0-9A-Fa-f]+>\s*<([0-9A-Fa-f]{4})>", body))
+    return codes
+
+
+def test_a_chinese_name_appears_in_the_pdf_as_written() -> None:
+    # the font comes from deploy/install-system.sh (fonts-wqy-microhei): CI must have it
+    assert unicode_font() is not None, "fonts-wqy-microhei is missing: run deploy/install-system.sh (make setup)"
+    pdf = report_pdf(_report(), points=[(0, 3.0), (60_000, 3.5)], gaps=[], label="浦东仓 冷库3号")
+    codes = _pdf_text_codes(pdf)
+    assert {ord(c) for c in "浦东仓冷库号"} <= codes
+
+
+def test_without_the_font_the_pdf_falls_back_to_latin1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_pdf_module, "UNICODE_FONTS", ())
+    pdf = report_pdf(_report(), points=[(0, 3.0)], gaps=[], label="浦东仓 Cold room − 1")
+    assert pdf.startswith(b"%PDF-") and b"Helvetica" in pdf
 
 
 def _alert(**changes: object) -> Alert:
