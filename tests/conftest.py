@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import Engine
 
+from cloud.db.engine import init_schema, make_engine
 from deploy.services import Influxd, Mosquitto, Postgres, find_binary, free_port, pg_bindir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,3 +168,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'coldwatch.db'}"
     server: Postgres = request.getfixturevalue("postgres")
     return server.create_database("t_" + secrets.token_hex(6))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on `database_url` with the schema created (SQLite and PostgreSQL), disposed afterwards."""
+    engine = make_engine(database_url)
+    init_schema(engine)
+    yield engine
+    engine.dispose()

@@ -4,7 +4,6 @@ clears it, the gateway's own `sensor_silent` alerts are not doubled, and the ale
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,7 +13,7 @@ from sqlmodel import Session, select
 from cloud.api.app import create_app
 from cloud.config import Settings
 from cloud.db.alerts import Alert, AlertHistory
-from cloud.db.engine import init_schema, make_engine, session_scope
+from cloud.db.engine import make_engine, session_scope
 from cloud.db.fleet import Gateway, Sensor
 from cloud.db.ingest import IngestGap
 from cloud.services import completeness
@@ -28,14 +27,6 @@ pytestmark = pytest.mark.integration
 T0 = 1_767_225_600_000
 MIN = 60_000
 POLICY = SilencePolicy(15.0, {"pharma_2_8": 5.0})
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    init_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def fleet(engine: Engine, gateway: str, profiles: list[str], last_seen: int) -> None:

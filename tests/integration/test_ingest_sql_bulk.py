@@ -5,7 +5,6 @@ rows inserted once, and a fleet-shaped batch costs a bounded number of statement
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from cloud.db.engine import init_schema, make_engine, session_scope
+from cloud.db.engine import make_engine, session_scope
 from cloud.db.fleet import Gateway, Sensor
 from cloud.db.ingest import IngestGap, SeqStream
 from cloud.ingest.failures import caused_by_data
@@ -27,14 +26,6 @@ T0 = 1_700_000_000_000
 GATEWAYS = 40
 SENSORS = 3
 MESSAGES = 12
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    init_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def gw(g: int) -> str:

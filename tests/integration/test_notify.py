@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from cloud.api.app import create_app
 from cloud.config import Settings
 from cloud.db.alerts import Alert, AlertHistory
-from cloud.db.engine import init_schema, make_engine, session_scope
+from cloud.db.engine import make_engine, session_scope
 from cloud.db.notify import Notification as NotificationRow
 from cloud.db.notify import NotificationAlert, SuppressionBase
 from cloud.ingest.sql_sink import SqlSink, event_work, telemetry_work
@@ -167,14 +167,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
     monkeypatch.setattr(alerts, "now_ms", c)
     return c
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    init_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def mac(i: int) -> str:
