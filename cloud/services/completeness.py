@@ -259,7 +259,6 @@ def observe(session: Session, *, streams: dict[str, StreamObs], grace_ms: int = 
     opened = 0
     new: list[_Row] = []
     changed: list[_Row] = []
-    now = now_ms()
     for key in keys:
         obs = streams[key]
         if not obs.seqs:
@@ -283,7 +282,7 @@ def observe(session: Session, *, streams: dict[str, StreamObs], grace_ms: int = 
             tracker = _Tracker(stream=stream, session=session, gaps=open_gaps[key])
             for seq, ts in seqs:
                 tracker.observe(seq, ts)
-            tracker.declare(now=now, grace_ms=grace_ms)
+            tracker.declare(now=now_ms(), grace_ms=grace_ms)  # after observing: a hole just opened is not newer
             tracker.save()
             opened += tracker.opened
         if before is not None and stream.state() != before:
