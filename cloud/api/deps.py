@@ -40,9 +40,9 @@ def get_metrics(request: Request) -> ApiMetrics:
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """A SQL session per request; routes commit their own changes. Async on purpose, though routes are sync: its
     teardown (closing the session, ending its transaction) then runs on the event loop. A sync dependency's teardown
-    waits for a worker thread, and when every worker thread waits on SQLite's lock, which the unclosed session holds
-    (every transaction begins IMMEDIATE), nothing moves until the busy timeout (200 gateways downloading a model at
-    once stalled 30 s: docs/decisions.md)."""
+    waits for a worker thread, and when every worker thread waits on SQLite's lock, which an unclosed writing session
+    holds (its transactions begin IMMEDIATE; GET and HEAD ones DEFERRED, below), nothing moves until the busy timeout
+    (200 gateways downloading a model at once stalled 30 s: docs/decisions.md)."""
     engine: Engine = request.app.state.engine
     if request.method in ("GET", "HEAD"):
         engine = read_mostly(engine)  # SQLite: read a snapshot, never queue behind a writer (cloud/db/engine.py)
