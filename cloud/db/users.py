@@ -8,6 +8,7 @@ from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
 ROLES: Final = ("viewer", "staff", "ops", "admin")
+LANGUAGES: Final = ("en", "zh_CN")  # the dashboard's, e-mails' and PDFs' languages (cloud/ui/locale)
 
 
 class UserBase(SQLModel):
@@ -47,6 +48,7 @@ class User(UserBase, table=True):
     password_hash: str = Field(max_length=300)
     disabled: bool = False
     created_at: int = Field(sa_type=BigInteger)
+    language: str | None = Field(default=None, max_length=16)  # a LANGUAGES code; None: the browser's choice
 
 
 class AuthToken(SQLModel, table=True):
