@@ -107,6 +107,12 @@ class Settings:
     gateway_silence_min: float = 15.0
     gateway_silence_by_profile: str | None = None  # per profile, e.g. "pharma_2_8=5,frozen=20" (minutes)
     silence_interval_s: float = 30.0  # how often the watchdog looks (0: not in this process)
+    # Shipments (docs/shipments.md): records made at delivery are kept here with their detached signature; the
+    # records key (Ed25519, made on first use, mode 0600) signs them; its public key is served at
+    # /api/v1/shipments/record-key. The watcher judges a shipment's own limits and notices arrival.
+    records_dir: str = "var/records"
+    record_signing_key: str = "var/record-signing.pem"
+    shipment_interval_s: float = 15.0  # how often the shipment watcher looks (0: not in this process)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -282,6 +288,9 @@ def _validate_notify(s: Settings) -> None:
         raise _fail("gateway_silence_min", f"{s.gateway_silence_min} is not a number of minutes in [1, 1440]")
     if not (math.isfinite(s.silence_interval_s) and 0 <= s.silence_interval_s <= 3600):
         raise _fail("silence_interval_s", f"{s.silence_interval_s} is not a number of seconds in [0, 3600]")
+    if not (math.isfinite(s.shipment_interval_s) and 0 <= s.shipment_interval_s <= 60):
+        raise _fail("shipment_interval_s", f"{s.shipment_interval_s} is not a number of seconds in [0, 60] (an "
+                    "excursion against a shipment's own limits must raise an alert within a minute)")
     silence_by_profile(s)  # raises with the key and the reason
     try:
         parse_proxies(s.api_trusted_proxies)
@@ -362,6 +371,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "notify_interval_s": _to_float,
     "gateway_silence_min": _to_float,
     "silence_interval_s": _to_float,
+    "shipment_interval_s": _to_float,
 }
 FIELD_NAMES: Final = tuple(f.name for f in fields(Settings))
 

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -19,7 +20,7 @@ from cloud.api.deps import InfluxDep, MetricsDep, Ops
 from cloud.api.errors import ERROR_RESPONSES, install_error_handlers
 from cloud.api.metrics import ApiMetrics
 from cloud.api.ratelimit import LoginLimiter
-from cloud.api.routes import alerts, audit, auth, fleet, readings, reports, users
+from cloud.api.routes import alerts, audit, auth, fleet, readings, reports, shipments, users
 from cloud.api.routes import charts as chart_routes
 from cloud.api.routes import dead_letters as dead_letter_routes
 from cloud.api.routes import models as model_routes
@@ -32,6 +33,8 @@ from cloud.db.users import UserCreate
 from cloud.notify.dispatcher import start_in_app as start_notify
 from cloud.services import users as user_service
 from cloud.services.retention import RetentionPolicy, start_retention
+from cloud.services.shipment_record import RecordKey
+from cloud.services.shipment_watch import RecordDesk, ShipmentWatch
 from cloud.services.silence import SilencePolicy, SilenceWatchdog
 from cloud.tsdb.influx import InfluxClient, InfluxUnavailable, influx_from_settings
 from cloud.ui.install import install_ui
@@ -81,6 +84,14 @@ def start_silence_watchdog(settings: Settings, engine: Engine) -> SilenceWatchdo
     return SilenceWatchdog(engine, policy, interval_s=settings.silence_interval_s).start()
 
 
+def start_shipment_watch(app: FastAPI, settings: Settings, engine: Engine) -> ShipmentWatch | None:
+    """The shipment watcher thread (cloud/services/shipment_watch.py), unless `shipment_interval_s` is 0."""
+    if settings.shipment_interval_s == 0:
+        return None
+    return ShipmentWatch(engine, lambda: app.state.influx, app.state.record_desk,
+                         interval_s=settings.shipment_interval_s).start()
+
+
 def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine: Engine | None = None) -> FastAPI:
     """Build the app for `settings`: SQL schema ensured, optional admin bootstrap.
 
@@ -101,10 +112,13 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
         stop_rollouts = start_rollouts(app, settings, sql)
         stop_notify = start_notify(settings, sql, app.state.metrics.registry)
         watchdog = start_silence_watchdog(settings, sql)
+        shipment_watch = start_shipment_watch(app, settings, sql)
         retention = start_retention(sql, RetentionPolicy(settings.retention_notifications_days,
                                                          settings.retention_audit_days, settings.retention_gaps_days))
         yield
         retention.stop()
+        if shipment_watch is not None:
+            shipment_watch.stop()
         if watchdog is not None:
             watchdog.stop()
         stop_notify()
@@ -126,9 +140,11 @@ def create_app(settings: Settings, *, influx: InfluxClient | None = None, engine
     app.state.login_limiter = LoginLimiter(max_failures=settings.login_max_failures,
                                            window_s=settings.login_window_s)
     app.state.trusted_proxies = parse_proxies(settings.api_trusted_proxies)
+    app.state.record_desk = RecordDesk(RecordKey(Path(settings.record_signing_key)), Path(settings.records_dir),
+                                       public_key_url=f"{app.state.artifact_base_url}{shipments.RECORD_KEY_PATH}")
     install_error_handlers(app)
     install_browser_guard(app, hsts=settings.cookie_secure)
-    for module in (auth, users, readings, alerts, fleet, reports, audit, model_routes, rollout_routes,
+    for module in (auth, users, readings, alerts, fleet, reports, shipments, audit, model_routes, rollout_routes,
                    training_routes, notify_routes, dead_letter_routes):
         app.include_router(module.router)
     app.include_router(chart_routes.router)

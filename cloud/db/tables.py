@@ -11,6 +11,7 @@ from cloud.db.ingest import DeadLetter, IngestGap, ReplayRequest, SeqStream
 from cloud.db.notify import Notification, NotificationAlert, NotifyChannel, Suppression
 from cloud.db.registry import GatewayToken, ModelArtifact
 from cloud.db.rollouts import GatewayDesired, GatewayShadow, Rollout, RolloutTarget
+from cloud.db.shipments import Shipment, ShipmentAssignment, ShipmentShare
 from cloud.db.training import TrainingJob
 from cloud.db.users import AuthToken, User
 
@@ -45,6 +46,9 @@ __all__ = [
     "SchemaInfo",
     "Sensor",
     "SeqStream",
+    "Shipment",
+    "ShipmentAssignment",
+    "ShipmentShare",
     "Suppression",
     "TrainingJob",
     "User",

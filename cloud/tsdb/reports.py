@@ -19,7 +19,7 @@ from cloud.services.completeness import missing_with_silence
 from cloud.tsdb.influx import InfluxClient, InfluxRejected, quote_ident
 from cloud.tsdb.lineprotocol import MEASUREMENT
 from cloud.tsdb.rollups import LEVELS
-from protocol.profiles import PROFILES
+from protocol.profiles import PROFILES, Profile
 
 MINUTE_MS: Final = 60_000
 MINUTE_ROLLUP: Final = LEVELS[0][0]  # reading_1m
@@ -116,10 +116,11 @@ def _mkt(means: list[float]) -> float | None:
 
 
 def sensor_report(influx: InfluxClient, session: Session, *, sensor: str, profile: str | None, start: int,
-                  end: int) -> SensorReport:
-    """Aggregate the sensor's range; the band comes from its profile (protocol/profiles.py)."""
-    rows = minute_rows(influx, sensor=sensor, start=start, end=end)
-    band = PROFILES.get(profile) if profile else None
+                  end: int, band: Profile | None = None, rows: list[MinuteRow] | None = None) -> SensorReport:
+    """Aggregate the sensor's range; the band is `band` if given (a shipment's own limits), else its profile's
+    (protocol/profiles.py); `rows`: its `minute_rows`, when the caller has read them already."""
+    rows = rows if rows is not None else minute_rows(influx, sensor=sensor, start=start, end=end)
+    band = band if band is not None else (PROFILES.get(profile) if profile else None)
     count = sum(r[1] for r in rows)
     # a gateway that lost power sends nothing and leaves no seq gap until it returns: its silence counts too
     missing = round(missing_with_silence(session, sensor_id=sensor, start=start, end=end, received=count))

@@ -144,3 +144,44 @@ def latest_by_sensor(influx: InfluxClient, *, since_ms: int) -> dict[str, Latest
                 out[sensor] = Latest(temp_c=_f(row.get("temp_c")), rh_pct=_f(row.get("rh_pct")),
                                      battery_mv=_f(row.get("battery_mv")))
     return out
+
+
+
+def _per_sensor(influx: InfluxClient, *, field: str, sensors: list[str], since_ms: int,
+                group: str = "") -> dict[str, list[tuple[int, float]]]:
+    """sensor id → (ts ms, value) rows of `field` (a column or an aggregate AS temp_c) since `since_ms`."""
+    if not sensors:
+        return {}
+    s = quote_ident("sensor")
+    which = " OR ".join(f"{s} = $s{i}" for i in range(len(sensors)))
+    query = (f"SELECT {field} FROM {quote_ident(MEASUREMENT)} WHERE ({which}) AND time >= $start "  # noqa: S608
+             f"GROUP BY {group}{s}" + (" fill(none)" if group else ""))
+    params: dict[str, str | int] = {f"s{i}": sensor for i, sensor in enumerate(sensors)}
+    params["start"] = since_ms * _NS_PER_MS
+    try:
+        series = influx.query(query, params)
+    except InfluxRejected as exc:
+        if "database not found" in exc.message:
+            return {}
+        raise
+    out: dict[str, list[tuple[int, float]]] = {}
+    for found in series:
+        sensor = found.tags.get("sensor")
+        if sensor:
+            out.setdefault(sensor, []).extend((int(r["time"]), float(r["temp_c"])) for r in found.rows()
+                                              if r.get("temp_c") is not None)
+    for rows in out.values():
+        rows.sort()
+    return out
+
+
+def recent_temps(influx: InfluxClient, *, sensors: list[str], since_ms: int) -> dict[str, list[tuple[int, float]]]:
+    """sensor id → its (ts ms, °C) readings since `since_ms`, oldest first (one query for all `sensors`)."""
+    return _per_sensor(influx, field=quote_ident("temp_c"), sensors=sensors, since_ms=since_ms)
+
+
+def bucket_means(influx: InfluxClient, *, sensors: list[str], since_ms: int,
+                 bucket_ms: int) -> dict[str, list[tuple[int, float]]]:
+    """sensor id → (bucket start ms, mean °C) of its readings since `since_ms`, oldest first (one query)."""
+    return _per_sensor(influx, field=f"mean({quote_ident('temp_c')}) AS temp_c", sensors=sensors, since_ms=since_ms,
+                       group=f"time({int(bucket_ms)}ms), ")

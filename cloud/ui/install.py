@@ -8,14 +8,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from cloud.ui import events, ops_pages, pages, token_pages
+from cloud.ui import events, ops_pages, pages, shipment_pages, token_pages
 from cloud.ui.render import HERE, now_ms, templates
 
 log = logging.getLogger(__name__)
 
 
 def _is_page(path: str) -> bool:
-    return path in ("/", "/login") or (path.startswith("/ui/") and not path.startswith("/ui/static/"))
+    return path in ("/", "/login") or path.startswith("/share/") or (path.startswith("/ui/")
+                                                                      and not path.startswith("/ui/static/"))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -34,6 +35,7 @@ def install_ui(app: FastAPI) -> None:
     pages."""
     app.include_router(pages.router)
     app.include_router(ops_pages.router)
+    app.include_router(shipment_pages.router)
     app.include_router(token_pages.router)
     app.include_router(events.router)
     app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="ui-static")

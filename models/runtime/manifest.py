@@ -27,8 +27,8 @@ from protocol.codec import desired_signing_bytes
 from protocol.messages import Desired
 
 __all__ = ["Manifest", "ModelFiles", "ModelRejected", "compare_versions", "generate_keypair", "load_private_key",
-           "load_public_key", "load_verified", "release", "sha256_file", "sign_desired", "sign_manifest",
-           "verify_desired", "verify_manifest_bytes", "write_signed"]
+           "load_public_key", "load_verified", "release", "sha256_file", "sign_bytes", "sign_desired", "sign_manifest",
+           "verify_bytes", "verify_desired", "verify_manifest_bytes", "write_signed"]
 
 MANIFEST_SUFFIX: Final = ".manifest.json"
 SIG_SUFFIX: Final = ".sig"
@@ -230,9 +230,20 @@ def load_public_key(data: bytes) -> bytes:
     return raw
 
 
+def sign_bytes(data: bytes, private_key_pem: bytes) -> bytes:
+    """Base64 Ed25519 signature over `data` (a detached signature: a manifest's `.sig`, a shipment record's)."""
+    return base64.b64encode(load_private_key(private_key_pem).sign(data))
+
+
 def sign_manifest(manifest_bytes: bytes, private_key_pem: bytes) -> bytes:
     """Base64 Ed25519 signature over the manifest bytes (the content of the `.sig` file)."""
-    return base64.b64encode(load_private_key(private_key_pem).sign(manifest_bytes))
+    return sign_bytes(manifest_bytes, private_key_pem)
+
+
+def verify_bytes(data: bytes, signature_b64: bytes | str, public_keys: Iterable[bytes]) -> None:
+    """None if one of `public_keys` signed exactly `data`; ModelRejected (unsigned / bad_signature /
+    no_trusted_keys) otherwise."""
+    _check_signature(data, signature_b64, public_keys)
 
 
 def _check_signature(data: bytes, signature_b64: bytes | str, public_keys: Iterable[bytes]) -> None:

@@ -1,0 +1,199 @@
+"""The cloud's shipment watcher, a thread of the API process: a reading outside a shipment's own limits opens a
+`shipment_excursion` alert (cleared when the readings are back in range), a shipment whose devices are heard at
+its destination site is delivered, and a delivered shipment gets its signed record on disk (`RecordDesk`).
+
+The gateway's rules judge the profile's band (they know nothing of shipments); a shipment's own, stricter or
+looser, limits are judged here, on the readings ingest stored, within `shipment_interval_s` of their arrival
+(docs/decisions.md "Shipment limits are judged in the cloud").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from cloud.db.alerts import Alert, AlertHistory
+from cloud.db.engine import session_scope
+from cloud.db.fleet import Sensor
+from cloud.db.shipments import Shipment
+from cloud.periodic import PeriodicThread
+from cloud.services import shipment_record, shipments
+from cloud.services.clock import now_ms
+from cloud.shipment_pdf import shipment_pdf
+from cloud.tsdb.influx import InfluxClient, InfluxError
+from cloud.tsdb.series import recent_temps
+from protocol.messages import alert_id
+from protocol.profiles import Profile
+
+log = logging.getLogger(__name__)
+
+KIND: Final = "shipment_excursion"
+SOURCE: Final = "cloud"
+ACTOR: Final = "cloud:shipments"
+LOOKBACK_MS: Final = 10 * 60_000  # readings this recent are judged each pass (a late backlog is in the record)
+
+
+class RecordDesk:
+    """Makes a shipment's record PDF, signs it, and keeps it in `directory` (at delivery, or on demand)."""
+
+    def __init__(self, key: shipment_record.RecordKey, directory: Path, *, public_key_url: str | None = None) -> None:
+        self.key = key
+        self.directory = directory
+        self.public_key_url = public_key_url
+
+    def render(self, session: Session, influx: InfluxClient, shipment: Shipment) -> tuple[bytes, str]:
+        """(PDF, base64 signature) of the shipment's record as of now."""
+        record = shipment_record.build(session, influx, shipment)
+        pdf = shipment_pdf(record, public_key_url=self.public_key_url)
+        return pdf, self.key.sign(pdf)
+
+    def deliver(self, session: Session, influx: InfluxClient, shipment: Shipment) -> Path:
+        """Make and keep the delivered shipment's record; its path (the shipment's `record_sha256` is set)."""
+        pdf, signature = self.render(session, influx, shipment)
+        path = shipment_record.store(self.directory, shipment, pdf, signature)
+        session.add(shipment)
+        log.info("shipment record written shipment=%s path=%s bytes=%d", shipment.reference, path, len(pdf))
+        return path
+
+    def stored(self, shipment: Shipment) -> Path | None:
+        """The record kept at delivery, if it is on disk."""
+        path = self.directory / f"{shipment_record.file_stem(shipment)}.pdf"
+        return path if path.is_file() else None
+
+
+@dataclass
+class WatchResult:
+    """What one pass changed (shipment references, alert ids)."""
+
+    delivered: list[str] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
+
+
+def _open_alert(session: Session, sensor_id: str) -> Alert | None:
+    return session.exec(select(Alert).where(Alert.sensor_id == sensor_id, Alert.kind == KIND,
+                                            Alert.device_state != "clear")).first()
+
+
+def _last_cleared(session: Session, sensor_id: str) -> int:
+    ended = session.exec(select(Alert.ended_at).where(Alert.sensor_id == sensor_id, Alert.kind == KIND,
+                                                      col(Alert.ended_at).is_not(None))
+                         .order_by(col(Alert.ended_at).desc())).first()
+    return ended or 0
+
+
+def _reason(shipment: Shipment, band: Profile, value: float) -> str:
+    if band.high_c is not None and value > band.high_c:
+        return f"{value:.1f} °C is above shipment {shipment.reference}'s upper limit {band.high_c:g} °C"
+    return f"{value:.1f} °C is below shipment {shipment.reference}'s lower limit {band.low_c:g} °C"
+
+
+def _limit(band: Profile, value: float) -> float | None:
+    return band.high_c if band.high_c is not None and value > band.high_c else band.low_c
+
+
+def judge_sensor(session: Session, shipment: Shipment, band: Profile, sensor_id: str,
+                 readings: list[tuple[int, float]], now: int, result: WatchResult) -> None:
+    """Open, update or clear the sensor's `shipment_excursion` alert from its recent readings."""
+    alert = _open_alert(session, sensor_id)
+    if alert is None:
+        after = _last_cleared(session, sensor_id)
+        out = [(ts, v) for ts, v in readings if ts > after and not band.contains(v)]
+        if not out:
+            return
+        ts, value = out[0]
+        sensor = session.get(Sensor, sensor_id)
+        gateway = sensor.gateway_id if sensor and sensor.gateway_id else ""
+        reason = _reason(shipment, band, value)
+        worst = max(out, key=lambda r: abs(r[1] - band.setpoint_c))[1]
+        alert = Alert(id=alert_id(gateway, sensor_id, KIND, ts), gateway_id=gateway, sensor_id=sensor_id, kind=KIND,
+                      severity="critical", source=SOURCE, device_state="open", started_at=ts, updated_at=now,
+                      received_at=now, last_event_at=now, value=value, peak=worst, threshold=_limit(band, value),
+                      reason=reason, profile=shipment.profile)
+        session.add(alert)
+        session.flush()
+        session.add(AlertHistory(alert_id=alert.id, at=now, actor=ACTOR, action="open",
+                                 detail={"reason": reason, "shipment": shipment.reference}))
+        result.opened.append(alert.id)
+        log.warning("shipment excursion shipment=%s sensor=%s value=%.2f reason=%r", shipment.reference, sensor_id,
+                    value, reason)
+        return
+    later = [(ts, v) for ts, v in readings if ts >= alert.started_at]
+    outs = [(ts, v) for ts, v in later if not band.contains(v)]
+    if outs:
+        worst = max(outs, key=lambda r: abs(r[1] - band.setpoint_c))[1]
+        alert.peak = worst if alert.peak is None or abs(worst - band.setpoint_c) > abs(alert.peak - band.setpoint_c) \
+            else alert.peak
+        alert.value, alert.updated_at, alert.last_event_at = outs[-1][1], now, now
+    last_out = outs[-1][0] if outs else alert.started_at
+    back = [(ts, v) for ts, v in later if ts > last_out]
+    if back and band.contains(back[-1][1]):
+        alert.device_state, alert.ended_at, alert.updated_at, alert.last_event_at = "clear", back[0][0], now, now
+        session.add(AlertHistory(alert_id=alert.id, at=now, actor=ACTOR, action="clear",
+                                 detail={"reason": "readings back within the shipment's limits",
+                                         "shipment": shipment.reference}))
+        result.cleared.append(alert.id)
+        log.info("shipment excursion over shipment=%s sensor=%s alert=%s", shipment.reference, sensor_id, alert.id)
+    session.add(alert)
+
+
+def check_limits(session: Session, influx: InfluxClient, *, now: int, result: WatchResult) -> None:
+    """Judge the recent readings of every travelling shipment with limits of its own."""
+    for shipment in session.exec(select(Shipment).where(Shipment.state == "in_transit")).all():
+        band = shipments.band(shipment)
+        if band is None or not shipments.own_limits(shipment):
+            continue
+        live = [p for p in shipments.periods(session, shipment, kind="sensor") if p.end is None]
+        if not live:
+            continue
+        since = max(now - LOOKBACK_MS, min(p.start for p in live))
+        temps = recent_temps(influx, sensors=[p.device_id for p in live], since_ms=since)
+        for p in live:
+            readings = [(ts, v) for ts, v in temps.get(p.device_id, []) if ts >= p.start]
+            judge_sensor(session, shipment, band, p.device_id, readings, now, result)
+
+
+class ShipmentWatch:
+    """`step()` once, or `start()` a daemon thread that steps every `interval_s` until `stop()`."""
+
+    def __init__(self, engine: Engine, influx: Callable[[], InfluxClient], desk: RecordDesk, *, interval_s: float,
+                 clock: Callable[[], int] = now_ms) -> None:
+        self.engine = engine
+        self.influx = influx
+        self.desk = desk
+        self.clock = clock
+        self._thread = PeriodicThread("shipment-watch", interval_s, self.step)
+
+    def step(self) -> WatchResult:
+        """One pass: arrivals (delivered, record kept), then the limits, in one transaction."""
+        result = WatchResult()
+        influx = self.influx()
+        with session_scope(self.engine) as session:
+            now = self.clock()
+            for shipment in shipments.arrived(session):
+                shipments.transition(session, shipment=shipment, to="delivered", actor="cloud:arrival", at=now)
+                result.delivered.append(shipment.reference)
+                try:
+                    self.desk.deliver(session, influx, shipment)
+                except InfluxError as exc:  # the record can be made on demand later; the delivery stands
+                    log.warning("shipment record not made shipment=%s error=%s", shipment.reference, exc)
+            try:
+                check_limits(session, influx, now=now, result=result)
+            except InfluxError as exc:
+                log.warning("shipment limits not judged this pass error=%s", exc)
+        return result
+
+    def start(self) -> ShipmentWatch:
+        """Run in a daemon thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread (waits for the current step)."""
+        self._thread.stop()
