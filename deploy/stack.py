@@ -96,6 +96,8 @@ class LocalStack:
             "COLDWATCH_INFLUX_URL": self.influxd.url,
             "COLDWATCH_INFLUX_DB": self.influx_db,
             "COLDWATCH_DATABASE_URL": self.database_url or f"sqlite:///{self.workdir / 'coldwatch.db'}",
+            "COLDWATCH_RECORDS_DIR": str(self.workdir / "records"),
+            "COLDWATCH_RECORD_SIGNING_KEY": str(self.workdir / "record-signing.pem"),
         } | extra
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -41,6 +41,11 @@ class JourneyChart:
     empty: bool
 
 
+def _dash(point: str) -> str:
+    x, y = (float(v) for v in point.split(","))
+    return f"{x - 2},{y} {x + 2},{y}"
+
+
 def journey_chart(record: ShipmentRecord) -> JourneyChart:
     """The chart of `record` in SVG coordinates."""
     band = record.band
@@ -75,6 +80,8 @@ def journey_chart(record: ShipmentRecord) -> JourneyChart:
             previous = ts
         if run:
             line.segments.append(" ".join(run))
+        # a lone point (a minute between gaps) is drawn as a short dash, else it would not show
+        line.segments = [seg if " " in seg else _dash(seg) for seg in line.segments]
         lines.append(line)
     band_y = None
     if band is not None:

@@ -96,6 +96,21 @@ def shipment_page(reference: str, request: Request, session: SessionDep) -> Resp
                   known_sensors=[s.id for s in session.exec(shipments.free_sensors()).all()])
 
 
+@router.get("/ui/shipments/{reference}/live", response_class=HTMLResponse)
+def shipment_live(reference: str, request: Request, session: SessionDep) -> Response:
+    """The journey and record part of a travelling shipment's page (swapped in every few seconds)."""
+    user = page_user(request, session)
+    if user is None:
+        return PlainTextResponse("your session has ended; log in again", status_code=401)
+    try:
+        shipment = shipments.get(session, reference)
+    except DomainError:
+        return PlainTextResponse("no such shipment", status_code=404)
+    record, record_error = _record_or_none(request, session, shipment)
+    return render(request, "_shipment_live.html", user, shipment=shipment, record=record, record_error=record_error,
+                  chart=journey_chart(record) if record else None, band=shipments.band(shipment), duration=duration)
+
+
 @router.get("/share/{token}", response_class=HTMLResponse)
 def shared_page(token: str, request: Request, session: SessionDep) -> Response:
     """The receiver's read-only record: no account, only the token (expiring, revocable)."""

@@ -91,9 +91,11 @@ function setupShipment() {
   }
 }
 
-function setupSiteBoard() {
-  const tiles = document.getElementById("tiles");
-  if (tiles) livePart(tiles);
+function setupLiveParts() {
+  for (const id of ["tiles", "shipment-live"]) {
+    const holder = document.getElementById(id);
+    if (holder && holder.dataset.poll) livePart(holder);
+  }
 }
 
-document.addEventListener("DOMContentLoaded", () => { setupShipmentForm(); setupShipment(); setupSiteBoard(); });
+document.addEventListener("DOMContentLoaded", () => { setupShipmentForm(); setupShipment(); setupLiveParts(); });
