@@ -14,7 +14,7 @@ from bench.results import Result, table, write
 
 # Each module exposes run() -> list[Result]; the order is cheapest first.
 SUITES = ("bench.codec", "bench.sim", "bench.models", "bench.detect_real", "bench.e2e", "bench.cloud", "bench.rollouts",
-          "bench.fleet")
+          "bench.fleet", "bench.reports")
 
 
 def main(argv: list[str] | None = None) -> int:
