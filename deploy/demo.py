@@ -7,12 +7,15 @@ first hours and the rollout promotes it if its alert episodes stay within the al
 gateways run it beside the rules. During the day one profile is retrained from the readings stored so far and
 rolled out as a canary judged against the current model (deploy/demo_models.py).
 
-After a headless day, the reefer's gateway loses power (its agent is frozen, then rebooted): the summary shows it
-going offline, the cloud's `gateway_silent` alert, and both ending when power returns (deploy/demo_power.py).
+A shipment per site travels with the site's tags; at the end of the run the reefer's is delivered and the path of
+its signed record printed (deploy/demo_shipments.py). After a headless day, the reefer's gateway loses power (its
+agent is frozen, then rebooted): the summary shows it going offline, the cloud's `gateway_silent` alert, and both
+ending when power returns (deploy/demo_power.py).
 
 With --duration N it runs headless for N seconds (one simulated day in N seconds; the power cut adds about two
 minutes), prints a summary and exits non-zero if a reading sent was not stored, an incident in the scenarios'
-ground truth was missed, a rollout failed or the power cut went unseen. Without it, the day plays over 10 minutes
+ground truth was missed, a rollout failed, the power cut went unseen or the
+shipment record was not kept signed. Without it, the day plays over 10 minutes
 and the stack stays up until Ctrl-C.
 """
 
@@ -32,6 +35,7 @@ from types import FrameType
 
 from deploy import demo_power
 from deploy.demo_models import FleetOps, api_env, first_models, fleet_key, profile_of, timed
+from deploy.demo_shipments import DemoShipments
 from deploy.scorecard import AlertWatcher, Scorecard, score
 from deploy.stack import CLOUD_BIN, INGEST_USER, ROOT, LocalStack, make_gateways
 
@@ -41,6 +45,7 @@ LAYOUT = [
     ("shipper-01", 8, ["pharma_2_8"]),
     ("coldroom-01", 8, ["chilled"]),
 ]
+DELIVERED_AT = "reefer-01"  # its shipment is delivered at the end of the run (its record shows the excursion)
 SCENARIOS = {"reefer-01": "compressor_failure", "shipper-01": "power_loss", "coldroom-01": "door_left_open"}
 POWER_CUT_AT = "reefer-01"  # after the day: the gateway itself loses power (the scenario's power_loss is the room's)
 SIM_DAY_S = 86_400.0
@@ -103,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                                     local_start_hour=SITE_DAY_START_HOUR)
                 for gw in stack.gateways]
         fleet.retrain_later(sim_start_ms, play_s, stop)
+        shipments = DemoShipments(stack, fleet.token)
+        started = shipments.start(sim_start_ms)
         print(f"==> running ({time.monotonic() - t0:.1f} s to start)")
         print(f"    dashboard:     {stack.api_url}/   logins: " + ", ".join(f"{u} / {p}" for u, p in logins.items()))
         print(f"    API docs:      {stack.api_url}/docs")
@@ -113,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         assert stack.mosquitto is not None and stack.influxd is not None
         print(f"    mosquitto:     127.0.0.1:{stack.mosquitto.port}   influxd: {stack.influxd.url} (db coldwatch)")
         print(f"    logs:          {args.workdir / 'logs'}")
+        print(f"    shipments:     {stack.api_url}/ui/shipments   ({'; '.join(started)})")
+        print(f"    site boards:   {stack.api_url}/ui/sites")
         print("    scenarios:     " + ", ".join(f"{g} → {sc}" for g, sc in SCENARIOS.items())
               + f" (one simulated day in {play_s:.0f} s)")
         if args.duration:
@@ -134,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)  # the last alert events are on their way through the broker
         card = score(list(labels.values()), watcher.stop())
         code = report(sent, stored, summaries, alerts, card)
+        print(f"\n==> delivering the shipment of {DELIVERED_AT} ...")
+        record_ok, lines = shipments.deliver(DELIVERED_AT)
+        print("\n".join(f"    {line}" for line in lines))
+        print("  OK: the record was kept, signed, and verifies" if record_ok
+              else "  FAIL: the record is missing or its signature does not verify")
         cut_ok = True
         if args.duration:  # headless; an interactive run ends at Ctrl-C
             print(f"\n==> cutting the power of {POWER_CUT_AT}'s gateway ...")
@@ -142,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(cut.lines()))
             cut_ok = cut.ok
             print(f"  {'OK: the power cut was seen and ended' if cut.ok else 'FAIL: the power cut went unseen'}")
-        return code if fleet.report() and cut_ok else 1
+        return code if fleet.report() and cut_ok and record_ok else 1
     except Exception as exc:  # the demo reports any failure, then cleans up
         print(f"demo failed: {exc}", file=sys.stderr)
         print(f"logs: {args.workdir / 'logs'}", file=sys.stderr)
