@@ -13,6 +13,7 @@ SHIPMENT_STATES: Final = ("planned", "in_transit", "delivered", "cancelled")
 DEVICE_KINDS: Final = ("sensor", "gateway")
 REFERENCE_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # it is a path segment
 PROFILE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,31}$"
+MAX_MS: Final = 2**62  # epoch ms that reach SQL are bounded (SQLite refuses past 2**63 - 1 with OverflowError)
 
 
 class ShipmentBase(SQLModel):
@@ -24,8 +25,8 @@ class ShipmentBase(SQLModel):
     customer: str | None = Field(default=None, max_length=200)
     product: str | None = Field(default=None, max_length=200)  # the product category, in words
     profile: str | None = Field(default=None, max_length=32, schema_extra={"pattern": PROFILE_PATTERN})
-    planned_start: int | None = Field(default=None, sa_type=BigInteger)
-    planned_end: int | None = Field(default=None, sa_type=BigInteger)
+    planned_start: int | None = Field(default=None, ge=0, le=MAX_MS, sa_type=BigInteger)
+    planned_end: int | None = Field(default=None, ge=0, le=MAX_MS, sa_type=BigInteger)
     temp_low_c: float | None = Field(default=None, ge=-100, le=100)  # the shipment's own limits, where given,
     temp_high_c: float | None = Field(default=None, ge=-100, le=100)  # override the profile's band
 
@@ -54,8 +55,8 @@ class ShipmentUpdate(SQLModel):
     customer: str | None = Field(default=None, max_length=200)
     product: str | None = Field(default=None, max_length=200)
     profile: str | None = Field(default=None, max_length=32, schema_extra={"pattern": PROFILE_PATTERN})
-    planned_start: int | None = None
-    planned_end: int | None = None
+    planned_start: int | None = Field(default=None, ge=0, le=MAX_MS)
+    planned_end: int | None = Field(default=None, ge=0, le=MAX_MS)
     temp_low_c: float | None = Field(default=None, ge=-100, le=100)
     temp_high_c: float | None = Field(default=None, ge=-100, le=100)
 
@@ -95,7 +96,7 @@ class AssignmentCreate(SQLModel):
 
     kind: str = Field(default="sensor", max_length=16)
     device_id: str = Field(min_length=1, max_length=64)
-    start: int | None = None
+    start: int | None = Field(default=None, ge=0, le=MAX_MS)
 
 
 class AssignmentPublic(SQLModel):

@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -77,7 +78,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             session.commit()
         engine.dispose()
         for sensor in TRUCK:
-            _write(s, "truck-e2e", sensor, "chilled", [(now - 60 * MIN + i * MIN, 2.0 + (i % 7) / 10) for i in range(60)])
+            _write(s, "truck-e2e", sensor, "chilled",
+                   [(now - 60 * MIN + i * MIN, 2.0 + (i % 7) / 10) for i in range(60)])
         for sensor, profile in PROFILES.items():
             _write(s, "pudong-e2e", sensor, profile, [(now - 30 * MIN + i * MIN, LEVEL[profile]) for i in range(30)])
         s.start_api(env={"COLDWATCH_SHIPMENT_INTERVAL_S": "1"})
@@ -136,7 +138,7 @@ def test_staff_run_a_shipment_from_creation_to_the_signed_record_and_share_it(st
     page.wait_for_selector('#shipment-state.delivered')
     with page.expect_download() as info:
         page.click("#record-pdf")
-    pdf = open(info.value.path(), "rb").read()  # noqa: SIM115
+    pdf = Path(info.value.path()).read_bytes()
     (shots / "shipment-record.pdf").write_bytes(pdf)
     signature = httpx.get(f"{stack.api_url}/api/v1/shipments/SH-2291/record", params={"format": "sig"},
                           cookies=cookies, timeout=30).text

@@ -30,6 +30,7 @@ def app(influxd: Influxd, mosquitto: Broker, tmp_path_factory: pytest.TempPathFa
     application = create_app(Settings(
         database_url=f"sqlite:///{folder / 'fuzz.db'}", influx_url=influxd.url, influx_db="fuzz",
         admin_password=ADMIN_PW, models_dir=str(folder / "registry"), login_max_failures=1000,
+        records_dir=str(folder / "records"), record_signing_key=str(folder / "records.pem"),
         mqtt_host=mosquitto.host, mqtt_port=mosquitto.port, mqtt_username=API_USER,
         mqtt_password=mosquitto.password(API_USER), mosquitto_passwd_file=str(mosquitto.server.workdir / "passwd"),
         mosquitto_pid_file=str(folder / "mosquitto.pid")))

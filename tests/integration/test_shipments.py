@@ -190,3 +190,17 @@ def test_states_and_assignments_refuse_what_does_not_apply(api: TestClient) -> N
     assert api.get("/api/v1/shipments/NOPE").status_code == 404
     assert [s["reference"] for s in api.get("/api/v1/shipments", params={"state": "planned"}).json()] == ["SH-B"]
     assert api.get("/api/v1/shipments", params={"state": "lost"}).status_code == 422
+
+
+def test_a_share_link_stops_at_its_expiry(api: TestClient) -> None:
+    from cloud.services import shipments
+
+    _shipment(api, reference="SH-EXP")
+    link = api.post("/api/v1/shipments/SH-EXP/share", json={"days": 1}).json()
+    app: Any = api.app
+    with Session(app.state.engine) as session:
+        assert shipments.shared(session, link["token"], now=link["expires_at"] - 1) is not None
+        assert shipments.shared(session, link["token"], now=link["expires_at"]) is None
+        assert shipments.shared(session, "", now=0) is None and shipments.shared(session, "x" * 500) is None
+    assert api.post("/api/v1/shipments/SH-EXP/share", json={"days": 0}).status_code == 422
+    assert api.post("/api/v1/shipments/SH-EXP/share", json={"days": 400}).status_code == 422
