@@ -111,10 +111,10 @@ def test_a_shipment_travels_raises_an_excursion_on_its_own_limits_and_is_deliver
     # arrival: the truck's tag is heard by a gateway of the destination site
     app: Any = api.app
     with Session(app.state.engine) as session:
-        sensor = session.get(Sensor, S1)
-        assert sensor is not None
-        sensor.gateway_id = "depot-cd"
-        session.add(sensor)
+        row = session.get(Sensor, S1)
+        assert row is not None
+        row.gateway_id = "depot-cd"
+        session.add(row)
         session.commit()
     assert _watch(api).delivered == ["SH-2291"]
     shipment = api.get("/api/v1/shipments/SH-2291").json()["shipment"]

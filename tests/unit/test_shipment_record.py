@@ -29,7 +29,7 @@ def _shipment(**changes: object) -> Shipment:
                                      state="delivered", started_at=0, delivered_at=4 * H, created_at=0,
                                      created_by="staff1")
     values.update(changes)
-    return Shipment(**values)
+    return Shipment(**values)  # type: ignore[arg-type]
 
 
 def _part(sensor: str, excursions: list[tuple[int, int]], mkt: float, label: str | None = None) -> SensorPart:
