@@ -6,7 +6,8 @@
   PostgreSQL (how a deployment moves from one to the other).
 - InfluxDB: every point of every measurement as line protocol (gzip), a day at a time, through the same v1 HTTP API
   ingest writes to (InfluxDB 1.x, and 2.x/3.x with a DBRP mapping); field types from `SHOW FIELD KEYS`.
-- The model registry folder, file by file with its SHA-256.
+- The model registry folder and the delivered shipments' signed records, file by file with their SHA-256, and the
+  records signing key (kept 0600; without it, records made after a restore would be signed by a new key).
 
 `backup.json` lists what was written (rows per table, points per measurement, files); a restore checks its counts
 against it. The fleet's signing key is not a cloud setting and is not included (docs/deploy.md).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -36,6 +38,7 @@ from cloud.tsdb.lineprotocol import escape_measurement, escape_tag, format_float
 FORMAT: Final = 1
 DAY_MS: Final = 86_400_000
 WRITE_BATCH: Final = 5000
+RECORD_KEY_NAME: Final = "record-signing.pem"
 SKIPPED_TABLES: Final = frozenset({"alembic_version"})  # the migration state: recreated by migrating
 
 
@@ -55,6 +58,8 @@ class Summary:
     influx_database: str = ""
     measurements: dict[str, int] = field(default_factory=dict)
     registry: dict[str, str] = field(default_factory=dict)  # relative path → sha256
+    records: dict[str, str] = field(default_factory=dict)  # shipment records: relative path → sha256
+    record_key: str = ""  # sha256 of the records signing key ("" when none had been made)
 
 
 def _influx(settings: Settings, timeout_s: float = 120.0) -> InfluxClient:
@@ -62,7 +67,7 @@ def _influx(settings: Settings, timeout_s: float = 120.0) -> InfluxClient:
 
 
 def backup(settings: Settings, out: Path) -> Summary:
-    """Write SQL, InfluxDB and the registry into `out` (a new or empty folder)."""
+    """Write SQL, InfluxDB, the registry, the shipment records and their key into `out` (a new or empty folder)."""
     if out.exists() and any(out.iterdir()):
         raise BackupError(f"{out} is not empty: back up into a new folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -75,22 +80,29 @@ def backup(settings: Settings, out: Path) -> Summary:
     with _influx(settings) as influx:
         _dump_influx(influx, out / "influx", summary)
     _copy_tree(Path(settings.models_dir), out / "registry", summary.registry)
+    _copy_tree(Path(settings.records_dir), out / "records", summary.records)
+    key = Path(settings.record_signing_key)
+    if key.is_file():
+        summary.record_key = _copy_key(key, out / "keys" / RECORD_KEY_NAME)
     (out / "backup.json").write_text(json.dumps(summary.__dict__, indent=2, sort_keys=True) + "\n")
     return summary
 
 
 def restore(settings: Settings, source: Path) -> Summary:
-    """Load a backup into empty stores (an empty SQL database, a missing or empty InfluxDB database, an empty
-    registry folder), then check every count against `backup.json`."""
+    """Load a backup into empty stores (an empty SQL database, a missing or empty InfluxDB database, empty
+    registry and records folders), then check every count against `backup.json`."""
     try:
         summary = Summary(**json.loads((source / "backup.json").read_text()))
     except (OSError, ValueError, TypeError) as exc:
         raise BackupError(f"{source} is not a coldwatch backup (backup.json: {exc})") from None
     if summary.format != FORMAT:
         raise BackupError(f"backup format {summary.format} is not {FORMAT}")
-    registry = Path(settings.models_dir)
-    if registry.exists() and any(registry.iterdir()):
-        raise BackupError(f"the registry folder {registry} is not empty: restore into an empty one")
+    registry, records, key = Path(settings.models_dir), Path(settings.records_dir), Path(settings.record_signing_key)
+    for name, folder in (("registry", registry), ("records", records)):
+        if folder.exists() and any(folder.iterdir()):
+            raise BackupError(f"the {name} folder {folder} is not empty: restore into an empty one")
+    if summary.record_key and key.is_file() and _sha256(key) != summary.record_key:
+        raise BackupError(f"{key} holds another records signing key: move it away to restore the backup's")
     engine = make_engine(settings.database_url)
     try:
         _load_sql(engine, source / "sql", summary)
@@ -102,6 +114,13 @@ def restore(settings: Settings, source: Path) -> Summary:
     _copy_tree(source / "registry", registry, copied)
     if copied != summary.registry:
         raise BackupError("the registry files restored differ from backup.json")
+    copied = {}
+    _copy_tree(source / "records", records, copied)
+    if copied != summary.records:
+        raise BackupError("the shipment records restored differ from backup.json")
+    if summary.record_key and not key.is_file() and _copy_key(source / "keys" / RECORD_KEY_NAME, key) != \
+            summary.record_key:
+        raise BackupError("the records signing key restored differs from backup.json")
     return summary
 
 
@@ -263,6 +282,19 @@ def _load_influx(influx: InfluxClient, folder: Path, summary: Summary) -> None:
 
 
 # -- files -------------------------------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _copy_key(source: Path, target: Path) -> str:
+    """Copy a private key, readable by its owner only; its SHA-256."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(source.read_bytes())
+    return _sha256(target)
+
 
 def _copy_tree(source: Path, target: Path, hashes: dict[str, str]) -> None:
     """Copy every file under `source` to `target` (made if missing), recording each one's SHA-256."""

@@ -241,7 +241,8 @@ def _backup_or_restore(settings: Settings, command: str, folder: Path, models_di
         print(f"coldwatch: error: {command} failed: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({"folder": str(folder), "tables": summary.tables, "measurements": summary.measurements,
-                      "registry_files": len(summary.registry), "sql_revision": summary.sql_revision}, sort_keys=True))
+                      "registry_files": len(summary.registry), "record_files": len(summary.records),
+                      "record_key": bool(summary.record_key), "sql_revision": summary.sql_revision}, sort_keys=True))
     return 0
 
 

@@ -20,6 +20,7 @@ from cloud.db.notify import Notification
 from cloud.db.users import UserCreate
 from cloud.ingest.sql_sink import SqlSink, event_work, telemetry_work
 from cloud.services import users
+from cloud.services.shipment_record import RecordKey
 from cloud.tsdb.influx import InfluxClient
 from cloud.tsdb.lineprotocol import batch_lines
 from deploy.services import Influxd, Postgres
@@ -71,6 +72,16 @@ def _fill(database_url: str, influx: InfluxClient, registry: Path) -> None:
     for suffix, data in ((".tflite", os.urandom(2048)), (".manifest.json", b'{"name": "cw_chilled"}'),
                          (".sig", b"c2ln\n")):
         (registry / "cw_chilled-1" / f"cw_chilled-1{suffix}").write_bytes(data)
+    records, key = _records(registry)  # a delivered shipment's signed record, and the key that signed it
+    RecordKey(key).sign(b"")  # made on first use
+    records.mkdir()
+    (records / "shipment-SH-1.pdf").write_bytes(b"%PDF-" + os.urandom(512))
+    (records / "shipment-SH-1.pdf.sig").write_bytes(b"c2ln\n")
+
+
+def _records(registry: Path) -> tuple[Path, Path]:
+    """The records folder and records key of the stack whose registry is `registry`."""
+    return registry.with_name(registry.name + "-records"), registry.with_name(registry.name + "-records.pem")
 
 
 def _sql(database_url: str) -> dict[str, list[dict[str, Any]]]:
@@ -97,8 +108,10 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def _coldwatch(command: str, folder: Path, database_url: str, influx: InfluxClient,
                registry: Path) -> subprocess.CompletedProcess[str]:
+    records, key = _records(registry)
     env = os.environ | {"COLDWATCH_DATABASE_URL": database_url, "COLDWATCH_INFLUX_URL": influx.url,
-                        "COLDWATCH_INFLUX_DB": influx.database, "COLDWATCH_MODELS_DIR": str(registry)}
+                        "COLDWATCH_INFLUX_DB": influx.database, "COLDWATCH_MODELS_DIR": str(registry),
+                        "COLDWATCH_RECORDS_DIR": str(records), "COLDWATCH_RECORD_SIGNING_KEY": str(key)}
     return subprocess.run([str(CLOUD_BIN / "coldwatch"), command, str(folder)], env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -109,12 +122,14 @@ def test_a_filled_stack_is_backed_up_wiped_and_restored_identical_even_into_the_
     registry = tmp_path / "registry"
     _fill(database_url, source, registry)
     before_sql, before_points, before_files = _sql(database_url), _points(source), _files(registry)
+    before_records, before_key = _files(_records(registry)[0]), _records(registry)[1].read_bytes()
     assert len(before_points) == 3 * 20 * len(SENSORS) and before_sql["alert"] and before_sql["auth_token"]
 
     saved = _coldwatch("backup", tmp_path / "backup", database_url, source, registry)
     assert saved.returncode == 0, saved.stderr
     summary = json.loads(saved.stdout)  # stdout is the JSON summary alone
     assert summary["measurements"] == {"reading": len(before_points)} and summary["registry_files"] == 3
+    assert summary["record_files"] == 2 and summary["record_key"] is True
     assert _coldwatch("backup", tmp_path / "backup", database_url, source, registry).returncode == 2  # not empty
 
     # The whole stack is lost: a new SQL database of the other kind, a new InfluxDB database, an empty registry.
@@ -127,6 +142,9 @@ def test_a_filled_stack_is_backed_up_wiped_and_restored_identical_even_into_the_
     assert _sql(other) == before_sql
     assert _points(target) == before_points
     assert _files(new_registry) == before_files
+    new_records, new_key = _records(new_registry)
+    assert _files(new_records) == before_records and new_key.read_bytes() == before_key
+    assert new_key.stat().st_mode & 0o777 == 0o600
 
     again = _coldwatch("restore", tmp_path / "backup", other, target, tmp_path / "registry-3")
     assert again.returncode == 2 and "is not empty" in again.stderr and "Traceback" not in again.stderr
