@@ -2,20 +2,35 @@
 per-minute means with the allowed band shaded and data gaps marked, and the excursion table. Text is set in a font
 that covers Chinese as well as Latin (WenQuanYi Micro Hei, Debian's fonts-wqy-microhei, installed by
 deploy/install-system.sh), so a Chinese site, room or customer name appears as written; without it, in the PDF's
-core Helvetica with Latin-1 text."""
+core Helvetica with Latin-1 text. The words are the requester's language (cloud/i18n.py catalogues).
+
+The font is parsed once per process (`_font_template`, ~0.2 s for the 5 MB collection) and each document gets
+its own copy of fpdf2's font object around a fresh fontTools view of the cached file bytes: what a document
+changes (the glyph subset, the widths map, fontTools' tables, which fpdf2 subsets in place on output) is its own,
+so documents made at once on several threads never share mutable state (docs/decisions.md)."""
 
 from __future__ import annotations
 
+import copy
+import io
+import logging
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Final
 
+from fontTools import ttLib
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import TextEmphasis, XPos, YPos
+from fpdf.fonts import SubsetMap, TTFFont
 
+from cloud import i18n
+from cloud.i18n import _
 from cloud.tsdb.reports import SensorReport
+
+log = logging.getLogger(__name__)
 
 _CHART_W: Final = 180.0
 _CHART_H: Final = 70.0
@@ -27,7 +42,12 @@ _FAMILY: Final = "cw-unicode"
 
 
 def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return i18n.format_utc(ms, seconds=False)
+
+
+def _axis(ms: int) -> str:
+    """A chart axis label, 'MM-DD HH:MM' (UTC) in every language."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%m-%d %H:%M")
 
 
 def _latin1(text: str) -> str:
@@ -40,6 +60,58 @@ def unicode_font() -> Path | None:
     return next((path for path in UNICODE_FONTS if path.is_file()), None)
 
 
+_templates: dict[Path, tuple[TTFFont, bytes]] = {}
+_templates_lock = threading.Lock()
+# TTFFont attributes each document gets afresh (set in _add_cached_font); every other one is read-only once parsed
+# (names, metrics, the descriptor, the cmap) and is shared with the template.
+_PER_DOCUMENT: Final = frozenset({"i", "fontkey", "emphasis", "ttfont", "cw", "glyph_ids", "missing_glyphs",
+                                  "subset", "biggest_size_pt", "_hbfont", "desc"})
+
+
+def _font_template(path: Path) -> tuple[TTFFont, bytes]:
+    """fpdf2's parsed font (on a throwaway document, never output) and the file's bytes, once per process."""
+    found = _templates.get(path)
+    if found is None:
+        with _templates_lock:
+            found = _templates.get(path)
+            if found is None:
+                data = path.read_bytes()
+                scratch = FPDF()
+                scratch.add_font(_FAMILY, "", str(path), collection_font_number=0)
+                parsed = scratch.fonts[_FAMILY]
+                assert isinstance(parsed, TTFFont)
+                found = _templates[path] = (parsed, data)
+                log.info("report font parsed once path=%s bytes=%d", path, len(data))
+    return found
+
+
+def _add_cached_font(pdf: FPDF, style: str, path: Path) -> None:
+    """`pdf.add_font(_FAMILY, style, path)` without parsing the font again: a copy of the template whose
+    per-document state is new (its own fontTools view of the cached bytes: output subsets it in place)."""
+    template, data = _font_template(path)
+    if template.color_font is not None or template.is_cff:  # not the kind of font this copy is written for
+        pdf.add_font(_FAMILY, style, str(path), collection_font_number=0)
+        return
+    font = TTFFont.__new__(TTFFont)
+    for name in TTFFont.__slots__:
+        if name not in _PER_DOCUMENT and hasattr(template, name):  # a slot fpdf2 never set stays unset
+            setattr(font, name, getattr(template, name))
+    fontkey = f"{_FAMILY}{style}"
+    font.i = len(pdf.fonts) + 1
+    font.fontkey = fontkey
+    font.emphasis = TextEmphasis.coerce(style)
+    font.ttfont = ttLib.TTFont(io.BytesIO(data), recalcTimestamp=False, fontNumber=template.collection_font_number,
+                               lazy=True)
+    font.cw = copy.copy(template.cw)  # a defaultdict: reading an unknown character adds it
+    font.glyph_ids = dict(template.glyph_ids)
+    font.missing_glyphs = []
+    font.biggest_size_pt = 0
+    font._hbfont = None
+    font.desc = copy.copy(template.desc)
+    font.subset = SubsetMap(font)
+    pdf.fonts[fontkey] = font
+
+
 class _Text:
     """The document's font and how its text is written: the Unicode font where installed, else Helvetica with the
     text brought to Latin-1."""
@@ -50,11 +122,12 @@ class _Text:
         self.unicode = path is not None
         self.family = _FAMILY if path is not None else "Helvetica"
         if path is not None:
-            for style in ("", "B"):  # one face: bold is the regular glyphs (the font has no bold)
-                pdf.add_font(_FAMILY, style, str(path), collection_font_number=0)
+            _add_cached_font(pdf, "", path)
 
     def font(self, size: float, *, bold: bool = False) -> None:
-        self.pdf.set_font(self.family, style="B" if bold else "", size=size)
+        # The Unicode font has no bold face: its headings are set in the regular glyphs, one embedded font (two
+        # registered faces would embed, and subset, the same 5 MB font twice).
+        self.pdf.set_font(self.family, style="B" if bold and not self.unicode else "", size=size)
 
     def __call__(self, text: str) -> str:
         return text if self.unicode else _latin1(text)
@@ -66,7 +139,9 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
 
 def _duration(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
-    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
+    if hours:
+        return _("%(hours)s h %(minutes)s min") % {"hours": hours, "minutes": f"{rest // 60:02d}"}
+    return _("%(n)s min") % {"n": rest // 60}
 
 
 def _thin(points: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -116,7 +191,7 @@ def _chart(pdf: FPDF, t: _Text, report: SensorReport, points: Sequence[tuple[int
         pdf.text(x0 - 9, py(v) + 1, f"{v:.1f}")
     for i in range(5):
         ts = report.start + span_t * i // 4
-        pdf.text(min(px(ts), x0 + _CHART_W - 22), y0 + _CHART_H + 4, _utc(ts)[5:16])
+        pdf.text(min(px(ts), x0 + _CHART_W - 22), y0 + _CHART_H + 4, _axis(ts))
     pdf.set_draw_color(26, 95, 180)
     pdf.set_line_width(0.45)
     thinned = _thin(points)
@@ -150,48 +225,57 @@ def _row(t: _Text, cells: Sequence[str], widths: Sequence[float], bold: bool = F
 
 
 def report_pdf(report: SensorReport, *, points: Sequence[tuple[int, float]], gaps: Sequence[tuple[int, int]],
-               label: str | None = None) -> bytes:
-    """The PDF of `report`; `points` are (minute ts, mean °C), `gaps` (after_ts, before_ts) ranges with no data."""
+               label: str | None = None, language: str | None = None) -> bytes:
+    """The PDF of `report`; `points` are (minute ts, mean °C), `gaps` (after_ts, before_ts) ranges with no data;
+    in `language` (a LANGUAGES code; default English)."""
+    with i18n.activate(language):
+        return _report_pdf(report, points=points, gaps=gaps, label=label)
+
+
+def _report_pdf(report: SensorReport, *, points: Sequence[tuple[int, float]], gaps: Sequence[tuple[int, int]],
+                label: str | None) -> bytes:
     pdf = FPDF(format="A4")
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.set_margins(15, 15, 15)
     pdf.add_page()
-    pdf.set_title(f"coldwatch sensor report {report.sensor}")
+    pdf.set_title(_("coldwatch sensor report %(sensor)s") % {"sensor": report.sensor})
     pdf.set_creator("coldwatch")
+    pdf.set_lang(i18n.html_lang())
     t = _Text(pdf)
     t.font(15, bold=True)
-    pdf.cell(0, 8, t(f"Sensor report {report.sensor}" + (f" - {label}" if label else "")),
+    pdf.cell(0, 8, t(_("Sensor report %(sensor)s") % {"sensor": report.sensor} + (f" - {label}" if label else "")),
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     t.font(9)
-    band = "no profile" if report.profile is None else (
-        f"{report.profile}: {_fmt(report.band_low_c, ' °C', 1) if report.band_low_c is not None else 'no lower limit'}"
-        f" .. {_fmt(report.band_high_c, ' °C', 1) if report.band_high_c is not None else 'no upper limit'}")
-    pdf.cell(0, 5, t(f"{_utc(report.start)} to {_utc(report.end)}    band {band}"),
+    low = _fmt(report.band_low_c, " °C", 1) if report.band_low_c is not None else _("no lower limit")
+    high = _fmt(report.band_high_c, " °C", 1) if report.band_high_c is not None else _("no upper limit")
+    band = _("no profile") if report.profile is None else f"{report.profile}: {low} .. {high}"
+    pdf.cell(0, 5, t(_("%(start)s to %(end)s    band %(band)s") % {"start": _utc(report.start),
+                                                                    "end": _utc(report.end), "band": band}),
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(3)
     _chart(pdf, t, report, points, gaps)
     t.font(7)
-    pdf.cell(0, 4, "Line: per-minute mean temperature (°C). Green: allowed band. Grey: no data received (gap).",
+    pdf.cell(0, 4, t(_("Line: per-minute mean temperature (°C). Green: allowed band. Grey: no data received (gap).")),
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(3)
     rows = [
-        ("Readings", str(report.readings)), ("Missing (from sequence gaps)", str(report.missing)),
-        ("Completeness", _fmt(report.completeness_pct, " %", 2)),
-        ("Min / mean / max", f"{_fmt(report.min_c, ' °C')} / {_fmt(report.mean_c, ' °C')} / "
-                             f"{_fmt(report.max_c, ' °C')}"),
-        ("Mean kinetic temperature", _fmt(report.mkt_c, " °C")),
-        ("Time out of band", _duration(report.time_out_of_band_s)),
-        ("Excursions", str(len(report.excursions))),
+        (_("Readings"), str(report.readings)), (_("Missing (from sequence gaps)"), str(report.missing)),
+        (_("Completeness"), _fmt(report.completeness_pct, " %", 2)),
+        (_("Min / mean / max"), f"{_fmt(report.min_c, ' °C')} / {_fmt(report.mean_c, ' °C')} / "
+                                f"{_fmt(report.max_c, ' °C')}"),
+        (_("Mean kinetic temperature"), _fmt(report.mkt_c, " °C")),
+        (_("Time out of band"), _duration(report.time_out_of_band_s)),
+        (_("Excursions"), str(len(report.excursions))),
     ]
     for name, value in rows:
         _row(t, (name, value), (70, 110))
     pdf.ln(4)
     t.font(11, bold=True)
-    pdf.cell(0, 7, "Excursions", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.cell(0, 7, t(_("Excursions")), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     widths = (50, 50, 40, 40)
-    _row(t, ("start", "end", "peak", "duration"), widths, bold=True)
+    _row(t, (_("start"), _("end"), _("peak"), _("duration")), widths, bold=True)
     if not report.excursions:
-        _row(t, ("none in this range", "", "", ""), widths)
+        _row(t, (_("none in this range"), "", "", ""), widths)
     for e in report.excursions:
         _row(t, (_utc(e.start), _utc(e.end), _fmt(e.peak_c, " °C"), _duration(e.duration_s)), widths)
     return bytes(pdf.output())
