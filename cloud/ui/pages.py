@@ -10,6 +10,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from sqlmodel import Session
 
@@ -25,7 +26,7 @@ from cloud.services.alerts import AlertFilter
 from cloud.tsdb.influx import InfluxClient, InfluxError
 from cloud.tsdb.series import latest_by_sensor
 from cloud.ui import events, wording
-from cloud.ui.render import error_page, now_ms, page_user, render, to_login, use_language
+from cloud.ui.render import error_page, now_ms, page_user, render, to_login
 from protocol.profiles import PROFILES
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ router = APIRouter(include_in_schema=False)
 
 SEVERITIES: Final = ("critical", "warning", "info")
 SINCE: Final = {"1h": 3_600_000, "24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
+SINCE_WORDS: Final = {"1h": N_("last hour"), "24h": N_("last 24 hours"), "7d": N_("last 7 days"),
+                      "30d": N_("last 30 days")}
 SORTS: Final = {"-started_at": N_("newest first"), "started_at": N_("oldest first"),
                 "-severity": N_("most severe first"), "status": N_("open first"), "-updated_at": N_("recently updated"),
                 "sensor_id": N_("by sensor"), "gateway_id": N_("by gateway")}
@@ -130,17 +133,20 @@ def login_page(request: Request, session: SessionDep) -> Response:
 async def choose_language(request: Request, session: SessionDep) -> Response:
     """The header's language selector (a form: `language`, empty for the browser's; `next`, the page to go back
     to). Cross-site posts never get here (cloud/api/browser_guard.py checks Origin and Sec-Fetch-Site)."""
-    user = page_user(request, session)
-    if user is None:
-        return to_login(request)
     form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
     language = (form.get("language") or [""])[0] or None
     target = local_page((form.get("next") or [""])[0])
+    return await run_in_threadpool(_set_language, request, session, language, target)  # SQL off the event loop
+
+
+def _set_language(request: Request, session: Session, language: str | None, target: str) -> Response:
+    user = page_user(request, session)
+    if user is None:
+        return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
     if language is not None and language not in LANGUAGES:
         return error_page(request, user, 400, _("Unknown language"), _("Pick one of the languages the menu offers."))
     users.set_language(session, user=user, language=language, actor=user.username)
     session.commit()
-    use_language(request, user)
     log.info("language chosen user=%s language=%s", user.username, language or "browser")
     return RedirectResponse(target, status_code=303)
 
@@ -158,7 +164,7 @@ def inbox(request: Request, session: SessionDep) -> Response:
     return render(request, "alerts.html", user, q=q, rows=rows, total=total, counts=counts,
                    gateways=[g.id for g in known], sites=sorted({g.site for g in known if g.site}),
                    profiles=list(PROFILES),
-                   severities=SEVERITIES, statuses=WORKFLOW_STATUSES, since_options=list(SINCE), sorts=SORTS,
+                   severities=SEVERITIES, statuses=WORKFLOW_STATUSES, since_options=SINCE_WORDS, sorts=SORTS,
                    cursor=events.cursor(session), page_size=PAGE_SIZE)
 
 

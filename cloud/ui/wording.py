@@ -46,7 +46,7 @@ WORDS: Final = {
     "applied": N_("applied"), "failed": N_("failed"), "reverted": N_("reverted"), "queued": N_("queued"),
     "running": N_("running"), "succeeded": N_("succeeded"), "rest": N_("rest"),
 }
-# What the dashboard's script (static/app.js) says, by its English text; `ui_text()` hands the page their
+# What the dashboard's scripts (static/*.js) say, by their English text; `ui_text()` hands the page their
 # translations (a JSON data block in base.html), `t("…")` in the script looks them up.
 SCRIPT_TEXT: Final = (
     N_("Your session has ended. Log in again."), N_("Your role does not allow this."),
@@ -61,6 +61,27 @@ SCRIPT_TEXT: Final = (
     N_("Readings"), N_("Missing"), N_("Min / mean / max"), N_("MKT"), N_("Time out of band"), N_("Excursions"),
     N_("%(n)s min"), N_("The report could not be computed: %(error)s"), N_("“From” must be before “To”."),
     N_("At most 31 days at a time."),
+    # chart.js
+    N_("Temperature °C"), N_("Humidity %"), N_("Battery mV"), N_("Anomaly score"),
+    N_("Chart of the sensor's readings"), N_("Loading…"), N_("No readings in this range."),
+    N_("Could not load the readings: %(error)s"),
+    N_("%(time)s · %(temp)s (min %(min)s, max %(max)s) · %(rh)s · %(battery)s · score %(score)s · %(n)s reading(s)"),
+    # ops.js
+    N_("Your session has ended. Log in again to follow this page."), N_("Could not refresh this page: %(error)s"),
+    N_("The canary fraction is a number from 0 to 1."), N_("The probation must be at least a minute."),
+    N_("The alert ratio must be above 0."), N_("The evidence must be above 0 sensor-hours."),
+    N_("Tick at least one gateway, or choose every gateway."), N_("Rollout #%(id)s of %(model)s started."),
+    N_("Promoted."), N_("Halted."), N_("Rolled back."), N_("Send every gateway of this rollout its previous model?"),
+    N_("Stop sending this model to further gateways?"), N_("Epochs: from 1 to 200."),
+    N_("A version has letters, digits, “_” and “.” only."), N_("Training job #%(id)s queued."),
+    # tokens.js
+    N_("The server cannot be reached; reload the page to see the tokens."),
+    N_("Could not refresh the tokens: the server answered %(status)s."),
+    N_("Give the token a name: what will use it?"), N_("A token is valid for 1 to %(most)s whole days."),
+    N_("Copied."), N_("Selected: press Ctrl+C (⌘C) to copy."),
+    N_("Revoke the token %(name)s of %(owner)s? Scripts using it are refused from their next request."),
+    N_("Revoke the token %(name)s? Scripts using it are refused from their next request."),
+    N_("Token %(name)s revoked."),
 )
 BATTERY_FULL_MV: Final = 3000
 BATTERY_EMPTY_MV: Final = 2400

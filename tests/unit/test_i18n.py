@@ -142,6 +142,8 @@ def test_pages_follow_the_browser_then_the_users_choice(client: TestClient) -> N
     login = client.get("/login", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
     assert '<html lang="zh-CN">' in login.text and "用户名" in login.text
     assert "User name" in client.get("/login").text
+    anonymous = client.post("/ui/language", data={"language": "zh_CN", "next": "/ui/fleet"}, follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login?next=")
     client.post("/api/v1/auth/login", json={"username": "admin", "password": "admin-password-1"}).raise_for_status()
     try:
         assert ">Alerts</h1>" in client.get("/ui/alerts").text
