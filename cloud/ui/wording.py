@@ -45,6 +45,8 @@ WORDS: Final = {
     "rolled_back": N_("rolled back"), "waiting": N_("waiting"), "sent": N_("sent"), "shadow": N_("shadow"),
     "applied": N_("applied"), "failed": N_("failed"), "reverted": N_("reverted"), "queued": N_("queued"),
     "running": N_("running"), "succeeded": N_("succeeded"), "rest": N_("rest"),
+    # product profiles (protocol/profiles.py): the id is the English name
+    "frozen": N_("frozen"), "chilled": N_("chilled"), "pharma_2_8": N_("pharma_2_8"), "ambient": N_("ambient"),
 }
 # What the dashboard's scripts (static/*.js) say, by their English text; `ui_text()` hands the page their
 # translations (a JSON data block in base.html), `t("…")` in the script looks them up.
