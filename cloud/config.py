@@ -98,6 +98,7 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_from: str | None = None
     notify_email_to: str | None = None  # comma-separated recipients
+    notify_email_language: str = "en"  # the e-mails' language: en or zh_CN (cloud/i18n.py)
     notify_timeout_s: float = 10.0  # per webhook request / SMTP session
     notify_rate_per_min: int = 10  # per channel; what is held back goes out as one summary (0: no limit)
     notify_renotify_s: int = 1800  # critical alerts still open are notified again this often (0: never)
@@ -264,6 +265,8 @@ def _validate_notify(s: Settings) -> None:
             if not _EMAIL_RE.match(address.strip()):
                 raise _fail("notify_email_to", f"{address.strip()[:100]!r} is not an e-mail address "
                                                "(comma-separated list)")
+    if s.notify_email_language not in ("en", "zh_CN"):  # cloud.db.users.LANGUAGES (tests/unit/test_i18n.py)
+        raise _fail("notify_email_language", f"{s.notify_email_language[:20]!r} is not one of en, zh_CN")
     if s.smtp_ca_file is not None and not os.path.isfile(s.smtp_ca_file):
         raise _fail("smtp_ca_file", f"{s.smtp_ca_file!r} is not a file")
     if not 1 <= s.smtp_port <= 65535:
@@ -326,6 +329,11 @@ def _optional_secret(text: str) -> str | None:
     return text or None
 
 
+def _language(text: str) -> str:
+    """A language code as BCP 47 (`zh-CN`) or gettext (`zh_CN`) writes it: the gettext form."""
+    return text.strip().replace("-", "_")
+
+
 _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "mqtt_port": _to_int,
     "api_port": _to_int,
@@ -364,6 +372,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "smtp_password": _optional_secret,
     "smtp_from": _optional_secret,
     "notify_email_to": _optional_secret,
+    "notify_email_language": _language,
     "notify_timeout_s": _to_float,
     "notify_rate_per_min": _to_int,
     "notify_renotify_s": _to_int,

@@ -13,6 +13,7 @@ SHIPMENT_STATES: Final = ("planned", "in_transit", "delivered", "cancelled")
 DEVICE_KINDS: Final = ("sensor", "gateway")
 REFERENCE_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # it is a path segment
 PROFILE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,31}$"
+LANGUAGE_PATTERN: Final = r"^(en|zh_CN)$"  # cloud.db.users.LANGUAGES
 MAX_MS: Final = 2**62  # epoch ms that reach SQL are bounded (SQLite refuses past 2**63 - 1 with OverflowError)
 
 
@@ -29,6 +30,8 @@ class ShipmentBase(SQLModel):
     planned_end: int | None = Field(default=None, ge=0, le=MAX_MS, sa_type=BigInteger)
     temp_low_c: float | None = Field(default=None, ge=-100, le=100)  # the shipment's own limits, where given,
     temp_high_c: float | None = Field(default=None, ge=-100, le=100)  # override the profile's band
+    language: str | None = Field(default=None, max_length=16, schema_extra={"pattern": LANGUAGE_PATTERN})
+    # the record's language (a LANGUAGES code, `en` or `zh_CN`; None: English)
 
 
 def _limits_in_order(low: float | None, high: float | None) -> None:
@@ -59,6 +62,7 @@ class ShipmentUpdate(SQLModel):
     planned_end: int | None = Field(default=None, ge=0, le=MAX_MS)
     temp_low_c: float | None = Field(default=None, ge=-100, le=100)
     temp_high_c: float | None = Field(default=None, ge=-100, le=100)
+    language: str | None = Field(default=None, max_length=16, schema_extra={"pattern": LANGUAGE_PATTERN})
 
     @model_validator(mode="after")
     def _check(self) -> ShipmentUpdate:

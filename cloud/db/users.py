@@ -38,6 +38,7 @@ class UserPublic(UserBase):
     id: int
     disabled: bool
     created_at: int
+    language: str | None = None  # a LANGUAGES code; None: the browser's Accept-Language decides
 
 
 class User(UserBase, table=True):

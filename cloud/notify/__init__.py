@@ -30,7 +30,7 @@ def _email(settings: Settings) -> Notifier | None:
                          recipients=[a.strip() for a in settings.notify_email_to.split(",")],
                          starttls=settings.smtp_starttls, ca_file=settings.smtp_ca_file,
                          username=settings.smtp_username, password=settings.smtp_password,
-                         timeout_s=settings.notify_timeout_s)
+                         timeout_s=settings.notify_timeout_s, language=settings.notify_email_language)
 
 
 # name → factory returning the channel when its settings are given, else None.

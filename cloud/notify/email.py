@@ -1,4 +1,5 @@
-"""The `email` channel: plain-text mail over SMTP (stdlib smtplib), optional STARTTLS and login."""
+"""The `email` channel: plain-text mail over SMTP (stdlib smtplib), optional STARTTLS and login, in the recipients'
+language (COLDWATCH_NOTIFY_EMAIL_LANGUAGE: the addresses are not users, so the channel has one language)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ class EmailNotifier:
     name = "email"
 
     def __init__(self, *, host: str, port: int, sender: str, recipients: list[str], starttls: bool,
-                 username: str | None, password: str | None, timeout_s: float, ca_file: str | None = None) -> None:
+                 username: str | None, password: str | None, timeout_s: float, ca_file: str | None = None,
+                 language: str = "en") -> None:
         self._host, self._port = host, port
         self._sender, self._recipients = sender, recipients
         self._starttls, self._ca_file = starttls, ca_file
         self._username, self._password = username, password
         self._timeout_s = timeout_s
+        self._language = language
 
     def __repr__(self) -> str:
         return f"EmailNotifier(host={self._host!r}, port={self._port}, recipients={len(self._recipients)})"
@@ -32,13 +35,13 @@ class EmailNotifier:
     def message(self, notification: Notification) -> EmailMessage:
         """The mail for `notification`."""
         msg = EmailMessage()
-        msg["Subject"] = notification.subject
+        msg["Subject"] = notification.subject_in(self._language)
         msg["From"] = self._sender
         msg["To"] = ", ".join(self._recipients)
         msg["Date"] = formatdate(notification.created_at / 1000, usegmt=True)
         msg["Message-ID"] = make_msgid(idstring=f"coldwatch-{notification.id}")
         msg["X-Coldwatch-Notification"] = str(notification.id)
-        msg.set_content(notification.as_text())
+        msg.set_content(notification.as_text(self._language))
         return msg
 
     def send(self, notification: Notification) -> None:

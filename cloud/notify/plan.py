@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -14,9 +14,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from cloud import i18n
 from cloud.db.alerts import Alert, AlertHistory
 from cloud.db.engine import session_scope
 from cloud.db.notify import Notification, NotificationAlert, NotifyChannel
+from cloud.notify.base import subject, summary_subject
 from cloud.services import suppressions
 
 log = logging.getLogger(__name__)
@@ -71,13 +73,14 @@ def snapshot(alert: Alert) -> dict[str, Any]:
 
 
 def _subject(kind: str, gateway_id: str, alerts: Sequence[Alert]) -> str:
-    worst = "critical" if any(a.severity == "critical" for a in alerts) else "warning"
-    if kind == "alert":
-        a = alerts[0]
-        return f"[coldwatch] {a.severity} {a.kind} on sensor {a.sensor_id} (gateway {gateway_id})"
-    if kind == "incident":
-        return f"[coldwatch] {worst} incident on gateway {gateway_id}: {len(alerts)} alerts"
-    return f"[coldwatch] still unacknowledged: {len(alerts)} critical alert(s) on gateway {gateway_id}"
+    """The stored subject (webhooks send it as it is): English, from the same catalogue as e-mails' subjects."""
+    with i18n.activate(i18n.DEFAULT):
+        return subject(kind, gateway_id, [snapshot(a) for a in alerts])
+
+
+def _english(write: Callable[..., str], *args: Any) -> str:
+    with i18n.activate(i18n.DEFAULT):
+        return write(*args)
 
 
 def _store(session: Session, *, channel: str, kind: str, gateway_id: str, alerts: Sequence[Alert], now: int,
@@ -204,8 +207,7 @@ def fold(session: Session, *, channel: str, held: Sequence[Notification], now: i
         else:
             total, new = total + 1, new + 1
     summary = Notification(channel=channel, kind="summary", gateway_id=None, alert_ids=sorted(alerts),
-                           subject=f"[coldwatch] {total} notifications held back by the rate limit "
-                                   f"({len(alerts)} alerts)",
+                           subject=_english(summary_subject, total, len(alerts)),
                            payload={"alerts": list(alerts.values()), "held": total}, created_at=now,
                            next_attempt_at=now)
     session.add(summary)

@@ -50,7 +50,7 @@ class RecordDesk:
     def render(self, session: Session, influx: InfluxClient, shipment: Shipment) -> tuple[bytes, str]:
         """(PDF, base64 signature) of the shipment's record as of now."""
         record = shipment_record.build(session, influx, shipment)
-        pdf = shipment_pdf(record, public_key_url=self.public_key_url)
+        pdf = shipment_pdf(record, public_key_url=self.public_key_url, language=shipment.language)
         return pdf, self.key.sign(pdf)
 
     def deliver(self, session: Session, influx: InfluxClient, shipment: Shipment) -> Path:

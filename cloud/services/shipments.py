@@ -37,7 +37,7 @@ from protocol.profiles import PROFILES, Profile
 log = logging.getLogger(__name__)
 
 _FIELDS: Final = ("reference", "origin", "destination", "customer", "product", "profile", "planned_start",
-                  "planned_end", "temp_low_c", "temp_high_c", "state")
+                  "planned_end", "temp_low_c", "temp_high_c", "language", "state")
 # state → the states it may move to (cancelled and delivered are final)
 TRANSITIONS: Final = {"planned": ("in_transit", "cancelled"), "in_transit": ("delivered", "cancelled"),
                       "delivered": (), "cancelled": ()}

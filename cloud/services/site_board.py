@@ -54,14 +54,9 @@ class Tile:
     first_sensor: str = ""
 
     @property
-    def problems(self) -> list[str]:
-        """Tag and gateway health in words (empty: all fine)."""
-        out = []
-        if self.gateway_silent:
-            out.append("gateway silent")
-        out += [f"{t.sensor} silent" for t in self.tags if t.silent]
-        out += [f"{t.sensor} battery low" for t in self.tags if t.low_battery]
-        return out
+    def healthy(self) -> bool:
+        """Gateway heard, every tag heard, no battery low."""
+        return not self.gateway_silent and not any(t.silent or t.low_battery for t in self.tags)
 
 
 def site_names(session: Session) -> list[str]:

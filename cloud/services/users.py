@@ -7,7 +7,7 @@ from typing import Final
 
 from sqlmodel import Session, col, select
 
-from cloud.db.users import ROLES, AuthToken, User, UserCreate, UserUpdate
+from cloud.db.users import LANGUAGES, ROLES, AuthToken, User, UserCreate, UserUpdate
 from cloud.security import dummy_verify, hash_password, new_token, token_digest, verify_password
 from cloud.services import audit
 from cloud.services.clock import now_ms
@@ -59,6 +59,19 @@ def update_user(session: Session, *, user: User, data: UserUpdate, actor: str) -
     after = audit.snapshot(user, _PUBLIC) | ({"password": "changed"} if data.password is not None else {})
     audit.record(session, actor=actor, action="user.update", target_type="user", target_id=user.username,
                  before=before, after=after)
+    return user
+
+
+def set_language(session: Session, *, user: User, language: str | None, actor: str) -> User:
+    """The user's language for the dashboard, e-mails and PDFs (None: the browser's), audited; UserError when it is
+    not one of LANGUAGES."""
+    if language is not None and language not in LANGUAGES:
+        raise UserError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
+    before = {"language": user.language}
+    user.language = language
+    session.add(user)
+    audit.record(session, actor=actor, action="user.language", target_type="user", target_id=user.username,
+                 before=before, after={"language": language})
     return user
 
 

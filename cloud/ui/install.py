@@ -8,8 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from cloud.i18n import _
 from cloud.ui import events, ops_pages, pages, shipment_pages, token_pages
-from cloud.ui.render import HERE, now_ms, templates
+from cloud.ui.render import HERE, now_ms, templates, use_language
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,11 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("page failed path=%s error=%s", request.url.path, type(exc).__name__, exc_info=exc)
     if not _is_page(request.url.path):
         return PlainTextResponse("Internal Server Error", status_code=500)  # the API's answer is unchanged
+    use_language(request, None)  # the browser's language: the user is not known here
     return templates.TemplateResponse(request, "error.html", {
-        "user": None, "can_act": False, "can_ops": False, "now": now_ms(), "title": "Something went wrong",
-        "message": "The server hit an error while building this page; it has been logged. Try again, or go back "
-                   "to the alerts."}, status_code=500)
+        "user": None, "can_act": False, "can_ops": False, "now": now_ms(), "title": _("Something went wrong"),
+        "message": _("The server hit an error while building this page; it has been logged. Try again, or go back "
+                     "to the alerts.")}, status_code=500)
 
 
 def install_ui(app: FastAPI) -> None:

@@ -17,6 +17,7 @@ from cloud.db.registry import GatewayToken, ModelArtifact
 from cloud.db.rollouts import ACTIVE_STATES, GatewayDesired, Rollout, RolloutCreate, RolloutPublic
 from cloud.db.training import TrainingJob
 from cloud.db.users import User
+from cloud.i18n import _
 from cloud.services import fleet, registry, rollouts, training
 from cloud.ui.render import error_page, page_user, render, to_login
 from protocol.profiles import PROFILES
@@ -89,7 +90,7 @@ def number(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return _("yes") if value else _("no")
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -135,8 +136,9 @@ def model_page(stem: str, request: Request, session: SessionDep) -> Response:
         return to_login(request)
     model = registry.get_model(session, stem=stem)
     if model is None:
-        return error_page(request, user, 404, "No such model", f"No model {stem[:60]!r} is registered. The models page "
-                      "lists every registered version.")
+        return error_page(request, user, 404, _("No such model"), _(
+            "No model %(id)s is registered. The models page lists every registered version.") % {
+                "id": repr(stem[:60])})
     held = current_models(session).get(model.profile)
     current = registry.get_model(session, stem=held.stem) if held is not None else None
     metrics = model.metrics or {}
@@ -180,8 +182,8 @@ def _rollout_orerror_page(request: Request, session: Session, user: User, raw: s
     rollout_id = _id(raw)
     rollout = session.get(Rollout, rollout_id) if rollout_id is not None else None
     if rollout is None:
-        return error_page(request, user, 404, "No such rollout", f"There is no rollout {raw[:40]!r}. The rollouts page "
-                      "lists every rollout.")
+        return error_page(request, user, 404, _("No such rollout"), _(
+            "There is no rollout %(id)s. The rollouts page lists every rollout.") % {"id": repr(raw[:40])})
     return rollouts.public(session, rollout=rollout)
 
 
@@ -258,8 +260,8 @@ def job_page(job_id: str, request: Request, session: SessionDep) -> Response:
         return to_login(request)
     job = _job_or_none(session, job_id)
     if job is None:
-        return error_page(request, user, 404, "No such training job", f"There is no training job {job_id[:40]!r}. "
-                      "The retraining page lists every job.")
+        return error_page(request, user, 404, _("No such training job"), _(
+            "There is no training job %(id)s. The retraining page lists every job.") % {"id": repr(job_id[:40])})
     keys, cand, cur, gate = _gate_rows(job)
     return render(request, "job.html", user, job=job, final=FINAL_JOB, keys=keys, cand=cand, cur=cur, gate=gate,
                    number=number)

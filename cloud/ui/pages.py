@@ -7,9 +7,10 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from sqlmodel import Session
 
@@ -18,6 +19,8 @@ from cloud.api.errors import BadParameterError
 from cloud.api.params import normalise_sensor_id
 from cloud.db.alerts import WORKFLOW_STATUSES, Alert
 from cloud.db.fleet import Sensor
+from cloud.db.users import LANGUAGES
+from cloud.i18n import N_, _
 from cloud.services import alerts, fleet, users
 from cloud.services.alerts import AlertFilter
 from cloud.tsdb.influx import InfluxClient, InfluxError
@@ -31,9 +34,11 @@ router = APIRouter(include_in_schema=False)
 
 SEVERITIES: Final = ("critical", "warning", "info")
 SINCE: Final = {"1h": 3_600_000, "24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
-SORTS: Final = {"-started_at": "newest first", "started_at": "oldest first", "-severity": "most severe first",
-                "status": "open first", "-updated_at": "recently updated", "sensor_id": "by sensor",
-                "gateway_id": "by gateway"}
+SINCE_WORDS: Final = {"1h": N_("last hour"), "24h": N_("last 24 hours"), "7d": N_("last 7 days"),
+                      "30d": N_("last 30 days")}
+SORTS: Final = {"-started_at": N_("newest first"), "started_at": N_("oldest first"),
+                "-severity": N_("most severe first"), "status": N_("open first"), "-updated_at": N_("recently updated"),
+                "sensor_id": N_("by sensor"), "gateway_id": N_("by gateway")}
 PAGE_SIZE: Final = 100
 LATEST_WINDOW_MS: Final = 2 * 86_400_000
 
@@ -124,6 +129,28 @@ def login_page(request: Request, session: SessionDep) -> Response:
     return render(request, "login.html", None, next=target)
 
 
+@router.post("/ui/language", response_class=RedirectResponse)
+async def choose_language(request: Request, session: SessionDep) -> Response:
+    """The header's language selector (a form: `language`, empty for the browser's; `next`, the page to go back
+    to). Cross-site posts never get here (cloud/api/browser_guard.py checks Origin and Sec-Fetch-Site)."""
+    form = parse_qs((await request.body())[:4096].decode("utf-8", "replace"))
+    language = (form.get("language") or [""])[0] or None
+    target = local_page((form.get("next") or [""])[0])
+    return await run_in_threadpool(_set_language, request, session, language, target)  # SQL off the event loop
+
+
+def _set_language(request: Request, session: Session, language: str | None, target: str) -> Response:
+    user = page_user(request, session)
+    if user is None:
+        return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+    if language is not None and language not in LANGUAGES:
+        return error_page(request, user, 400, _("Unknown language"), _("Pick one of the languages the menu offers."))
+    users.set_language(session, user=user, language=language, actor=user.username)
+    session.commit()
+    log.info("language chosen user=%s language=%s", user.username, language or "browser")
+    return RedirectResponse(target, status_code=303)
+
+
 @router.get("/ui/alerts", response_class=HTMLResponse)
 def inbox(request: Request, session: SessionDep) -> Response:
     """Alerts with filters, sorting and counts by status; new ones arrive over /ui/events."""
@@ -137,7 +164,7 @@ def inbox(request: Request, session: SessionDep) -> Response:
     return render(request, "alerts.html", user, q=q, rows=rows, total=total, counts=counts,
                    gateways=[g.id for g in known], sites=sorted({g.site for g in known if g.site}),
                    profiles=list(PROFILES),
-                   severities=SEVERITIES, statuses=WORKFLOW_STATUSES, since_options=list(SINCE), sorts=SORTS,
+                   severities=SEVERITIES, statuses=WORKFLOW_STATUSES, since_options=SINCE_WORDS, sorts=SORTS,
                    cursor=events.cursor(session), page_size=PAGE_SIZE)
 
 
@@ -161,8 +188,9 @@ def alert_page(alert_id: str, request: Request, session: SessionDep) -> Response
         return to_login(request)
     alert = session.get(Alert, alert_id) if len(alert_id) <= 32 else None
     if alert is None:
-        return error_page(request, user, 404, "No such alert", f"There is no alert {alert_id[:40]!r}. It may have been "
-                      "mistyped; the inbox lists every alert.")
+        return error_page(request, user, 404, _("No such alert"), _(
+            "There is no alert %(id)s. It may have been mistyped; the inbox lists every alert.") % {
+                "id": repr(alert_id[:40])})
     sensor = session.get(Sensor, alert.sensor_id)
     assignees = [u.username for u in users.list_users(session) if not u.disabled and users.has_role(u, "staff")]
     history = alerts.history(session, alert_id=alert.id)
@@ -184,8 +212,8 @@ def fleet_page(request: Request, session: SessionDep) -> Response:
         latest = latest_by_sensor(influx, since_ms=now_ms() - LATEST_WINDOW_MS)
     except InfluxError as exc:
         log.warning("fleet page without latest readings error=%s", exc)
-        latest, latest_error = {}, "The time-series database (InfluxDB) did not answer, so battery levels and " \
-                                   "last readings are not shown. The rest of the page is current."
+        latest, latest_error = {}, _("The time-series database (InfluxDB) did not answer, so battery levels and "
+                                     "last readings are not shown. The rest of the page is current.")
     open_by_sensor: dict[str, int] = {}
     for a in alerts.list_alerts(session, filters=AlertFilter(status="open"), limit=alerts.MAX_PAGE)[0]:
         open_by_sensor[a.sensor_id] = open_by_sensor.get(a.sensor_id, 0) + 1
@@ -205,8 +233,8 @@ def sensor_page(sensor_id: str, request: Request, session: SessionDep) -> Respon
     except BadParameterError:
         sensor = None
     if sensor is None:
-        return error_page(request, user, 404, "No such sensor", f"No sensor {sensor_id[:40]!r} has been heard. "
-                      "The fleet page lists every sensor.")
+        return error_page(request, user, 404, _("No such sensor"), _(
+            "No sensor %(id)s has been heard. The fleet page lists every sensor.") % {"id": repr(sensor_id[:40])})
     recent = alerts.list_alerts(session, filters=AlertFilter(sensor_id=sensor.id), limit=20)[0]
     return render(request, "sensor.html", user, sensor=sensor, band=PROFILES.get(sensor.profile or ""),
                    recent=recent, age=wording.age)

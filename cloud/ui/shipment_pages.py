@@ -13,6 +13,7 @@ from sqlmodel import Session
 from cloud.api.deps import SessionDep
 from cloud.api.routes.shipments import RECORD_KEY_PATH, desk, record_response
 from cloud.db.shipments import SHIPMENT_STATES, Shipment
+from cloud.i18n import N_
 from cloud.services import shipment_record, shipments
 from cloud.services.errors import DomainError
 from cloud.services.site_board import board, site_names
@@ -25,24 +26,13 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 SHARE_FORMATS: Final = {"record.pdf": "pdf", "record.csv": "csv", "record.pdf.sig": "sig"}
-STATE_WORDS: Final = {"planned": "Planned", "in_transit": "In transit", "delivered": "Delivered",
-                      "cancelled": "Cancelled"}
-TRANSITION_WORDS: Final = {"in_transit": "Start the journey", "delivered": "Mark delivered", "cancelled": "Cancel"}
-TREND_WORDS: Final = {"rising": "rising", "falling": "falling", "steady": "steady", "unknown": "no trend yet"}
+# Marked with N_() and translated with _() where shown (the reader's language is known only then).
+TRANSITION_WORDS: Final = {"in_transit": N_("Start the journey"), "delivered": N_("Mark delivered"),
+                           "cancelled": N_("Cancel")}
+TREND_WORDS: Final = {"rising": N_("rising"), "falling": N_("falling"), "steady": N_("steady"),
+                      "unknown": N_("no trend yet")}
 
-
-def _untranslated(text: str, **values: object) -> str:
-    return text % values if values else text
-
-
-def _untranslated_plural(singular: str, plural: str, n: int, **values: object) -> str:
-    return (singular if n == 1 else plural) % {"num": n, **values}
-
-
-templates.env.globals.update(state_words=STATE_WORDS, transition_words=TRANSITION_WORDS, trend_words=TREND_WORDS)
-# until message catalogues are installed on the environment, `_` and `ngettext` give the English text
-templates.env.globals.setdefault("_", _untranslated)
-templates.env.globals.setdefault("ngettext", _untranslated_plural)
+templates.env.globals.update(transition_words=TRANSITION_WORDS, trend_words=TREND_WORDS)
 
 
 def duration(seconds: int) -> str:

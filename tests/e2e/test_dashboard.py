@@ -1,6 +1,7 @@
 """The staff dashboard in headless Chromium against the real stack (mosquitto, influxd, ingest, API, agent,
 simulator): an alert raised by the simulator appears live in the inbox, staff open it, see the chart drawn,
-acknowledge and resolve it, download the PDF report; a viewer sees no buttons and the API refuses them.
+acknowledge and resolve it, download the PDF report; a viewer sees no buttons and the API refuses them; a browser
+set to zh-CN sees the inbox, the fleet and the PDF in Chinese.
 
 Screenshots of every page go to $COLDWATCH_TEST_ARTIFACTS (default var/test-artifacts/dashboard/).
 """
@@ -19,6 +20,7 @@ import pytest
 from deploy.stack import CLOUD_BIN, ROOT, LocalStack, make_gateways
 from tests.conftest import require, require_binary
 from tests.e2e.conftest import artifacts_dir, log_in
+from tests.unit.test_cloud_ui import _pdf_text_codes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -212,3 +214,52 @@ def test_the_pages_run_under_their_own_content_security_policy(stack: LocalStack
     page.wait_for_selector('#chart canvas[data-state]:not([data-state="loading"])')  # the chart drew under CSP
     assert refused == []
     page.context.close()
+
+
+def test_the_inbox_fleet_and_report_in_chinese(stack: LocalStack, browser: Any,
+                                              raised_alert: dict[str, Any]) -> None:
+    """A browser set to zh-CN gets the dashboard and the PDF in Simplified Chinese (Accept-Language); the header's
+    selector overrides it for the user, and 'browser's language' gives it back."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True, bypass_csp=True,
+                                  locale="zh-CN", timezone_id="Asia/Shanghai")
+    context.set_default_timeout(WAIT_MS)
+    page = log_in(context.new_page(), stack.api_url, "/ui/alerts", "staff1", PASSWORDS["staff1"])
+    shots = artifacts_dir()
+    page.wait_for_selector(f'#alert-rows tr[data-alert="{raised_alert["id"]}"]')
+    page.wait_for_selector("#live.on")
+    assert page.get_attribute("html", "lang") == "zh-CN"
+    assert page.inner_text("h1") == "告警"
+    assert "严重程度" in page.inner_text("#alerts-table thead") and "负责人" in page.inner_text("#alerts-table thead")
+    row = page.inner_text(f'#alert-rows tr[data-alert="{raised_alert["id"]}"]')
+    assert any("\u4e00" <= c <= "\u9fff" for c in row), row  # the alert's kind and status in Chinese
+    assert page.inner_text("#live").startswith("实时")  # the script's own words too
+    page.screenshot(path=str(shots / "08-inbox-zh-CN.png"), full_page=True)
+
+    gw = stack.gateways[0]
+    page.goto(stack.api_url + "/ui/fleet")
+    page.wait_for_selector(f'#gateways tr[data-gateway="{gw.gateway_id}"] .badge.online')
+    assert page.inner_text("h1") == "设备"
+    assert page.inner_text(f'#gateways tr[data-gateway="{gw.gateway_id}"] .badge') == "在线"
+    assert "最新读数" in page.inner_text("#sensors thead") and "电量" in page.inner_text("#sensors thead")
+    page.screenshot(path=str(shots / "09-fleet-zh-CN.png"), full_page=True)
+
+    mac = gw.sensors[0].mac
+    page.goto(stack.api_url + f"/ui/sensors/{mac}")
+    wait_chart(page)
+    page.wait_for_function("!document.getElementById('report-facts').textContent.includes('…')")
+    assert "数据完整率" in page.inner_text("#report-facts")
+    with page.expect_download() as info:
+        page.click("#report-pdf")
+    pdf = Path(info.value.path()).read_bytes()
+    (shots / "report-zh-CN.pdf").write_bytes(pdf)
+    codes = _pdf_text_codes(pdf)
+    assert {ord(c) for c in "传感器报告超温事件平均动力学温度"} <= codes  # extractable Chinese text
+
+    # The user's own choice beats the browser's: English, then back to the browser's language.
+    page.select_option("#language", "en")
+    page.wait_for_url(f"**/ui/sensors/{mac}")
+    page.wait_for_selector("h1:has-text('Sensor')")
+    assert page.get_attribute("html", "lang") == "en"
+    page.select_option("#language", "")
+    page.wait_for_selector("h1:has-text('传感器')")
+    context.close()

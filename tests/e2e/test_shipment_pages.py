@@ -181,3 +181,43 @@ def test_the_site_board_shows_every_cold_space_and_follows_it_live(stack: LocalS
     page.click('.tile[data-space="Freezer 1"]')
     page.wait_for_url("**/ui/sensors/aa:bb:cc:00:07:12")
     page.context.close()
+
+
+def test_the_shipment_pages_and_the_site_board_in_chinese(stack: LocalStack, browser: Any) -> None:
+    shots = artifacts_dir()
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    context.set_default_timeout(WAIT_MS)
+    page = log_in(context.new_page(), stack.api_url, "/ui/shipments", "staff1", PASSWORD)
+    assert page.inner_text("h1") == "运单" and page.get_attribute("html", "lang") == "zh-CN"
+    page.fill('#shipment-form [name="reference"]', "SH-3300")
+    page.fill('#shipment-form [name="origin"]', "上海")
+    page.fill('#shipment-form [name="destination"]', "成都冷链中心")
+    page.fill('#shipment-form [name="customer"]', "成都鲜品有限公司")
+    page.select_option('#shipment-form [name="profile"]', "chilled")
+    page.fill('#shipment-form [name="temp_high_c"]', "3.5")
+    assert page.input_value('#shipment-form [name="language"]') == "zh_CN"  # the record follows the reader
+    page.screenshot(path=str(shots / "shipment-zh-01-create.png"), full_page=True)
+    page.click('#shipment-form button[type="submit"]')
+    page.wait_for_url("**/ui/shipments/SH-3300")
+    page.fill('#assign-form [name="device_id"]', TRUCK[0])
+    page.click('#assign-form button[type="submit"]')
+    page.wait_for_selector(f'#devices tr[data-device="{TRUCK[0]}"]')
+    page.click('#shipment-actions [data-state="in_transit"]')
+    page.wait_for_selector("#shipment-state.in_transit")
+    assert page.inner_text("#shipment-state") == "运输中"
+    started = now_ms()
+    while now_ms() < started + 1_500:
+        time.sleep(0.2)
+    _write(stack, "truck-e2e", TRUCK[0], "chilled", [(started + 100 + i * 100, 3.9) for i in range(5)])
+    page.wait_for_selector("#shipment-alerts li .badge.sev")
+    assert "超出运单自身温度限值" in page.inner_text("#shipment-alerts")
+    page.screenshot(path=str(shots / "shipment-zh-03-live-excursion.png"), full_page=True)
+    page.goto(f"{stack.api_url}/ui/sites")
+    page.click(f'a.button:text("{SITE}")')
+    page.wait_for_selector(".tiles .tile")
+    assert "电量低" in page.inner_text('.tile[data-space="Dock"]')
+    page.screenshot(path=str(shots / "site-zh-01-board.png"), full_page=True)
+    record = httpx.get(f"{stack.api_url}/api/v1/shipments/SH-3300/record", params={"format": "pdf"},
+                       cookies={c["name"]: c["value"] for c in context.cookies()}, timeout=60)
+    assert record.status_code == 200 and record.content.startswith(b"%PDF-")
+    context.close()

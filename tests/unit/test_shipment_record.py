@@ -75,8 +75,15 @@ def test_the_pdf_text_is_extractable_chinese_names_included() -> None:
     assert unicode_font() is not None, "fonts-wqy-microhei is missing: run deploy/install-system.sh (make setup)"
     pdf = shipment_pdf(_record(), public_key_url="https://cw.example/api/v1/shipments/record-key")
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
-    for expected in ("SH-2291", "成都鲜品有限公司", "上海", "冷藏乳品", "托盘 1", "aa:bb:cc:00:00:02", "real_excursion",
+    for expected in ("SH-2291", "成都鲜品有限公司", "上海", "冷藏乳品", "托盘 1", "aa:bb:cc:00:00:02", "Real excursion",
                      "record-key"):
+        assert expected in text, expected
+
+
+def test_the_record_in_chinese() -> None:
+    pdf = shipment_pdf(_record(), language="zh_CN")
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    for expected in ("运单温度记录 SH-2291", "超温时长", "平均动力学温度", "成都鲜品有限公司", "已送达"):
         assert expected in text, expected
 
 

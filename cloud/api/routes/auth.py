@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi import Path as FastApiPath
@@ -34,6 +34,12 @@ class LoginOut(BaseModel):
     token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
     expires_in_s: int
     user: UserPublic
+
+
+class LanguageIn(BaseModel):
+    """The caller's language for the dashboard, e-mails and PDFs; null: the browser's Accept-Language decides."""
+
+    language: Literal["en", "zh_CN"] | None
 
 
 class TokenIn(BaseModel):
@@ -110,6 +116,14 @@ def logout(request: Request, response: Response, user: CurrentUser, session: Ses
 @router.get("/me", response_model=UserPublic, summary="The authenticated user")
 def me(user: CurrentUser) -> UserPublic:
     """Who the cookie or bearer token belongs to."""
+    return UserPublic.model_validate(user)
+
+
+@router.patch("/me", response_model=UserPublic, summary="Change your own language")
+def update_me(body: LanguageIn, user: CurrentUser, session: SessionDep) -> UserPublic:
+    """`{"language": "zh_CN"}`, `"en"` or `null` (the browser's choice); audited."""
+    users.set_language(session, user=user, language=body.language, actor=user.username)
+    session.commit()
     return UserPublic.model_validate(user)
 
 

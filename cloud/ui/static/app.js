@@ -4,6 +4,13 @@
 
 const flashBox = document.getElementById("flash");
 
+/* The page's language: base.html hands over the translations of what this script says (cloud/ui/wording.py
+   SCRIPT_TEXT; empty in English). `t("Resolved as %(code)s.", {code})` fills in the named values. */
+const uiText = JSON.parse(document.getElementById("ui-text")?.textContent || "{}");
+function t(message, values = {}) {
+  return (uiText[message] || message).replace(/%\((\w+)\)s/g, (_, name) => String(values[name] ?? ""));
+}
+
 function flash(message, kind = "error") {
   flashBox.textContent = message;
   flashBox.className = "flash " + kind;
@@ -13,15 +20,15 @@ function flash(message, kind = "error") {
 
 /* Parse the API's error bodies ({"message"}, {"detail": "…"} or FastAPI's list) into one sentence. */
 function errorText(status, body) {
-  if (status === 401) return "Your session has ended. Log in again.";
-  if (status === 403) return "Your role does not allow this.";
+  if (status === 401) return t("Your session has ended. Log in again.");
+  if (status === 403) return t("Your role does not allow this.");
   if (body && typeof body === "object") {
     if (body.message) return body.message;
     if (typeof body.detail === "string") return body.detail;
     if (Array.isArray(body.detail) && body.detail.length) return body.detail.map((d) => d.msg).join("; ");
   }
-  if (status === 503) return "A database the server needs is unavailable; try again shortly.";
-  return `The server answered ${status}.`;
+  if (status === 503) return t("A database the server needs is unavailable; try again shortly.");
+  return t("The server answered %(status)s.", { status });
 }
 
 async function api(method, url, body) {
@@ -33,7 +40,7 @@ async function api(method, url, body) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {
-    throw new Error("The server cannot be reached. Check the connection and try again.");
+    throw new Error(t("The server cannot be reached. Check the connection and try again."));
   }
   let data = null;
   const type = response.headers.get("content-type") || "";
@@ -70,16 +77,24 @@ function setupLogin() {
     e.preventDefault();
     error.hidden = true;
     const username = form.username.value.trim(), password = form.password.value;
-    if (!username || !password) { error.textContent = "Enter your user name and password."; error.hidden = false; return; }
+    if (!username || !password) { error.textContent = t("Enter your user name and password."); error.hidden = false; return; }
     try {
       await api("POST", "/api/v1/auth/login", { username, password });
       location.assign(form.dataset.next || "/ui/alerts");
     } catch (err) {
-      error.textContent = err.status === 401 ? "Wrong user name or password." : err.message;
+      error.textContent = err.status === 401 ? t("Wrong user name or password.") : err.message;
       error.hidden = false;
       form.password.select();
     }
   });
+}
+
+/* The language selector posts its form (POST /ui/language) as soon as a language is picked. */
+function setupLanguage() {
+  const select = document.getElementById("language");
+  if (!select) return;
+  document.getElementById("language-apply").hidden = true;
+  select.addEventListener("change", () => select.form.submit());
 }
 
 function setupLogout() {
@@ -99,7 +114,7 @@ function setupInbox() {
   let source = null;
   const refresh = async (opened) => {
     const response = await fetch("/ui/alerts/rows" + location.search, { credentials: "same-origin" });
-    if (!response.ok) { flash(response.status === 401 ? "Your session has ended. Log in again." : "Could not refresh the alerts."); return; }
+    if (!response.ok) { flash(response.status === 401 ? t("Your session has ended. Log in again.") : t("Could not refresh the alerts.")); return; }
     const holder = document.createElement("tbody");
     const html = await response.text();
     const tmp = document.createElement("table");
@@ -116,12 +131,12 @@ function setupInbox() {
     document.getElementById("count-all").textContent =
       Number(rows.dataset.open) + Number(rows.dataset.acknowledged) + Number(rows.dataset.resolved);
     document.getElementById("total").textContent = rows.dataset.total;
-    document.getElementById("shown").firstChild.textContent = `Showing ${rows.querySelectorAll("tr[data-alert]").length} of `;
-    live.textContent = `live · updated ${new Date().toLocaleTimeString()}` + (fresh ? ` · ${fresh} new` : "");
+    document.getElementById("shown").firstChild.textContent = t("Showing %(shown)s of", { shown: rows.querySelectorAll("tr[data-alert]").length }) + " ";
+    live.textContent = t("live · updated %(time)s", { time: new Date().toLocaleTimeString() }) + (fresh ? t(" · %(n)s new", { n: fresh }) : "");
   };
   const connect = () => {
     source = new EventSource("/ui/events?cursor=" + encodeURIComponent(cursor));
-    source.onopen = () => { live.textContent = "live"; live.className = "live on"; };
+    source.onopen = () => { live.textContent = t("live"); live.className = "live on"; };
     source.addEventListener("alerts", (e) => {
       const data = JSON.parse(e.data);
       cursor = String(data.cursor);
@@ -129,18 +144,18 @@ function setupInbox() {
     });
     source.addEventListener("session", (e) => {
       source.close();
-      live.textContent = "stopped"; live.className = "live off";
+      live.textContent = t("stopped"); live.className = "live off";
       flash(JSON.parse(e.data).message);
     });
     source.onerror = async () => {
-      live.textContent = "reconnecting…"; live.className = "live off";
+      live.textContent = t("reconnecting…"); live.className = "live off";
       if (source.readyState !== EventSource.CLOSED) return; // the browser retries by itself
       try {
         await api("GET", "/api/v1/auth/me");
         setTimeout(connect, 5000);
       } catch (err) {
-        live.textContent = "stopped";
-        flash(err.status === 401 ? "Your session has ended. Log in again to see new alerts." : err.message);
+        live.textContent = t("stopped");
+        flash(err.status === 401 ? t("Your session has ended. Log in again to see new alerts.") : err.message);
         if (err.status !== 401) setTimeout(connect, 10000);
       }
     };
@@ -196,18 +211,18 @@ function setupAlert() {
   };
   const text = () => note.value.trim() || undefined;
   const handlers = {
-    acknowledge: () => run("Acknowledged.", "POST", base + "/acknowledge", { comment: text() }),
-    assign: () => run("Assigned.", "POST", base + "/assign", { assignee: document.getElementById("assign-to").value || null }),
+    acknowledge: () => run(t("Acknowledged."), "POST", base + "/acknowledge", { comment: text() }),
+    assign: () => run(t("Assigned."), "POST", base + "/assign", { assignee: document.getElementById("assign-to").value || null }),
     comment: () => {
-      if (!text()) { flash("Write the comment first."); note.focus(); return; }
-      run("Comment added.", "POST", base + "/comments", { text: text() });
+      if (!text()) { flash(t("Write the comment first.")); note.focus(); return; }
+      run(t("Comment added."), "POST", base + "/comments", { text: text() });
     },
-    reopen: () => run("Reopened.", "POST", base + "/reopen", { comment: text() }),
+    reopen: () => run(t("Reopened."), "POST", base + "/reopen", { comment: text() }),
   };
   for (const b of actions.querySelectorAll("[data-action]")) b.addEventListener("click", handlers[b.dataset.action]);
   const resolve = (code) => {
-    if (code === "other" && !text()) { flash("“Other” needs a note: say what happened."); note.focus(); return; }
-    run(`Resolved as ${code}.`, "POST", base + "/resolve", { reason_code: code, note: text() });
+    if (code === "other" && !text()) { flash(t("“Other” needs a note: say what happened.")); note.focus(); return; }
+    run(t("Resolved as %(code)s.", { code }), "POST", base + "/resolve", { reason_code: code, note: text() });
   };
   const codes = [...actions.querySelectorAll("[data-resolve]")];
   for (const b of codes) b.addEventListener("click", () => resolve(b.dataset.resolve));
@@ -232,16 +247,16 @@ function setupSensor() {
     try {
       const r = await api("GET", q);
       const f = (v, d, u) => (v === null || v === undefined ? "—" : v.toFixed(d) + u);
-      const rows = [["Completeness", f(r.completeness_pct, 2, " %")], ["Readings", String(r.readings)],
-        ["Missing", String(r.missing)], ["Min / mean / max", `${f(r.min_c, 2, "")} / ${f(r.mean_c, 2, "")} / ${f(r.max_c, 2, " °C")}`],
-        ["MKT", f(r.mkt_c, 2, " °C")], ["Time out of band", `${Math.round(r.time_out_of_band_s / 60)} min`],
-        ["Excursions", String(r.excursions.length)]];
+      const rows = [[t("Completeness"), f(r.completeness_pct, 2, " %")], [t("Readings"), String(r.readings)],
+        [t("Missing"), String(r.missing)], [t("Min / mean / max"), `${f(r.min_c, 2, "")} / ${f(r.mean_c, 2, "")} / ${f(r.max_c, 2, " °C")}`],
+        [t("MKT"), f(r.mkt_c, 2, " °C")], [t("Time out of band"), t("%(n)s min", { n: Math.round(r.time_out_of_band_s / 60) })],
+        [t("Excursions"), String(r.excursions.length)]];
       facts.replaceChildren(...rows.map(([k, v]) => {
         const div = document.createElement("div"), dt = document.createElement("dt"), dd = document.createElement("dd");
         dt.textContent = k; dd.textContent = v; div.append(dt, dd); return div;
       }));
     } catch (err) {
-      facts.textContent = "The report could not be computed: " + err.message;
+      facts.textContent = t("The report could not be computed: %(error)s", { error: err.message });
     }
   };
   const group = document.querySelector(".ranges");
@@ -262,8 +277,8 @@ function setupSensor() {
   document.getElementById("custom-range").addEventListener("submit", (e) => {
     e.preventDefault();
     const from = new Date(e.target.from.value).getTime(), to = new Date(e.target.to.value).getTime();
-    if (!(from < to)) { flash("“From” must be before “To”."); return; }
-    if (to - from > 31 * 86400e3) { flash("At most 31 days at a time."); return; }
+    if (!(from < to)) { flash(t("“From” must be before “To”.")); return; }
+    if (to - from > 31 * 86400e3) { flash(t("At most 31 days at a time.")); return; }
     pressed(group, null);
     chart.load(from, to, { home: true });
   });
@@ -273,5 +288,5 @@ document.addEventListener("DOMContentLoaded", () => {
   localTimes();
   const pending = sessionStorage.getItem("coldwatch-flash");
   if (pending) { sessionStorage.removeItem("coldwatch-flash"); flash(pending, "ok"); }
-  setupLogin(); setupLogout(); setupInbox(); setupAlert(); setupSensor();
+  setupLogin(); setupLanguage(); setupLogout(); setupInbox(); setupAlert(); setupSensor();
 });

@@ -3,6 +3,9 @@
 "use strict";
 
 (function () {
+  /* The page's translations (app.js's t()); standalone (the chart's own tests) the English text, values filled in. */
+  const say = typeof t === "function" ? t : (message, values = {}) =>
+    message.replace(/%\((\w+)\)s/g, (_, name) => String(values[name] ?? ""));
   const COLORS = {
     temp: "#1a5fb4", envelope: "rgba(26,95,180,0.16)", band: "rgba(46,160,67,0.16)", bandEdge: "rgba(46,160,67,0.7)",
     rh: "#0f8a8a", battery: "#9a6700", score: "#8e3fb5", threshold: "#c01c28", alert: "rgba(192,28,40,0.12)",
@@ -11,10 +14,10 @@
   const TICKS = [60e3, 120e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3, 10800e3, 21600e3, 43200e3, 86400e3,
     172800e3, 604800e3];
   const PANELS = [
-    { key: "temp", label: "Temperature °C", weight: 0.44, field: "temp_c" },
-    { key: "rh", label: "Humidity %", weight: 0.18, field: "rh_pct" },
-    { key: "battery", label: "Battery mV", weight: 0.16, field: "battery_mv" },
-    { key: "score", label: "Anomaly score", weight: 0.22, field: "anomaly_score" },
+    { key: "temp", label: say("Temperature °C"), weight: 0.44, field: "temp_c" },
+    { key: "rh", label: say("Humidity %"), weight: 0.18, field: "rh_pct" },
+    { key: "battery", label: say("Battery mV"), weight: 0.16, field: "battery_mv" },
+    { key: "score", label: say("Anomaly score"), weight: 0.22, field: "anomaly_score" },
   ];
   const PAD = { left: 56, right: 14, top: 8, bottom: 26, gap: 14 };
 
@@ -42,7 +45,7 @@
       this.canvas = document.createElement("canvas");
       this.canvas.tabIndex = 0;
       this.canvas.setAttribute("role", "img");
-      this.canvas.setAttribute("aria-label", "Chart of the sensor's readings");
+      this.canvas.setAttribute("aria-label", say("Chart of the sensor's readings"));
       this.readout = document.createElement("div");
       this.readout.className = "readout";
       this.readout.setAttribute("aria-live", "polite");
@@ -62,19 +65,19 @@
       if (home) this.home = [start, end];
       const seq = ++this.seq;
       this.canvas.dataset.state = "loading";
-      this.status.textContent = "Loading…";
+      this.status.textContent = say("Loading…");
       try {
         const width = Math.max(200, this.el.clientWidth - PAD.left - PAD.right);
         const data = await this.opts.load(start, end, Math.min(5000, Math.round(width)));
         if (seq !== this.seq) return;
         this.data = data;
-        this.status.textContent = data.buckets.length ? "" : "No readings in this range.";
+        this.status.textContent = data.buckets.length ? "" : say("No readings in this range.");
         this.draw();
         if (this.opts.onRange) this.opts.onRange(data.start, data.end);
       } catch (err) {
         if (seq !== this.seq) return;
         this.canvas.dataset.state = "error";
-        this.status.textContent = "Could not load the readings: " + err.message;
+        this.status.textContent = say("Could not load the readings: %(error)s", { error: err.message });
       }
     }
 
@@ -133,9 +136,10 @@
       for (const b of this.data.buckets) if (!best || Math.abs(b.ts - ts) < Math.abs(best.ts - ts)) best = b;
       if (!best || Math.abs(best.ts - ts) > 3 * this._step()) { this.readout.textContent = ""; return; }
       const f = (v, d, u) => (v === null || v === undefined ? "—" : v.toFixed(d) + u);
-      this.readout.textContent = `${new Date(best.ts).toLocaleString()} · ${f(best.temp_c, 2, " °C")} ` +
-        `(min ${f(best.temp_min, 2, "")}, max ${f(best.temp_max, 2, "")}) · ${f(best.rh_pct, 0, " %")} · ` +
-        `${f(best.battery_mv, 0, " mV")} · score ${f(best.anomaly_score, 3, "")} · ${best.n} reading(s)`;
+      this.readout.textContent = say("%(time)s · %(temp)s (min %(min)s, max %(max)s) · %(rh)s · %(battery)s · score %(score)s · %(n)s reading(s)", {
+        time: new Date(best.ts).toLocaleString(), temp: f(best.temp_c, 2, " °C"), min: f(best.temp_min, 2, ""),
+        max: f(best.temp_max, 2, ""), rh: f(best.rh_pct, 0, " %"), battery: f(best.battery_mv, 0, " mV"),
+        score: f(best.anomaly_score, 3, ""), n: best.n });
     }
 
     _step() {

@@ -14,11 +14,11 @@ function livePart(holder, onSwap) {
       try {
         const response = await fetch(holder.dataset.poll, { credentials: "same-origin" });
         if (response.status === 401) {
-          flash("Your session has ended. Log in again to follow this page.");
-          if (live) { live.textContent = "stopped"; live.className = "live off"; }
+          flash(t("Your session has ended. Log in again to follow this page."));
+          if (live) { live.textContent = t("stopped"); live.className = "live off"; }
           return;
         }
-        if (!response.ok) throw new Error(`The server answered ${response.status}.`);
+        if (!response.ok) throw new Error(t("The server answered %(status)s.", { status: response.status }));
         const html = await response.text();
         if (holder.tagName === "TBODY") {
           const tmp = document.createElement("table");
@@ -35,8 +35,8 @@ function livePart(holder, onSwap) {
         if (onSwap) onSwap(holder);
       } catch (err) {
         failures++;
-        if (live) { live.textContent = "reconnecting…"; live.className = "live off"; }
-        if (failures === 3) flash("Could not refresh this page: " + err.message);
+        if (live) { live.textContent = t("reconnecting…"); live.className = "live off"; }
+        if (failures === 3) flash(t("Could not refresh this page: %(error)s", { error: err.message }));
       }
     }
     const root = holder.matches("[data-final]") ? holder : holder.querySelector("[data-final]");
@@ -70,23 +70,23 @@ function setupRolloutForm() {
     formError(error, "");
     const fraction = Number(form.canary_fraction.value), minutes = Number(form.probation_min.value);
     const ratio = Number(form.max_alert_ratio.value), evidence = Number(form.min_sensor_hours.value);
-    if (!(fraction >= 0 && fraction <= 1)) { formError(error, "The canary fraction is a number from 0 to 1."); return; }
-    if (!(minutes > 0)) { formError(error, "The probation must be at least a minute."); return; }
-    if (!(ratio > 0)) { formError(error, "The alert ratio must be above 0."); return; }
-    if (!(evidence > 0)) { formError(error, "The evidence must be above 0 sensor-hours."); return; }
+    if (!(fraction >= 0 && fraction <= 1)) { formError(error, t("The canary fraction is a number from 0 to 1.")); return; }
+    if (!(minutes > 0)) { formError(error, t("The probation must be at least a minute.")); return; }
+    if (!(ratio > 0)) { formError(error, t("The alert ratio must be above 0.")); return; }
+    if (!(evidence > 0)) { formError(error, t("The evidence must be above 0 sensor-hours.")); return; }
     const body = { model: form.model.value, canary_fraction: fraction, probation_s: minutes * 60, max_alert_ratio: ratio,
                    min_sensor_hours: evidence };
     const group = form.querySelector('input[name="group"]:checked').value;
     if (group === "site") body.site = form.site.value;
     if (group === "chosen") {
       body.gateways = [...form.querySelectorAll('input[name="gateway"]:checked')].map((b) => b.value);
-      if (!body.gateways.length) { formError(error, "Tick at least one gateway, or choose every gateway."); return; }
+      if (!body.gateways.length) { formError(error, t("Tick at least one gateway, or choose every gateway.")); return; }
     }
     const button = form.querySelector('button[type="submit"]');
     button.disabled = true;
     try {
       const started = await api("POST", "/api/v1/rollouts", body);
-      sessionStorage.setItem("coldwatch-flash", `Rollout #${started.id} of ${started.model_stem} started.`);
+      sessionStorage.setItem("coldwatch-flash", t("Rollout #%(id)s of %(model)s started.", { id: started.id, model: started.model_stem }));
       location.assign(`/ui/rollouts/${started.id}`);
     } catch (err) {
       formError(error, err.message);
@@ -110,8 +110,8 @@ function setupRollout() {
   livePart(holder, sync);
   if (!actions) return;
   const id = actions.dataset.rollout;
-  const words = { promote: "Promoted", halt: "Halted", rollback: "Rolled back" };
-  const ask = { rollback: "Send every gateway of this rollout its previous model?", halt: "Stop sending this model to further gateways?" };
+  const words = { promote: t("Promoted."), halt: t("Halted."), rollback: t("Rolled back.") };
+  const ask = { rollback: t("Send every gateway of this rollout its previous model?"), halt: t("Stop sending this model to further gateways?") };
   for (const b of actions.querySelectorAll("[data-op]")) {
     b.addEventListener("click", async () => {
       const op = b.dataset.op;
@@ -120,7 +120,7 @@ function setupRollout() {
       for (const x of actions.querySelectorAll("[data-op]")) x.disabled = true;
       try {
         await api("POST", `/api/v1/rollouts/${id}/${op}`, op === "promote" ? undefined : { reason });
-        flash(`${words[op]}.`, "ok");
+        flash(words[op], "ok");
         const response = await fetch(holder.dataset.poll, { credentials: "same-origin" });
         if (response.ok) { holder.innerHTML = await response.text(); localTimes(holder); }
       } catch (err) {
@@ -155,18 +155,18 @@ function setupTraining() {
     const start = localMs(form.from.value), end = localMs(form.to.value);
     if (!(start < end)) { formError(error, "“From” must be before “to”."); return; }
     const epochs = Number(form.epochs.value);
-    if (!(epochs >= 1 && epochs <= 200)) { formError(error, "Epochs: from 1 to 200."); return; }
+    if (!(epochs >= 1 && epochs <= 200)) { formError(error, t("Epochs: from 1 to 200.")); return; }
     const body = { profile: form.profile.value, start, end, epochs };
     const version = form.version.value.trim();
     if (version) {
-      if (!/^[A-Za-z0-9_.]+$/.test(version)) { formError(error, "A version has letters, digits, “_” and “.” only."); return; }
+      if (!/^[A-Za-z0-9_.]+$/.test(version)) { formError(error, t("A version has letters, digits, “_” and “.” only.")); return; }
       body.version = version;
     }
     const button = form.querySelector('button[type="submit"]');
     button.disabled = true;
     try {
       const job = await api("POST", "/api/v1/training-jobs", body);
-      sessionStorage.setItem("coldwatch-flash", `Training job #${job.id} queued.`);
+      sessionStorage.setItem("coldwatch-flash", t("Training job #%(id)s queued.", { id: job.id }));
       location.assign(`/ui/training/${job.id}`);
     } catch (err) {
       formError(error, err.message);

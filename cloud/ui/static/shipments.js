@@ -4,7 +4,7 @@
 
 function shipmentBody(form) {
   const body = {};
-  for (const name of ["reference", "origin", "destination", "customer", "product", "profile"]) {
+  for (const name of ["reference", "origin", "destination", "customer", "product", "profile", "language"]) {
     const value = form[name].value.trim();
     if (value) body[name] = value;
   }
@@ -26,7 +26,7 @@ function setupShipmentForm() {
     formError(error, "");
     const body = shipmentBody(form);
     if (body.temp_low_c !== undefined && body.temp_high_c !== undefined && !(body.temp_low_c < body.temp_high_c)) {
-      formError(error, form.dataset.limitsError || "The lower limit must be below the upper limit."); return;
+      formError(error, t("The lower limit must be below the upper limit.")); return;
     }
     const button = form.querySelector('button[type="submit"]');
     button.disabled = true;

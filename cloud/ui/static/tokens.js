@@ -8,11 +8,11 @@ async function refreshTokens() {
   try {
     response = await fetch(holder.dataset.rows, { credentials: "same-origin" });
   } catch (err) {
-    flash("The server cannot be reached; reload the page to see the tokens.");
+    flash(t("The server cannot be reached; reload the page to see the tokens."));
     return;
   }
-  if (response.status === 401) { flash("Your session has ended. Log in again."); return; }
-  if (!response.ok) { flash(`Could not refresh the tokens: the server answered ${response.status}.`); return; }
+  if (response.status === 401) { flash(t("Your session has ended. Log in again.")); return; }
+  if (!response.ok) { flash(t("Could not refresh the tokens: the server answered %(status)s.", { status: response.status })); return; }
   const tmp = document.createElement("table");
   tmp.innerHTML = await response.text();
   const body = tmp.querySelector("tbody");
@@ -31,9 +31,9 @@ function setupTokenForm() {
     e.preventDefault();
     formError(error, "");
     const label = name.value.trim(), ttl = Number(days.value), most = Number(days.max);
-    if (!label) { formError(error, "Give the token a name: what will use it?"); name.focus(); return; }
+    if (!label) { formError(error, t("Give the token a name: what will use it?")); name.focus(); return; }
     if (!(Number.isInteger(ttl) && ttl >= 1 && ttl <= most)) {
-      formError(error, `A token is valid for 1 to ${most} whole days.`);
+      formError(error, t("A token is valid for 1 to %(most)s whole days.", { most }));
       days.focus();
       return;
     }
@@ -56,14 +56,14 @@ function setupTokenForm() {
   document.getElementById("token-copy").addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText(value.textContent);
-      flash("Copied.", "ok");
+      flash(t("Copied."), "ok");
     } catch (err) {  // no clipboard outside HTTPS or localhost: select it for Ctrl+C
       const range = document.createRange();
       range.selectNodeContents(value);
       const selection = window.getSelection();
       selection.removeAllRanges();
       selection.addRange(range);
-      flash("Selected: press Ctrl+C (⌘C) to copy.", "ok");
+      flash(t("Selected: press Ctrl+C (⌘C) to copy."), "ok");
     }
   });
   document.getElementById("token-done").addEventListener("click", () => { hide(); name.focus(); });
@@ -77,12 +77,14 @@ function setupTokenRevoke() {
     if (!button) return;
     const row = button.closest("tr");
     const named = button.dataset.name ? `“${button.dataset.name}”` : `#${button.dataset.revoke}`;
-    const owner = row.dataset.owner ? ` of ${row.dataset.owner}` : "";
-    if (!window.confirm(`Revoke the token ${named}${owner}? Scripts using it are refused from their next request.`)) return;
+    const question = row.dataset.owner
+      ? t("Revoke the token %(name)s of %(owner)s? Scripts using it are refused from their next request.", { name: named, owner: row.dataset.owner })
+      : t("Revoke the token %(name)s? Scripts using it are refused from their next request.", { name: named });
+    if (!window.confirm(question)) return;
     button.disabled = true;
     try {
       await api("DELETE", `/api/v1/auth/tokens/${encodeURIComponent(button.dataset.revoke)}`);
-      flash(`Token ${named} revoked.`, "ok");
+      flash(t("Token %(name)s revoked.", { name: named }), "ok");
     } catch (err) {
       flash(err.message);
       button.disabled = false;

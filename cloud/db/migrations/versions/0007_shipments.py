@@ -31,6 +31,7 @@ def upgrade() -> None:
     sa.Column('planned_end', sa.BigInteger(), nullable=True),
     sa.Column('temp_low_c', sa.Float(), nullable=True),
     sa.Column('temp_high_c', sa.Float(), nullable=True),
+    sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('reference', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
