@@ -21,7 +21,7 @@ from cloud.db.alerts import WORKFLOW_STATUSES, Alert
 from cloud.db.fleet import Sensor
 from cloud.db.users import LANGUAGES
 from cloud.i18n import N_, _
-from cloud.services import alerts, fleet, users
+from cloud.services import alerts, fleet, shipments, users
 from cloud.services.alerts import AlertFilter
 from cloud.tsdb.influx import InfluxClient, InfluxError
 from cloud.tsdb.series import latest_by_sensor
@@ -237,4 +237,4 @@ def sensor_page(sensor_id: str, request: Request, session: SessionDep) -> Respon
             "No sensor %(id)s has been heard. The fleet page lists every sensor.") % {"id": repr(sensor_id[:40])})
     recent = alerts.list_alerts(session, filters=AlertFilter(sensor_id=sensor.id), limit=20)[0]
     return render(request, "sensor.html", user, sensor=sensor, band=PROFILES.get(sensor.profile or ""),
-                   recent=recent, age=wording.age)
+                   recent=recent, age=wording.age, travelling=shipments.active_for_sensor(session, sensor.id))

@@ -118,6 +118,10 @@ def test_staff_run_a_shipment_from_creation_to_the_signed_record_and_share_it(st
     page.screenshot(path=str(shots / "shipment-02-assigned.png"), full_page=True)
     page.click('#shipment-actions [data-state="in_transit"]')
     page.wait_for_selector('#shipment-state.in_transit')
+    page.click(f'#devices a[href="/ui/sensors/{TRUCK[0]}"]')  # the sensor's page names its shipment
+    assert page.inner_text("#sensor-shipment").startswith("SH-2291")
+    page.go_back()
+    page.wait_for_selector('#shipment-state.in_transit')
     page.evaluate("window.__noReload = true")
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     started = httpx.get(f"{stack.api_url}/api/v1/shipments/SH-2291", cookies=cookies,
