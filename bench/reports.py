@@ -20,7 +20,7 @@ from cloud.services.shipment_record import RecordKey
 from cloud.services.shipment_watch import RecordDesk
 from cloud.tsdb.influx import InfluxClient
 from cloud.tsdb.lineprotocol import readings_lines
-from cloud.tsdb.reports import minute_rows
+from cloud.tsdb.reports import minute_rows_many
 from cloud.tsdb.rollups import rebuild_days
 from deploy.services import Influxd, free_port
 from protocol.messages import Reading
@@ -80,15 +80,15 @@ def report_shipment_7d(runs: int = 5) -> list[Result]:
                     assert pdf.startswith(b"%PDF-") and signature
                     size = len(pdf)
                     t0 = time.perf_counter()
-                    for mac in SENSORS:
-                        rows = minute_rows(influx, sensor=mac, start=T0, end=T0 + week)
+                    for rows in minute_rows_many(influx, [(mac, T0, T0 + week) for mac in SENSORS]):
                         assert len(rows) == week // 60_000, len(rows)
                     query_s.append(time.perf_counter() - t0)
         finally:
             engine.dispose()
             server.stop()
     return [Result("report_shipment_7d_pdf", statistics.median(record_s) * 1000, "ms",
-                   f"its InfluxQL minute queries alone (8 sensors × 7 days at 1 Hz; PDF {size // 1024} KiB)",
+                   f"its InfluxQL minute queries alone, run as it runs them (8 sensors × 7 days at 1 Hz, 2 at a time; "
+                   f"PDF {size // 1024} KiB)",
                    statistics.median(query_s) * 1000, higher_is_better=False)]
 
 

@@ -23,7 +23,7 @@ from cloud.db.shipments import Shipment
 from cloud.services import completeness, shipments
 from cloud.services.clock import now_ms
 from cloud.tsdb.influx import InfluxClient
-from cloud.tsdb.reports import MINUTE_MS, SensorReport, minute_rows, sensor_report
+from cloud.tsdb.reports import MINUTE_MS, SensorReport, minute_rows_many, sensor_report
 from models.runtime.manifest import generate_keypair, load_private_key, sign_bytes
 from protocol.profiles import Profile
 
@@ -102,20 +102,21 @@ def build(session: Session, influx: InfluxClient, shipment: Shipment, *, now: in
     band = shipments.band(shipment)
     record = ShipmentRecord(shipment=shipment, band=band, start=start, end=end, generated_at=now,
                             alerts=shipments.alerts_during(session, shipment, now=now))
+    spans = []
     for p in shipments.periods(session, shipment):
         if p.kind == "gateway":
             record.gateways.append(p.device_id)
             continue
         lo, hi = max(p.start, start), min(p.clipped_end(now), end)
-        if hi <= lo:
-            continue
-        rows = minute_rows(influx, sensor=p.device_id, start=lo, end=hi)
-        sensor = session.get(Sensor, p.device_id)
-        report = sensor_report(influx, session, sensor=p.device_id, profile=shipment.profile, start=lo, end=hi,
+        if hi > lo:
+            spans.append((p.device_id, lo, hi))
+    for (sensor_id, lo, hi), rows in zip(spans, minute_rows_many(influx, spans), strict=True):
+        sensor = session.get(Sensor, sensor_id)
+        report = sensor_report(influx, session, sensor=sensor_id, profile=shipment.profile, start=lo, end=hi,
                                band=band, rows=rows)
-        gaps = [(g.after_ts, g.before_ts) for g in completeness.list_gaps(session, sensor_id=p.device_id,
+        gaps = [(g.after_ts, g.before_ts) for g in completeness.list_gaps(session, sensor_id=sensor_id,
                                                                           kind="sensor", start=lo, end=hi)]
-        record.sensors.append(SensorPart(sensor=p.device_id, label=(sensor.label or sensor.asset) if sensor else None,
+        record.sensors.append(SensorPart(sensor=sensor_id, label=(sensor.label or sensor.asset) if sensor else None,
                                          start=lo, end=hi, report=report,
                                          points=[(ts, mean) for ts, _, _, _, mean in rows], gaps=gaps))
     return record

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
@@ -24,6 +25,7 @@ from protocol.profiles import PROFILES, Profile
 MINUTE_MS: Final = 60_000
 MINUTE_ROLLUP: Final = LEVELS[0][0]  # reading_1m
 _NS_PER_MS: Final = 1_000_000
+PARALLEL_QUERIES: Final = 2
 MKT_DH_OVER_R_K: Final = 10_000.0  # ΔH/R for MKT: 83.144 kJ/mol ÷ 8.3144 J/(mol·K) (USP <1079.2>)
 
 
@@ -106,6 +108,17 @@ def minute_rows(influx: InfluxClient, *, sensor: str, start: int, end: int) -> l
         return _raw_minutes(influx, sensor, start, end)
     first, after_last = rolled[0][0], rolled[-1][0] + MINUTE_MS
     return _raw_minutes(influx, sensor, start, first) + rolled + _raw_minutes(influx, sensor, after_last, end)
+
+
+def minute_rows_many(influx: InfluxClient, spans: list[tuple[str, int, int]],
+                     workers: int = PARALLEL_QUERIES) -> list[list[MinuteRow]]:
+    """`minute_rows` for each (sensor, start, end), `workers` queries at a time (influxd answers them on its own
+    cores; on this 2-core machine, 2 at a time took 0.85-0.9 of one after another for a shipment of 8 sensors over
+    a week, and 4 were no better)."""
+    if len(spans) <= 1 or workers <= 1:
+        return [minute_rows(influx, sensor=s, start=a, end=b) for s, a, b in spans]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minute-rows") as pool:
+        return list(pool.map(lambda span: minute_rows(influx, sensor=span[0], start=span[1], end=span[2]), spans))
 
 
 def _mkt(means: list[float]) -> float | None:
