@@ -37,6 +37,11 @@ class SensorHistory:
         return self._hi - self._lo
 
     @property
+    def last_ms(self) -> int | None:
+        """The newest reading's time (None while empty)."""
+        return int(self._ts[self._hi - 1]) if self._hi > self._lo else None
+
+    @property
     def capacity(self) -> int:
         """Readings the arrays hold before they grow."""
         return len(self._ts)
