@@ -98,6 +98,14 @@ class Outbox:
         if full:
             self.flush()
 
+    def stage_many(self, readings: list[Reading]) -> None:
+        """`stage` for a tick's readings: full batches are committed at once."""
+        with self._lock:
+            self._staged.extend(readings)
+            full = len(self._staged) >= self.batch_max_readings
+        if full:
+            self.flush()
+
     def flush(self) -> int:
         """Commit the staged readings as telemetry batches (at most `batch_max_readings` each); returns how many
         were committed. When a commit fails (a full disk), the rest stay staged for the next flush; past

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from edge_agent.config import DetectConfig as DetectSettings
 from edge_agent.detect.alerts import AlertTracker
-from edge_agent.detect.rules import BatteryRule, PulldownRule, RangeRule, RateRule, Rule
+from edge_agent.detect.rules import BatteryRule, Finding, PulldownRule, RangeRule, RateRule, Rule, check_all
 from protocol.messages import AlertEvent, Reading
 
 
@@ -44,29 +44,40 @@ class Detector:
 
     def observe(self, reading: Reading) -> list[AlertEvent]:
         """Run every rule on `reading`; returns the alert events it causes."""
-        previous = self.last.get(reading.sensor)
-        if previous is not None and reading.ts < previous.ts:
-            return []  # a late, out-of-order frame: stored, but it must not rewind alert state
-        self.last[reading.sensor] = reading
-        self.now_ms = max(self.now_ms, reading.ts)
-        reference = self._rate_reference(reading)
+        return self.observe_many([reading])
+
+    def observe_many(self, readings: list[Reading]) -> list[AlertEvent]:
+        """Run every rule on `readings` (in arrival order, e.g. a tick's); returns the alert events they cause, the
+        very events `observe` on each in turn gives, in the same order. Each rule judges all the readings first (in
+        one pass where it can: rules never read the alert state), then the lifecycle takes the verdicts in order."""
+        pairs: list[tuple[Reading, Reading | None]] = []
+        for reading in readings:
+            previous = self.last.get(reading.sensor)
+            if previous is not None and reading.ts < previous.ts:
+                continue  # a late, out-of-order frame: stored, but it must not rewind alert state
+            self.last[reading.sensor] = reading
+            self.now_ms = max(self.now_ms, reading.ts)
+            pairs.append((reading, self._rate_reference(reading)))
+        verdicts = [(rule, check_all(rule, pairs)) for rule in self.rules]
         events = []
-        silent = self.tracker.observe(sensor=reading.sensor, kind="sensor_silent", active=False, ts_ms=reading.ts,
-                                      min_duration_ms=0, clear_after_ms=0, severity="warning", source="rule")
-        if silent is not None:
-            events.append(silent)
-        for rule in self.rules:
-            finding = rule.check(reading, reference)
-            if finding is None:
-                continue
-            event = self.tracker.observe(
-                sensor=reading.sensor, kind=rule.kind, active=finding.active, hold=finding.hold, ts_ms=reading.ts,
-                min_duration_ms=finding.min_duration_ms or rule.min_duration_ms, clear_after_ms=rule.clear_after_ms,
-                severity=rule.severity,
-                source="rule", value=finding.value, threshold=finding.threshold, reason=finding.reason,
-            )
-            if event is not None:
-                events.append(event)
+        observe = self.tracker.observe
+        for j, (reading, _) in enumerate(pairs):
+            silent = observe(sensor=reading.sensor, kind="sensor_silent", active=False, ts_ms=reading.ts,
+                             min_duration_ms=0, clear_after_ms=0, severity="warning", source="rule")
+            if silent is not None:
+                events.append(silent)
+            for rule, findings in verdicts:
+                finding: Finding | None = findings[j]
+                if finding is None:
+                    continue
+                event = observe(
+                    sensor=reading.sensor, kind=rule.kind, active=finding.active, hold=finding.hold, ts_ms=reading.ts,
+                    min_duration_ms=finding.min_duration_ms or rule.min_duration_ms,
+                    clear_after_ms=rule.clear_after_ms, severity=rule.severity,
+                    source="rule", value=finding.value, threshold=finding.threshold, reason=finding.reason,
+                )
+                if event is not None:
+                    events.append(event)
         return events
 
     def _rate_reference(self, reading: Reading) -> Reading | None:
