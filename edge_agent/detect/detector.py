@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
 from dataclasses import dataclass, field
 
 from edge_agent.config import DetectConfig as DetectSettings
@@ -27,6 +27,30 @@ def default_rules(s: DetectSettings) -> list[Rule]:
 
 
 @dataclass
+class _RateWindow:
+    """One sensor's readings of the last rate window as times and temperatures (NaN: none) in two flat buffers,
+    16 bytes a reading (a Reading object is ten times that: at 1 Hz a 5-minute window held 300 of them)."""
+
+    ts: array[int] = field(default_factory=lambda: array("q"))
+    temp: array[float] = field(default_factory=lambda: array("d"))
+    start: int = 0  # the oldest kept; the buffers are cut only once half of them has fallen out
+
+    def add(self, ts_ms: int, temp_c: float | None, window_ms: int) -> tuple[int, float]:
+        """Add a reading (readings come in time order) and drop those more than `window_ms` older than it;
+        returns the oldest kept (time, temperature)."""
+        self.ts.append(ts_ms)
+        self.temp.append(float("nan") if temp_c is None else temp_c)
+        start = self.start
+        while ts_ms - self.ts[start] > window_ms:
+            start += 1
+        if start > 32 and 2 * start > len(self.ts):
+            del self.ts[:start], self.temp[:start]
+            start = 0
+        self.start = start
+        return self.ts[start], self.temp[start]
+
+
+@dataclass
 class Detector:
     """Per gateway. Time is the readings' timestamps (the gateway clock), so accelerated replays behave."""
 
@@ -35,7 +59,7 @@ class Detector:
     rules: list[Rule] = field(default_factory=list)
     tracker: AlertTracker = field(init=False)
     last: dict[str, Reading] = field(default_factory=dict)
-    recent: dict[str, deque[Reading]] = field(default_factory=dict)  # the last rate window, per sensor
+    recent: dict[str, _RateWindow] = field(default_factory=dict)  # the last rate window, per sensor
     now_ms: int = 0
 
     def __post_init__(self) -> None:
@@ -82,14 +106,16 @@ class Detector:
 
     def _rate_reference(self, reading: Reading) -> Reading | None:
         """The oldest reading within the rate window, if it is at least half a window old (sensor noise over
-        one sample interval would otherwise look like a fast change)."""
+        one sample interval would otherwise look like a fast change): its time and temperature, which is all a
+        rule reads of it."""
         window_ms = int(self.settings.rate_window_s * 1000)
-        history = self.recent.setdefault(reading.sensor, deque())
-        history.append(reading)
-        while history and reading.ts - history[0].ts > window_ms:
-            history.popleft()
-        oldest = history[0]
-        return oldest if reading.ts - oldest.ts >= window_ms // 2 else None
+        window = self.recent.get(reading.sensor)
+        if window is None:
+            window = self.recent[reading.sensor] = _RateWindow()
+        ts, temp = window.add(reading.ts, reading.temp_c, window_ms)
+        if reading.ts - ts < window_ms // 2:
+            return None
+        return Reading(sensor=reading.sensor, ts=ts, profile=reading.profile, temp_c=None if temp != temp else temp)
 
     def tick(self) -> list[AlertEvent]:
         """Sensors not heard for `silent_after_s` of gateway time open a `sensor_silent` alert."""

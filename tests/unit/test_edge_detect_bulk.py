@@ -3,6 +3,8 @@ as judging them one at a time, however the readings fall into ticks."""
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 from hypothesis import given, settings, target
 from hypothesis import strategies as st
@@ -84,3 +86,26 @@ def test_the_pulldown_rule_in_bulk_gives_the_verdicts_of_one_check_at_a_time() -
     assert many == one
     assert sum(f is not None for f in one) > 100 and any(f is not None and f.active for f in one)
     assert {s: list(h.ts) for s, h in bulk._history.items()} == {s: list(h.ts) for s, h in single._history.items()}
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 90_000), st.none() | st.floats(-30, 40, allow_nan=False)),
+                      min_size=1, max_size=300),
+       window_s=st.integers(1, 600))
+def test_the_rate_reference_is_the_oldest_reading_of_the_window_a_deque_kept(
+        steps: list[tuple[int, float | None]], window_s: int) -> None:
+    detector = Detector("gw1", DetectConfig(rate_window_s=window_s))
+    window_ms = window_s * 1000
+    kept: deque[Reading] = deque()  # what the detector kept before: the readings themselves
+    ts = T0
+    for dt, temp in steps:
+        ts += dt
+        reading = Reading(sensor=SENSORS[0], ts=ts, profile="chilled", temp_c=temp)
+        kept.append(reading)
+        while ts - kept[0].ts > window_ms:
+            kept.popleft()
+        want = kept[0] if ts - kept[0].ts >= window_ms // 2 else None
+        got = detector._rate_reference(reading)
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert (got.ts, got.temp_c) == (want.ts, want.temp_c)
