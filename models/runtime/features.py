@@ -260,13 +260,18 @@ def _channels(spec: FeatureSpec, t: NDArray[np.float64], t_fresh: NDArray[np.boo
     usable = t_fresh.sum(axis=1) >= int(np.ceil(MIN_FRESH_FRACTION * w))
 
     minutes = spec.sample_period_s / 60.0
-    step_rate = np.zeros_like(t)
-    step_rate[:, 1:] = np.diff(t, axis=1) / minutes
-    falling = (step_rate < -COOLING_EPS_C_PER_MIN).astype(np.float64)
-    lag = np.maximum(np.arange(w) - RATE_STEPS, 0)
-    span = np.maximum(np.arange(w) - lag, 1).astype(np.float64)
-    rate = (t - t[:, lag]) / (span[None, :] * minutes)
-    duty = np.cumsum(falling, axis=1) / np.maximum(np.arange(w, dtype=np.float64), 1.0)[None, :]
+
+    def rate() -> NDArray[np.float64]:
+        lag = np.maximum(np.arange(w) - RATE_STEPS, 0)
+        span = np.maximum(np.arange(w) - lag, 1).astype(np.float64)
+        return (t - t[:, lag]) / (span[None, :] * minutes)
+
+    def duty() -> NDArray[np.float64]:
+        step_rate = np.zeros_like(t)
+        step_rate[:, 1:] = np.diff(t, axis=1) / minutes
+        falling = (step_rate < -COOLING_EPS_C_PER_MIN).astype(np.float64)
+        return np.cumsum(falling, axis=1) / np.maximum(np.arange(w, dtype=np.float64), 1.0)[None, :]
+
     cache: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
 
     def baseline() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -275,7 +280,7 @@ def _channels(spec: FeatureSpec, t: NDArray[np.float64], t_fresh: NDArray[np.boo
         return cache[0]
 
     channels: dict[str, Callable[[], NDArray[np.float64]]] = {  # computed only when the spec names them
-        "temp_c": lambda: t, "temp_rate": lambda: rate, "cooling_duty": lambda: duty, "rh_pct": lambda: h,
+        "temp_c": lambda: t, "temp_rate": rate, "cooling_duty": duty, "rh_pct": lambda: h,
         "battery_mv": lambda: b, "battery_trend": lambda: b - b[:, :1],
         "missing": lambda: (~t_fresh).astype(np.float64),
         "temp_dev": lambda: t - _row_mean(t), "rh_dev": lambda: h - _row_mean(h),
@@ -285,8 +290,10 @@ def _channels(spec: FeatureSpec, t: NDArray[np.float64], t_fresh: NDArray[np.boo
         # the same in units of the baseline's own spread (plus DRIFT_FLOOR_C): a rolling z-score per step
         "temp_drift_z": lambda: (t - baseline()[0][:, None]) / (baseline()[1][:, None] + DRIFT_FLOOR_C),
     }
-    stacked = np.stack([channels[name]() for name in spec.features], axis=2)
-    return stacked.astype(np.float32), usable
+    stacked = np.empty((len(t), w, spec.channels), dtype=np.float32)
+    for i, name in enumerate(spec.features):
+        stacked[:, :, i] = channels[name]()  # rounded to float32 here, as an astype would
+    return stacked, usable
 
 
 def normalise(spec: FeatureSpec, raw: FloatArray) -> FloatArray:
@@ -295,8 +302,10 @@ def normalise(spec: FeatureSpec, raw: FloatArray) -> FloatArray:
     unbounded input (a tag at ambient in a freezer is 30 σ out) would spend the int8 input scale on it."""
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
-    out = np.clip((raw - mean) / std, -INPUT_CLIP, INPUT_CLIP)
-    out = np.where(np.isnan(out), np.float32(0.0), out)
+    out = np.asarray(raw - mean, dtype=np.float32)
+    np.divide(out, std, out=out)
+    np.clip(out, -INPUT_CLIP, INPUT_CLIP, out=out)
+    out[np.isnan(out)] = 0.0
     return np.ascontiguousarray(out.reshape(len(raw), spec.input_size), dtype=np.float32)
 
 
@@ -378,20 +387,17 @@ def raw_windows_many(spec: FeatureSpec, histories: Sequence[History], owner: Arr
     return _channels(spec, t, t_fresh, h, b, baseline)
 
 
-def _columns(history: History) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64],
-                                        NDArray[np.float64]]:
-    """One history's four columns as arrays of one length (an absent one all NaN)."""
+def _columns(history: History) -> tuple[NDArray[np.int64], NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """One history's four columns as arrays of one length (an absent one all NaN; float32 or float64 as given,
+    converted once the windows' parts are gathered)."""
     ts = np.asarray(history[0], dtype=np.int64)
-    return (ts, _as_column(history[1], ts), _as_column(history[2], ts), _as_column(history[3], ts))
-
-
-def _as_column(values: ArrayLike | None, ts: NDArray[np.int64]) -> NDArray[np.float64]:
-    if values is None:
-        return np.full(len(ts), np.nan)
-    column = np.asarray(values)
-    if column.shape != ts.shape:
-        raise ValueError(f"every column needs {len(ts)} values, got shape {column.shape}")
-    return column  # float32 or float64: converted after the windows' parts are gathered
+    out: list[NDArray[Any]] = []
+    for values in history[1:]:
+        column = np.full(len(ts), np.nan) if values is None else np.asarray(values)
+        if column.shape != ts.shape:
+            raise ValueError(f"every column needs {len(ts)} values, got shape {column.shape}")
+        out.append(column)
+    return ts, out[0], out[1], out[2]
 
 
 def window_ends(spec: FeatureSpec, ts_ms: ArrayLike) -> NDArray[np.int64]:
