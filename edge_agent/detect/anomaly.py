@@ -34,6 +34,7 @@ class AnomalyDetector:
         """Add `readings` to the history, score every sensor whose next window is due (one invoke per model),
         and return the readings (scored ones carry `anomaly_score`) and the alert events."""
         due: dict[str, list[int]] = {}
+        keep: dict[str, int] = {}  # sensors given readings: how much history their next windows read
         for i, r in enumerate(readings):
             models = self._models_for(r.profile)
             if not models or r.temp_c is None:
@@ -43,7 +44,8 @@ class AnomalyDetector:
                 h = self.history[r.sensor] = SensorHistory()
             elif h.last_ms is not None and r.ts < h.last_ms:
                 continue  # a late, out-of-order frame: stored, but windows read a sorted history
-            h.add(r, max(2 * m.spec.span_ms for m in models))  # a backlog arriving at once still has its windows
+            h.add(r)  # trimmed once the tick's windows are taken: a backlog arriving at once still has them all
+            keep[r.sensor] = max(m.spec.reach_ms for m in models)
             assert h.first_ms is not None
             if r.ts - h.first_ms < max((m.spec.window - 1) * m.spec.sample_period_s * 1000 for m in models):
                 continue  # as in training, a window ends a full window after the sensor's history begins
@@ -78,6 +80,8 @@ class AnomalyDetector:
                 )
                 if event is not None:
                     events.append(event)
+        for sensor, keep_ms in keep.items():  # later windows end at later readings: they read no further back
+            self.history[sensor].trim(keep_ms)
         return out, events
 
     def _models_for(self, profile: str) -> list[ActiveModel]:

@@ -96,6 +96,12 @@ class FeatureSpec:
         looks_back = {"temp_drift", "temp_drift_z"} & set(self.features)
         return self.window_ms * (1 + (self.baseline_windows if looks_back else 0))
 
+    @property
+    def reach_ms(self) -> int:
+        """How far before its end a window's readings may lie (the window and the baseline before it, whether the
+        spec uses the baseline or not): what `windows_at_many` reads of a history."""
+        return (1 + self.baseline_windows) * self.window * round(self.sample_period_s * 1000)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (as stored in the manifest)."""
         return {"window": self.window, "sample_period_s": self.sample_period_s, "features": list(self.features),
@@ -338,7 +344,7 @@ def raw_windows_many(spec: FeatureSpec, histories: Sequence[History], owner: Arr
     """
     period_ms = round(spec.sample_period_s * 1000)
     w = spec.window
-    reach = (1 + spec.baseline_windows) * w * period_ms  # a window's channels read readings after end - reach
+    reach = spec.reach_ms  # a window's channels read readings after end - reach
     who = np.atleast_1d(np.asarray(owner, dtype=np.int64))
     ends = np.atleast_1d(np.asarray(end_ms, dtype=np.int64))
     if who.shape != ends.shape:

@@ -4,14 +4,18 @@ as judging them one at a time, however the readings fall into ticks."""
 from __future__ import annotations
 
 from collections import deque
+from types import SimpleNamespace
 
 import numpy as np
 from hypothesis import given, settings, target
 from hypothesis import strategies as st
 
 from edge_agent.config import DetectConfig
+from edge_agent.detect.alerts import AlertTracker
+from edge_agent.detect.anomaly import AnomalyDetector
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.rules import PulldownRule
+from models.runtime.features import FeatureSpec, windows_at
 from protocol.messages import AlertEvent, Reading
 
 T0 = 1_767_225_600_000
@@ -109,3 +113,43 @@ def test_the_rate_reference_is_the_oldest_reading_of_the_window_a_deque_kept(
         assert (got is None) == (want is None)
         if got is not None and want is not None:
             assert (got.ts, got.temp_c) == (want.ts, want.temp_c)
+
+
+@settings(max_examples=25, deadline=None)
+@given(tick_sizes=st.lists(st.integers(1, 120), min_size=1, max_size=40), seed=st.integers(0, 1000))
+def test_the_models_windows_are_those_of_the_whole_history_however_it_is_trimmed(tick_sizes: list[int],
+                                                                                 seed: int) -> None:
+    """The agent keeps a sensor's history only as far back as its next windows read (trimmed after each tick, so
+    a backlog arriving in one tick still has all its windows): every window equals `windows_at` on every
+    reading so far."""
+    spec = FeatureSpec(4, 60.0, ("temp_dev", "temp_drift", "temp_drift_z", "missing"), (0.0,) * 4, (1.0,) * 4,
+                       baseline_windows=2)
+    seen: list[np.ndarray] = []
+
+    def scores(windows: np.ndarray) -> np.ndarray:
+        seen.extend(windows)
+        return np.zeros(len(windows), dtype=np.float32)
+
+    model = SimpleNamespace(spec=spec, manifest=SimpleNamespace(threshold=1e9, name="m", version="1"), scores=scores)
+    detector = AnomalyDetector("gw1", AlertTracker("gw1"), models={"chilled": model})  # type: ignore[dict-item]
+    rng = np.random.default_rng(seed)
+    ts = T0 + np.cumsum(rng.choice([20_000, 20_000, 20_000, 0, 300_000], size=sum(tick_sizes)))
+    temps = np.where(rng.random(len(ts)) < 0.1, np.nan, 3 + np.cumsum(rng.normal(0, 0.1, len(ts))))
+    readings = [Reading(sensor=SENSORS[0], ts=int(t), profile="chilled", temp_c=None if v != v else float(v),
+                        rh_pct=80.0, battery_mv=3000) for t, v in zip(ts, temps, strict=True)]
+    want, start = [], 0
+    for size in tick_sizes:
+        tick = readings[start:start + size]
+        scored, _ = detector.score(tick)
+        for r in (r for r in scored if r.anomaly_score is not None):
+            kept = [x for x in readings[:start + size] if x.temp_c is not None and x.ts <= r.ts]
+            window, usable = windows_at(spec, [x.ts for x in kept], [float(x.temp_c or 0.0) for x in kept],
+                                        np.full(len(kept), 80.0), np.full(len(kept), 3000.0), end_ms=[r.ts])
+            assert usable[0]
+            want.append(window[0])
+        assert len(seen) == len(want)
+        history = detector.history[SENSORS[0]]
+        assert history.last_ms is not None and int(history.columns()[0][0]) >= history.last_ms - spec.reach_ms
+        start += size
+    for got, expected in zip(seen, want, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
