@@ -49,7 +49,8 @@ class Agent:
         self.models = ModelLifecycle(config, self.anomaly, self._detect_lock,
                                      report=lambda reported: self.publisher.publish_reported(reported),
                                      desired_version=lambda: self.desired.state.version, metrics=self.metrics)
-        self._pending: list[Reading] = []  # decoded, rules applied, waiting for the tick's batched model scoring
+        self._pending: list[Reading] = []  # decoded, waiting for the tick (rules, model scoring, the outbox)
+        self._pending_lock = threading.Lock()  # the inputs append, the tick takes
         box = config.outbox
         self.outbox = Outbox(box.path, config.gateway_id, self.metrics, max_bytes=box.max_bytes,
                              batch_max_readings=box.batch_max_readings, keep_sent_s=box.keep_sent_s,
@@ -111,20 +112,20 @@ class Agent:
             self.accept(reading)
 
     def accept(self, reading: Reading) -> None:
-        """A decoded reading goes through detection, then into the outbox (durable within one flush interval)."""
-        with self._detect_lock:
-            events = self.detector.observe(reading)
+        """A decoded reading waits for the next tick, which judges it and commits it (within one flush interval)."""
+        with self._pending_lock:
             self._pending.append(reading)
-        self._raise(events)
 
     def tick(self) -> None:
-        """Every flush interval: score pending readings (one invoke per model), check silence, commit a batch."""
-        with self._detect_lock:
+        """Every flush interval, for the readings accepted since the last: the rules over all of them, the windows
+        due scored (one feature pass and one invoke per model), silence checked, one batch committed."""
+        with self._pending_lock:
             pending, self._pending = self._pending, []
-            scored, events = self.anomaly.score(pending)
-            events += self.detector.tick()
-        for reading in scored:
-            self.outbox.stage(reading)
+        with self._detect_lock:
+            events = self.detector.observe_many(pending)
+            scored, scored_events = self.anomaly.score(pending)
+            events += scored_events + self.detector.tick()
+        self.outbox.stage_many(scored)
         self._raise(events)
         self.outbox.flush()
         if self.anomaly.shadows:

@@ -98,33 +98,56 @@ class Outbox:
         if full:
             self.flush()
 
+    def stage_many(self, readings: list[Reading]) -> None:
+        """`stage` for a tick's readings: full batches are committed at once."""
+        with self._lock:
+            self._staged.extend(readings)
+            full = len(self._staged) >= self.batch_max_readings
+        if full:
+            self.flush()
+
     def flush(self) -> int:
-        """Commit the staged readings as telemetry batches (at most `batch_max_readings` each); returns how many
-        were committed. When a commit fails (a full disk), the rest stay staged for the next flush; past
+        """Commit the staged readings as telemetry batches (at most `batch_max_readings` each), all in one
+        transaction (one fsync for a tick's readings); returns how many were committed. When that fails (a full
+        disk), batch by batch as far as the disk takes them, and the rest stay staged for the next flush; past
         `max_staged_readings` the oldest staged are dropped, counted and logged (memory is a gateway's last
         buffer)."""
-        committed = 0
         with self._flush_lock:
-            while True:
-                with self._lock:
-                    readings = self._staged[:self.batch_max_readings]
-                if not readings:
-                    return committed
-                now = int(self.clock() * 1000)
-
-                def make(seq: int, readings: list[Reading] = readings, now: int = now) -> bytes:
-                    return encode(TelemetryBatch(gateway=self.gateway_id, seq=seq, sent_at=now, readings=readings))
-
+            with self._lock:
+                staged = self._staged[:]  # readings staged meanwhile wait for the next flush, in order
+            if not staged:
+                return 0
+            now = int(self.clock() * 1000)
+            size = self.batch_max_readings
+            batches = [staged[i:i + size] for i in range(0, len(staged), size)]
+            try:
+                self._insert_many("telemetry", [self._telemetry(batch, now) for batch in batches])
+            except sqlite3.Error:
+                pass  # more than the disk takes at once: batch by batch below, as far as it goes
+            else:
+                self._committed(len(staged))
+                return len(staged)
+            committed = 0
+            for batch in batches:
                 try:
-                    self._insert("telemetry", make)
+                    self._insert_many("telemetry", [self._telemetry(batch, now)])
                 except sqlite3.Error as exc:
                     self._write_failed("telemetry", exc)
                     self._bound_staged()
                     return committed
-                with self._lock:
-                    del self._staged[:len(readings)]  # readings staged meanwhile stay, in order
-                self.metrics.readings_accepted.inc(len(readings))
-                committed += len(readings)
+                self._committed(len(batch))
+                committed += len(batch)
+            return committed
+
+    def _telemetry(self, readings: list[Reading], now_ms: int) -> Callable[[int], bytes]:
+        """The batch of `readings` as the outbox stores it, once its sequence number is known."""
+        return lambda seq: encode(TelemetryBatch(gateway=self.gateway_id, seq=seq, sent_at=now_ms, readings=readings))
+
+    def _committed(self, count: int) -> None:
+        """The oldest `count` staged readings are in the outbox now."""
+        with self._lock:
+            del self._staged[:count]
+        self.metrics.readings_accepted.inc(count)
 
     @property
     def max_staged_readings(self) -> int:
@@ -160,28 +183,34 @@ class Outbox:
             raise
 
     def _insert(self, kind: str, make: Callable[[int], bytes]) -> int:
+        return self._insert_many(kind, [make])[0]
+
+    def _insert_many(self, kind: str, makes: list[Callable[[int], bytes]]) -> list[int]:
+        """Commit one message per `make(seq)`, numbered with the next sequences of `kind`, in one transaction;
+        returns their seqs (sqlite3.Error: nothing was written)."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute("SELECT last FROM sequences WHERE kind = ?", (kind,)).fetchone()
-                seq = (row[0] if row else 0) + 1
-                payload = make(seq)
-                db.execute("INSERT OR REPLACE INTO sequences(kind, last) VALUES (?, ?)", (kind, seq))
-                db.execute("INSERT INTO outbox(kind, seq, created_ms, payload) VALUES (?, ?, ?, ?)",
-                           (kind, seq, int(self.clock() * 1000), payload))
+                seqs = [(row[0] if row else 0) + i for i in range(1, len(makes) + 1)]
+                payloads = [make(seq) for make, seq in zip(makes, seqs, strict=True)]
+                db.execute("INSERT OR REPLACE INTO sequences(kind, last) VALUES (?, ?)", (kind, seqs[-1]))
+                created = int(self.clock() * 1000)
+                db.executemany("INSERT INTO outbox(kind, seq, created_ms, payload) VALUES (?, ?, ?, ?)",
+                               [(kind, seq, created, payload) for seq, payload in zip(seqs, payloads, strict=True)])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:  # SQLITE_FULL has rolled it back already
                     db.execute("ROLLBACK")
                 raise
-            self._bytes += len(payload)
-            self._depth += 1
+            self._bytes += sum(len(p) for p in payloads)
+            self._depth += len(payloads)
             if self._bytes > self._cap():
                 self._enforce_cap()
             self._update_gauges()
         self.on_insert()
-        return seq
+        return seqs
 
     # --- delivering ------------------------------------------------------------------------------
     def pending(self, limit: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[Entry]:

@@ -13,7 +13,7 @@ from edge_agent.detect.alerts import AlertTracker
 from edge_agent.detect.history import SensorHistory
 from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import ShadowRun
-from models.runtime.features import window_features
+from models.runtime.features import History, windows_at_many
 from protocol.messages import AlertEvent, Reading
 
 
@@ -34,6 +34,7 @@ class AnomalyDetector:
         """Add `readings` to the history, score every sensor whose next window is due (one invoke per model),
         and return the readings (scored ones carry `anomaly_score`) and the alert events."""
         due: dict[str, list[int]] = {}
+        keep: dict[str, int] = {}  # sensors given readings: how much history their next windows read
         for i, r in enumerate(readings):
             models = self._models_for(r.profile)
             if not models or r.temp_c is None:
@@ -41,7 +42,10 @@ class AnomalyDetector:
             h = self.history.get(r.sensor)
             if h is None:
                 h = self.history[r.sensor] = SensorHistory()
-            h.add(r, max(2 * m.spec.span_ms for m in models))  # a backlog arriving at once still has its windows
+            elif h.last_ms is not None and r.ts < h.last_ms:
+                continue  # a late, out-of-order frame: stored, but windows read a sorted history
+            h.add(r)  # trimmed once the tick's windows are taken: a backlog arriving at once still has them all
+            keep[r.sensor] = max(m.spec.reach_ms for m in models)
             assert h.first_ms is not None
             if r.ts - h.first_ms < max((m.spec.window - 1) * m.spec.sample_period_s * 1000 for m in models):
                 continue  # as in training, a window ends a full window after the sensor's history begins
@@ -76,6 +80,8 @@ class AnomalyDetector:
                 )
                 if event is not None:
                     events.append(event)
+        for sensor, keep_ms in keep.items():  # later windows end at later readings: they read no further back
+            self.history[sensor].trim(keep_ms)
         return out, events
 
     def _models_for(self, profile: str) -> list[ActiveModel]:
@@ -87,22 +93,23 @@ class AnomalyDetector:
         """Scores by reading index for the windows ending at `indexes` (one batched invoke)."""
         if model is None:
             return {}
-        picked, windows = [], []
-        columns: dict[str, tuple[np.ndarray, ...]] = {}
+        slot: dict[str, int] = {}  # sensor → its place in `histories`
+        histories: list[History] = []
+        owner: list[int] = []
         for i in indexes:
             sensor = readings[i].sensor
-            if sensor not in columns:
-                columns[sensor] = self.history[sensor].columns()  # views: nothing is added during this tick
-            ts, temp, rh, battery = columns[sensor]
-            upto = int(np.searchsorted(ts, readings[i].ts, side="right"))  # causal: nothing after this reading
-            w = window_features(model.spec, ts[:upto], temp[:upto], rh[:upto], battery[:upto])
-            if w is not None:
-                picked.append(i)
-                windows.append(w)
-        if not windows:
+            if sensor not in slot:
+                slot[sensor] = len(histories)
+                histories.append(self.history[sensor].columns())  # views: nothing is added during this tick
+            owner.append(slot[sensor])
+        # one pass for every window due: each reads its sensor's readings up to its own (causal)
+        inputs, usable = windows_at_many(model.spec, histories, owner, end_ms=[readings[i].ts for i in indexes])
+        picked = [i for i, ok in zip(indexes, usable.tolist(), strict=True) if ok]
+        if not picked:
             return {}
+        windows = inputs[usable]
         try:
-            scores = model.scores(np.stack(windows))
+            scores = model.scores(windows)
         except (RuntimeError, ValueError) as exc:  # a model that fails at run time is taken out at once
             if shadow:
                 self.shadows.pop(profile, None)

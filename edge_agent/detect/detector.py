@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
 from dataclasses import dataclass, field
 
 from edge_agent.config import DetectConfig as DetectSettings
 from edge_agent.detect.alerts import AlertTracker
-from edge_agent.detect.rules import BatteryRule, PulldownRule, RangeRule, RateRule, Rule
+from edge_agent.detect.rules import BatteryRule, Finding, PulldownRule, RangeRule, RateRule, Rule, check_all
 from protocol.messages import AlertEvent, Reading
 
 
@@ -27,6 +27,30 @@ def default_rules(s: DetectSettings) -> list[Rule]:
 
 
 @dataclass
+class _RateWindow:
+    """One sensor's readings of the last rate window as times and temperatures (NaN: none) in two flat buffers,
+    16 bytes a reading (a Reading object is ten times that: at 1 Hz a 5-minute window held 300 of them)."""
+
+    ts: array[int] = field(default_factory=lambda: array("q"))
+    temp: array[float] = field(default_factory=lambda: array("d"))
+    start: int = 0  # the oldest kept; the buffers are cut only once half of them has fallen out
+
+    def add(self, ts_ms: int, temp_c: float | None, window_ms: int) -> tuple[int, float]:
+        """Add a reading (readings come in time order) and drop those more than `window_ms` older than it;
+        returns the oldest kept (time, temperature)."""
+        self.ts.append(ts_ms)
+        self.temp.append(float("nan") if temp_c is None else temp_c)
+        start = self.start
+        while ts_ms - self.ts[start] > window_ms:
+            start += 1
+        if start > 32 and 2 * start > len(self.ts):
+            del self.ts[:start], self.temp[:start]
+            start = 0
+        self.start = start
+        return self.ts[start], self.temp[start]
+
+
+@dataclass
 class Detector:
     """Per gateway. Time is the readings' timestamps (the gateway clock), so accelerated replays behave."""
 
@@ -35,7 +59,7 @@ class Detector:
     rules: list[Rule] = field(default_factory=list)
     tracker: AlertTracker = field(init=False)
     last: dict[str, Reading] = field(default_factory=dict)
-    recent: dict[str, deque[Reading]] = field(default_factory=dict)  # the last rate window, per sensor
+    recent: dict[str, _RateWindow] = field(default_factory=dict)  # the last rate window, per sensor
     now_ms: int = 0
 
     def __post_init__(self) -> None:
@@ -44,41 +68,54 @@ class Detector:
 
     def observe(self, reading: Reading) -> list[AlertEvent]:
         """Run every rule on `reading`; returns the alert events it causes."""
-        previous = self.last.get(reading.sensor)
-        if previous is not None and reading.ts < previous.ts:
-            return []  # a late, out-of-order frame: stored, but it must not rewind alert state
-        self.last[reading.sensor] = reading
-        self.now_ms = max(self.now_ms, reading.ts)
-        reference = self._rate_reference(reading)
+        return self.observe_many([reading])
+
+    def observe_many(self, readings: list[Reading]) -> list[AlertEvent]:
+        """Run every rule on `readings` (in arrival order, e.g. a tick's); returns the alert events they cause, the
+        very events `observe` on each in turn gives, in the same order. Each rule judges all the readings first (in
+        one pass where it can: rules never read the alert state), then the lifecycle takes the verdicts in order."""
+        pairs: list[tuple[Reading, Reading | None]] = []
+        for reading in readings:
+            previous = self.last.get(reading.sensor)
+            if previous is not None and reading.ts < previous.ts:
+                continue  # a late, out-of-order frame: stored, but it must not rewind alert state
+            self.last[reading.sensor] = reading
+            self.now_ms = max(self.now_ms, reading.ts)
+            pairs.append((reading, self._rate_reference(reading)))
+        verdicts = [(rule, check_all(rule, pairs)) for rule in self.rules]
         events = []
-        silent = self.tracker.observe(sensor=reading.sensor, kind="sensor_silent", active=False, ts_ms=reading.ts,
-                                      min_duration_ms=0, clear_after_ms=0, severity="warning", source="rule")
-        if silent is not None:
-            events.append(silent)
-        for rule in self.rules:
-            finding = rule.check(reading, reference)
-            if finding is None:
-                continue
-            event = self.tracker.observe(
-                sensor=reading.sensor, kind=rule.kind, active=finding.active, hold=finding.hold, ts_ms=reading.ts,
-                min_duration_ms=finding.min_duration_ms or rule.min_duration_ms, clear_after_ms=rule.clear_after_ms,
-                severity=rule.severity,
-                source="rule", value=finding.value, threshold=finding.threshold, reason=finding.reason,
-            )
-            if event is not None:
-                events.append(event)
+        observe = self.tracker.observe
+        for j, (reading, _) in enumerate(pairs):
+            silent = observe(sensor=reading.sensor, kind="sensor_silent", active=False, ts_ms=reading.ts,
+                             min_duration_ms=0, clear_after_ms=0, severity="warning", source="rule")
+            if silent is not None:
+                events.append(silent)
+            for rule, findings in verdicts:
+                finding: Finding | None = findings[j]
+                if finding is None:
+                    continue
+                event = observe(
+                    sensor=reading.sensor, kind=rule.kind, active=finding.active, hold=finding.hold, ts_ms=reading.ts,
+                    min_duration_ms=finding.min_duration_ms or rule.min_duration_ms,
+                    clear_after_ms=rule.clear_after_ms, severity=rule.severity,
+                    source="rule", value=finding.value, threshold=finding.threshold, reason=finding.reason,
+                )
+                if event is not None:
+                    events.append(event)
         return events
 
     def _rate_reference(self, reading: Reading) -> Reading | None:
         """The oldest reading within the rate window, if it is at least half a window old (sensor noise over
-        one sample interval would otherwise look like a fast change)."""
+        one sample interval would otherwise look like a fast change): its time and temperature, which is all a
+        rule reads of it."""
         window_ms = int(self.settings.rate_window_s * 1000)
-        history = self.recent.setdefault(reading.sensor, deque())
-        history.append(reading)
-        while history and reading.ts - history[0].ts > window_ms:
-            history.popleft()
-        oldest = history[0]
-        return oldest if reading.ts - oldest.ts >= window_ms // 2 else None
+        window = self.recent.get(reading.sensor)
+        if window is None:
+            window = self.recent[reading.sensor] = _RateWindow()
+        ts, temp = window.add(reading.ts, reading.temp_c, window_ms)
+        if reading.ts - ts < window_ms // 2:
+            return None
+        return Reading(sensor=reading.sensor, ts=ts, profile=reading.profile, temp_c=None if temp != temp else temp)
 
     def tick(self) -> list[AlertEvent]:
         """Sensors not heard for `silent_after_s` of gateway time open a `sensor_silent` alert."""

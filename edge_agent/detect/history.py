@@ -37,12 +37,18 @@ class SensorHistory:
         return self._hi - self._lo
 
     @property
+    def last_ms(self) -> int | None:
+        """The newest reading's time (None while empty)."""
+        return int(self._ts[self._hi - 1]) if self._hi > self._lo else None
+
+    @property
     def capacity(self) -> int:
         """Readings the arrays hold before they grow."""
         return len(self._ts)
 
-    def add(self, r: Reading, keep_ms: int) -> None:
-        """Append `r` (missing values as NaN) and drop what is more than `keep_ms` older than it."""
+    def add(self, r: Reading, keep_ms: int | None = None) -> None:
+        """Append `r` (missing values as NaN) and drop what is more than `keep_ms` older than it (None: keep all,
+        until `trim`)."""
         self.first_ms = r.ts if self.first_ms is None else self.first_ms
         if self._hi == len(self._ts):
             self._make_room()
@@ -52,9 +58,17 @@ class SensorHistory:
         self._rh[i] = np.nan if r.rh_pct is None else r.rh_pct
         self._battery[i] = np.nan if r.battery_mv is None else float(r.battery_mv)
         self._hi += 1
-        # Drop from the front while too old (the same rule as a deque popped from the left).
+        if keep_ms is not None:
+            self.trim(keep_ms)
+
+    def trim(self, keep_ms: int) -> None:
+        """Drop from the front what is more than `keep_ms` older than the newest reading (the same rule as a deque
+        popped from the left)."""
+        if self._hi == self._lo:
+            return
+        newest = int(self._ts[self._hi - 1])
         lo = self._lo
-        while lo < self._hi and r.ts - int(self._ts[lo]) > keep_ms:
+        while lo < self._hi and newest - int(self._ts[lo]) > keep_ms:
             lo += 1
         self._lo = lo
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -43,6 +44,16 @@ class Rule(Protocol):
 
     def check(self, reading: Reading, previous: Reading | None) -> Finding | None:
         """The verdict for `reading` (None: this reading says nothing about the rule, e.g. no temperature)."""
+
+
+def check_all(rule: Rule, pairs: Sequence[tuple[Reading, Reading | None]]) -> list[Finding | None]:
+    """The rule's verdicts on (reading, previous) pairs in order: what `check` gives one call after another, in one
+    pass where the rule has one (`check_many`)."""
+    bulk = getattr(rule, "check_many", None)
+    if bulk is not None:
+        found: list[Finding | None] = bulk(pairs)
+        return found
+    return [rule.check(reading, previous) for reading, previous in pairs]
 
 
 @dataclass
@@ -135,7 +146,11 @@ class _Temperatures:
     def add(self, ts_ms: int, temp_c: float, keep_ms: int) -> None:
         self.ts.append(ts_ms)
         self.temp.append(temp_c)
-        old = bisect_right(self.ts, ts_ms - keep_ms)
+        self.trim(keep_ms)
+
+    def trim(self, keep_ms: int) -> None:
+        """Forget what is `keep_ms` or more older than the newest temperature."""
+        old = bisect_right(self.ts, self.ts[-1] - keep_ms) if self.ts else 0
         if old:
             del self.ts[:old], self.temp[:old]
 
@@ -167,7 +182,35 @@ class PulldownRule:
         self._checked[reading.sensor] = reading.ts
         ts = np.array(history.ts, dtype=np.int64)
         temp = np.array(history.temp, dtype=np.float64)
-        ratio = float(pulldown_ratio(ts, temp, [reading.ts])[0])
+        return self._finding(float(pulldown_ratio(ts, temp, [reading.ts])[0]))
+
+    def check_many(self, pairs: Sequence[tuple[Reading, Reading | None]]) -> list[Finding | None]:
+        """`check` on each reading in order, with one `pulldown_ratio` call per sensor for all its verdicts due: the
+        temperatures are kept until every verdict is taken (each reads only the span before its own reading, so
+        it is the ratio `check` gives), then trimmed."""
+        out: list[Finding | None] = [None] * len(pairs)
+        due: dict[str, list[tuple[int, int]]] = {}  # sensor → (index, reading time) of its verdicts due
+        for j, (reading, _) in enumerate(pairs):
+            if reading.temp_c is None:
+                continue
+            history = self._history.setdefault(reading.sensor, _Temperatures())
+            history.ts.append(reading.ts)
+            history.temp.append(reading.temp_c)
+            last = self._checked.get(reading.sensor)
+            if last is None or reading.ts - last >= self.every_ms:
+                self._checked[reading.sensor] = reading.ts
+                due.setdefault(reading.sensor, []).append((j, reading.ts))
+        for sensor, verdicts in due.items():
+            history = self._history[sensor]
+            ratios = pulldown_ratio(np.array(history.ts, dtype=np.int64), np.array(history.temp, dtype=np.float64),
+                                    [ts for _, ts in verdicts])
+            for (j, _), ratio in zip(verdicts, ratios.tolist(), strict=True):
+                out[j] = self._finding(ratio)
+        for sensor in {reading.sensor for reading, _ in pairs if reading.temp_c is not None}:
+            self._history[sensor].trim(HISTORY_MS)
+        return out
+
+    def _finding(self, ratio: float) -> Finding | None:
         if np.isnan(ratio):
             return None
         active = ratio < self.below

@@ -9,17 +9,20 @@ numpy only (1.x and 2.x): the edge agent imports this module in the gateway's en
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["DEFAULT_FEATURES", "FeatureSpec", "FloatArray", "default_spec", "raw_windows", "sample_steps", "score",
-           "window_ends", "window_features", "windows_at"]
+__all__ = ["DEFAULT_FEATURES", "FeatureSpec", "FloatArray", "History", "default_spec", "raw_windows",
+           "raw_windows_many", "sample_steps", "score", "window_ends", "window_features", "windows_at",
+           "windows_at_many"]
 
 FloatArray = NDArray[np.float32]
+# One sensor's readings as columns: ts (ms), temperature, humidity, battery (the last two may be absent).
+History = tuple[ArrayLike, ArrayLike, ArrayLike | None, ArrayLike | None]
 
 # Per-step channels, in this order inside each step of the flattened vector. Level-free: a model trained on them
 # does not alarm because a sensor runs at another level than its training data did.
@@ -93,6 +96,12 @@ class FeatureSpec:
         looks_back = {"temp_drift", "temp_drift_z"} & set(self.features)
         return self.window_ms * (1 + (self.baseline_windows if looks_back else 0))
 
+    @property
+    def reach_ms(self) -> int:
+        """How far before its end a window's readings may lie (the window and the baseline before it, whether the
+        spec uses the baseline or not): what `windows_at_many` reads of a history."""
+        return (1 + self.baseline_windows) * self.window * round(self.sample_period_s * 1000)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (as stored in the manifest)."""
         return {"window": self.window, "sample_period_s": self.sample_period_s, "features": list(self.features),
@@ -162,21 +171,40 @@ def sample_steps(ts_ms: NDArray[np.int64], values: NDArray[np.float64], step_end
     """At each step end: the latest valid value at or before it within the window, and whether it is fresh
     (younger than 1.5 periods, so timing jitter does not look like a lost reading). NaN where the window has no
     valid value yet (filled later)."""
-    ok = ~np.isnan(values)
-    ts_ok, v_ok = ts_ms[ok], values[ok]
-    if len(ts_ok) == 0:
-        return np.full(step_end.shape, np.nan), np.zeros(step_end.shape, dtype=bool)
-    idx = np.searchsorted(ts_ok, step_end, side="right") - 1
-    safe = np.maximum(idx, 0)
-    taken = ts_ok[safe]
-    have = (idx >= 0) & (taken > window_start)
-    fresh = have & (taken > step_end - period_ms * FRESH_PERIODS)
-    return np.where(have, v_ok[safe], np.nan), fresh
+    return _sample_columns(ts_ms, (values,), step_end, window_start, period_ms)[0]
+
+
+def _sample_columns(ts_ms: NDArray[np.int64], columns: tuple[NDArray[np.float64], ...], step_end: NDArray[np.int64],
+                    window_start: NDArray[np.int64], period_ms: int,
+                    ) -> list[tuple[NDArray[np.float64], NDArray[np.bool_]]]:
+    """`sample_steps` for several columns of the same readings; columns valid at the same readings (humidity and
+    battery come in the same frame) share one search."""
+    out: list[tuple[NDArray[np.float64], NDArray[np.bool_]]] = []
+    searched: list[tuple[NDArray[np.bool_], NDArray[np.intp], NDArray[np.bool_], NDArray[np.bool_]]] = []
+    for values in columns:
+        ok = ~np.isnan(values)
+        found = next((s for s in searched if np.array_equal(s[0], ok)), None)
+        if found is None:
+            ts_ok = ts_ms[ok]
+            if len(ts_ok) == 0:
+                out.append((np.full(step_end.shape, np.nan), np.zeros(step_end.shape, dtype=bool)))
+                continue
+            idx = np.searchsorted(ts_ok, step_end, side="right") - 1
+            safe = np.maximum(idx, 0)
+            taken = ts_ok[safe]
+            have = (idx >= 0) & (taken > window_start)
+            found = (ok, safe, have, have & (taken > step_end - period_ms * FRESH_PERIODS))
+            searched.append(found)
+        _, safe, have, fresh = found
+        out.append((np.where(have, values[found[0]][safe], np.nan), fresh))
+    return out
 
 
 def _backfill_leading(grid: NDArray[np.float64]) -> NDArray[np.float64]:
     """Rows of a [N, W] grid: leading NaNs take the first value present (rows with none stay NaN)."""
     present = ~np.isnan(grid)
+    if present.all():
+        return grid
     first = np.argmax(present, axis=1)
     first_value = grid[np.arange(len(grid)), first]
     leading = np.arange(grid.shape[1])[None, :] < first[:, None]
@@ -210,34 +238,55 @@ def raw_windows(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: 
     ends = np.atleast_1d(np.asarray(end_ms, dtype=np.int64))
     period_ms = round(spec.sample_period_s * 1000)
     w = spec.window
-    offsets = (np.arange(w, dtype=np.int64) - (w - 1)) * period_ms  # oldest step first
-    step_end = ends[:, None] + offsets[None, :]
+    step_end = ends[:, None] + _step_offsets(w, period_ms)[None, :]
     window_start = (ends - w * period_ms)[:, None]
 
-    t, t_fresh = sample_steps(ts, temp, step_end, window_start, period_ms)
-    h, _ = sample_steps(ts, rh, step_end, window_start, period_ms)
-    b, _ = sample_steps(ts, batt, step_end, window_start, period_ms)
+    (t, t_fresh), (h, _), (b, _) = _sample_columns(ts, (temp, rh, batt), step_end, window_start, period_ms)
+
+    def baseline() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        lo = window_start[:, 0] - spec.baseline_windows * w * period_ms
+        return _baseline_stats(ts, temp, lo, window_start[:, 0])
+
+    return _channels(spec, t, t_fresh, h, b, baseline)
+
+
+def _step_offsets(window: int, period_ms: int) -> NDArray[np.int64]:
+    """Each step's end relative to the window's end, oldest step first."""
+    return (np.arange(window, dtype=np.int64) - (window - 1)) * period_ms
+
+
+def _channels(spec: FeatureSpec, t: NDArray[np.float64], t_fresh: NDArray[np.bool_], h: NDArray[np.float64],
+              b: NDArray[np.float64], baseline_stats: Callable[[], tuple[NDArray[np.float64], NDArray[np.float64]]],
+              ) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """The spec's channels [N, window, channels] from the sampled steps (temperature, its freshness, humidity,
+    battery: [N, window], NaN where the window has no value yet) and which windows are usable; `baseline_stats`
+    gives temp_drift's mean and spread per window, called only when the spec names a channel that needs them."""
+    w = spec.window
     t, h, b = _backfill_leading(t), _backfill_leading(h), _backfill_leading(b)
     usable = t_fresh.sum(axis=1) >= int(np.ceil(MIN_FRESH_FRACTION * w))
 
     minutes = spec.sample_period_s / 60.0
-    step_rate = np.zeros_like(t)
-    step_rate[:, 1:] = np.diff(t, axis=1) / minutes
-    falling = (step_rate < -COOLING_EPS_C_PER_MIN).astype(np.float64)
-    lag = np.maximum(np.arange(w) - RATE_STEPS, 0)
-    span = np.maximum(np.arange(w) - lag, 1).astype(np.float64)
-    rate = (t - t[:, lag]) / (span[None, :] * minutes)
-    duty = np.cumsum(falling, axis=1) / np.maximum(np.arange(w, dtype=np.float64), 1.0)[None, :]
+
+    def rate() -> NDArray[np.float64]:
+        lag = np.maximum(np.arange(w) - RATE_STEPS, 0)
+        span = np.maximum(np.arange(w) - lag, 1).astype(np.float64)
+        return (t - t[:, lag]) / (span[None, :] * minutes)
+
+    def duty() -> NDArray[np.float64]:
+        step_rate = np.zeros_like(t)
+        step_rate[:, 1:] = np.diff(t, axis=1) / minutes
+        falling = (step_rate < -COOLING_EPS_C_PER_MIN).astype(np.float64)
+        return np.cumsum(falling, axis=1) / np.maximum(np.arange(w, dtype=np.float64), 1.0)[None, :]
+
     cache: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
 
     def baseline() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         if not cache:
-            lo = window_start[:, 0] - spec.baseline_windows * w * period_ms
-            cache.append(_baseline_stats(ts, temp, lo, window_start[:, 0]))
+            cache.append(baseline_stats())
         return cache[0]
 
     channels: dict[str, Callable[[], NDArray[np.float64]]] = {  # computed only when the spec names them
-        "temp_c": lambda: t, "temp_rate": lambda: rate, "cooling_duty": lambda: duty, "rh_pct": lambda: h,
+        "temp_c": lambda: t, "temp_rate": rate, "cooling_duty": duty, "rh_pct": lambda: h,
         "battery_mv": lambda: b, "battery_trend": lambda: b - b[:, :1],
         "missing": lambda: (~t_fresh).astype(np.float64),
         "temp_dev": lambda: t - _row_mean(t), "rh_dev": lambda: h - _row_mean(h),
@@ -247,8 +296,10 @@ def raw_windows(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: 
         # the same in units of the baseline's own spread (plus DRIFT_FLOOR_C): a rolling z-score per step
         "temp_drift_z": lambda: (t - baseline()[0][:, None]) / (baseline()[1][:, None] + DRIFT_FLOOR_C),
     }
-    stacked = np.stack([channels[name]() for name in spec.features], axis=2)
-    return stacked.astype(np.float32), usable
+    stacked = np.empty((len(t), w, spec.channels), dtype=np.float32)
+    for i, name in enumerate(spec.features):
+        stacked[:, :, i] = channels[name]()  # rounded to float32 here, as an astype would
+    return stacked, usable
 
 
 def normalise(spec: FeatureSpec, raw: FloatArray) -> FloatArray:
@@ -257,8 +308,10 @@ def normalise(spec: FeatureSpec, raw: FloatArray) -> FloatArray:
     unbounded input (a tag at ambient in a freezer is 30 σ out) would spend the int8 input scale on it."""
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
-    out = np.clip((raw - mean) / std, -INPUT_CLIP, INPUT_CLIP)
-    out = np.where(np.isnan(out), np.float32(0.0), out)
+    out = np.asarray(raw - mean, dtype=np.float32)
+    np.divide(out, std, out=out)
+    np.clip(out, -INPUT_CLIP, INPUT_CLIP, out=out)
+    out[np.isnan(out)] = 0.0
     return np.ascontiguousarray(out.reshape(len(raw), spec.input_size), dtype=np.float32)
 
 
@@ -270,6 +323,87 @@ def windows_at(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: A
     """
     raw, usable = raw_windows(spec, ts_ms, temp_c, rh_pct, battery_mv, end_ms=end_ms)
     return normalise(spec, raw), usable
+
+
+def windows_at_many(spec: FeatureSpec, histories: Sequence[History], owner: ArrayLike, *,
+                    end_ms: ArrayLike) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Windows of many sensors at once: row j is what `windows_at(spec, *histories[owner[j]], end_ms=[end_ms[j]])`
+    gives (equal up to float rounding), computed in one pass over all rows, as the gateway does for every window due
+    in a tick (see `raw_windows_many`)."""
+    raw, usable = raw_windows_many(spec, histories, owner, end_ms=end_ms)
+    return normalise(spec, raw), usable
+
+
+def raw_windows_many(spec: FeatureSpec, histories: Sequence[History], owner: ArrayLike, *,
+                     end_ms: ArrayLike) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Un-normalised windows of many sensors: row j is `raw_windows(spec, *histories[owner[j]], end_ms=[end_ms[j]])`.
+
+    Each history is one sensor's (ts, temp, rh, battery) columns, sorted by time (rh and battery may be None); a
+    window reads only its sensor's readings at or before its end and no older than the span its channels look
+    back, and only those are checked for order.
+    """
+    period_ms = round(spec.sample_period_s * 1000)
+    w = spec.window
+    reach = spec.reach_ms  # a window's channels read readings after end - reach
+    who = np.atleast_1d(np.asarray(owner, dtype=np.int64))
+    ends = np.atleast_1d(np.asarray(end_ms, dtype=np.int64))
+    if who.shape != ends.shape:
+        raise ValueError(f"owner and end_ms differ in shape: {who.shape} and {ends.shape}")
+    if len(ends) == 0:
+        return np.zeros((0, spec.window, spec.channels), dtype=np.float32), np.zeros(0, dtype=bool)
+    stride = reach + 1  # row j's readings and step ends are keyed j·stride + (ts - end + reach): one sorted axis
+    columns = {o: _columns(histories[o]) for o in set(who.tolist())}
+    if len(ends) * stride >= 1 << 62:  # keys would overflow int64: one row at a time
+        rows = [raw_windows(spec, *columns[int(o)], end_ms=[e]) for o, e in zip(who, ends, strict=True)]
+        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+    ts_parts, temp_parts, rh_parts, batt_parts, starts = [], [], [], [], []
+    for o, e in zip(who.tolist(), ends.tolist(), strict=True):  # each row's readings: end - reach < ts <= end
+        ts_o, temp_o, rh_o, batt_o = columns[o]
+        lo, hi = ts_o.searchsorted(e - reach, "right"), ts_o.searchsorted(e, "right")
+        starts.append(lo)
+        ts_parts.append(ts_o[lo:hi])
+        temp_parts.append(temp_o[lo:hi])
+        rh_parts.append(rh_o[lo:hi])
+        batt_parts.append(batt_o[lo:hi])
+    counts = np.fromiter(map(len, ts_parts), dtype=np.int64, count=len(ends))
+    ts = np.concatenate(ts_parts)
+    temp, rh, batt = (np.concatenate(p).astype(np.float64, copy=False) for p in (temp_parts, rh_parts, batt_parts))
+    row_of = np.repeat(np.arange(len(ends)), counts)
+    keys = ts + (row_of * stride + reach - ends[row_of])
+    if len(keys) > 1 and np.any(np.diff(keys) < 0):
+        raise ValueError("timestamps must be sorted")
+    origin = np.arange(len(ends), dtype=np.int64) * stride + reach  # each row's end, as a key
+    step_end = origin[:, None] + _step_offsets(w, period_ms)[None, :]
+    window_start = (origin - w * period_ms)[:, None]
+    (t, t_fresh), (h, _), (b, _) = _sample_columns(keys, (temp, rh, batt), step_end, window_start, period_ms)
+
+    def baseline() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        # about each row's own first valid temperature, so rows at other levels lose no precision in the sums
+        valid = np.flatnonzero(~np.isnan(temp))
+        bases = np.zeros(len(ends))
+        if len(valid):
+            starts = np.cumsum(counts) - counts
+            first = valid[np.minimum(np.searchsorted(valid, starts), len(valid) - 1)]
+            inside = (first >= starts) & (first < starts + counts)
+            bases[inside] = temp[first[inside]]
+        mean, std = _baseline_stats(keys, temp - bases[row_of], window_start[:, 0] - (reach - w * period_ms),
+                                    window_start[:, 0])
+        return mean + bases, std
+
+    return _channels(spec, t, t_fresh, h, b, baseline)
+
+
+def _columns(history: History) -> tuple[NDArray[np.int64], NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """One history's four columns as arrays of one length (an absent one all NaN; float32 or float64 as given,
+    converted once the windows' parts are gathered)."""
+    ts = np.asarray(history[0], dtype=np.int64)
+    out: list[NDArray[Any]] = []
+    for values in history[1:]:
+        column = np.full(len(ts), np.nan) if values is None else np.asarray(values)
+        if column.shape != ts.shape:
+            raise ValueError(f"every column needs {len(ts)} values, got shape {column.shape}")
+        out.append(column)
+    return ts, out[0], out[1], out[2]
 
 
 def window_ends(spec: FeatureSpec, ts_ms: ArrayLike) -> NDArray[np.int64]:

@@ -41,6 +41,18 @@ def test_batches_carry_gap_free_sequences_per_kind(tmp_path: Path) -> None:
     assert [b.seq for b in batches] == [1, 2, 3]
 
 
+def test_a_ticks_readings_are_committed_in_one_transaction(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", "gw1", AgentMetrics(), batch_max_readings=1000)
+    statements: list[str] = []
+    box._db.set_trace_callback(statements.append)
+    box.stage_many([reading(i) for i in range(2500)])  # two full batches: committed at once, with the rest
+    box.flush()
+    assert statements.count("COMMIT") == 1  # one fsync for the tick, not one per batch
+    batches = [decode(e.payload, TelemetryBatch) for e in box.pending(100)]
+    assert [b.seq for b in batches] == [1, 2, 3] and [len(b.readings) for b in batches] == [1000, 1000, 500]
+    assert [r.seq for b in batches for r in b.readings] == list(range(2500)) and box.staged() == 0
+
+
 def test_ack_removes_one_entry_and_sequences_continue_after_reopen(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite"
     box = Outbox(path, "gw1", AgentMetrics())

@@ -1,0 +1,155 @@
+"""The agent's tick judges its readings in bulk (`Detector.observe_many`): the same alert events, in the same order,
+as judging them one at a time, however the readings fall into ticks."""
+
+from __future__ import annotations
+
+from collections import deque
+from types import SimpleNamespace
+
+import numpy as np
+from hypothesis import given, settings, target
+from hypothesis import strategies as st
+
+from edge_agent.config import DetectConfig
+from edge_agent.detect.alerts import AlertTracker
+from edge_agent.detect.anomaly import AnomalyDetector
+from edge_agent.detect.detector import Detector
+from edge_agent.detect.rules import PulldownRule
+from models.runtime.features import FeatureSpec, windows_at
+from protocol.messages import AlertEvent, Reading
+
+T0 = 1_767_225_600_000
+MIN = 60_000
+SENSORS = ("c2:00:00:00:00:01", "c2:00:00:00:00:02", "c2:00:00:00:00:03")
+
+
+def settings_for_tests() -> DetectConfig:
+    return DetectConfig(range_min_duration_s=3 * 60, clear_after_s=3 * 60, update_every_s=10 * 60,
+                        rate_max_c_per_min=2.0, rate_min_duration_s=60, rate_window_s=4 * 60,
+                        range_min_duration_by_profile_s={}, pulldown_s=0, silent_after_s=20 * 60)  # range and
+    # battery alerts hold as long: one reading can open both (their order is the rules' order)
+
+
+def one_at_a_time(readings: list[Reading], ticks: list[int]) -> list[AlertEvent]:
+    detector = Detector("gw1", settings_for_tests())
+    events = []
+    for i, reading in enumerate(readings):
+        events += detector.observe(reading)
+        if i in ticks:
+            events += detector.tick()
+    return events
+
+
+def in_ticks(readings: list[Reading], ticks: list[int]) -> list[AlertEvent]:
+    detector = Detector("gw1", settings_for_tests())
+    events, start = [], 0
+    for end in sorted({*ticks, len(readings) - 1}):
+        events += detector.observe_many(readings[start:end + 1])
+        events += detector.tick() if end in ticks else []
+        start = end + 1
+    return events
+
+
+@settings(max_examples=120, deadline=None)
+@given(steps=st.lists(st.tuples(st.sampled_from(SENSORS), st.integers(-3, 12),
+                                st.none() | st.sampled_from([-25.0, -19.0, 3.0, 4.5, 9.0, 30.0])
+                                | st.floats(-30, 40, allow_nan=False),
+                                st.none() | st.sampled_from([2000, 3000]) | st.integers(1800, 3200),
+                                st.sampled_from(["chilled", "frozen"])),
+                      min_size=1, max_size=200),
+       cuts=st.lists(st.integers(0, 199), max_size=12))
+def test_ticks_raise_what_one_reading_at_a_time_raises(
+        steps: list[tuple[str, int, float | None, int | None, str]], cuts: list[int]) -> None:
+    readings, ts = [], T0
+    for sensor, minutes, temp, battery, profile in steps:
+        ts += minutes * MIN // 2  # mostly forward, at times a late frame, a gap or two readings at once
+        readings.append(Reading(sensor=sensor, ts=ts, profile=profile, temp_c=temp, battery_mv=battery))
+    ticks = [c for c in cuts if c < len(readings)]
+    expected = one_at_a_time(readings, ticks)
+    assert in_ticks(readings, ticks) == expected
+    target(float(len(expected)))  # steer towards runs that raise many events (several rules on one reading)
+
+
+def test_the_pulldown_rule_in_bulk_gives_the_verdicts_of_one_check_at_a_time() -> None:
+    """Hours of a thermostat cycling whose compressor fades: verdicts exist, and every one is the same."""
+    rng = np.random.default_rng(7)
+    temp, on, readings = -20.0, False, []
+    for i in range(10 * 60 * 2):  # 10 h, a reading every 30 s per sensor, two sensors interleaved
+        capacity = 1.0 if i < 600 else 0.7
+        on = temp > -18.5 or (on and temp > -21.5)
+        temp += 0.07 - (0.3 * capacity if on else 0.0) + rng.normal(0, 0.01)
+        for k, sensor in enumerate(SENSORS[:2]):
+            readings.append(Reading(sensor=sensor, ts=T0 + i * 30_000 + k, profile="frozen",
+                                    temp_c=None if i % 97 == 0 else temp + k))
+    single, bulk = PulldownRule(below=0.88, min_duration_ms=0, clear_after_ms=0), \
+        PulldownRule(below=0.88, min_duration_ms=0, clear_after_ms=0)
+    one = [single.check(r, None) for r in readings]
+    many = []
+    for start in range(0, len(readings), 333):
+        many += bulk.check_many([(r, None) for r in readings[start:start + 333]])
+    assert many == one
+    assert sum(f is not None for f in one) > 100 and any(f is not None and f.active for f in one)
+    assert {s: list(h.ts) for s, h in bulk._history.items()} == {s: list(h.ts) for s, h in single._history.items()}
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 90_000), st.none() | st.floats(-30, 40, allow_nan=False)),
+                      min_size=1, max_size=300),
+       window_s=st.integers(1, 600))
+def test_the_rate_reference_is_the_oldest_reading_of_the_window_a_deque_kept(
+        steps: list[tuple[int, float | None]], window_s: int) -> None:
+    detector = Detector("gw1", DetectConfig(rate_window_s=window_s))
+    window_ms = window_s * 1000
+    kept: deque[Reading] = deque()  # what the detector kept before: the readings themselves
+    ts = T0
+    for dt, temp in steps:
+        ts += dt
+        reading = Reading(sensor=SENSORS[0], ts=ts, profile="chilled", temp_c=temp)
+        kept.append(reading)
+        while ts - kept[0].ts > window_ms:
+            kept.popleft()
+        want = kept[0] if ts - kept[0].ts >= window_ms // 2 else None
+        got = detector._rate_reference(reading)
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert (got.ts, got.temp_c) == (want.ts, want.temp_c)
+
+
+@settings(max_examples=25, deadline=None)
+@given(tick_sizes=st.lists(st.integers(1, 120), min_size=1, max_size=40), seed=st.integers(0, 1000))
+def test_the_models_windows_are_those_of_the_whole_history_however_it_is_trimmed(tick_sizes: list[int],
+                                                                                 seed: int) -> None:
+    """The agent keeps a sensor's history only as far back as its next windows read (trimmed after each tick, so
+    a backlog arriving in one tick still has all its windows): every window equals `windows_at` on every
+    reading so far."""
+    spec = FeatureSpec(4, 60.0, ("temp_dev", "temp_drift", "temp_drift_z", "missing"), (0.0,) * 4, (1.0,) * 4,
+                       baseline_windows=2)
+    seen: list[np.ndarray] = []
+
+    def scores(windows: np.ndarray) -> np.ndarray:
+        seen.extend(windows)
+        return np.zeros(len(windows), dtype=np.float32)
+
+    model = SimpleNamespace(spec=spec, manifest=SimpleNamespace(threshold=1e9, name="m", version="1"), scores=scores)
+    detector = AnomalyDetector("gw1", AlertTracker("gw1"), models={"chilled": model})  # type: ignore[dict-item]
+    rng = np.random.default_rng(seed)
+    ts = T0 + np.cumsum(rng.choice([20_000, 20_000, 20_000, 0, 300_000], size=sum(tick_sizes)))
+    temps = np.where(rng.random(len(ts)) < 0.1, np.nan, 3 + np.cumsum(rng.normal(0, 0.1, len(ts))))
+    readings = [Reading(sensor=SENSORS[0], ts=int(t), profile="chilled", temp_c=None if v != v else float(v),
+                        rh_pct=80.0, battery_mv=3000) for t, v in zip(ts, temps, strict=True)]
+    want, start = [], 0
+    for size in tick_sizes:
+        tick = readings[start:start + size]
+        scored, _ = detector.score(tick)
+        for r in (r for r in scored if r.anomaly_score is not None):
+            kept = [x for x in readings[:start + size] if x.temp_c is not None and x.ts <= r.ts]
+            window, usable = windows_at(spec, [x.ts for x in kept], [float(x.temp_c or 0.0) for x in kept],
+                                        np.full(len(kept), 80.0), np.full(len(kept), 3000.0), end_ms=[r.ts])
+            assert usable[0]
+            want.append(window[0])
+        assert len(seen) == len(want)
+        history = detector.history[SENSORS[0]]
+        assert history.last_ms is not None and int(history.columns()[0][0]) >= history.last_ms - spec.reach_ms
+        start += size
+    for got, expected in zip(seen, want, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
