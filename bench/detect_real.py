@@ -1,6 +1,7 @@
-"""Detection on real sensor data nobody here generated (SKAB, ../shared/data/skab/, read in place): a model trained
-on the anomaly-free day as a user would (`models train --csv`), every labelled run scored causally, against a
-rolling z-score in the same run; and how often train-and-export yields a model (seeds × profiles and SKAB).
+"""Detection on real sensor data nobody here generated (SKAB, ../shared/data/skab/, read in place): models trained
+on the anomaly-free day as a user would (`models train --csv`), one per seed, every labelled run scored causally and
+pooled over the seeds, against a rolling z-score in the same runs; and how often train-and-export yields a model
+(seeds × profiles and SKAB).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ WARM_UP_MS: Final = 120_000  # each run starts at another level than the trainin
 GRACE_MS: Final = 120_000  # an alert opening up to 2 min after a labelled anomaly ends still belongs to it
 EXPORT_SEEDS: Final = 5
 EXPORT_BUDGET_S: Final = 600.0
+# SKAB's figures are pooled over the models the export loop trains on the anomaly-free day, one per seed: with one
+# seed the same code scored 1/33, 7/33 or 4/33 (docs/experiments.md, "SKAB recall, second pass"), luck either way.
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,21 @@ def reference() -> Any:
     return RollingZScore(sample_period_s=1.0, steps=300, z=4.0, floor_c=0.0, name="rolling_z_300")
 
 
-def export_success(work: Path, seeds: int = EXPORT_SEEDS, budget_s: float = EXPORT_BUDGET_S) -> tuple[int, int]:
+@dataclass(frozen=True)
+class SkabModel:
+    """One seed's train-and-export on SKAB's anomaly-free day: what a gateway would run, or None if refused."""
+
+    seed: int
+    spec: Any
+    threshold: float
+    model: Path | None
+
+
+def export_success(work: Path, seeds: int = EXPORT_SEEDS, budget_s: float = EXPORT_BUDGET_S,
+                   skab: list[SkabModel] | None = None) -> tuple[int, int]:
     """(exports that passed, tried) over `seeds` seeds × every simulator profile and SKAB's anomaly-free day,
-    within `budget_s` of wall time (tries left when time runs out are not counted)."""
+    within `budget_s` of wall time (tries left when time runs out are not counted). Each SKAB try is appended to
+    `skab` when given, so that the same models are scored on the labelled runs."""
     from models.training.artifacts import export_model
     from models.training.export import ExportRejected
     from models.training.train import TrainConfig, train_profile
@@ -122,46 +137,69 @@ def export_success(work: Path, seeds: int = EXPORT_SEEDS, budget_s: float = EXPO
 
     t0 = time.monotonic()
     passed = tried = 0
-    for seed in range(seeds):
-        for profile in [*PROFILES, "skab"]:
-            if time.monotonic() - t0 > budget_s:
-                return passed, tried
-            if profile == "skab":
-                trained = train_on_anomaly_free(seed)
-            else:
-                trained = train_profile(TrainConfig(profile, sensors=16, days=3.0, seed=seed))
-            tried += 1
-            try:
-                export_model(trained, work / f"{profile}-{seed}", name=f"cw_{profile}", version=str(seed),
-                             private_key_pem=None)
-                passed += 1
-            except ExportRejected as exc:
-                print(f"    export rejected profile={profile} seed={seed}: {exc}")
+    # SKAB's seeds first: its figures are then pooled over the same seeds however busy the machine is
+    order = [("skab", seed) for seed in range(seeds)] + [(p, seed) for seed in range(seeds) for p in PROFILES]
+    for profile, seed in order:
+        if time.monotonic() - t0 > budget_s:
+            return passed, tried
+        if profile == "skab":
+            trained = train_on_anomaly_free(seed)
+        else:
+            trained = train_profile(TrainConfig(profile, sensors=16, days=3.0, seed=seed))
+        tried += 1
+        try:
+            done = export_model(trained, work / f"{profile}-{seed}", name=f"cw_{profile}", version=str(seed),
+                                private_key_pem=None)
+            passed += 1
+        except ExportRejected as exc:
+            print(f"    export rejected profile={profile} seed={seed}: {exc}")
+            done = None
+        if profile == "skab" and skab is not None:
+            skab.append(SkabModel(seed, trained.spec, done.manifest.threshold if done else float("nan"),
+                                  done.files.model if done else None))
     return passed, tried
+
+
+def score_skab(models: list[SkabModel], runs: list[Run]) -> list[RealTally]:
+    """Each seed's model through every labelled run (a refused export raises nothing: a user got no model)."""
+    from models.runtime.tflite import TfliteModel
+    from models.training.evaluate import ModelDetector
+
+    tallies = []
+    for m in models:
+        if m.model is None:
+            tally = RealTally()
+            for run in runs:
+                tally.add(run, [])
+        else:
+            tally = score_runs(ModelDetector(m.spec, m.threshold, TfliteModel(m.model).outputs), runs)
+        tallies.append(tally)
+    return tallies
 
 
 def run() -> list[Result]:
     import tempfile
 
-    from models.runtime.tflite import TfliteModel
-    from models.training.artifacts import export_model
-    from models.training.evaluate import ModelDetector
-
     runs = labelled_runs()
+    skab: list[SkabModel] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        trained = train_on_anomaly_free()
-        done = export_model(trained, work / "skab", name="cw_skab", version="bench", private_key_pem=None)
-        ours = ModelDetector(trained.spec, done.manifest.threshold, TfliteModel(done.files.model).outputs)
-        mine, ref = score_runs(ours, runs), score_runs(reference(), runs)
-        passed, tried = export_success(work)
+        passed, tried = export_success(work, skab=skab)
+        mine, ref = score_skab(skab, runs), score_runs(reference(), runs)
+    n = max(len(mine), 1)
+    detected, anomalies = sum(t.detected for t in mine), sum(t.anomalies for t in mine)
+    false_mean = sum(t.false_openings for t in mine) / n
+    per_seed = ", ".join(f"{m.seed}: {t.detected}/{t.false_openings}" for m, t in zip(skab, mine, strict=True))
+    normal_h = mine[0].normal_hours if mine else 0.0
     return [
-        Result("detect_real_false_alerts", mine.false_openings, "alerts", "rolling z-score (300 s, z 4), same runs",
+        Result("detect_real_false_alerts", round(false_mean, 2), "alerts", "rolling z-score (300 s, z 4), same runs",
                ref.false_openings, higher_is_better=False,
-               note=f"{len(runs)} SKAB runs, {mine.normal_hours:.1f} h normal; aim ≤ 2"),
-        Result("detect_real_recall", mine.recall, "recall", "rolling z-score (300 s, z 4), same runs", ref.recall,
-               higher_is_better=True, note=f"{mine.detected}/{mine.anomalies} anomalies; the reference opened "
-               f"{ref.false_openings} false alerts"),
+               note=f"mean over {len(mine)} training seeds (seed: detected/false {per_seed}); {len(runs)} SKAB runs, "
+               f"{normal_h:.1f} h normal; aim ≤ 2"),
+        Result("detect_real_recall", detected / anomalies if anomalies else 0.0, "recall",
+               "rolling z-score (300 s, z 4), same runs", ref.recall, higher_is_better=True,
+               note=f"{detected}/{anomalies} anomalies over {len(mine)} training seeds; the reference "
+               f"{ref.detected}/{ref.anomalies}, {ref.false_openings} false alerts"),
         Result("models_export_success", passed / tried if tried else 0.0, "fraction", "every try", 1.0,
                higher_is_better=True, note=f"{passed}/{tried} within {EXPORT_BUDGET_S:.0f} s"),
     ]
