@@ -227,6 +227,18 @@ def _draw_run(pdf: FPDF, run: list[tuple[float, float]]) -> None:
         pdf.polyline(run)
 
 
+def new_document(title: str) -> tuple[FPDF, PdfText]:
+    """An A4 document with our margins, `title` and the active language, one page begun, and its text writer."""
+    pdf = FPDF(format="A4")
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.set_margins(15, 15, 15)
+    pdf.add_page()
+    pdf.set_title(title)
+    pdf.set_creator("coldwatch")
+    pdf.set_lang(i18n.html_lang())
+    return pdf, PdfText(pdf)
+
+
 def table_row(t: PdfText, cells: Sequence[str], widths: Sequence[float], bold: bool = False) -> None:
     t.font(9, bold=bold)
     for text, width in zip(cells, widths, strict=True):
@@ -244,14 +256,7 @@ def report_pdf(report: SensorReport, *, points: Sequence[tuple[int, float]], gap
 
 def _report_pdf(report: SensorReport, *, points: Sequence[tuple[int, float]], gaps: Sequence[tuple[int, int]],
                 label: str | None) -> bytes:
-    pdf = FPDF(format="A4")
-    pdf.set_auto_page_break(auto=True, margin=15)
-    pdf.set_margins(15, 15, 15)
-    pdf.add_page()
-    pdf.set_title(_("coldwatch sensor report %(sensor)s") % {"sensor": report.sensor})
-    pdf.set_creator("coldwatch")
-    pdf.set_lang(i18n.html_lang())
-    t = PdfText(pdf)
+    pdf, t = new_document(_("coldwatch sensor report %(sensor)s") % {"sensor": report.sensor})
     t.font(15, bold=True)
     pdf.cell(0, 8, t(_("Sensor report %(sensor)s") % {"sensor": report.sensor} + (f" - {label}" if label else "")),
              new_x=XPos.LMARGIN, new_y=YPos.NEXT)

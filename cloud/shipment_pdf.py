@@ -12,7 +12,7 @@ from fpdf.enums import XPos, YPos
 
 from cloud import i18n
 from cloud.i18n import _
-from cloud.report_pdf import PdfText, draw_chart, duration_words, fmt_value, table_row, utc_words
+from cloud.report_pdf import PdfText, draw_chart, duration_words, fmt_value, new_document, table_row, utc_words
 from cloud.services.shipment_record import ShipmentRecord
 from cloud.ui.wording import kind_title, resolution_word, word
 
@@ -59,13 +59,7 @@ def shipment_pdf(record: ShipmentRecord, *, public_key_url: str | None = None, l
 
 def _shipment_pdf(record: ShipmentRecord, public_key_url: str | None) -> bytes:
     s = record.shipment
-    pdf = FPDF(format="A4")
-    pdf.set_auto_page_break(auto=True, margin=15)
-    pdf.set_margins(15, 15, 15)
-    pdf.add_page()
-    pdf.set_title(_("coldwatch shipment record %(ref)s") % {"ref": s.reference})
-    pdf.set_creator("coldwatch")
-    t = PdfText(pdf)
+    pdf, t = new_document(_("coldwatch shipment record %(ref)s") % {"ref": s.reference})
     t.font(15, bold=True)
     pdf.cell(0, 8, t(_("Shipment record %(ref)s") % {"ref": s.reference}), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     t.font(9)
