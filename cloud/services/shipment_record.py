@@ -195,13 +195,12 @@ def file_stem(shipment: Shipment) -> str:
     return f"shipment-{safe}"
 
 
-def store(directory: Path, shipment: Shipment, pdf: bytes, signature: str) -> Path:
-    """Write `<stem>.pdf` and `<stem>.pdf.sig` into `directory`; the PDF's path."""
+def store(directory: Path, shipment: Shipment, pdf: bytes, signature: str) -> tuple[Path, str]:
+    """Write `<stem>.pdf` and `<stem>.pdf.sig` into `directory`; the PDF's path and SHA-256."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{file_stem(shipment)}.pdf"
     tmp = path.with_suffix(".pdf.tmp")
     tmp.write_bytes(pdf)
     tmp.replace(path)
     (directory / f"{path.name}.sig").write_text(signature + "\n")
-    shipment.record_sha256 = hashlib.sha256(pdf).hexdigest()
-    return path
+    return path, hashlib.sha256(pdf).hexdigest()

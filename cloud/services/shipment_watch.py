@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from cloud.db.alerts import Alert, AlertHistory
-from cloud.db.engine import session_scope
+from cloud.db.engine import read_mostly, session_scope
 from cloud.db.fleet import Sensor
 from cloud.db.shipments import Shipment
 from cloud.periodic import PeriodicThread
@@ -53,11 +53,21 @@ class RecordDesk:
         pdf = shipment_pdf(record, public_key_url=self.public_key_url, language=shipment.language)
         return pdf, self.key.sign(pdf)
 
-    def deliver(self, session: Session, influx: InfluxClient, shipment: Shipment) -> Path:
-        """Make and keep the delivered shipment's record; its path (the shipment's `record_sha256` is set)."""
-        pdf, signature = self.render(session, influx, shipment)
-        path = shipment_record.store(self.directory, shipment, pdf, signature)
-        session.add(shipment)
+    def keep(self, engine: Engine, influx: InfluxClient, shipment_id: int) -> Path:
+        """Make and keep a delivered shipment's record (its delivery committed); its path. The record is built from
+        a read snapshot and only its SHA-256 is written after, in a short transaction: a week of 8 sensors takes
+        about a second and a half, which must not hold SQLite's write lock (ingest would wait for it)."""
+        with Session(read_mostly(engine), expire_on_commit=False) as session:
+            shipment = session.get(Shipment, shipment_id)
+            if shipment is None:
+                raise ValueError(f"no shipment {shipment_id}")
+            pdf, signature = self.render(session, influx, shipment)
+        path, digest = shipment_record.store(self.directory, shipment, pdf, signature)
+        with session_scope(engine) as session:
+            row = session.get(Shipment, shipment_id)
+            if row is not None:
+                row.record_sha256 = digest
+                session.add(row)
         log.info("shipment record written shipment=%s path=%s bytes=%d", shipment.reference, path, len(pdf))
         return path
 
@@ -143,20 +153,46 @@ def judge_sensor(session: Session, shipment: Shipment, band: Profile, sensor_id:
     session.add(alert)
 
 
-def check_limits(session: Session, influx: InfluxClient, *, now: int, result: WatchResult) -> None:
-    """Judge the recent readings of every travelling shipment with limits of its own."""
+@dataclass(frozen=True)
+class _Travelling:
+    """A travelling shipment with limits of its own, and its sensors still on it (from a read snapshot)."""
+
+    shipment_id: int
+    band: Profile
+    sensors: tuple[tuple[str, int], ...]  # (sensor id, assigned since)
+
+
+def _travelling(session: Session) -> list[_Travelling]:
+    out = []
     for shipment in session.exec(select(Shipment).where(Shipment.state == "in_transit")).all():
         band = shipments.band(shipment)
-        if band is None or not shipments.own_limits(shipment):
+        if band is None or not shipments.own_limits(shipment) or shipment.id is None:
             continue
-        live = [p for p in shipments.periods(session, shipment, kind="sensor") if p.end is None]
-        if not live:
-            continue
-        since = max(now - LOOKBACK_MS, min(p.start for p in live))
-        temps = recent_temps(influx, sensors=[p.device_id for p in live], since_ms=since)
-        for p in live:
-            readings = [(ts, v) for ts, v in temps.get(p.device_id, []) if ts >= p.start]
-            judge_sensor(session, shipment, band, p.device_id, readings, now, result)
+        live = tuple((p.device_id, p.start) for p in shipments.periods(session, shipment, kind="sensor")
+                     if p.end is None)
+        if live:
+            out.append(_Travelling(shipment.id, band, live))
+    return out
+
+
+def check_limits(engine: Engine, influx: InfluxClient, *, now: int, result: WatchResult) -> None:
+    """Judge the recent readings of every travelling shipment with limits of its own: which shipments from a read
+    snapshot, their readings with no transaction open (one query), the alerts in one short write transaction."""
+    with Session(read_mostly(engine)) as session:
+        plans = _travelling(session)
+    if not plans:
+        return
+    sensors = sorted({sensor for plan in plans for sensor, _ in plan.sensors})
+    since = max(now - LOOKBACK_MS, min(start for plan in plans for _, start in plan.sensors))
+    temps = recent_temps(influx, sensors=sensors, since_ms=since)
+    with session_scope(engine) as session:
+        for plan in plans:
+            shipment = session.get(Shipment, plan.shipment_id)
+            if shipment is None or shipment.state != "in_transit":
+                continue  # delivered or cancelled since the snapshot
+            for sensor, start in plan.sensors:
+                readings = [(ts, v) for ts, v in temps.get(sensor, []) if ts >= start]
+                judge_sensor(session, shipment, plan.band, sensor, readings, now, result)
 
 
 class ShipmentWatch:
@@ -171,22 +207,26 @@ class ShipmentWatch:
         self._thread = PeriodicThread("shipment-watch", interval_s, self.step)
 
     def step(self) -> WatchResult:
-        """One pass: arrivals (delivered, record kept), then the limits, in one transaction."""
+        """One pass: arrivals (delivered in a short transaction, then each record kept), then the limits."""
         result = WatchResult()
         influx = self.influx()
+        now = self.clock()
+        delivered: list[int] = []
         with session_scope(self.engine) as session:
-            now = self.clock()
             for shipment in shipments.arrived(session):
                 shipments.transition(session, shipment=shipment, to="delivered", actor="cloud:arrival", at=now)
                 result.delivered.append(shipment.reference)
-                try:
-                    self.desk.deliver(session, influx, shipment)
-                except InfluxError as exc:  # the record can be made on demand later; the delivery stands
-                    log.warning("shipment record not made shipment=%s error=%s", shipment.reference, exc)
+                if shipment.id is not None:
+                    delivered.append(shipment.id)
+        for shipment_id in delivered:
             try:
-                check_limits(session, influx, now=now, result=result)
-            except InfluxError as exc:
-                log.warning("shipment limits not judged this pass error=%s", exc)
+                self.desk.keep(self.engine, influx, shipment_id)
+            except InfluxError as exc:  # the record can be made on demand later; the delivery stands
+                log.warning("shipment record not made shipment_id=%d error=%s", shipment_id, exc)
+        try:
+            check_limits(self.engine, influx, now=now, result=result)
+        except InfluxError as exc:
+            log.warning("shipment limits not judged this pass error=%s", exc)
         return result
 
     def start(self) -> ShipmentWatch:

@@ -204,3 +204,36 @@ def test_a_share_link_stops_at_its_expiry(api: TestClient) -> None:
         assert shipments.shared(session, "", now=0) is None and shipments.shared(session, "x" * 500) is None
     assert api.post("/api/v1/shipments/SH-EXP/share", json={"days": 0}).status_code == 422
     assert api.post("/api/v1/shipments/SH-EXP/share", json={"days": 400}).status_code == 422
+
+
+def test_the_watcher_and_a_delivery_hold_no_write_lock_while_they_read_influxdb(
+        api: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ingest writes SQL all the time: a shipment's influx queries (a week's record takes about a second and a half)
+    # must not hold SQLite's write lock, or every worker waits for them
+    import sqlite3
+
+    import cloud.services.shipment_watch as watch
+
+    probes: list[str] = []
+
+    def can_write(where: str) -> None:
+        con = sqlite3.connect(tmp_path / "api.db", timeout=0)  # no waiting: raises "database is locked"
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+        finally:
+            con.close()
+        probes.append(where)
+
+    original_temps, original_render = watch.recent_temps, watch.RecordDesk.render
+    monkeypatch.setattr(watch, "recent_temps", lambda *a, **k: (can_write("limits"), original_temps(*a, **k))[1])
+    monkeypatch.setattr(watch.RecordDesk, "render",
+                        lambda self, *a, **k: (can_write("record"), original_render(self, *a, **k))[1])
+    _shipment(api, reference="SH-LOCK", temp_high_c=3.0)
+    assert api.post("/api/v1/shipments/SH-LOCK/devices", json={"device_id": S3}).status_code == 201
+    assert api.post("/api/v1/shipments/SH-LOCK/state",
+                    json={"state": "in_transit", "at": now_ms() - 5 * MIN}).status_code == 200
+    _watch(api)
+    assert api.post("/api/v1/shipments/SH-LOCK/state", json={"state": "delivered"}).status_code == 200
+    assert probes == ["limits", "record"]
+    assert api.get("/api/v1/shipments/SH-LOCK").json()["shipment"]["record_sha256"]

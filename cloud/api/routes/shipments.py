@@ -135,9 +135,10 @@ def change_state(reference: str, change: StateChange, user: Staff, session: Sess
     assignments and keeps the signed record (it also happens on arrival at the destination site)."""
     shipment = shipments.transition(session, shipment=shipments.get(session, reference), to=change.state,
                                     actor=user.username, at=change.at)
-    if change.state == "delivered":
-        desk(request).deliver(session, influx, shipment)
     session.commit()
+    if change.state == "delivered" and shipment.id is not None:  # made after the commit: no write lock held
+        desk(request).keep(request.app.state.engine, influx, shipment.id)
+        session.refresh(shipment)
     return ShipmentPublic.model_validate(shipment)
 
 
