@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import or_
+from sqlalchemy import ColumnElement, or_
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -42,6 +42,14 @@ _FIELDS: Final = ("reference", "origin", "destination", "customer", "product", "
 TRANSITIONS: Final = {"planned": ("in_transit", "cancelled"), "in_transit": ("delivered", "cancelled"),
                       "delivered": (), "cancelled": ()}
 DAY_MS: Final = 86_400_000
+OPEN_STATES: Final = ("planned", "in_transit")  # a device on a shipment in these is not free for another
+
+
+def _open_sensor_assignment() -> tuple[ColumnElement[bool], ...]:
+    """The conditions (with Shipment joined) of a sensor's assignment still open on a planned or travelling
+    shipment."""
+    return (col(ShipmentAssignment.kind) == "sensor", col(ShipmentAssignment.end).is_(None),
+            col(Shipment.state).in_(OPEN_STATES))
 
 
 class ShipmentError(DomainError):
@@ -169,7 +177,7 @@ def assign(session: Session, *, shipment: Shipment, data: AssignmentCreate, acto
         Shipment, col(Shipment.id) == ShipmentAssignment.shipment_id).where(
         ShipmentAssignment.kind == data.kind, ShipmentAssignment.device_id == device_id,
         or_(col(ShipmentAssignment.end).is_(None), col(ShipmentAssignment.end) > start),
-        col(Shipment.state).in_(("planned", "in_transit")))).first()
+        col(Shipment.state).in_(OPEN_STATES))).first()
     if busy is not None:
         other = busy[1]
         raise ShipmentError(f"{data.kind} {device_id} is on shipment {other.reference} already "
@@ -274,20 +282,16 @@ def sensor_rows(shipment: Shipment) -> SelectOfScalar[Sensor]:
 
 def free_sensors() -> SelectOfScalar[Sensor]:
     """A query for the sensors on no planned or travelling shipment (those that can be assigned)."""
-    busy = select(ShipmentAssignment.device_id).join(Shipment, col(Shipment.id) == ShipmentAssignment.shipment_id
-                                                     ).where(ShipmentAssignment.kind == "sensor",
-                                                             col(ShipmentAssignment.end).is_(None),
-                                                             col(Shipment.state).in_(("planned", "in_transit")))
+    busy = select(ShipmentAssignment.device_id).join(
+        Shipment, col(Shipment.id) == ShipmentAssignment.shipment_id).where(*_open_sensor_assignment())
     return select(Sensor).where(col(Sensor.id).not_in(busy)).order_by(col(Sensor.id))
 
 
 def active_for_sensor(session: Session, sensor_id: str) -> Shipment | None:
     """The planned or travelling shipment a sensor is on now, if any."""
-    row = session.exec(select(Shipment).join(
+    return session.exec(select(Shipment).join(
         ShipmentAssignment, col(ShipmentAssignment.shipment_id) == Shipment.id).where(
-        ShipmentAssignment.kind == "sensor", ShipmentAssignment.device_id == sensor_id,
-        col(ShipmentAssignment.end).is_(None), col(Shipment.state).in_(("planned", "in_transit")))).first()
-    return row
+        ShipmentAssignment.device_id == sensor_id, *_open_sensor_assignment())).first()
 
 
 def share(session: Session, *, shipment: Shipment, days: float, actor: str) -> tuple[ShipmentShare, str]:

@@ -75,8 +75,8 @@ def test_a_shipment_travels_raises_an_excursion_on_its_own_limits_and_is_deliver
         api: TestClient, tmp_path: Path) -> None:
     # chilled's band is 0..4 °C; this customer's limits are 1..3 °C
     _shipment(api, temp_low_c=1.0, temp_high_c=3.0)
-    for sensor in (S1, S2):
-        r = api.post("/api/v1/shipments/SH-2291/devices", json={"device_id": sensor.upper()})
+    for sensor in (S1, S2):  # as a label prints it
+        r = api.post("/api/v1/shipments/SH-2291/devices", json={"device_id": sensor.upper().replace(":", "-")})
         assert r.status_code == 201, r.text
     assert api.post("/api/v1/shipments/SH-2291/devices", json={"kind": "gateway", "device_id": "truck-7"}
                     ).status_code == 201
@@ -183,6 +183,8 @@ def test_states_and_assignments_refuse_what_does_not_apply(api: TestClient) -> N
     r = api.post("/api/v1/shipments/SH-B/devices", json={"device_id": S3})
     assert r.status_code == 409 and "SH-A" in r.text  # one shipment at a time
     assert api.post("/api/v1/shipments/SH-B/devices", json={"device_id": "aa:bb:cc:ff:ff:ff"}).status_code == 404
+    r = api.post("/api/v1/shipments/SH-B/devices", json={"device_id": "not-a-mac"})
+    assert r.status_code == 422 and "bad_sensor_id" in r.text
     r = api.post("/api/v1/shipments/SH-A/state", json={"state": "delivered"})
     assert r.status_code == 409 and "in_transit" in r.text
     assert api.post("/api/v1/shipments/SH-A/state", json={"state": "cancelled"}).status_code == 200

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from cloud.api.deps import MAX_ROW_ID, InfluxDep, RowId, SessionDep, Staff, Viewer
+from cloud.api.params import normalise_sensor_id
 from cloud.db.alerts import AlertPublic
 from cloud.db.shipments import (
     AssignmentCreate,
@@ -145,7 +146,10 @@ def change_state(reference: str, change: StateChange, user: Staff, session: Sess
 @router.post("/{reference}/devices", response_model=AssignmentPublic, status_code=201,
              summary="Put a sensor or gateway on the shipment (staff)")
 def assign_device(reference: str, data: AssignmentCreate, user: Staff, session: SessionDep) -> AssignmentPublic:
-    """From `start` (default: the shipment's start, or now); a device on another open shipment is refused (409)."""
+    """From `start` (default: the shipment's start, or now); a device on another open shipment is refused (409).
+    A sensor id may be written `AA-BB-CC-DD-EE-FF` as everywhere in the API."""
+    if data.kind == "sensor":
+        data.device_id = normalise_sensor_id(data.device_id)
     row = shipments.assign(session, shipment=shipments.get(session, reference), data=data, actor=user.username)
     session.commit()
     return AssignmentPublic.model_validate(row)
