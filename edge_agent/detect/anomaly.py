@@ -1,5 +1,6 @@
-"""Model-based detection: per-sensor history (detect/history.py), one batched TFLite invoke per tick for every
-sensor whose next window is due, scores attached to readings and turned into `anomaly` alerts past the threshold."""
+"""Model-based detection: per-sensor steps in fixed-size rings (detect/history.py), one batched TFLite invoke per
+tick for every sensor whose next window is due, scores attached to readings and turned into `anomaly` alerts past
+the threshold."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import msgspec
 import numpy as np
 
 from edge_agent.detect.alerts import AlertTracker
-from edge_agent.detect.history import SensorHistory
+from edge_agent.detect.history import StepRing, slots_for
 from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import ShadowRun
-from models.runtime.features import History, windows_at_many
 from protocol.messages import AlertEvent, Reading
 
 
@@ -28,36 +28,63 @@ class AnomalyDetector:
     on_failure: Callable[[str, Exception], None] = lambda _profile, _exc: None  # the agent rolls back
     min_duration_periods: float = 2.0
     clear_after_periods: float = 3.0
-    history: dict[str, SensorHistory] = field(default_factory=dict)
+    rings: dict[int, StepRing] = field(default_factory=dict)  # sensors' steps, by sample period (ms)
 
     def score(self, readings: list[Reading]) -> tuple[list[Reading], list[AlertEvent]]:
-        """Add `readings` to the history, score every sensor whose next window is due (one invoke per model),
-        and return the readings (scored ones carry `anomaly_score`) and the alert events."""
-        due: dict[str, list[int]] = {}
-        keep: dict[str, int] = {}  # sensors given readings: how much history their next windows read
+        """Add `readings` to their sensors' rings and score every window due (one invoke per model) and return the
+        readings (those that completed a window carry its score in `anomaly_score`) and the alert events.
+
+        Windows end where sample periods end: when a sensor's reading opens a new step of its grid, the window
+        ending where that step will end is scored from what has come (that reading is its newest step): one window
+        a period, however fast the tag reports, and no later than the reading.
+        """
+        out = list(readings)
+        events: list[AlertEvent] = []
+        due: list[tuple[int, int, int]] = []  # (reading index, period, step opened) of the windows due
+        waiting: set[tuple[int, str]] = set()  # (period, sensor) with a window due, not yet taken
         for i, r in enumerate(readings):
             models = self._models_for(r.profile)
             if not models or r.temp_c is None:
                 continue
-            h = self.history.get(r.sensor)
-            if h is None:
-                h = self.history[r.sensor] = SensorHistory()
-            elif h.last_ms is not None and r.ts < h.last_ms:
-                continue  # a late, out-of-order frame: stored, but windows read a sorted history
-            h.add(r)  # trimmed once the tick's windows are taken: a backlog arriving at once still has them all
-            keep[r.sensor] = max(m.spec.reach_ms for m in models)
-            assert h.first_ms is not None
-            if r.ts - h.first_ms < max((m.spec.window - 1) * m.spec.sample_period_s * 1000 for m in models):
-                continue  # as in training, a window ends a full window after the sensor's history begins
-            if r.ts - h.last_scored_ms >= models[0].spec.sample_period_s * 1000:
-                h.last_scored_ms = r.ts  # one window per sample period, however fast the tag reports
-                due.setdefault(r.profile, []).append(i)
-        events: list[AlertEvent] = []
-        out = list(readings)
-        for profile, indexes in due.items():
-            active_scores = self._run(profile, self.models.get(profile), readings, indexes)
+            for period, ring in self._rings_for(models).items():
+                if (period, r.sensor) in waiting and ring.advances(r.sensor, r.ts):
+                    self._judge(due, readings, out, events)  # a backlog: its ring moves on past what they read
+                    due, waiting = [], set()
+                opened = ring.add(r.sensor, r.ts, r.temp_c, r.rh_pct,
+                                  None if r.battery_mv is None else float(r.battery_mv))
+                if opened is None:
+                    continue
+                end = (opened + 1) * period
+                first = ring.first_ms[ring.row(r.sensor)]
+                if end - first < max((m.spec.window - 1) * period for m in models if _period_ms(m) == period):
+                    continue  # as in training, a window ends a full window after the sensor's history begins
+                due.append((i, period, opened))
+                waiting.add((period, r.sensor))
+        self._judge(due, readings, out, events)
+        return out, events
+
+    def _rings_for(self, models: list[ActiveModel]) -> dict[int, StepRing]:
+        """The rings the models read, one per sample period, each holding what the longest-reaching reads (a model
+        that reaches further than a ring holds gets a new ring: its windows begin again)."""
+        rings: dict[int, StepRing] = {}
+        for m in models:
+            period = _period_ms(m)
+            ring = self.rings.get(period)
+            if ring is None or ring.slots < slots_for(m.spec):
+                ring = self.rings[period] = StepRing(period, slots_for(m.spec), stats=True)
+            rings[period] = ring
+        return rings
+
+    def _judge(self, due: list[tuple[int, int, int]], readings: list[Reading], out: list[Reading],
+               events: list[AlertEvent]) -> None:
+        """Score the windows `due` with their profiles' models and shadows and turn scores into alert events."""
+        by_profile: dict[str, list[tuple[int, int, int]]] = {}
+        for entry in due:
+            by_profile.setdefault(readings[entry[0]].profile, []).append(entry)
+        for profile, entries in by_profile.items():
+            active_scores = self._run(profile, self.models.get(profile), readings, entries)
             shadow = self.shadows.get(profile)
-            shadow_scores = self._run(profile, shadow.model if shadow else None, readings, indexes, shadow=True)
+            shadow_scores = self._run(profile, shadow.model if shadow else None, readings, entries, shadow=True)
             if shadow is not None:
                 active = self.models.get(profile)
                 for i, s in shadow_scores.items():
@@ -80,31 +107,25 @@ class AnomalyDetector:
                 )
                 if event is not None:
                     events.append(event)
-        for sensor, keep_ms in keep.items():  # later windows end at later readings: they read no further back
-            self.history[sensor].trim(keep_ms)
-        return out, events
 
     def _models_for(self, profile: str) -> list[ActiveModel]:
         shadow = self.shadows.get(profile)
         return [m for m in (self.models.get(profile), shadow.model if shadow else None) if m is not None]
 
-    def _run(self, profile: str, model: ActiveModel | None, readings: list[Reading], indexes: list[int],
-             shadow: bool = False) -> dict[int, float]:
-        """Scores by reading index for the windows ending at `indexes` (one batched invoke)."""
+    def _run(self, profile: str, model: ActiveModel | None, readings: list[Reading],
+             entries: list[tuple[int, int, int]], shadow: bool = False) -> dict[int, float]:
+        """Scores by reading index for the windows `entries` of the model's period (one batched invoke)."""
         if model is None:
             return {}
-        slot: dict[str, int] = {}  # sensor → its place in `histories`
-        histories: list[History] = []
-        owner: list[int] = []
-        for i in indexes:
-            sensor = readings[i].sensor
-            if sensor not in slot:
-                slot[sensor] = len(histories)
-                histories.append(self.history[sensor].columns())  # views: nothing is added during this tick
-            owner.append(slot[sensor])
-        # one pass for every window due: each reads its sensor's readings up to its own (causal)
-        inputs, usable = windows_at_many(model.spec, histories, owner, end_ms=[readings[i].ts for i in indexes])
-        picked = [i for i, ok in zip(indexes, usable.tolist(), strict=True) if ok]
+        period = _period_ms(model)
+        mine = [(i, closed) for i, p, closed in entries if p == period]
+        ring = self.rings.get(period)
+        if not mine or ring is None:
+            return {}
+        rows = np.array([ring.row(readings[i].sensor) for i, _ in mine], dtype=np.int64)
+        ends = np.array([closed for _, closed in mine], dtype=np.int64)
+        inputs, usable = ring.windows(model.spec, rows, ends)
+        picked = [i for (i, _), ok in zip(mine, usable.tolist(), strict=True) if ok]
         if not picked:
             return {}
         windows = inputs[usable]
@@ -123,3 +144,7 @@ class AnomalyDetector:
         """The worst of the active models' invoke-latency quantiles (None before any invoke)."""
         values = [v for m in self.models.values() if (v := m.scorer.latency_ms(quantile)) is not None]
         return max(values) if values else None
+
+
+def _period_ms(model: ActiveModel) -> int:
+    return round(model.spec.sample_period_s * 1000)

@@ -1,89 +1,264 @@
-"""One sensor's recent readings for the model's windows: four numpy columns in a sliding buffer, not Python
-objects (32 bytes a reading instead of about 130), read by the feature code as array views without copying."""
+"""Sensors' recent readings on a grid of sample periods: one fixed-size float32 ring per sensor, updated on arrival,
+from which the model's windows and the pull-down ratio are read; bounded memory per tag, whatever its rate.
+
+Step `k` of a grid of period P holds the readings with k·P < ts <= (k+1)·P. Per step a ring keeps the last valid
+temperature (and when it came), and with `stats` also the last humidity and battery, how many temperatures came,
+their mean and sum of squared deviations, and when the first came: exactly what `models.runtime.features`'
+windows and baselines read of the readings (windows end on the grid: docs/decisions.md "A sensor's history on a
+grid of sample periods"). The step still receiving readings is kept in Python numbers and written to the ring
+when the sensor moves past it.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from protocol.messages import Reading
+from models.runtime.features import BASELINE_MIN_COVER, FRESH_PERIODS, FeatureSpec, windows_from_steps
 
-INITIAL_CAPACITY: Final = 64
+_NAN: Final = float("nan")
+_COUNT_MAX: Final = 65_535  # temperatures per step counted up to this (uint16)
 
 
-class SensorHistory:
-    """Readings of one sensor in arrival order, the oldest dropped once they are `keep_ms` older than the newest.
+class _OpenStep:
+    """The step a sensor's readings go to now: running sums about its first temperature (no precision lost at any
+    level), last values, offsets within the step."""
 
-    The columns live in arrays of a capacity that doubles when the kept span needs it; readings that fell out of
-    the span are dropped by moving the start, and the live part is moved to the front only when the end of the
-    arrays is reached (amortised O(1) per reading).
-    """
+    __slots__ = ("base", "battery", "first_at", "last_at", "last_ts", "n", "rh", "slot", "sq", "sum", "temp")
 
-    __slots__ = ("_battery", "_hi", "_lo", "_rh", "_temp", "_ts", "first_ms", "last_scored_ms")
+    def __init__(self, slot: int, last_ts: int) -> None:
+        self.slot = slot
+        self.last_ts = last_ts
+        self.n = 0
+        self.base = self.sum = self.sq = 0.0
+        self.temp = self.rh = self.battery = _NAN
+        self.first_at = self.last_at = 0
 
-    def __init__(self, capacity: int = INITIAL_CAPACITY) -> None:
-        self._ts: NDArray[np.int64] = np.zeros(capacity, dtype=np.int64)
-        self._temp: NDArray[np.float64] = np.zeros(capacity)
-        self._rh: NDArray[np.float64] = np.zeros(capacity)
-        self._battery: NDArray[np.float64] = np.zeros(capacity)
-        self._lo = 0
-        self._hi = 0
-        self.last_scored_ms = 0
-        self.first_ms: int | None = None  # the first reading kept for this sensor (its history begins there)
+    def reset(self, slot: int, last_ts: int) -> None:
+        """Begin step `slot` (the object is reused: none is made per step)."""
+        self.slot, self.last_ts, self.n = slot, last_ts, 0
+        self.sum = self.sq = 0.0
+        self.temp = self.rh = self.battery = _NAN
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSteps:
+    """What a batch of windows reads, one row a window: the sampled steps [N, window] (forward-filled within the
+    window, NaN before its first value), whether each temperature is fresh, and the baseline's mean and spread."""
+
+    temp: NDArray[np.float64]
+    fresh: NDArray[np.bool_]
+    rh: NDArray[np.float64]
+    battery: NDArray[np.float64]
+    baseline_mean: NDArray[np.float64]
+    baseline_std: NDArray[np.float64]
+
+
+class StepRing:
+    """Per sensor, the last `slots` closed steps of `period_ms` in one row of fixed-size arrays (rows are added for
+    new sensors; a row's memory does not grow with its tag's rate or age)."""
+
+    def __init__(self, period_ms: int, slots: int, *, stats: bool = False) -> None:
+        if period_ms <= 0 or slots < 1:
+            raise ValueError("a ring needs a positive period and at least one slot")
+        self.period_ms = period_ms
+        self.slots = slots
+        self.stats = stats
+        self._rows: dict[str, int] = {}
+        self._open: list[_OpenStep] = []
+        self.first_ms: list[int] = []  # per row: the sensor's first reading (windows begin a full window after)
+        self._arrays: dict[str, NDArray[np.generic]] = {}
+        names: dict[str, type[np.generic]] = {"temp": np.float32, "temp_at": np.int32}
+        if stats:
+            names |= {"rh": np.float32, "battery": np.float32, "mean": np.float32, "m2": np.float32,
+                      "count": np.uint16, "first_at": np.int32}
+        self._dtypes = names
+        for name, dtype in names.items():
+            self._arrays[name] = np.zeros((0, slots), dtype=dtype)
 
     def __len__(self) -> int:
-        return self._hi - self._lo
+        return len(self._rows)
 
-    @property
-    def last_ms(self) -> int | None:
-        """The newest reading's time (None while empty)."""
-        return int(self._ts[self._hi - 1]) if self._hi > self._lo else None
+    def row(self, sensor: str) -> int:
+        """The sensor's row (KeyError for a sensor never added)."""
+        return self._rows[sensor]
 
-    @property
-    def capacity(self) -> int:
-        """Readings the arrays hold before they grow."""
-        return len(self._ts)
+    def slot_of(self, ts_ms: int) -> int:
+        """The step `ts_ms` belongs to."""
+        return (ts_ms - 1) // self.period_ms
 
-    def add(self, r: Reading, keep_ms: int | None = None) -> None:
-        """Append `r` (missing values as NaN) and drop what is more than `keep_ms` older than it (None: keep all,
-        until `trim`)."""
-        self.first_ms = r.ts if self.first_ms is None else self.first_ms
-        if self._hi == len(self._ts):
-            self._make_room()
-        i = self._hi
-        self._ts[i] = r.ts
-        self._temp[i] = np.nan if r.temp_c is None else r.temp_c
-        self._rh[i] = np.nan if r.rh_pct is None else r.rh_pct
-        self._battery[i] = np.nan if r.battery_mv is None else float(r.battery_mv)
-        self._hi += 1
-        if keep_ms is not None:
-            self.trim(keep_ms)
+    def advances(self, sensor: str, ts_ms: int) -> bool:
+        """Whether a reading at `ts_ms` would close the sensor's open step (the ring then no longer holds what a
+        window ending with that step reads: take such windows first)."""
+        row = self._rows.get(sensor)
+        return row is not None and self.slot_of(ts_ms) > self._open[row].slot
 
-    def trim(self, keep_ms: int) -> None:
-        """Drop from the front what is more than `keep_ms` older than the newest reading (the same rule as a deque
-        popped from the left)."""
-        if self._hi == self._lo:
-            return
-        newest = int(self._ts[self._hi - 1])
-        lo = self._lo
-        while lo < self._hi and newest - int(self._ts[lo]) > keep_ms:
-            lo += 1
-        self._lo = lo
+    def add(self, sensor: str, ts_ms: int, temp_c: float, rh_pct: float | None = None,
+            battery_mv: float | None = None) -> int | None:
+        """Add a reading with a temperature; returns the step it opened (the sensor's first, or one after the
+        last), else None. The opened step is written to the ring with this reading in it, so a window ending where
+        that step will end can be read now, from what has come (`features.windows_at` on the readings so far),
+        until the sensor moves past it. A reading older than the sensor's newest is ignored (a late frame: windows
+        read a history in time order)."""
+        slot = (ts_ms - 1) // self.period_ms
+        row = self._rows.get(sensor)
+        opened = False
+        if row is None:
+            row = self._new_row(sensor, slot, ts_ms)
+            step = self._open[row]
+            opened = True
+        else:
+            step = self._open[row]
+            if ts_ms < step.last_ts:
+                return None
+            if slot > step.slot:
+                self._close(row, step, slot)
+                step.reset(slot, ts_ms)
+                opened = True
+        step.last_ts = ts_ms
+        at = ts_ms - slot * self.period_ms
+        if step.n == 0:
+            step.base, step.first_at = temp_c, at
+        d = temp_c - step.base
+        step.n += 1
+        step.sum += d
+        step.sq += d * d
+        step.temp, step.last_at = temp_c, at
+        if rh_pct is not None:
+            step.rh = rh_pct
+        if battery_mv is not None:
+            step.battery = battery_mv
+        if not opened:
+            return None
+        self._write(row, step)
+        return slot
 
-    def _make_room(self) -> None:
-        live = self._hi - self._lo
-        capacity = len(self._ts)
-        target = capacity * 2 if live > capacity // 2 else capacity  # grow only when the live part needs it
-        for name in ("_ts", "_temp", "_rh", "_battery"):
-            old = getattr(self, name)
-            new = np.zeros(target, dtype=old.dtype) if target != capacity else old
-            new[:live] = old[self._lo:self._hi]
-            setattr(self, name, new)
-        self._lo, self._hi = 0, live
+    def _new_row(self, sensor: str, slot: int, ts_ms: int) -> int:
+        row = len(self._open)
+        capacity = self._arrays["temp"].shape[0]
+        if row == capacity:  # grown by doubling: untouched rows of a fresh allocation cost no resident memory
+            for name, old in self._arrays.items():
+                new = np.zeros((max(16, 2 * capacity), self.slots), dtype=old.dtype)
+                new[:capacity] = old
+                self._arrays[name] = new
+        self._clear(row, 0, self.slots)
+        self._rows[sensor] = row
+        self._open.append(_OpenStep(slot, ts_ms))
+        self.first_ms.append(ts_ms)
+        return row
 
-    def columns(self) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """Views of the kept readings (oldest first): ts, temp, rh, battery. Valid until the next `add`."""
-        lo, hi = self._lo, self._hi
-        return self._ts[lo:hi], self._temp[lo:hi], self._rh[lo:hi], self._battery[lo:hi]
+    def _clear(self, row: int, start: int, stop: int) -> None:
+        """Mark ring positions [start, stop) of a row empty."""
+        arrays = self._arrays
+        arrays["temp"][row, start:stop] = np.nan
+        if self.stats:
+            arrays["rh"][row, start:stop] = np.nan
+            arrays["battery"][row, start:stop] = np.nan
+            arrays["count"][row, start:stop] = 0
+
+    def _close(self, row: int, step: _OpenStep, new_slot: int) -> None:
+        """Write the open step into the ring, then mark the steps skipped up to `new_slot` empty (after: a gap as
+        long as the ring wraps onto the step just written, which is then older than anything the ring holds)."""
+        self._write(row, step)
+        n = self.slots
+        gap = min(new_slot - step.slot - 1, n)
+        if gap > 0:
+            first = (step.slot + 1) % n
+            if first + gap <= n:
+                self._clear(row, first, first + gap)
+            else:
+                self._clear(row, first, n)
+                self._clear(row, 0, first + gap - n)
+
+    def _write(self, row: int, step: _OpenStep) -> None:
+        p = step.slot % self.slots
+        arrays = self._arrays
+        arrays["temp"][row, p] = step.temp
+        arrays["temp_at"][row, p] = step.last_at
+        if self.stats:
+            arrays["rh"][row, p] = step.rh
+            arrays["battery"][row, p] = step.battery
+            arrays["count"][row, p] = min(step.n, _COUNT_MAX)
+            mean = step.sum / step.n
+            arrays["mean"][row, p] = step.base + mean
+            arrays["m2"][row, p] = max(step.sq - step.sum * mean, 0.0)
+            arrays["first_at"][row, p] = step.first_at
+
+    def _take(self, name: str, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> NDArray[np.generic]:
+        return self._arrays[name][rows[:, None], cols % self.slots]
+
+    def temperatures(self, rows: NDArray[np.int64], ends: NDArray[np.int64], steps: int) -> NDArray[np.float64]:
+        """For each (row, last step), the temperature at the end of each of the `steps` steps up to it: the latest
+        at or before that end inside the span (as `features.sample_steps` gives), NaN before its first."""
+        cols = ends[:, None] + np.arange(1 - steps, 1, dtype=np.int64)[None, :]
+        values, _ = _forward_fill(self._take("temp", rows, cols).astype(np.float64))
+        return values
+
+    def model_steps(self, spec: FeatureSpec, rows: NDArray[np.int64], ends: NDArray[np.int64]) -> ModelSteps:
+        """What the windows of `spec` ending at the end of step `ends[i]` of row `rows[i]` read (a ring with
+        `stats`, of the spec's period and at least its reach in slots)."""
+        w, p = spec.window, self.period_ms
+        cols = ends[:, None] + np.arange(1 - w, 1, dtype=np.int64)[None, :]
+        temp, source = _forward_fill(self._take("temp", rows, cols).astype(np.float64))
+        rh, _ = _forward_fill(self._take("rh", rows, cols).astype(np.float64))
+        battery, _ = _forward_fill(self._take("battery", rows, cols).astype(np.float64))
+        # a step's value is fresh when it came within FRESH_PERIODS of the step's end
+        src = np.maximum(source, 0)
+        src_slot = np.take_along_axis(cols, src, axis=1)
+        taken = src_slot * p + np.take_along_axis(self._take("temp_at", rows, cols).astype(np.int64), src, axis=1)
+        fresh = (source >= 0) & (taken > (cols + 1) * p - FRESH_PERIODS * p)
+        span = spec.baseline_windows * w
+        base_cols = ends[:, None] - w + np.arange(1 - span, 1, dtype=np.int64)[None, :]
+        mean, std = self._baseline(rows, base_cols, span * p)
+        return ModelSteps(temp, fresh, rh, battery, mean, std)
+
+    def _baseline(self, rows: NDArray[np.int64], cols: NDArray[np.int64], span_ms: int,
+                  ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Mean and spread of every temperature in the steps `cols` (per row), NaN where the temperatures span less
+        than BASELINE_MIN_COVER of `span_ms` (as `features` judges a baseline)."""
+        count = self._take("count", rows, cols).astype(np.float64)
+        means = self._take("mean", rows, cols).astype(np.float64)
+        m2 = self._take("m2", rows, cols).astype(np.float64)
+        total = count.sum(axis=1)
+        present = count > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(present, means * count, 0.0).sum(axis=1) / total
+            spread = np.where(present, m2 + count * (means - mean[:, None]) ** 2, 0.0).sum(axis=1) / total
+        p = self.period_ms
+        first = np.argmax(present, axis=1)
+        last = present.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)
+        at = np.arange(len(cols))
+        first_ts = cols[at, first] * p + self._take("first_at", rows, cols)[at, first].astype(np.int64)
+        last_ts = cols[at, last] * p + self._take("temp_at", rows, cols)[at, last].astype(np.int64)
+        enough = (total > 0) & (last_ts - first_ts >= span_ms * BASELINE_MIN_COVER)
+        return np.where(enough, mean, np.nan), np.where(enough, np.sqrt(np.maximum(spread, 0.0)), np.nan)
+
+    def windows(self, spec: FeatureSpec, rows: NDArray[np.int64], ends: NDArray[np.int64],
+                ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """The model inputs for windows ending at the end of step `ends[i]` of row `rows[i]`, and which are usable:
+        what `features.windows_at` gives on the same readings, ending at those times."""
+        s = self.model_steps(spec, rows, ends)
+        return windows_from_steps(spec, s.temp, s.fresh, s.rh, s.battery, (s.baseline_mean, s.baseline_std))
+
+    def bytes_per_row(self) -> int:
+        """The ring's memory per sensor (its arrays' slots, without the open step)."""
+        return sum(np.dtype(d).itemsize for d in self._dtypes.values()) * self.slots
+
+
+def _forward_fill(grid: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Each row's NaNs take the last value before them in the row (leading NaNs stay), and for each cell the
+    column its value came from (-1 for none)."""
+    present = ~np.isnan(grid)
+    index = np.where(present, np.arange(grid.shape[1])[None, :], -1)
+    source = np.maximum.accumulate(index, axis=1)
+    filled = np.take_along_axis(grid, np.maximum(source, 0), axis=1)
+    return np.where(source >= 0, filled, np.nan), source
+
+
+def slots_for(spec: FeatureSpec) -> int:
+    """Steps of a ring that `spec`'s windows read (the window and its baseline)."""
+    return math.ceil(spec.reach_ms / round(spec.sample_period_s * 1000))

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from array import array
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import numpy as np
 
-from models.runtime.pulldown import HISTORY_MS, fading_reason, pulldown_ratio
+from edge_agent.detect.history import StepRing
+from models.runtime.pulldown import fading_reason, pulldown_ratio_of_steps, pulldown_steps
 from models.runtime.rule_defaults import CLEAR_MARGIN_C
 from protocol.messages import Reading
 from protocol.profiles import PROFILES
@@ -136,31 +135,17 @@ class BatteryRule:
                        f"battery {reading.battery_mv} mV is below {self.low_mv} mV" if active else "")
 
 
-@dataclass
-class _Temperatures:
-    """One sensor's recent temperatures, in two flat buffers (numpy reads them without a Python loop)."""
-
-    ts: array[int] = field(default_factory=lambda: array("q"))
-    temp: array[float] = field(default_factory=lambda: array("d"))
-
-    def add(self, ts_ms: int, temp_c: float, keep_ms: int) -> None:
-        self.ts.append(ts_ms)
-        self.temp.append(temp_c)
-        self.trim(keep_ms)
-
-    def trim(self, keep_ms: int) -> None:
-        """Forget what is `keep_ms` or more older than the newest temperature."""
-        old = bisect_right(self.ts, self.ts[-1] - keep_ms) if self.ts else 0
-        if old:
-            del self.ts[:old], self.temp[:old]
+PULLDOWN_PERIOD_MS: Final = 60_000  # the pull-down ratio's steps (models.runtime.pulldown's default period)
 
 
 @dataclass
 class PulldownRule:
     """Pull-downs slower than `below` × the same sensor's own in the hours before (`models.runtime.pulldown`): cooling
-    capacity fading (a refrigerant leak) hours before the air leaves its band. Keeps `HISTORY_MS` of
-    temperatures per sensor and gives a verdict at most every `every_ms`; none while there are too few
-    pull-downs to compare (an open alert then stays as it is)."""
+    capacity fading (a refrigerant leak) hours before the air leaves its band. Keeps each sensor's temperature per
+    minute step for the ratio's span (a fixed-size ring, edge_agent/detect/history.py) and gives a verdict when a
+    sensor's reading opens a new step, for the span ending where that step will end (from what has come), at most
+    every `every_ms`;
+    none while there are too few pull-downs to compare (an open alert then stays as it is)."""
 
     below: float
     min_duration_ms: int
@@ -168,47 +153,46 @@ class PulldownRule:
     every_ms: int = 60_000
     kind: str = "cooling_fading"
     severity: Severity = "warning"
-    _history: dict[str, _Temperatures] = field(default_factory=dict)
-    _checked: dict[str, int] = field(default_factory=dict)
+    _steps: StepRing = field(default_factory=lambda: StepRing(PULLDOWN_PERIOD_MS, pulldown_steps()))
+    _judged: dict[str, int] = field(default_factory=dict)  # sensor → end of the span of its last verdict
 
     def check(self, reading: Reading, previous: Reading | None) -> Finding | None:
-        if reading.temp_c is None:
-            return None
-        history = self._history.setdefault(reading.sensor, _Temperatures())
-        history.add(reading.ts, reading.temp_c, HISTORY_MS)
-        last = self._checked.get(reading.sensor)
-        if last is not None and reading.ts - last < self.every_ms:
-            return None
-        self._checked[reading.sensor] = reading.ts
-        ts = np.array(history.ts, dtype=np.int64)
-        temp = np.array(history.temp, dtype=np.float64)
-        return self._finding(float(pulldown_ratio(ts, temp, [reading.ts])[0]))
+        return self.check_many([(reading, previous)])[0]
 
     def check_many(self, pairs: Sequence[tuple[Reading, Reading | None]]) -> list[Finding | None]:
-        """`check` on each reading in order, with one `pulldown_ratio` call per sensor for all its verdicts due: the
-        temperatures are kept until every verdict is taken (each reads only the span before its own reading, so
-        it is the ratio `check` gives), then trimmed."""
+        """`check` on each reading in order: the verdicts due are taken together (one ratio computation for all),
+        or at once when a sensor would move on before they are (its ring then no longer holds their span)."""
         out: list[Finding | None] = [None] * len(pairs)
-        due: dict[str, list[tuple[int, int]]] = {}  # sensor → (index, reading time) of its verdicts due
+        due: list[tuple[int, int, int]] = []  # (index, row, step opened) of the verdicts due
+        waiting: set[str] = set()
+        ring = self._steps
         for j, (reading, _) in enumerate(pairs):
             if reading.temp_c is None:
                 continue
-            history = self._history.setdefault(reading.sensor, _Temperatures())
-            history.ts.append(reading.ts)
-            history.temp.append(reading.temp_c)
-            last = self._checked.get(reading.sensor)
-            if last is None or reading.ts - last >= self.every_ms:
-                self._checked[reading.sensor] = reading.ts
-                due.setdefault(reading.sensor, []).append((j, reading.ts))
-        for sensor, verdicts in due.items():
-            history = self._history[sensor]
-            ratios = pulldown_ratio(np.array(history.ts, dtype=np.int64), np.array(history.temp, dtype=np.float64),
-                                    [ts for _, ts in verdicts])
-            for (j, _), ratio in zip(verdicts, ratios.tolist(), strict=True):
-                out[j] = self._finding(ratio)
-        for sensor in {reading.sensor for reading, _ in pairs if reading.temp_c is not None}:
-            self._history[sensor].trim(HISTORY_MS)
+            if reading.sensor in waiting and ring.advances(reading.sensor, reading.ts):
+                self._judge(due, out)
+                due, waiting = [], set()
+            opened = ring.add(reading.sensor, reading.ts, reading.temp_c)
+            if opened is None:
+                continue
+            end = (opened + 1) * ring.period_ms
+            last = self._judged.get(reading.sensor)
+            if last is not None and end - last < self.every_ms:
+                continue
+            self._judged[reading.sensor] = end
+            due.append((j, ring.row(reading.sensor), opened))
+            waiting.add(reading.sensor)
+        self._judge(due, out)
         return out
+
+    def _judge(self, due: list[tuple[int, int, int]], out: list[Finding | None]) -> None:
+        if not due:
+            return
+        index, rows, ends = (np.array(column, dtype=np.int64) for column in zip(*due, strict=True))
+        grid = self._steps.temperatures(rows, ends, self._steps.slots)
+        ratios = pulldown_ratio_of_steps(grid, self._steps.period_ms / 1000)
+        for j, ratio in zip(index.tolist(), ratios.tolist(), strict=True):
+            out[j] = self._finding(ratio)
 
     def _finding(self, ratio: float) -> Finding | None:
         if np.isnan(ratio):

@@ -393,6 +393,17 @@ def raw_windows_many(spec: FeatureSpec, histories: Sequence[History], owner: Arr
     return _channels(spec, t, t_fresh, h, b, baseline)
 
 
+def windows_from_steps(spec: FeatureSpec, temp: NDArray[np.float64], fresh: NDArray[np.bool_],
+                       rh: NDArray[np.float64], battery: NDArray[np.float64],
+                       baseline: tuple[NDArray[np.float64], NDArray[np.float64]],
+                       ) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Normalised model inputs from steps already sampled (as a gateway keeps them, edge_agent/detect/history.py):
+    [N, window] temperature, its freshness, humidity and battery (NaN before a window's first value) and the
+    baseline's mean and spread per window; the same channels `windows_at` builds from raw readings."""
+    raw, usable = _channels(spec, temp, fresh, rh, battery, lambda: baseline)
+    return normalise(spec, raw), usable
+
+
 def _columns(history: History) -> tuple[NDArray[np.int64], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """One history's four columns as arrays of one length (an absent one all NaN; float32 or float64 as given,
     converted once the windows' parts are gathered)."""

@@ -65,23 +65,34 @@ def pulldown_ratio(ts_ms: ArrayLike, temp_c: ArrayLike, end_ms: ArrayLike,
     if len(ts) > 1 and np.any(np.diff(ts) < 0):
         raise ValueError("timestamps must be sorted")
     period_ms = round(sample_period_s * 1000)
-    recent = max(2, round(RECENT_S / sample_period_s))
-    steps = recent + max(2, round(REFERENCE_S / sample_period_s))
+    steps = pulldown_steps(sample_period_s)
     offsets = (np.arange(steps, dtype=np.int64) - (steps - 1)) * period_ms
     out = np.full(len(ends), np.nan)
     for lo in range(0, len(ends), _CHUNK):  # bounded memory: a week of ends is 10^4 rows of `steps`
         chunk = ends[lo:lo + _CHUNK]
         grid, _ = sample_steps(ts, temp, chunk[:, None] + offsets[None, :], (chunk - steps * period_ms)[:, None],
                                period_ms)
-        rates = np.diff(grid, axis=1) / (sample_period_s / 60.0)
-        low, high = _row_percentiles(grid, LEVEL_PERCENTILES)
-        usual = (grid[:, 1:] >= low[:, None]) & (grid[:, 1:] <= high[:, None])
-        rates = np.where(usual, rates, np.nan)
-        now, before = _median_fall(rates[:, -recent:]), _median_fall(rates[:, :-recent])
-        covered = np.any(~np.isnan(grid[:, :COVER_STEPS]), axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[lo:lo + _CHUNK] = np.where(covered, np.clip(now / before, 0.0, 2.0), np.nan)
+        out[lo:lo + _CHUNK] = pulldown_ratio_of_steps(grid, sample_period_s)
     return out
+
+
+def pulldown_steps(sample_period_s: float = 60.0) -> int:
+    """How many steps of `sample_period_s` one ratio reads (the recent span and the reference before it)."""
+    return max(2, round(RECENT_S / sample_period_s)) + max(2, round(REFERENCE_S / sample_period_s))
+
+
+def pulldown_ratio_of_steps(grid: NDArray[np.float64], sample_period_s: float = 60.0) -> NDArray[np.float64]:
+    """The ratio for each row of sampled steps [N, `pulldown_steps`] (oldest first, NaN where the span has no value
+    yet), as `pulldown_ratio` samples them from readings; the gateway keeps such steps per sensor."""
+    recent = max(2, round(RECENT_S / sample_period_s))
+    rates = np.diff(grid, axis=1) / (sample_period_s / 60.0)
+    low, high = _row_percentiles(grid, LEVEL_PERCENTILES)
+    usual = (grid[:, 1:] >= low[:, None]) & (grid[:, 1:] <= high[:, None])
+    rates = np.where(usual, rates, np.nan)
+    now, before = _median_fall(rates[:, -recent:]), _median_fall(rates[:, :-recent])
+    covered = np.any(~np.isnan(grid[:, :COVER_STEPS]), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.where(covered, np.clip(now / before, 0.0, 2.0), np.nan), dtype=np.float64)
 
 
 def fading_reason(ratio: float) -> str:

@@ -1,52 +1,157 @@
-"""The per-sensor history the model's windows are read from: the same readings a deque popped by age would keep,
-in numpy columns that grow only as far as the kept span needs."""
+"""The per-sensor step rings the gateway reads its windows from: the windows, baselines and pull-down steps they give
+are those `models.runtime.features` and `models.runtime.pulldown` compute from every reading so far, on numpy 2 (this
+interpreter) and on the gateway's numpy 1.x (.venv-edge); a row's memory does not grow with its tag's rate or age."""
 
 from __future__ import annotations
 
-from collections import deque
+import json
+import subprocess
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.detect.history import INITIAL_CAPACITY, SensorHistory
-from protocol.messages import Reading
+from edge_agent.detect.history import StepRing, slots_for
+from models.runtime.features import KNOWN_FEATURES, FeatureSpec
 
 T0 = 1_767_225_600_000
-MAC = "c2:00:00:00:00:01"
+ATOL = 2e-4  # the ring keeps float32 values and per-step sums: the windows differ from float64 ones in rounding
+
+# Runs in the gateway's interpreter and in this one: one JSON case a line in, one verdict a line out.
+_CHECK = r"""
+import json, sys
+import numpy as np
+from edge_agent.detect.history import StepRing, slots_for
+from models.runtime.features import FeatureSpec, sample_steps, windows_at
+
+def check(case):
+    spec = FeatureSpec.from_dict(case["spec"])
+    period = round(spec.sample_period_s * 1000)
+    ring = StepRing(period, slots_for(spec), stats=True)
+    pull = StepRing(period, case["pull_steps"])
+    kept = {}  # sensor -> readings added so far, float32 as the ring keeps them
+    worst, compared = 0.0, 0
+    for sensor, ts, temp, rh, battery in case["readings"]:
+        opened = ring.add(sensor, ts, temp, rh, battery)
+        pull_opened = pull.add(sensor, ts, temp)
+        assert pull_opened == opened, (pull_opened, opened)
+        rows = kept.setdefault(sensor, [])
+        if rows and ts < rows[-1][0]:
+            assert opened is None
+            continue
+        rows.append((ts, float(np.float32(temp)), float(np.float32(np.nan if rh is None else rh)),
+                     float(np.float32(np.nan if battery is None else battery))))
+        if opened is None:
+            continue
+        end = (opened + 1) * period  # the window of the step just opened, from what has come
+        before = [r for r in rows if r[0] <= end]
+        cols = [np.asarray(c, dtype=np.int64 if i == 0 else np.float64) for i, c in enumerate(zip(*before))]
+        want, want_ok = windows_at(spec, *cols, end_ms=[end])
+        got, got_ok = ring.windows(spec, np.array([ring.row(sensor)]), np.array([opened]))
+        if bool(got_ok[0]) != bool(want_ok[0]):
+            return {"same": False, "why": "usable", "end": end}
+        diff = float(np.max(np.abs(got[0] - want[0])))
+        if not np.allclose(got[0], want[0], rtol=0, atol=case["atol"]):
+            return {"same": False, "why": "values", "end": end, "max_diff": diff}
+        steps = case["pull_steps"]
+        offsets = (np.arange(steps, dtype=np.int64) - (steps - 1)) * period
+        grid, _ = sample_steps(cols[0], cols[1], end + offsets[None, :], np.array([[end - steps * period]]), period)
+        ours = pull.temperatures(np.array([pull.row(sensor)]), np.array([opened]), steps)
+        if not np.array_equal(ours, grid, equal_nan=True):
+            return {"same": False, "why": "pull-down steps", "end": end}
+        worst, compared = max(worst, diff), compared + 1
+    return {"same": True, "max_diff": worst, "compared": compared}
+
+for line in sys.stdin:
+    case = json.loads(line)
+    verdict = check(case)
+    verdict["numpy"] = np.__version__
+    print(json.dumps(verdict), flush=True)
+"""
+_NAMESPACE: dict[str, Any] = {}
+exec(compile(_CHECK.split("for line in sys.stdin")[0], "<ring check>", "exec"), _NAMESPACE)
 
 
-@settings(max_examples=60, deadline=None)
-@given(steps=st.lists(st.tuples(st.integers(-5_000, 60_000), st.none() | st.floats(-40, 60),
-                                st.none() | st.floats(0, 100), st.none() | st.integers(1600, 3646)),
-                      min_size=1, max_size=400),
-       keep_ms=st.integers(1_000, 600_000))
-def test_it_keeps_exactly_what_a_deque_popped_by_age_keeps(steps: list[tuple[int, float | None, float | None,
-                                                                             int | None]], keep_ms: int) -> None:
-    history = SensorHistory(capacity=4)
-    reference: deque[tuple[int, float, float, float]] = deque()
-    ts = T0
-    for dt, temp, rh, battery in steps:
-        ts += dt  # mostly forward, sometimes a late reading
-        reading = Reading(sensor=MAC, ts=ts, profile="chilled", temp_c=temp, rh_pct=rh, battery_mv=battery)
-        history.add(reading, keep_ms)
-        reference.append((ts, np.nan if temp is None else temp, np.nan if rh is None else rh,
-                          np.nan if battery is None else float(battery)))
-        while reference and ts - reference[0][0] > keep_ms:
-            reference.popleft()
-        columns = history.columns()
-        assert len(history) == len(reference)
-        for got, want in zip(columns, zip(*reference, strict=True), strict=True):
-            np.testing.assert_array_equal(got, np.asarray(want, dtype=got.dtype))
-    assert history.first_ms == T0 + steps[0][0]
+@st.composite
+def cases(draw: st.DrawFn) -> dict[str, Any]:
+    """A spec and a few sensors' readings in arrival order: gaps shorter and longer than a ring, bursts, repeated
+    and late timestamps, missing humidity and battery, levels from -30 to 60 °C."""
+    features = draw(st.lists(st.sampled_from(sorted(KNOWN_FEATURES)), min_size=1, max_size=5, unique=True))
+    n = len(features)
+    spec = FeatureSpec(window=draw(st.integers(2, 8)), sample_period_s=draw(st.sampled_from([1.0, 2.5, 60.0])),
+                       features=tuple(features),
+                       mean=tuple(draw(st.lists(st.floats(-5, 5), min_size=n, max_size=n))),
+                       std=tuple(draw(st.lists(st.floats(0.05, 5), min_size=n, max_size=n))),
+                       baseline_windows=draw(st.integers(1, 3)))
+    period = round(spec.sample_period_s * 1000)
+    readings = []
+    clocks = {s: T0 + draw(st.integers(0, 3 * period)) for s in ("a", "b")}
+    levels = {s: draw(st.floats(-30, 60)) for s in clocks}
+    for _ in range(draw(st.integers(1, 150))):
+        sensor = draw(st.sampled_from(sorted(clocks)))
+        step = draw(st.sampled_from([0, period // 3, period // 2, period, period + 1, 3 * period])
+                    | st.integers(-period, 40 * period))
+        clocks[sensor] += step  # mostly forward; at times a late frame or a gap longer than the ring
+        temp = levels[sensor] + draw(st.floats(-2, 2))
+        rh = draw(st.none() | st.floats(0, 100))
+        battery = draw(st.none() | st.integers(1600, 3600).map(float))
+        readings.append((sensor, clocks[sensor], temp, rh, battery))
+    return {"spec": spec.to_dict(), "readings": readings, "pull_steps": draw(st.integers(2, 40)), "atol": ATOL}
 
 
-def test_a_steady_1_hz_tag_settles_at_a_fixed_capacity() -> None:
-    history = SensorHistory()
-    keep_ms = 3_600_000  # an hour: 3,601 readings at 1 Hz
-    for i in range(20_000):
-        history.add(Reading(sensor=MAC, ts=T0 + i * 1000, profile="chilled", temp_c=3.0), keep_ms)
-    assert len(history) == 3601
-    assert INITIAL_CAPACITY < history.capacity <= 2 * 4096  # about twice the span, never the whole stream
-    ts, temp, _, _ = history.columns()
-    assert ts[0] == T0 + (20_000 - 3601) * 1000 and ts[-1] == T0 + 19_999 * 1000 and np.all(temp == 3.0)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases())
+def test_the_rings_windows_are_those_of_every_reading_so_far(case: dict[str, Any]) -> None:
+    verdict = _NAMESPACE["check"](case)
+    assert verdict["same"], verdict
+
+
+@pytest.fixture(scope="module")
+def edge_check(edge_python: Path) -> Iterator[subprocess.Popen[str]]:
+    """The check above, in the gateway's interpreter (numpy 1.x), fed one case at a time."""
+    proc = subprocess.Popen([str(edge_python), "-c", _CHECK], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parents[2])
+    yield proc
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(30)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(case=cases())
+def test_the_same_holds_on_the_gateways_numpy(edge_check: subprocess.Popen[str], case: dict[str, Any]) -> None:
+    assert edge_check.stdin is not None and edge_check.stdout is not None
+    edge_check.stdin.write(json.dumps(case) + "\n")
+    edge_check.stdin.flush()
+    line = edge_check.stdout.readline()
+    assert line, "the edge interpreter's check died"
+    verdict = json.loads(line)
+    assert verdict["numpy"].startswith("1."), verdict
+    assert verdict["same"], verdict
+
+
+def test_a_1_hz_tag_takes_the_memory_of_a_60_s_tag_and_keeps_it() -> None:
+    """Memory per sensor is the ring's, fixed when the sensor is first heard: a tag at 1 Hz for a day costs what a
+    tag at one reading a minute costs, and a day costs what the first hour did."""
+    spec = FeatureSpec(30, 60.0, ("temp_dev", "temp_drift"), (0.0, 0.0), (1.0, 1.0))
+
+    def traced(interval_ms: int, hours: float) -> int:
+        ring = StepRing(60_000, slots_for(spec), stats=True)
+        tracemalloc.start()
+        for k in range(int(hours * 3_600_000 / interval_ms)):
+            ts = T0 + k * interval_ms
+            for sensor in ("a", "b", "c", "d"):
+                ring.add(sensor, ts, 3.0 + (k % 7) * 0.1, 80.0, 3000.0)
+        size, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return size
+
+    fast_hour, slow_hour, fast_day = traced(1000, 1.0), traced(60_000, 1.0), traced(1000, 24.0)
+    assert abs(fast_day - fast_hour) < 1024 and abs(fast_hour - slow_hour) < 1024
+    ring = StepRing(60_000, slots_for(spec), stats=True)
+    assert slots_for(spec) == 270 and ring.bytes_per_row() == 270 * 30  # 8.1 KB a sensor, at any rate

@@ -113,20 +113,22 @@ def test_the_gateway_rule_judges_like_the_replay_and_opens_during_the_leak() -> 
     detector = Detector("gw1", DetectConfig())
     rule = GatewayPulldownRule(below=FADING_BELOW, min_duration_ms=3_600_000, clear_after_ms=300_000)
     opened, judged = [], []
-    for ts, temp in zip(ts_all, temp_all, strict=True):
+    for k, (ts, temp) in enumerate(zip(ts_all, temp_all, strict=True)):
         reading = Reading(sensor="c2:00:00:00:00:00", ts=int(ts), profile="frozen", temp_c=float(temp))
         finding = rule.check(reading, None)  # a second one alone, to see its verdicts ...
-        if finding is not None:
-            judged.append((reading.ts, finding.value))
+        if finding is not None:  # for the span ending where the reading's minute ends, from what has come
+            judged.append((((reading.ts - 1) // MIN + 1) * MIN, k + 1, finding.value))
         opened += [e for e in detector.observe(reading) if e.kind == "cooling_fading" and e.state == "open"]
     assert opened, "the gateway did not see the leak"
     assert opened[0].started_at > label.start_ms  # type: ignore[attr-defined]
     assert opened[0].reason.startswith("pull-downs") and opened[0].threshold == FADING_BELOW
     assert opened[0].value is not None and opened[0].value < FADING_BELOW
-    # ... which are the replay's over the whole series: the history the agent keeps is enough
-    when, value = zip(*judged, strict=True)
-    assert len(when) > 500
-    assert np.allclose(value, pulldown_ratio(ts_all, temp_all, list(when)))
+    # ... which are the replay's over the series up to each verdict's reading (temperatures as the agent keeps
+    # them, float32): the steps the agent keeps are enough
+    assert len(judged) > 500
+    kept = temp_all.astype(np.float32).astype(np.float64)
+    replay = [float(pulldown_ratio(ts_all[:upto], kept[:upto], [end])[0]) for end, upto, _ in judged]
+    assert np.allclose([value for _, _, value in judged], replay)
 
 
 @settings(max_examples=60, deadline=None)
