@@ -125,6 +125,8 @@ class Agent:
             events = self.detector.observe_many(pending)
             scored, scored_events = self.anomaly.score(pending)
             events += scored_events + self.detector.tick()
+        if self.anomaly.models:
+            self.metrics.windows_scored.inc(sum(r.anomaly_score is not None for r in scored))
         self.outbox.stage_many(scored)
         self._raise(events)
         self.outbox.flush()

@@ -45,6 +45,9 @@ class AgentMetrics:
         self.models_refused = Counter("coldwatch_agent_models_refused_total",
                                       "Models the updater refused (signature, hash, too new for this agent, ...), "
                                       "by reason", ["reason"], registry=r)
+        self.windows_scored = Counter("coldwatch_agent_windows_scored_total",
+                                      "Readings given an anomaly score by the active model (one window each)",
+                                      registry=r)
         self.alerts = Counter("coldwatch_agent_alert_events_total", "Alert events raised, by kind and state",
                               ["kind", "state"], registry=r)
         self.replayed = Counter("coldwatch_agent_replayed_total", "Kept messages queued again at the cloud's request",

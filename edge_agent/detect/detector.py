@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
+from typing import Final
 
 from edge_agent.config import DetectConfig as DetectSettings
 from edge_agent.detect.alerts import AlertTracker
@@ -26,28 +27,45 @@ def default_rules(s: DetectSettings) -> list[Rule]:
     ]
 
 
+_OFFSET_MAX: Final = 2**31 - 1
+
+
 @dataclass
 class _RateWindow:
-    """One sensor's readings of the last rate window as times and temperatures (NaN: none) in two flat buffers,
-    16 bytes a reading (a Reading object is ten times that: at 1 Hz a 5-minute window held 300 of them)."""
+    """One sensor's readings of the last rate window as times (ms after `base`, int32) and temperatures (NaN: none)
+    in two flat buffers, 12 bytes a reading (a Reading object is ten times that: at 1 Hz a 5-minute window held 300
+    of them)."""
 
-    ts: array[int] = field(default_factory=lambda: array("q"))
+    ts: array[int] = field(default_factory=lambda: array("i"))
     temp: array[float] = field(default_factory=lambda: array("d"))
-    start: int = 0  # the oldest kept; the buffers are cut only once half of them has fallen out
+    base: int | None = None
+    start: int = 0  # the oldest kept; the buffers are cut once a quarter of them has fallen out
 
     def add(self, ts_ms: int, temp_c: float | None, window_ms: int) -> tuple[int, float]:
         """Add a reading (readings come in time order) and drop those more than `window_ms` older than it;
         returns the oldest kept (time, temperature)."""
-        self.ts.append(ts_ms)
+        if self.base is None:
+            self.base = ts_ms
+        elif ts_ms - self.base > _OFFSET_MAX:  # weeks after the buffers were last cut: count from now
+            self._rebase(ts_ms)
+        base = self.base
+        self.ts.append(ts_ms - base)
         self.temp.append(float("nan") if temp_c is None else temp_c)
         start = self.start
-        while ts_ms - self.ts[start] > window_ms:
+        while ts_ms - base - self.ts[start] > window_ms:
             start += 1
-        if start > 32 and 2 * start > len(self.ts):
+        if start > 16 and 4 * start > len(self.ts):
             del self.ts[:start], self.temp[:start]
             start = 0
         self.start = start
-        return self.ts[start], self.temp[start]
+        return base + self.ts[start], self.temp[start]
+
+    def _rebase(self, base: int) -> None:
+        assert self.base is not None
+        kept = [self.base + t - base for t in self.ts[self.start:]]
+        self.ts = array("i", [max(-_OFFSET_MAX, t) for t in kept])  # all long out of the window: dropped next
+        del self.temp[:self.start]
+        self.start, self.base = 0, base
 
 
 @dataclass

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from models.runtime.features import BASELINE_MIN_COVER, FRESH_PERIODS, FeatureSpec, windows_from_steps
 
 _NAN: Final = float("nan")
-_COUNT_MAX: Final = 65_535  # temperatures per step counted up to this (uint16)
+_COUNT_MAX: Final = 65_535  # temperatures per step counted up to this (uint16); offsets within a step likewise
 
 
 class _OpenStep:
@@ -59,8 +59,9 @@ class ModelSteps:
 
 
 class StepRing:
-    """Per sensor, the last `slots` closed steps of `period_ms` in one row of fixed-size arrays (rows are added for
-    new sensors; a row's memory does not grow with its tag's rate or age)."""
+    """Per sensor, the last `slots` steps of `period_ms` in one row of fixed-size arrays (rows are added for new
+    sensors; a row's memory does not grow with its tag's rate or age). Without `stats` only the temperatures are
+    kept (what the pull-down ratio reads)."""
 
     def __init__(self, period_ms: int, slots: int, *, stats: bool = False) -> None:
         if period_ms <= 0 or slots < 1:
@@ -68,14 +69,15 @@ class StepRing:
         self.period_ms = period_ms
         self.slots = slots
         self.stats = stats
+        self._at_unit = -(-period_ms // _COUNT_MAX)  # offsets within a step in this many ms (1 up to 65.5 s steps)
         self._rows: dict[str, int] = {}
         self._open: list[_OpenStep] = []
         self.first_ms: list[int] = []  # per row: the sensor's first reading (windows begin a full window after)
         self._arrays: dict[str, NDArray[np.generic]] = {}
-        names: dict[str, type[np.generic]] = {"temp": np.float32, "temp_at": np.int32}
+        names: dict[str, type[np.generic]] = {"temp": np.float32}
         if stats:
-            names |= {"rh": np.float32, "battery": np.float32, "mean": np.float32, "m2": np.float32,
-                      "count": np.uint16, "first_at": np.int32}
+            names |= {"temp_at": np.uint16, "rh": np.float32, "battery": np.float32, "mean": np.float32,
+                      "m2": np.float32, "count": np.uint16, "first_at": np.uint16}
         self._dtypes = names
         for name, dtype in names.items():
             self._arrays[name] = np.zeros((0, slots), dtype=dtype)
@@ -140,9 +142,9 @@ class StepRing:
     def _new_row(self, sensor: str, slot: int, ts_ms: int) -> int:
         row = len(self._open)
         capacity = self._arrays["temp"].shape[0]
-        if row == capacity:  # grown by doubling: untouched rows of a fresh allocation cost no resident memory
+        if row == capacity:  # grown by a quarter: untouched rows of a fresh allocation cost no resident memory
             for name, old in self._arrays.items():
-                new = np.zeros((max(16, 2 * capacity), self.slots), dtype=old.dtype)
+                new = np.zeros((capacity + max(16, capacity // 4), self.slots), dtype=old.dtype)
                 new[:capacity] = old
                 self._arrays[name] = new
         self._clear(row, 0, self.slots)
@@ -178,15 +180,15 @@ class StepRing:
         p = step.slot % self.slots
         arrays = self._arrays
         arrays["temp"][row, p] = step.temp
-        arrays["temp_at"][row, p] = step.last_at
         if self.stats:
+            arrays["temp_at"][row, p] = step.last_at // self._at_unit
             arrays["rh"][row, p] = step.rh
             arrays["battery"][row, p] = step.battery
             arrays["count"][row, p] = min(step.n, _COUNT_MAX)
             mean = step.sum / step.n
             arrays["mean"][row, p] = step.base + mean
             arrays["m2"][row, p] = max(step.sq - step.sum * mean, 0.0)
-            arrays["first_at"][row, p] = step.first_at
+            arrays["first_at"][row, p] = step.first_at // self._at_unit
 
     def _take(self, name: str, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> NDArray[np.generic]:
         return self._arrays[name][rows[:, None], cols % self.slots]
@@ -209,7 +211,8 @@ class StepRing:
         # a step's value is fresh when it came within FRESH_PERIODS of the step's end
         src = np.maximum(source, 0)
         src_slot = np.take_along_axis(cols, src, axis=1)
-        taken = src_slot * p + np.take_along_axis(self._take("temp_at", rows, cols).astype(np.int64), src, axis=1)
+        at = self._take("temp_at", rows, cols).astype(np.int64) * self._at_unit
+        taken = src_slot * p + np.take_along_axis(at, src, axis=1)
         fresh = (source >= 0) & (taken > (cols + 1) * p - FRESH_PERIODS * p)
         span = spec.baseline_windows * w
         base_cols = ends[:, None] - w + np.arange(1 - span, 1, dtype=np.int64)[None, :]
@@ -232,8 +235,9 @@ class StepRing:
         first = np.argmax(present, axis=1)
         last = present.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)
         at = np.arange(len(cols))
-        first_ts = cols[at, first] * p + self._take("first_at", rows, cols)[at, first].astype(np.int64)
-        last_ts = cols[at, last] * p + self._take("temp_at", rows, cols)[at, last].astype(np.int64)
+        unit = self._at_unit
+        first_ts = cols[at, first] * p + self._take("first_at", rows, cols)[at, first].astype(np.int64) * unit
+        last_ts = cols[at, last] * p + self._take("temp_at", rows, cols)[at, last].astype(np.int64) * unit
         enough = (total > 0) & (last_ts - first_ts >= span_ms * BASELINE_MIN_COVER)
         return np.where(enough, mean, np.nan), np.where(enough, np.sqrt(np.maximum(spread, 0.0)), np.nan)
 

@@ -154,4 +154,4 @@ def test_a_1_hz_tag_takes_the_memory_of_a_60_s_tag_and_keeps_it() -> None:
     fast_hour, slow_hour, fast_day = traced(1000, 1.0), traced(60_000, 1.0), traced(1000, 24.0)
     assert abs(fast_day - fast_hour) < 1024 and abs(fast_hour - slow_hour) < 1024
     ring = StepRing(60_000, slots_for(spec), stats=True)
-    assert slots_for(spec) == 270 and ring.bytes_per_row() == 270 * 30  # 8.1 KB a sensor, at any rate
+    assert slots_for(spec) == 270 and ring.bytes_per_row() == 270 * 26  # 7 KB a sensor, at any rate
