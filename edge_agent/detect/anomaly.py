@@ -70,8 +70,8 @@ class AnomalyDetector:
         for m in models:
             period = _period_ms(m)
             ring = self.rings.get(period)
-            if ring is None or ring.slots < slots_for(m.spec):
-                ring = self.rings[period] = StepRing(period, slots_for(m.spec), stats=True)
+            if ring is None or ring.slots < slots_for(m.spec) or ring.recent < m.spec.window:
+                ring = self.rings[period] = StepRing(period, slots_for(m.spec), stats=True, recent=m.spec.window)
             rings[period] = ring
         return rings
 

@@ -32,12 +32,12 @@ _OFFSET_MAX: Final = 2**31 - 1
 
 @dataclass
 class _RateWindow:
-    """One sensor's readings of the last rate window as times (ms after `base`, int32) and temperatures (NaN: none)
-    in two flat buffers, 12 bytes a reading (a Reading object is ten times that: at 1 Hz a 5-minute window held 300
-    of them)."""
+    """One sensor's readings of the last rate window as times (ms after `base`, int32) and temperatures (float32,
+    NaN: none) in two flat buffers, 8 bytes a reading (a Reading object is twenty times that: at 1 Hz a 5-minute
+    window held 300 of them)."""
 
     ts: array[int] = field(default_factory=lambda: array("i"))
-    temp: array[float] = field(default_factory=lambda: array("d"))
+    temp: array[float] = field(default_factory=lambda: array("f"))
     base: int | None = None
     start: int = 0  # the oldest kept; the buffers are cut once a quarter of them has fallen out
 

@@ -61,26 +61,30 @@ class ModelSteps:
 class StepRing:
     """Per sensor, the last `slots` steps of `period_ms` in one row of fixed-size arrays (rows are added for new
     sensors; a row's memory does not grow with its tag's rate or age). Without `stats` only the temperatures are
-    kept (what the pull-down ratio reads)."""
+    kept (what the pull-down ratio reads). With `stats`, the last values (temperature, humidity, battery) are kept
+    for the last `recent` steps only (a window's), the counts, means and offsets for all `slots` (its baseline)."""
 
-    def __init__(self, period_ms: int, slots: int, *, stats: bool = False) -> None:
+    def __init__(self, period_ms: int, slots: int, *, stats: bool = False, recent: int | None = None) -> None:
         if period_ms <= 0 or slots < 1:
             raise ValueError("a ring needs a positive period and at least one slot")
         self.period_ms = period_ms
         self.slots = slots
         self.stats = stats
+        self.recent = min(slots, recent or slots)
         self._at_unit = -(-period_ms // _COUNT_MAX)  # offsets within a step in this many ms (1 up to 65.5 s steps)
         self._rows: dict[str, int] = {}
         self._open: list[_OpenStep] = []
         self.first_ms: list[int] = []  # per row: the sensor's first reading (windows begin a full window after)
-        self._arrays: dict[str, NDArray[np.generic]] = {}
-        names: dict[str, type[np.generic]] = {"temp": np.float32}
+        values = self.recent if stats else slots
+        columns: dict[str, tuple[type[np.generic], int, float]] = {"temp": (np.float32, values, np.nan)}
         if stats:
-            names |= {"temp_at": np.uint16, "rh": np.float32, "battery": np.float32, "mean": np.float32,
-                      "m2": np.float32, "count": np.uint16, "first_at": np.uint16}
-        self._dtypes = names
-        for name, dtype in names.items():
-            self._arrays[name] = np.zeros((0, slots), dtype=dtype)
+            columns |= {"rh": (np.float32, values, np.nan), "battery": (np.float32, values, np.nan),
+                        "count": (np.uint16, slots, 0), "mean": (np.float32, slots, 0.0),
+                        "m2": (np.float32, slots, 0.0), "temp_at": (np.uint16, slots, 0),
+                        "first_at": (np.uint16, slots, 0)}
+        self._columns = columns  # name → (dtype, steps kept, value of an empty step)
+        self._arrays: dict[str, NDArray[np.generic]] = {
+            name: np.zeros((0, length), dtype=dtype) for name, (dtype, length, _) in columns.items()}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -144,54 +148,48 @@ class StepRing:
         capacity = self._arrays["temp"].shape[0]
         if row == capacity:  # grown by a quarter: untouched rows of a fresh allocation cost no resident memory
             for name, old in self._arrays.items():
-                new = np.zeros((capacity + max(16, capacity // 4), self.slots), dtype=old.dtype)
+                new = np.zeros((capacity + max(16, capacity // 4), old.shape[1]), dtype=old.dtype)
                 new[:capacity] = old
                 self._arrays[name] = new
-        self._clear(row, 0, self.slots)
+        for name, (_, _, empty) in self._columns.items():
+            self._arrays[name][row] = empty
         self._rows[sensor] = row
         self._open.append(_OpenStep(slot, ts_ms))
         self.first_ms.append(ts_ms)
         return row
 
-    def _clear(self, row: int, start: int, stop: int) -> None:
-        """Mark ring positions [start, stop) of a row empty."""
-        arrays = self._arrays
-        arrays["temp"][row, start:stop] = np.nan
-        if self.stats:
-            arrays["rh"][row, start:stop] = np.nan
-            arrays["battery"][row, start:stop] = np.nan
-            arrays["count"][row, start:stop] = 0
-
     def _close(self, row: int, step: _OpenStep, new_slot: int) -> None:
         """Write the open step into the ring, then mark the steps skipped up to `new_slot` empty (after: a gap as
         long as the ring wraps onto the step just written, which is then older than anything the ring holds)."""
         self._write(row, step)
-        n = self.slots
-        gap = min(new_slot - step.slot - 1, n)
-        if gap > 0:
-            first = (step.slot + 1) % n
-            if first + gap <= n:
-                self._clear(row, first, first + gap)
-            else:
-                self._clear(row, first, n)
-                self._clear(row, 0, first + gap - n)
+        skipped = new_slot - step.slot - 1
+        if skipped <= 0:
+            return
+        for name, (_, length, empty) in self._columns.items():
+            array = self._arrays[name]
+            positions = (step.slot + 1 + np.arange(min(skipped, length))) % length
+            array[row, positions] = empty
 
     def _write(self, row: int, step: _OpenStep) -> None:
-        p = step.slot % self.slots
         arrays = self._arrays
-        arrays["temp"][row, p] = step.temp
+        values = self.recent if self.stats else self.slots
+        v = step.slot % values
+        arrays["temp"][row, v] = step.temp
         if self.stats:
-            arrays["temp_at"][row, p] = step.last_at // self._at_unit
-            arrays["rh"][row, p] = step.rh
-            arrays["battery"][row, p] = step.battery
+            arrays["rh"][row, v] = step.rh
+            arrays["battery"][row, v] = step.battery
+            p = step.slot % self.slots
             arrays["count"][row, p] = min(step.n, _COUNT_MAX)
             mean = step.sum / step.n
             arrays["mean"][row, p] = step.base + mean
             arrays["m2"][row, p] = max(step.sq - step.sum * mean, 0.0)
+            arrays["temp_at"][row, p] = step.last_at // self._at_unit
             arrays["first_at"][row, p] = step.first_at // self._at_unit
 
     def _take(self, name: str, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> NDArray[np.generic]:
-        return self._arrays[name][rows[:, None], cols % self.slots]
+        array = self._arrays[name]
+        taken: NDArray[np.generic] = array[rows[:, None], cols % array.shape[1]]
+        return taken
 
     def temperatures(self, rows: NDArray[np.int64], ends: NDArray[np.int64], steps: int) -> NDArray[np.float64]:
         """For each (row, last step), the temperature at the end of each of the `steps` steps up to it: the latest
@@ -204,6 +202,9 @@ class StepRing:
         """What the windows of `spec` ending at the end of step `ends[i]` of row `rows[i]` read (a ring with
         `stats`, of the spec's period and at least its reach in slots)."""
         w, p = spec.window, self.period_ms
+        if w > self.recent or slots_for(spec) > self.slots or not self.stats:
+            raise ValueError(f"a ring of {self.slots} steps ({self.recent} with values) cannot feed windows of "
+                             f"{w} steps reaching {slots_for(spec)}")
         cols = ends[:, None] + np.arange(1 - w, 1, dtype=np.int64)[None, :]
         temp, source = _forward_fill(self._take("temp", rows, cols).astype(np.float64))
         rh, _ = _forward_fill(self._take("rh", rows, cols).astype(np.float64))
@@ -250,7 +251,7 @@ class StepRing:
 
     def bytes_per_row(self) -> int:
         """The ring's memory per sensor (its arrays' slots, without the open step)."""
-        return sum(np.dtype(d).itemsize for d in self._dtypes.values()) * self.slots
+        return sum(np.dtype(dtype).itemsize * length for dtype, length, _ in self._columns.values())
 
 
 def _forward_fill(grid: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -264,5 +265,6 @@ def _forward_fill(grid: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArr
 
 
 def slots_for(spec: FeatureSpec) -> int:
-    """Steps of a ring that `spec`'s windows read (the window and its baseline)."""
+    """Steps of a ring that `spec`'s windows read (the window and its baseline); a ring keeps the last values for
+    the last `spec.window` of them."""
     return math.ceil(spec.reach_ms / round(spec.sample_period_s * 1000))

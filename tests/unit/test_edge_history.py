@@ -31,7 +31,7 @@ from models.runtime.features import FeatureSpec, sample_steps, windows_at
 def check(case):
     spec = FeatureSpec.from_dict(case["spec"])
     period = round(spec.sample_period_s * 1000)
-    ring = StepRing(period, slots_for(spec), stats=True)
+    ring = StepRing(period, slots_for(spec), stats=True, recent=spec.window)
     pull = StepRing(period, case["pull_steps"])
     kept = {}  # sensor -> readings added so far, float32 as the ring keeps them
     worst, compared = 0.0, 0
@@ -141,7 +141,7 @@ def test_a_1_hz_tag_takes_the_memory_of_a_60_s_tag_and_keeps_it() -> None:
     spec = FeatureSpec(30, 60.0, ("temp_dev", "temp_drift"), (0.0, 0.0), (1.0, 1.0))
 
     def traced(interval_ms: int, hours: float) -> int:
-        ring = StepRing(60_000, slots_for(spec), stats=True)
+        ring = StepRing(60_000, slots_for(spec), stats=True, recent=spec.window)
         tracemalloc.start()
         for k in range(int(hours * 3_600_000 / interval_ms)):
             ts = T0 + k * interval_ms
@@ -153,5 +153,5 @@ def test_a_1_hz_tag_takes_the_memory_of_a_60_s_tag_and_keeps_it() -> None:
 
     fast_hour, slow_hour, fast_day = traced(1000, 1.0), traced(60_000, 1.0), traced(1000, 24.0)
     assert abs(fast_day - fast_hour) < 1024 and abs(fast_hour - slow_hour) < 1024
-    ring = StepRing(60_000, slots_for(spec), stats=True)
-    assert slots_for(spec) == 270 and ring.bytes_per_row() == 270 * 26  # 7 KB a sensor, at any rate
+    ring = StepRing(60_000, slots_for(spec), stats=True, recent=spec.window)
+    assert slots_for(spec) == 270 and ring.bytes_per_row() == 270 * 14 + 30 * 12  # 4.1 KB a sensor, at any rate
