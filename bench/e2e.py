@@ -237,6 +237,7 @@ def _install_agent_models(models_dir: Path, sample_period_s: float) -> Path:
                                         validation_days=0.5, epochs=2))
     spec = FeatureSpec.from_dict({**trained.spec.to_dict(), "sample_period_s": sample_period_s})
     private_pem, public_raw = generate_keypair()
+    models_dir.mkdir(parents=True, exist_ok=True)
     key = models_dir.parent / "fleet.pub"
     key.write_bytes(public_raw)
     store = ModelStore(models_dir, [public_raw])

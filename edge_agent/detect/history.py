@@ -186,16 +186,23 @@ class StepRing:
             arrays["temp_at"][row, p] = step.last_at // self._at_unit
             arrays["first_at"][row, p] = step.first_at // self._at_unit
 
-    def _take(self, name: str, rows: NDArray[np.int64], cols: NDArray[np.int64]) -> NDArray[np.generic]:
-        array = self._arrays[name]
-        taken: NDArray[np.generic] = array[rows[:, None], cols % array.shape[1]]
+    def _index(self, rows: NDArray[np.int64], cols: NDArray[np.int64], length: int) -> NDArray[np.int64]:
+        """Flat positions of the steps `cols` [N, k] (consecutive steps, k <= `length`, one row of them per entry
+        of `rows`) in arrays keeping `length` steps."""
+        position: NDArray[np.int64] = (rows * length + cols[:, 0] % length)[:, None] + np.arange(cols.shape[1])[None, :]
+        position[position >= (rows * length + length)[:, None]] -= length  # steps past the row's end wrap round
+        return position
+
+    def _take(self, name: str, index: NDArray[np.int64]) -> NDArray[np.generic]:
+        taken: NDArray[np.generic] = self._arrays[name].reshape(-1).take(index)  # a view: rows are contiguous
         return taken
 
     def temperatures(self, rows: NDArray[np.int64], ends: NDArray[np.int64], steps: int) -> NDArray[np.float64]:
         """For each (row, last step), the temperature at the end of each of the `steps` steps up to it: the latest
         at or before that end inside the span (as `features.sample_steps` gives), NaN before its first."""
         cols = ends[:, None] + np.arange(1 - steps, 1, dtype=np.int64)[None, :]
-        values, _ = _forward_fill(self._take("temp", rows, cols).astype(np.float64))
+        index = self._index(rows, cols, self._arrays["temp"].shape[1])
+        values, _ = _forward_fill(self._take("temp", index).astype(np.float64))
         return values
 
     def model_steps(self, spec: FeatureSpec, rows: NDArray[np.int64], ends: NDArray[np.int64]) -> ModelSteps:
@@ -206,13 +213,14 @@ class StepRing:
             raise ValueError(f"a ring of {self.slots} steps ({self.recent} with values) cannot feed windows of "
                              f"{w} steps reaching {slots_for(spec)}")
         cols = ends[:, None] + np.arange(1 - w, 1, dtype=np.int64)[None, :]
-        temp, source = _forward_fill(self._take("temp", rows, cols).astype(np.float64))
-        rh, _ = _forward_fill(self._take("rh", rows, cols).astype(np.float64))
-        battery, _ = _forward_fill(self._take("battery", rows, cols).astype(np.float64))
+        recent, every = self._index(rows, cols, self.recent), self._index(rows, cols, self.slots)
+        temp, source = _forward_fill(self._take("temp", recent).astype(np.float64))
+        rh, _ = _forward_fill(self._take("rh", recent).astype(np.float64))
+        battery, _ = _forward_fill(self._take("battery", recent).astype(np.float64))
         # a step's value is fresh when it came within FRESH_PERIODS of the step's end
         src = np.maximum(source, 0)
         src_slot = np.take_along_axis(cols, src, axis=1)
-        at = self._take("temp_at", rows, cols).astype(np.int64) * self._at_unit
+        at = self._take("temp_at", every).astype(np.int64) * self._at_unit
         taken = src_slot * p + np.take_along_axis(at, src, axis=1)
         fresh = (source >= 0) & (taken > (cols + 1) * p - FRESH_PERIODS * p)
         span = spec.baseline_windows * w
@@ -224,21 +232,24 @@ class StepRing:
                   ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Mean and spread of every temperature in the steps `cols` (per row), NaN where the temperatures span less
         than BASELINE_MIN_COVER of `span_ms` (as `features` judges a baseline)."""
-        count = self._take("count", rows, cols).astype(np.float64)
-        means = self._take("mean", rows, cols).astype(np.float64)
-        m2 = self._take("m2", rows, cols).astype(np.float64)
+        index = self._index(rows, cols, self.slots)
+        count = self._take("count", index).astype(np.float64)  # an empty step holds count, mean and m2 zero
+        means = self._take("mean", index).astype(np.float64)
+        weighted = count * means
         total = count.sum(axis=1)
-        present = count > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(present, means * count, 0.0).sum(axis=1) / total
-            spread = np.where(present, m2 + count * (means - mean[:, None]) ** 2, 0.0).sum(axis=1) / total
+            mean = weighted.sum(axis=1) / total
+            # the steps' own spreads and their means' spread about the whole mean (float64: no cancellation to fear)
+            spread = (self._take("m2", index).sum(axis=1, dtype=np.float64) + (weighted * means).sum(axis=1)
+                      ) / total - mean * mean
+        present = count > 0
         p = self.period_ms
         first = np.argmax(present, axis=1)
         last = present.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)
         at = np.arange(len(cols))
         unit = self._at_unit
-        first_ts = cols[at, first] * p + self._take("first_at", rows, cols)[at, first].astype(np.int64) * unit
-        last_ts = cols[at, last] * p + self._take("temp_at", rows, cols)[at, last].astype(np.int64) * unit
+        first_ts = cols[at, first] * p + self._take("first_at", index[at, first]).astype(np.int64) * unit
+        last_ts = cols[at, last] * p + self._take("temp_at", index[at, last]).astype(np.int64) * unit
         enough = (total > 0) & (last_ts - first_ts >= span_ms * BASELINE_MIN_COVER)
         return np.where(enough, mean, np.nan), np.where(enough, np.sqrt(np.maximum(spread, 0.0)), np.nan)
 
