@@ -256,7 +256,7 @@ def _install_agent_models(models_dir: Path, sample_period_s: float) -> Path:
 
 
 def agent_tags_at_1hz(tags: int = 200, seconds: float = 20.0, warmup_s: float = 35.0,
-                      steady_s: float = 0.0) -> list[Result]:
+                      steady_s: float = 0.0, model: bool = True) -> list[Result]:
     """A real agent hearing `tags` tags once a second, with every rule and an active model per profile whose windows
     come every second per tag (`_install_agent_models`): its CPU (% of one core, over `seconds` once every tag's
     windows are scored) and RSS, against the budget (5 % of a core for 200 tags, 25 % for 5,000) and a bare
@@ -264,13 +264,16 @@ def agent_tags_at_1hz(tags: int = 200, seconds: float = 20.0, warmup_s: float = 
     heard (edge_agent/detect/history.py); the rate rule's 5-minute window fills as readings come, so the RSS is
     taken `steady_s` after the tags start when given (310 s: every structure full). Frames the agent received are
     checked against the simulator's count and the windows it scored are counted, so a CPU figure is never that of
-    an agent that fell behind or of one without a model."""
+    an agent that fell behind or of one without a model. Without `model` (a gateway that has no trusted keys yet,
+    rules only) the figures are named `..._rules_only`."""
     budget = 5.0 if tags <= 200 else 25.0
     bare = subprocess.Popen([str(EDGE_BIN / "python"), "-c", "import paho.mqtt.client, numpy, time; time.sleep(600)"])
     with tempfile.TemporaryDirectory(prefix="coldwatch-bench-") as tmp:
-        models_dir = Path(tmp) / "models" / "store"
-        key = _install_agent_models(models_dir, sample_period_s=1.0)
-        extra = f'[updater]\npublic_keys = ["{key}"]\nmodels_dir = "{models_dir}"\n'
+        extra = ""
+        if model:
+            models_dir = Path(tmp) / "models" / "store"
+            key = _install_agent_models(models_dir, sample_period_s=1.0)
+            extra = f'[updater]\npublic_keys = ["{key}"]\nmodels_dir = "{models_dir}"\n'
         stack = LocalStack(workdir=Path(tmp), gateways=make_gateways([("bench-01", min(tags, SIM_TAGS_PER_GATEWAY),
                                                                         ["chilled", "frozen"])]),
                            say=lambda _line: None)
@@ -300,9 +303,12 @@ def agent_tags_at_1hz(tags: int = 200, seconds: float = 20.0, warmup_s: float = 
     note = (f"{received:,.0f} of {sent:,} frames received; {scored / seconds:,.0f} windows scored a second; "
             f"RSS after {max(warmup_s + seconds, steady_s):.0f} s")
     print(f"    {tags} tags at 1 Hz: {note}", file=sys.stderr)
-    return [Result(f"agent_cpu_{tags}_tags_1hz", cpu_pct, "% of a core", "budget", budget, higher_is_better=False,
-                   note=note),
-            Result(f"agent_rss_{tags}_tags_1hz", agent_rss, "MiB", "bare python + paho + numpy", bare_rss,
+    if model and not scored:
+        raise RuntimeError(f"the agent scored no window with {tags} tags: its models were not loaded")
+    suffix = "" if model else "_rules_only"
+    return [Result(f"agent_cpu_{tags}_tags_1hz{suffix}", cpu_pct, "% of a core", "budget", budget,
+                   higher_is_better=False, note=note),
+            Result(f"agent_rss_{tags}_tags_1hz{suffix}", agent_rss, "MiB", "bare python + paho + numpy", bare_rss,
                    higher_is_better=False, note=note)]
 
 
@@ -461,4 +467,5 @@ def agent_rules_per_tag(tags: int = 32, hours: float = 5.6) -> list[Result]:
 
 def run() -> list[Result]:
     return (agent_accept_path() + agent_history_per_tag() + agent_rules_per_tag() + agent_tags_at_1hz(200)
-            + agent_tags_at_1hz(5000, steady_s=310.0) + agent_burst() + slice_sim_to_influx())  # ingest: bench/cloud.py
+            + agent_tags_at_1hz(200, model=False) + agent_tags_at_1hz(5000, steady_s=310.0) + agent_burst()
+            + slice_sim_to_influx())  # ingest: bench/cloud.py

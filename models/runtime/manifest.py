@@ -2,8 +2,8 @@
 desired document's signature (the same keys) and the model version order the gateway's anti-rollback uses live here
 too.
 
-No torch here: the edge agent imports this module. Needs `cryptography`, msgspec, the wire contract (protocol/) and
-the stdlib only.
+No torch here: the edge agent imports this module. Needs `cryptography` (imported when a key is used), msgspec,
+the wire contract (protocol/) and the stdlib only.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocol.codec import desired_signing_bytes
 from protocol.messages import Desired
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = ["Manifest", "ModelFiles", "ModelRejected", "compare_versions", "generate_keypair", "load_private_key",
            "load_public_key", "load_verified", "release", "sha256_file", "sign_bytes", "sign_desired", "sign_manifest",
@@ -194,8 +194,15 @@ def sha256_file(path: Path | str) -> str:
     return digest.hexdigest()
 
 
+# `cryptography` is imported where a key is used, not with this module: its OpenSSL bindings are 7.6 MiB of a
+# gateway's memory, and a gateway without trusted keys (rules only) never verifies anything.
+
+
 def generate_keypair() -> tuple[bytes, bytes]:
     """A new Ed25519 key pair: (private key as unencrypted PKCS#8 PEM, public key as 32 raw bytes)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
@@ -205,6 +212,9 @@ def generate_keypair() -> tuple[bytes, bytes]:
 
 def load_private_key(data: bytes) -> Ed25519PrivateKey:
     """An Ed25519 private key from PKCS#8 PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = serialization.load_pem_private_key(data, password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError("not an Ed25519 private key")
@@ -215,6 +225,9 @@ def load_public_key(data: bytes) -> bytes:
     """The 32 raw bytes of an Ed25519 public key given raw, base64 of raw (a `.pub` file), or PEM."""
     text = data.strip()
     if text.startswith(b"-----BEGIN"):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         key = serialization.load_pem_public_key(text)
         if not isinstance(key, Ed25519PublicKey):
             raise ValueError("not an Ed25519 public key")
@@ -259,6 +272,9 @@ def _check_signature(data: bytes, signature_b64: bytes | str, public_keys: Itera
     keys = list(public_keys)
     if not keys:
         raise ModelRejected("no_trusted_keys", "no public key configured")
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     for raw in keys:
         try:
             Ed25519PublicKey.from_public_bytes(load_public_key(raw)).verify(signature, data)

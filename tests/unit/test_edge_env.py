@@ -44,3 +44,18 @@ def test_agent_imports_nothing_from_the_cloud(edge_python: Path) -> None:
         "import sys, json, edge_agent.cli, edge_agent.agent; print(json.dumps(sorted(sys.modules)))",
     ))
     assert not [m for m in loaded if m == "cloud" or m.startswith(("cloud.", "torch", "fastapi", "sqlmodel"))]
+
+
+def test_a_gateway_without_keys_never_loads_openssl(edge_python: Path) -> None:
+    """`cryptography` (7.6 MiB resident) is imported where a signature is checked: a rules-only gateway, which has
+    no trusted keys, never loads it; checking one does."""
+    loaded = json.loads(run_edge(
+        edge_python,
+        "import sys, json, edge_agent.cli, edge_agent.agent\n"
+        "before = 'cryptography' in sys.modules\n"
+        "from models.runtime.manifest import ModelRejected, verify_bytes\n"
+        "try:\n verify_bytes(b'x', 'AAAA', [bytes(32)])\n"
+        "except ModelRejected:\n pass\n"
+        "print(json.dumps([before, 'cryptography' in sys.modules]))",
+    ))
+    assert loaded == [False, True]
