@@ -11,7 +11,7 @@ import msgspec
 import numpy as np
 
 from edge_agent.detect.alerts import AlertTracker
-from edge_agent.detect.history import StepRing, slots_for
+from edge_agent.detect.history import StepRing, needs_spread, slots_for
 from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import ShadowRun
 from protocol.messages import AlertEvent, Reading
@@ -70,8 +70,10 @@ class AnomalyDetector:
         for m in models:
             period = _period_ms(m)
             ring = self.rings.get(period)
-            if ring is None or ring.slots < slots_for(m.spec) or ring.recent < m.spec.window:
-                ring = self.rings[period] = StepRing(period, slots_for(m.spec), stats=True, recent=m.spec.window)
+            if (ring is None or ring.slots < slots_for(m.spec) or ring.recent < m.spec.window
+                    or (needs_spread(m.spec) and not ring.spread)):
+                ring = self.rings[period] = StepRing(period, slots_for(m.spec), stats=True, recent=m.spec.window,
+                                                     spread=needs_spread(m.spec))
             rings[period] = ring
         return rings
 

@@ -62,14 +62,17 @@ class StepRing:
     """Per sensor, the last `slots` steps of `period_ms` in one row of fixed-size arrays (rows are added for new
     sensors; a row's memory does not grow with its tag's rate or age). Without `stats` only the temperatures are
     kept (what the pull-down ratio reads). With `stats`, the last values (temperature, humidity, battery) are kept
-    for the last `recent` steps only (a window's), the counts, means and offsets for all `slots` (its baseline)."""
+    for the last `recent` steps only (a window's), the counts, means and offsets for all `slots` (its baseline), and
+    each step's sum of squared deviations when `spread` (what `temp_drift_z` reads)."""
 
-    def __init__(self, period_ms: int, slots: int, *, stats: bool = False, recent: int | None = None) -> None:
+    def __init__(self, period_ms: int, slots: int, *, stats: bool = False, recent: int | None = None,
+                 spread: bool = True) -> None:
         if period_ms <= 0 or slots < 1:
             raise ValueError("a ring needs a positive period and at least one slot")
         self.period_ms = period_ms
         self.slots = slots
         self.stats = stats
+        self.spread = stats and spread
         self.recent = min(slots, recent or slots)
         self._at_unit = -(-period_ms // _COUNT_MAX)  # offsets within a step in this many ms (1 up to 65.5 s steps)
         self._rows: dict[str, int] = {}
@@ -80,8 +83,9 @@ class StepRing:
         if stats:
             columns |= {"rh": (np.float32, values, np.nan), "battery": (np.float32, values, np.nan),
                         "count": (np.uint16, slots, 0), "mean": (np.float32, slots, 0.0),
-                        "m2": (np.float32, slots, 0.0), "temp_at": (np.uint16, slots, 0),
-                        "first_at": (np.uint16, slots, 0)}
+                        "temp_at": (np.uint16, slots, 0), "first_at": (np.uint16, slots, 0)}
+        if self.spread:
+            columns["m2"] = (np.float32, slots, 0.0)
         self._columns = columns  # name → (dtype, steps kept, value of an empty step)
         self._arrays: dict[str, NDArray[np.generic]] = {
             name: np.zeros((0, length), dtype=dtype) for name, (dtype, length, _) in columns.items()}
@@ -127,17 +131,18 @@ class StepRing:
                 opened = True
         step.last_ts = ts_ms
         at = ts_ms - slot * self.period_ms
-        if step.n == 0:
-            step.base, step.first_at = temp_c, at
-        d = temp_c - step.base
-        step.n += 1
-        step.sum += d
-        step.sq += d * d
         step.temp, step.last_at = temp_c, at
-        if rh_pct is not None:
-            step.rh = rh_pct
-        if battery_mv is not None:
-            step.battery = battery_mv
+        if self.stats:
+            if step.n == 0:
+                step.base, step.first_at = temp_c, at
+            d = temp_c - step.base
+            step.n += 1
+            step.sum += d
+            step.sq += d * d
+            if rh_pct is not None:
+                step.rh = rh_pct
+            if battery_mv is not None:
+                step.battery = battery_mv
         if not opened:
             return None
         self._write(row, step)
@@ -182,7 +187,8 @@ class StepRing:
             arrays["count"][row, p] = min(step.n, _COUNT_MAX)
             mean = step.sum / step.n
             arrays["mean"][row, p] = step.base + mean
-            arrays["m2"][row, p] = max(step.sq - step.sum * mean, 0.0)
+            if self.spread:
+                arrays["m2"][row, p] = max(step.sq - step.sum * mean, 0.0)
             arrays["temp_at"][row, p] = step.last_at // self._at_unit
             arrays["first_at"][row, p] = step.first_at // self._at_unit
 
@@ -209,7 +215,8 @@ class StepRing:
         """What the windows of `spec` ending at the end of step `ends[i]` of row `rows[i]` read (a ring with
         `stats`, of the spec's period and at least its reach in slots)."""
         w, p = spec.window, self.period_ms
-        if w > self.recent or slots_for(spec) > self.slots or not self.stats:
+        if w > self.recent or slots_for(spec) > self.slots or not self.stats or (needs_spread(spec)
+                                                                                 and not self.spread):
             raise ValueError(f"a ring of {self.slots} steps ({self.recent} with values) cannot feed windows of "
                              f"{w} steps reaching {slots_for(spec)}")
         cols = ends[:, None] + np.arange(1 - w, 1, dtype=np.int64)[None, :]
@@ -240,8 +247,8 @@ class StepRing:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = weighted.sum(axis=1) / total
             # the steps' own spreads and their means' spread about the whole mean (float64: no cancellation to fear)
-            spread = (self._take("m2", index).sum(axis=1, dtype=np.float64) + (weighted * means).sum(axis=1)
-                      ) / total - mean * mean
+            spread = ((self._take("m2", index).sum(axis=1, dtype=np.float64) + (weighted * means).sum(axis=1)
+                       ) / total - mean * mean) if self.spread else np.full(len(total), np.nan)
         present = count > 0
         p = self.period_ms
         first = np.argmax(present, axis=1)
@@ -273,6 +280,11 @@ def _forward_fill(grid: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArr
     source = np.maximum.accumulate(index, axis=1)
     filled = np.take_along_axis(grid, np.maximum(source, 0), axis=1)
     return np.where(source >= 0, filled, np.nan), source
+
+
+def needs_spread(spec: FeatureSpec) -> bool:
+    """Whether `spec`'s windows read the baseline's spread (a ring keeps it only then)."""
+    return "temp_drift_z" in spec.features
 
 
 def slots_for(spec: FeatureSpec) -> int:

@@ -25,13 +25,13 @@ ATOL = 2e-4  # the ring keeps float32 values and per-step sums: the windows diff
 _CHECK = r"""
 import json, sys
 import numpy as np
-from edge_agent.detect.history import StepRing, slots_for
+from edge_agent.detect.history import StepRing, needs_spread, slots_for
 from models.runtime.features import FeatureSpec, sample_steps, windows_at
 
 def check(case):
     spec = FeatureSpec.from_dict(case["spec"])
     period = round(spec.sample_period_s * 1000)
-    ring = StepRing(period, slots_for(spec), stats=True, recent=spec.window)
+    ring = StepRing(period, slots_for(spec), stats=True, recent=spec.window, spread=needs_spread(spec))
     pull = StepRing(period, case["pull_steps"])
     kept = {}  # sensor -> readings added so far, float32 as the ring keeps them
     worst, compared = 0.0, 0
@@ -153,5 +153,5 @@ def test_a_1_hz_tag_takes_the_memory_of_a_60_s_tag_and_keeps_it() -> None:
 
     fast_hour, slow_hour, fast_day = traced(1000, 1.0), traced(60_000, 1.0), traced(1000, 24.0)
     assert abs(fast_day - fast_hour) < 1024 and abs(fast_hour - slow_hour) < 1024
-    ring = StepRing(60_000, slots_for(spec), stats=True, recent=spec.window)
-    assert slots_for(spec) == 270 and ring.bytes_per_row() == 270 * 14 + 30 * 12  # 4.1 KB a sensor, at any rate
+    ring = StepRing(60_000, slots_for(spec), stats=True, recent=spec.window, spread=False)
+    assert slots_for(spec) == 270 and ring.bytes_per_row() == 270 * 10 + 30 * 12  # 3 KB a sensor, at any rate
