@@ -42,11 +42,14 @@ class AnomalyDetector:
         events: list[AlertEvent] = []
         due: list[tuple[int, int, int]] = []  # (reading index, period, step opened) of the windows due
         waiting: set[tuple[int, str]] = set()  # (period, sensor) with a window due, not yet taken
+        plans: dict[str, list[tuple[int, StepRing, int]]] = {}  # profile → (period, ring, first window) per period
         for i, r in enumerate(readings):
-            models = self._models_for(r.profile)
-            if not models or r.temp_c is None:
+            if r.temp_c is None:
                 continue
-            for period, ring in self._rings_for(models).items():
+            plan = plans.get(r.profile)
+            if plan is None:
+                plan = plans[r.profile] = self._plan(self._models_for(r.profile))
+            for period, ring, first_window_ms in plan:
                 if (period, r.sensor) in waiting and ring.advances(r.sensor, r.ts):
                     self._judge(due, readings, out, events)  # a backlog: its ring moves on past what they read
                     due, waiting = [], set()
@@ -54,19 +57,18 @@ class AnomalyDetector:
                                   None if r.battery_mv is None else float(r.battery_mv))
                 if opened is None:
                     continue
-                end = (opened + 1) * period
-                first = ring.first_ms[ring.row(r.sensor)]
-                if end - first < max((m.spec.window - 1) * period for m in models if _period_ms(m) == period):
+                if (opened + 1) * period - ring.first_ms[ring.row(r.sensor)] < first_window_ms:
                     continue  # as in training, a window ends a full window after the sensor's history begins
                 due.append((i, period, opened))
                 waiting.add((period, r.sensor))
         self._judge(due, readings, out, events)
         return out, events
 
-    def _rings_for(self, models: list[ActiveModel]) -> dict[int, StepRing]:
-        """The rings the models read, one per sample period, each holding what the longest-reaching reads (a model
-        that reaches further than a ring holds gets a new ring: its windows begin again)."""
-        rings: dict[int, StepRing] = {}
+    def _plan(self, models: list[ActiveModel]) -> list[tuple[int, StepRing, int]]:
+        """For a profile's models: per sample period, the ring they read, holding what the longest-reaching reads (a
+        model that reaches further than a ring holds gets a new ring: its windows begin again), and how long after
+        a sensor's first reading its first window ends (a full window, as in training)."""
+        plan: dict[int, tuple[StepRing, int]] = {}
         for m in models:
             period = _period_ms(m)
             ring = self.rings.get(period)
@@ -74,8 +76,9 @@ class AnomalyDetector:
                     or (needs_spread(m.spec) and not ring.spread)):
                 ring = self.rings[period] = StepRing(period, slots_for(m.spec), stats=True, recent=m.spec.window,
                                                      spread=needs_spread(m.spec))
-            rings[period] = ring
-        return rings
+            first = (m.spec.window - 1) * period
+            plan[period] = (ring, max(first, plan[period][1]) if period in plan else first)
+        return [(period, ring, first) for period, (ring, first) in plan.items()]
 
     def _judge(self, due: list[tuple[int, int, int]], readings: list[Reading], out: list[Reading],
                events: list[AlertEvent]) -> None:

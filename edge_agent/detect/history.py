@@ -28,7 +28,8 @@ class _OpenStep:
     """The step a sensor's readings go to now: running sums about its first temperature (no precision lost at any
     level), last values, offsets within the step."""
 
-    __slots__ = ("base", "battery", "first_at", "last_at", "last_ts", "n", "rh", "slot", "sq", "sum", "temp")
+    __slots__ = ("base", "battery", "first_at", "last_at", "last_ts", "n", "rh", "slot", "sq", "sum", "temp",
+                 "written")
 
     def __init__(self, slot: int, last_ts: int) -> None:
         self.slot = slot
@@ -37,11 +38,13 @@ class _OpenStep:
         self.base = self.sum = self.sq = 0.0
         self.temp = self.rh = self.battery = _NAN
         self.first_at = self.last_at = 0
+        self.written = -1  # the readings it held when last written to the ring (-1: never)
 
     def reset(self, slot: int, last_ts: int) -> None:
         """Begin step `slot` (the object is reused: none is made per step)."""
         self.slot, self.last_ts, self.n = slot, last_ts, 0
         self.sum = self.sq = 0.0
+        self.written = -1
         self.temp = self.rh = self.battery = _NAN
 
 
@@ -136,13 +139,13 @@ class StepRing:
             if step.n == 0:
                 step.base, step.first_at = temp_c, at
             d = temp_c - step.base
-            step.n += 1
             step.sum += d
             step.sq += d * d
             if rh_pct is not None:
                 step.rh = rh_pct
             if battery_mv is not None:
                 step.battery = battery_mv
+        step.n += 1
         if not opened:
             return None
         self._write(row, step)
@@ -166,7 +169,8 @@ class StepRing:
     def _close(self, row: int, step: _OpenStep, new_slot: int) -> None:
         """Write the open step into the ring, then mark the steps skipped up to `new_slot` empty (after: a gap as
         long as the ring wraps onto the step just written, which is then older than anything the ring holds)."""
-        self._write(row, step)
+        if step.written != step.n:  # not as it was when last written (a step of one reading already is)
+            self._write(row, step)
         skipped = new_slot - step.slot - 1
         if skipped <= 0:
             return
@@ -176,6 +180,7 @@ class StepRing:
             array[row, positions] = empty
 
     def _write(self, row: int, step: _OpenStep) -> None:
+        step.written = step.n
         arrays = self._arrays
         values = self.recent if self.stats else self.slots
         v = step.slot % values
