@@ -80,6 +80,7 @@ class StepRing:
         self._at_unit = -(-period_ms // _COUNT_MAX)  # offsets within a step in this many ms (1 up to 65.5 s steps)
         self._rows: dict[str, int] = {}
         self._open: list[_OpenStep] = []
+        self._free: list[int] = []  # rows given up by sensors long silent
         self.first_ms: list[int] = []  # per row: the sensor's first reading (windows begin a full window after)
         values = self.recent if stats else slots
         columns: dict[str, tuple[type[np.generic], int, float]] = {"temp": (np.float32, values, np.nan)}
@@ -117,6 +118,8 @@ class StepRing:
         that step will end can be read now, from what has come (`features.windows_at` on the readings so far),
         until the sensor moves past it. A reading older than the sensor's newest is ignored (a late frame: windows
         read a history in time order)."""
+        if temp_c != temp_c:  # NaN: no temperature (as `features` treats it)
+            return None
         slot = (ts_ms - 1) // self.period_ms
         row = self._rows.get(sensor)
         opened = False
@@ -152,19 +155,35 @@ class StepRing:
         return slot
 
     def _new_row(self, sensor: str, slot: int, ts_ms: int) -> int:
-        row = len(self._open)
         capacity = self._arrays["temp"].shape[0]
-        if row == capacity:  # grown by a quarter: untouched rows of a fresh allocation cost no resident memory
-            for name, old in self._arrays.items():
-                new = np.zeros((capacity + max(16, capacity // 4), old.shape[1]), dtype=old.dtype)
-                new[:capacity] = old
-                self._arrays[name] = new
+        if not self._free and len(self._open) == capacity:
+            self._recycle(ts_ms)
+        if self._free:
+            row = self._free.pop()
+            self._open[row] = _OpenStep(slot, ts_ms)
+            self.first_ms[row] = ts_ms
+        else:
+            row = len(self._open)
+            if row == capacity:  # grown by a quarter: untouched rows of a fresh allocation cost no resident memory
+                for name, old in self._arrays.items():
+                    new = np.zeros((capacity + max(16, capacity // 4), old.shape[1]), dtype=old.dtype)
+                    new[:capacity] = old
+                    self._arrays[name] = new
+            self._open.append(_OpenStep(slot, ts_ms))
+            self.first_ms.append(ts_ms)
         for name, (_, _, empty) in self._columns.items():
             self._arrays[name][row] = empty
         self._rows[sensor] = row
-        self._open.append(_OpenStep(slot, ts_ms))
-        self.first_ms.append(ts_ms)
         return row
+
+    def _recycle(self, now_ms: int) -> None:
+        """Give the rows of sensors not heard for longer than the ring spans to new sensors (a warehouse's tags come
+        and go: the rows follow the tags heard lately, not every tag ever heard)."""
+        span_ms = self.slots * self.period_ms
+        for sensor, row in list(self._rows.items()):
+            if now_ms - self._open[row].last_ts > span_ms:
+                del self._rows[sensor]
+                self._free.append(row)
 
     def _close(self, row: int, step: _OpenStep, new_slot: int) -> None:
         """Write the open step into the ring, then mark the steps skipped up to `new_slot` empty (after: a gap as
@@ -211,8 +230,11 @@ class StepRing:
     def temperatures(self, rows: NDArray[np.int64], ends: NDArray[np.int64], steps: int) -> NDArray[np.float64]:
         """For each (row, last step), the temperature at the end of each of the `steps` steps up to it: the latest
         at or before that end inside the span (as `features.sample_steps` gives), NaN before its first."""
+        kept = self._arrays["temp"].shape[1]
+        if steps > kept:
+            raise ValueError(f"this ring keeps the temperatures of {kept} steps, not {steps}")
         cols = ends[:, None] + np.arange(1 - steps, 1, dtype=np.int64)[None, :]
-        index = self._index(rows, cols, self._arrays["temp"].shape[1])
+        index = self._index(rows, cols, kept)
         values, _ = _forward_fill(self._take("temp", index).astype(np.float64))
         return values
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -155,3 +156,20 @@ def test_a_1_hz_tag_takes_the_memory_of_a_60_s_tag_and_keeps_it() -> None:
     assert abs(fast_day - fast_hour) < 1024 and abs(fast_hour - slow_hour) < 1024
     ring = StepRing(60_000, slots_for(spec), stats=True, recent=spec.window, spread=False)
     assert slots_for(spec) == 270 and ring.bytes_per_row() == 270 * 10 + 30 * 12  # 3 KB a sensor, at any rate
+
+
+def test_a_warehouses_tags_come_and_go_and_the_rings_follow_the_tags_heard_lately() -> None:
+    """Rows of tags silent for longer than the ring spans go to new tags: a gateway that has heard thousands of
+    tags over months keeps rows for those heard lately, and a returning tag starts afresh."""
+    ring = StepRing(60_000, 10, stats=True, recent=4)
+    for k in range(16):
+        ring.add(f"old-{k}", T0 + k, 3.0)
+    capacity = ring._arrays["temp"].shape[0]
+    later = T0 + 11 * 60_000  # the old tags are silent for longer than the ring's 10 steps
+    for k in range(16):
+        ring.add(f"new-{k}", later + k, 5.0)
+    assert ring._arrays["temp"].shape[0] == capacity and len(ring) == 16
+    assert ring.add("old-3", later + 60_000, 4.0) is not None  # heard again: a row of its own, its steps empty
+    got = ring.temperatures(np.array([ring.row("old-3")]), np.array([ring.slot_of(later + 60_000)]), 4)
+    assert np.isnan(got[0, :-1]).all() and got[0, -1] == 4.0
+    assert ring.add("new-0", later + 60_001, float("nan")) is None  # no temperature: nothing kept
