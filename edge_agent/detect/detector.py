@@ -39,7 +39,7 @@ class _RateWindow:
     ts: array[int] = field(default_factory=lambda: array("i"))
     temp: array[float] = field(default_factory=lambda: array("f"))
     base: int | None = None
-    start: int = 0  # the oldest kept; the buffers are cut once a quarter of them has fallen out
+    start: int = 0  # the oldest kept; the buffers are cut once an eighth of them has fallen out
 
     def add(self, ts_ms: int, temp_c: float | None, window_ms: int) -> tuple[int, float]:
         """Add a reading (readings come in time order) and drop those more than `window_ms` older than it;
@@ -54,7 +54,7 @@ class _RateWindow:
         start = self.start
         while ts_ms - base - self.ts[start] > window_ms:
             start += 1
-        if start > 16 and 4 * start > len(self.ts):
+        if start > 16 and 8 * start > len(self.ts):
             del self.ts[:start], self.temp[:start]
             start = 0
         self.start = start
