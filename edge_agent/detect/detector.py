@@ -76,7 +76,7 @@ class Detector:
     settings: DetectSettings = field(default_factory=DetectSettings)
     rules: list[Rule] = field(default_factory=list)
     tracker: AlertTracker = field(init=False)
-    last: dict[str, Reading] = field(default_factory=dict)
+    last_ms: dict[str, int] = field(default_factory=dict)  # each sensor's newest reading time
     recent: dict[str, _RateWindow] = field(default_factory=dict)  # the last rate window, per sensor
     now_ms: int = 0
 
@@ -94,10 +94,10 @@ class Detector:
         one pass where it can: rules never read the alert state), then the lifecycle takes the verdicts in order."""
         pairs: list[tuple[Reading, Reading | None]] = []
         for reading in readings:
-            previous = self.last.get(reading.sensor)
-            if previous is not None and reading.ts < previous.ts:
+            previous = self.last_ms.get(reading.sensor)
+            if previous is not None and reading.ts < previous:
                 continue  # a late, out-of-order frame: stored, but it must not rewind alert state
-            self.last[reading.sensor] = reading
+            self.last_ms[reading.sensor] = reading.ts
             self.now_ms = max(self.now_ms, reading.ts)
             pairs.append((reading, self._rate_reference(reading)))
         verdicts = [(rule, check_all(rule, pairs)) for rule in self.rules]
@@ -139,11 +139,11 @@ class Detector:
         """Sensors not heard for `silent_after_s` of gateway time open a `sensor_silent` alert."""
         limit = int(self.settings.silent_after_s * 1000)
         events = []
-        for sensor, reading in self.last.items():
-            quiet_ms = self.now_ms - reading.ts
+        for sensor, last_ms in self.last_ms.items():
+            quiet_ms = self.now_ms - last_ms
             if quiet_ms >= limit:
                 event = self.tracker.observe(
-                    sensor=sensor, kind="sensor_silent", active=True, ts_ms=self.now_ms, started_ms=reading.ts,
+                    sensor=sensor, kind="sensor_silent", active=True, ts_ms=self.now_ms, started_ms=last_ms,
                     min_duration_ms=limit, clear_after_ms=0, severity="warning", source="rule",
                     value=quiet_ms / 1000, threshold=limit / 1000,
                     reason=f"no reading for {quiet_ms / 60_000:.0f} min",
