@@ -2,7 +2,8 @@
 its points and SQL rows are written (at-least-once; point identity and alert ids make re-delivery idempotent).
 
 The worker batches and writes; its neighbours hold the rest: `mqtt_link` the session, `decode` the messages,
-`sql_sink` the SQL rows, `failures` what a failed write means, `sweeps` the periodic gap and replay work.
+`sql_sink` the SQL rows, `failures` what a failed write means, `sweeps` the periodic gap and replay work, `roller`
+the rollups (on a thread of their own).
 """
 
 from __future__ import annotations
@@ -26,19 +27,17 @@ from cloud.ingest.failures import Backoff, caused_by_data, cleaned, refused_for_
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.mqtt_link import MAX_RECEIVE_MAXIMUM, MqttLink
 from cloud.ingest.replay import SWEEP_EVERY_S
+from cloud.ingest.roller import Roller
 from cloud.ingest.sql_sink import ApplyResult, SqlSink, SqlWork
 from cloud.ingest.sweeps import Sweeps
 from cloud.services.clock import now_ms
 from cloud.services.dead_letters import Refused
-from cloud.tsdb import rollups
 from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable, influx_from_settings
-from cloud.tsdb.rollups import DirtySpans
 from protocol.messages import AlertEvent
 
 log = logging.getLogger(__name__)
 
 LOOP_TIMEOUT_S: Final = 0.1
-ROLLUP_EVERY_S: Final = 10.0  # how often the rollups of what was stored are recomputed
 ROLLUP_RESTART_MS: Final = 5 * 60_000  # at start, the last minutes are rolled up again (a crash may have cut them)
 SHUTDOWN_FLUSH_S: Final = 10.0
 
@@ -122,8 +121,7 @@ class IngestWorker:
         self._outage_store = "influx"
         self._database_ready = False
         self._next_replay_sweep = clock() + SWEEP_EVERY_S
-        self.rollups = DirtySpans()
-        self._next_rollup = clock() + ROLLUP_EVERY_S
+        self.roller = Roller(self.influx, self.metrics)
         self._alert_pending = False
         self.link = MqttLink(settings, self._password, receive_maximum=self.receive_maximum, clock=clock,
                              on_message=self._on_message, on_down=self._link_down)
@@ -154,7 +152,8 @@ class IngestWorker:
                  self.settings.ingest_batch_age_s)
         self._prepare_database()
         start = now_ms()
-        self.rollups.mark(start - ROLLUP_RESTART_MS, start)  # a crash may have left the last minutes' rollups short
+        self.roller.mark(start - ROLLUP_RESTART_MS, start)  # a crash may have left the last minutes' rollups short
+        self.roller.start()
         self._warn_unprovisioned()
         while not self._stop.is_set():
             self._step()
@@ -171,9 +170,6 @@ class IngestWorker:
                 self._stop.wait(LOOP_TIMEOUT_S)
         if self._batch_due():
             self.flush()
-        if self._clock() >= self._next_rollup:
-            self._next_rollup = self._clock() + ROLLUP_EVERY_S
-            self.update_rollups()
         if self.link.connected and self._sql_ready and self._clock() >= self._next_replay_sweep:
             self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
             self.sweeps.run()
@@ -191,26 +187,6 @@ class IngestWorker:
             log.warning("ingest refuses %d gateway(s) that were registered but never provisioned "
                         "(COLDWATCH_INGEST_UNKNOWN_GATEWAY=reject): provision them, or set register", count)
 
-    def update_rollups(self) -> int:
-        """Recompute the rollup buckets of the readings stored since the last pass (cloud/tsdb/rollups.py); an
-        InfluxDB failure keeps them for the next pass. Returns the rollup points written."""
-        written = failed = 0
-        error: Exception | None = None
-        for (start, end), fresh in self.rollups.due(now_ms()):
-            try:
-                written += rollups.rebuild(self.influx, start, end)
-            except (InfluxUnavailable, InfluxRejected) as exc:
-                self.rollups.done((start, end), fresh, now_ms(), ok=False)
-                failed += 1
-                error = exc
-            else:
-                self.rollups.done((start, end), fresh, now_ms(), ok=True)
-        if failed:
-            self.metrics.write_failures.labels(kind="rollup").inc(failed)
-            log.warning("rollups not updated spans=%d error=%s (retried at the next pass)", failed,
-                        short_reason(error) if error else "")
-        return written
-
     def _replay_one(self, topic_name: str, payload: bytes) -> tuple[bool, str]:
         """One dead letter through the normal path again (for the sweep): stored, or why not."""
         try:
@@ -223,7 +199,7 @@ class IngestWorker:
         except Exception as exc:  # transient or not, ops see why and may ask again
             return False, short_reason(exc)
         for span in decoded.spans:
-            self.rollups.mark(*span)
+            self.roller.mark(*span)
         return True, f"{len(decoded.lines)} points stored"
 
     def _shutdown(self) -> None:
@@ -235,7 +211,7 @@ class IngestWorker:
         if self._pending:
             log.warning("ingest stopping with unacknowledged messages count=%d; the broker keeps them "
                         "for this worker id", len(self._pending))
-        self.update_rollups()  # what this run stored is rolled up before it goes (the settling pass: next start)
+        self.roller.stop()  # what this run stored is rolled up before it goes (the settling pass: next start)
         if self.link.connected:
             self.client.disconnect()
             for _ in range(50):
@@ -502,7 +478,7 @@ class IngestWorker:
         for entry in self._pending[:count]:
             if entry.rejected is None:
                 for span in entry.spans:
-                    self.rollups.mark(*span)
+                    self.roller.mark(*span)
             self.client.ack(entry.mid, entry.qos)
             self.metrics.acked.inc()
         del self._pending[:count]
