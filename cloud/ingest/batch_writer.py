@@ -1,5 +1,4 @@
-"""The ingest worker's batch writer: a batch's points to InfluxDB, then its SQL rows, then its refused messages to
-the dead letters; it says how many of the batch may be acknowledged and holds the rest while a store is down."""
+"""The ingest worker's batch writer: points to InfluxDB, then SQL rows, then dead letters; says what may be acked."""
 
 from __future__ import annotations
 
