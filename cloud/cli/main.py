@@ -201,9 +201,10 @@ def _serve(settings: Settings) -> int:
 def _ingest(settings: Settings, metrics_port: int | None) -> int:
     from prometheus_client import start_http_server
 
-    from cloud.ingest.worker import IngestWorker
+    from cloud.ingest.worker import IngestWorker, tune_gc_for_ingest
 
     worker = IngestWorker(settings)
+    tune_gc_for_ingest()
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1", registry=worker.metrics.registry)
         log.info("metrics listening addr=127.0.0.1:%d", metrics_port)

@@ -7,6 +7,7 @@ The worker builds one `SqlWork` per message while decoding and applies a whole b
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from protocol.messages import AlertEvent, Reported, Status, TelemetryBatch
 log = logging.getLogger(__name__)
 
 KNOWN_REFRESH_S: Final = 5.0
+_by_ts: Final = operator.attrgetter("ts")
 MISS_REFRESH_S: Final = 0.5
 
 
@@ -54,13 +56,16 @@ class SqlWork:
 def telemetry_work(batch: TelemetryBatch) -> SqlWork:
     """The SQL side of a telemetry batch: its seq, and each sensor's readings (seq, ts) in time order."""
     work = SqlWork(gateway=batch.gateway, seen_at=batch.sent_at, stream=("telemetry", batch.seq, batch.sent_at))
-    for reading in sorted(batch.readings, key=lambda r: r.ts):
-        seen = work.sensors.get(reading.sensor)
+    sensors = work.sensors
+    for reading in sorted(batch.readings, key=_by_ts):
+        ts = reading.ts
+        seen = sensors.get(reading.sensor)
         if seen is None:
-            seen = work.sensors[reading.sensor] = SensorSeen(reading.profile, reading.ts, reading.ts)
-        seen.last_ts, seen.profile = reading.ts, reading.profile
+            seen = sensors[reading.sensor] = SensorSeen(reading.profile, ts, ts)
+        else:
+            seen.last_ts, seen.profile = ts, reading.profile
         if reading.seq is not None:
-            seen.seqs.append((reading.seq, reading.ts))
+            seen.seqs.append((reading.seq, ts))
     return work
 
 

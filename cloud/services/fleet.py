@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,9 +11,10 @@ from typing import Any, Final
 from sqlalchemy import BigInteger, String, Table, and_, bindparam, case, insert, not_, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import Insert, Update
 from sqlmodel import Session, col, select
 
+from cloud.db.bulk import execute_many
 from cloud.db.fleet import Gateway, GatewayCreate, GatewayUpdate, Sensor, SensorUpdate
 from cloud.db.rollouts import GatewayShadow
 from cloud.security import mosquitto_hash
@@ -147,7 +149,7 @@ def ensure_gateways(session: Session, *, seen: Mapping[str, int], heard_at: int)
     ids = sorted(seen)
     stored: dict[str, tuple[int | None, int | None]] = {}
     for chunk in _chunks(ids):
-        for r in session.execute(core_select(c.id, c.last_seen_at, c.last_heard_at).where(c.id.in_(chunk))):
+        for r in session.execute(core_select(c.id, c.last_seen_at, c.last_heard_at).where(c.id.in_(chunk))).all():
             stored[r[0]] = (r[1], r[2])
     now = now_ms()
     new = [{"id": g, "created_at": now, "registered_by": "ingest", "provisioned": False, "revoked": False,
@@ -163,12 +165,19 @@ def ensure_gateways(session: Session, *, seen: Mapping[str, int], heard_at: int)
             moves.append({"b_id": g, "b_seen": seen[g], "b_heard": heard_at})
     if not moves:
         return
+    execute_many(session, _move_gateways_forward(), moves)
+
+
+@functools.cache
+def _move_gateways_forward() -> Update:
+    """ensure_gateways' executemany UPDATE, built once (a statement built per batch costs SQLAlchemy a cache key;
+    run through cloud/db/bulk.py)."""
+    c = _table(Gateway).c
     b_seen, b_heard = bindparam("b_seen", type_=BigInteger), bindparam("b_heard", type_=BigInteger)
-    statement = update(table).where(c.id == bindparam("b_id", type_=String)).values(
+    return update(_table(Gateway)).where(c.id == bindparam("b_id", type_=String)).values(
         last_seen_at=case((or_(c.last_seen_at.is_(None), c.last_seen_at < b_seen), b_seen), else_=c.last_seen_at),
         last_heard_at=case((or_(c.last_heard_at.is_(None), c.last_heard_at < b_heard), b_heard),
                            else_=c.last_heard_at))
-    session.execute(statement, moves)
 
 
 def supersedes(status: Status, gateway: Gateway) -> bool:
@@ -268,7 +277,7 @@ def observe_sensors(session: Session, observed: Mapping[str, SensorObs]) -> None
     stored: dict[str, tuple[str | None, str | None, bool, int | None, int | None]] = {}
     for chunk in _chunks(ids):
         for r in session.execute(core_select(c.id, c.gateway_id, c.profile, c.profile_pinned, c.first_seen_at,
-                                             c.last_seen_at).where(c.id.in_(chunk))):
+                                             c.last_seen_at).where(c.id.in_(chunk))).all():
             stored[r[0]] = (r[1], r[2], bool(r[3]), r[4], r[5])
     new = [{"id": s, "gateway_id": o.gateway_id, "profile": o.profile, "profile_pinned": False,
             "first_seen_at": o.first_ts, "last_seen_at": o.last_ts}
@@ -293,15 +302,22 @@ def observe_sensors(session: Session, observed: Mapping[str, SensorObs]) -> None
             changes.append(params)
     if not changes:
         return
+    execute_many(session, _merge_sensors(), changes)
+
+
+@functools.cache
+def _merge_sensors() -> Update:
+    """observe_sensors' executemany UPDATE, built once (a statement built per batch costs SQLAlchemy a cache key;
+    run through cloud/db/bulk.py)."""
+    c = _table(Sensor).c
     b_last, b_first = bindparam("b_last", type_=BigInteger), bindparam("b_first", type_=BigInteger)
     newest = or_(c.last_seen_at.is_(None), c.last_seen_at <= b_last)
-    statement = update(table).where(c.id == bindparam("b_id", type_=String)).values(
+    return update(_table(Sensor)).where(c.id == bindparam("b_id", type_=String)).values(
         gateway_id=case((newest, bindparam("b_gateway", type_=String)), else_=c.gateway_id),
         profile=case((and_(newest, not_(c.profile_pinned)), bindparam("b_profile", type_=String)), else_=c.profile),
         last_seen_at=case((newest, b_last), else_=c.last_seen_at),
         first_seen_at=case((or_(c.first_seen_at.is_(None), c.first_seen_at > b_first), b_first),
                            else_=c.first_seen_at))
-    session.execute(statement, changes)
 
 
 def list_sensors(session: Session, *, gateway_id: str | None = None, profile: str | None = None,

@@ -13,9 +13,10 @@ from sqlmodel import Session, select
 from cloud.config import Settings
 from cloud.db.engine import init_schema, make_engine
 from cloud.db.fleet import Gateway
+from cloud.ingest.batch_writer import Pending
 from cloud.ingest.failures import BACKOFF_MAX_S, Backoff, caused_by_data, refused_for_good
 from cloud.ingest.sql_sink import event_work
-from cloud.ingest.worker import IngestWorker, Pending, SeqTracker
+from cloud.ingest.worker import IngestWorker, SeqTracker
 from cloud.tsdb.influx import InfluxRejected
 from protocol.messages import Status
 
@@ -162,6 +163,50 @@ def test_a_database_that_is_down_holds_refused_messages_until_their_dead_letters
     worker._pending = [Pending(mid=3, qos=1, lines=[], rejected="malformed", topic="t", payload=b"x")]
     worker.flush()
     assert broker.acked == [] and len(worker._pending) == 1
+
+
+def test_a_batch_in_flight_is_acked_before_the_messages_read_meanwhile(tmp_path: Path) -> None:
+    worker, broker = _worker(tmp_path)
+    first, second, later = _status("gw-a", 1), _status("gw-b", 2), _status("gw-c", 3)
+    first.mid, second.mid, later.mid = 1, 2, 3
+    worker._pending = [first, second]
+    worker._start_batch()  # on the writer thread
+    worker._pending.append(later)  # read while the first batch is written
+    worker._finish_batch()
+    worker.flush()
+    assert broker.acked == [1, 2, 3]
+
+
+def test_a_held_batch_goes_back_in_front_of_the_messages_read_meanwhile(tmp_path: Path) -> None:
+    worker, broker = _worker(tmp_path)
+    apply = worker.sql.apply
+
+    def down(works: object) -> object:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    worker.sql.apply = down  # type: ignore[method-assign]
+    first, later = _status("gw-a", 1), _status("gw-b", 2)
+    first.mid, later.mid = 1, 2
+    worker._pending = [first]
+    worker._start_batch()
+    worker._pending.append(later)
+    worker._finish_batch()
+    assert broker.acked == [] and worker._pending == [first, later]
+    worker.sql.apply = apply  # type: ignore[method-assign]
+    worker.writer.backoff.reset()
+    worker.flush()
+    assert broker.acked == [1, 2] and worker._pending == []
+
+
+def test_a_batch_in_flight_when_the_link_drops_is_written_but_not_acked(tmp_path: Path) -> None:
+    worker, broker = _worker(tmp_path)
+    worker._pending = [_status("gw-a", 1)]
+    worker._start_batch()
+    worker._link_down("test")  # its packet ids belong to the old connection: the broker sends it again
+    worker._finish_batch()
+    assert broker.acked == [] and worker._pending == []
+    with Session(worker.engine) as session:
+        assert session.get(Gateway, "gw-a") is not None  # stored all the same (a second write is harmless)
 
 
 def _gateways_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *provisioned: str) -> tuple[Engine, list[float]]:

@@ -7,7 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloud.ingest.decode import time_spans
-from cloud.tsdb.rollups import MAX_PER_PASS, MINUTE_MS, SETTLE_MS, DirtySpans
+from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.roller import Roller
+from cloud.tsdb.influx import InfluxUnavailable
+from cloud.tsdb.rollups import LEVELS, MAX_PER_PASS, MINUTE_MS, SETTLE_MS, DirtySpans
 
 DAY_MS = 86_400_000
 
@@ -63,3 +66,34 @@ def test_every_marked_reading_falls_in_a_due_span(marks: list[tuple[int, int]]) 
     assert all(lo % MINUTE_MS == 0 and lo < hi for lo, hi in due)
     for start, length in marks:
         assert any(lo <= start < hi for lo, hi in due) and any(lo <= start + length < hi for lo, hi in due)
+
+
+class _Influx:
+    """Stands in for influxd: answers rollup queries with nothing, or fails while `down`."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.queries = 0
+
+    def query(self, influxql: str, params: object = None) -> list[object]:
+        self.queries += 1
+        if self.down:
+            raise InfluxUnavailable("influxd down")
+        return []
+
+    def write(self, lines: list[str]) -> None:
+        pass
+
+
+def test_the_roller_keeps_a_span_influxd_failed_and_rolls_it_up_when_stopping() -> None:
+    influx, metrics = _Influx(), IngestMetrics()
+    roller = Roller(influx, metrics, every_s=3600, clock_ms=lambda: 0)  # type: ignore[arg-type]
+    roller.start()
+    roller.mark(61_000, 62_000)
+    influx.down = True
+    roller.run_pass()
+    assert metrics.write_failures.labels(kind="rollup")._value.get() == 1
+    influx.down = False
+    before = influx.queries
+    roller.stop()  # the thread ends, and what is still marked is rolled up on the caller's thread
+    assert influx.queries == before + len(LEVELS)  # the failed span, once per rollup level
