@@ -4,8 +4,6 @@ interpreter) and on the gateway's numpy 1.x (.venv-edge); a row's memory does no
 
 from __future__ import annotations
 
-import json
-import subprocess
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from hypothesis import strategies as st
 
 from edge_agent.detect.history import StepRing, slots_for
 from models.runtime.features import KNOWN_FEATURES, FeatureSpec
+from tests.edge_interpreter import EdgeCheck, edge_check
 
 T0 = 1_767_225_600_000
 ATOL = 2e-4  # the ring keeps float32 values and per-step sums: the windows differ from float64 ones in rounding
@@ -112,27 +111,17 @@ def test_the_rings_windows_are_those_of_every_reading_so_far(case: dict[str, Any
 
 
 @pytest.fixture(scope="module")
-def edge_check(edge_python: Path) -> Iterator[subprocess.Popen[str]]:
+def edge(edge_python: Path) -> Iterator[EdgeCheck]:
     """The check above, in the gateway's interpreter (numpy 1.x), fed one case at a time."""
-    proc = subprocess.Popen([str(edge_python), "-c", _CHECK], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, cwd=Path(__file__).resolve().parents[2])
-    yield proc
-    assert proc.stdin is not None
-    proc.stdin.close()
-    proc.wait(30)
+    with edge_check(edge_python, _CHECK) as check:
+        yield check
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(case=cases())
-def test_the_same_holds_on_the_gateways_numpy(edge_check: subprocess.Popen[str], case: dict[str, Any]) -> None:
-    assert edge_check.stdin is not None and edge_check.stdout is not None
-    edge_check.stdin.write(json.dumps(case) + "\n")
-    edge_check.stdin.flush()
-    line = edge_check.stdout.readline()
-    assert line, "the edge interpreter's check died"
-    verdict = json.loads(line)
-    assert verdict["numpy"].startswith("1."), verdict
+def test_the_same_holds_on_the_gateways_numpy(edge: EdgeCheck, case: dict[str, Any]) -> None:
+    verdict = edge.verdict(case)
     assert verdict["same"], verdict
 
 

@@ -3,8 +3,6 @@ on numpy 2 (this interpreter) and on the gateway's numpy 1.x (.venv-edge, where 
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.runtime.features import KNOWN_FEATURES, FeatureSpec, windows_at, windows_at_many
+from tests.edge_interpreter import EdgeCheck, edge_check
 
 T0 = 1_767_225_600_000
 ATOL = 1e-5  # float32 inputs clipped at ±8: a few ulps; the sums behind temp_drift differ only in rounding
@@ -121,25 +120,15 @@ def test_unsorted_readings_inside_a_window_are_refused() -> None:
 
 
 @pytest.fixture(scope="module")
-def edge_check(edge_python: Path) -> Iterator[subprocess.Popen[str]]:
+def edge(edge_python: Path) -> Iterator[EdgeCheck]:
     """The check above, in the gateway's interpreter (numpy 1.x), fed one case at a time."""
-    proc = subprocess.Popen([str(edge_python), "-c", _EDGE_CHECK], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, cwd=Path(__file__).resolve().parents[2])
-    yield proc
-    assert proc.stdin is not None
-    proc.stdin.close()
-    proc.wait(30)
+    with edge_check(edge_python, _EDGE_CHECK) as check:
+        yield check
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(case=cases())
-def test_the_same_holds_on_the_gateways_numpy(edge_check: subprocess.Popen[str], case: dict[str, Any]) -> None:
-    assert edge_check.stdin is not None and edge_check.stdout is not None
-    edge_check.stdin.write(json.dumps(case) + "\n")
-    edge_check.stdin.flush()
-    line = edge_check.stdout.readline()
-    assert line, "the edge interpreter's check died"
-    verdict = json.loads(line)
-    assert verdict["numpy"].startswith("1."), verdict
+def test_the_same_holds_on_the_gateways_numpy(edge: EdgeCheck, case: dict[str, Any]) -> None:
+    verdict = edge.verdict(case)
     assert verdict["same"], verdict
