@@ -4,6 +4,7 @@ the threshold."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,7 +15,15 @@ from edge_agent.detect.alerts import AlertTracker
 from edge_agent.detect.history import StepRing, needs_spread, slots_for
 from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import ShadowRun
+from models.runtime.features import FeatureSpec
 from protocol.messages import AlertEvent, Reading
+
+RingKey = tuple[int, int, int, bool]  # period (ms), steps kept, steps with values, spread kept
+
+
+def ring_key(spec: FeatureSpec) -> RingKey:
+    """The ring a spec's windows are read from."""
+    return round(spec.sample_period_s * 1000), slots_for(spec), spec.window, needs_spread(spec)
 
 
 @dataclass
@@ -28,7 +37,7 @@ class AnomalyDetector:
     on_failure: Callable[[str, Exception], None] = lambda _profile, _exc: None  # the agent rolls back
     min_duration_periods: float = 2.0
     clear_after_periods: float = 3.0
-    rings: dict[int, StepRing] = field(default_factory=dict)  # sensors' steps, by sample period (ms)
+    rings: dict[RingKey, StepRing] = field(default_factory=dict)  # sensors' steps, by what a model's spec reads
 
     def score(self, readings: list[Reading]) -> tuple[list[Reading], list[AlertEvent]]:
         """Add `readings` to their sensors' rings and score every window due (one invoke per model) and return the
@@ -36,54 +45,67 @@ class AnomalyDetector:
 
         Windows end where sample periods end: when a sensor's reading opens a new step of its grid, the window
         ending where that step will end is scored from what has come (that reading is its newest step): one window
-        a period, however fast the tag reports, and no later than the reading.
+        a period, however fast the tag reports, and no later than the reading. Models whose specs read the same
+        steps share a ring; a ring no model reads any more is dropped.
         """
         out = list(readings)
         events: list[AlertEvent] = []
-        due: list[tuple[int, int, int]] = []  # (reading index, period, step opened) of the windows due
-        waiting: set[tuple[int, str]] = set()  # (period, sensor) with a window due, not yet taken
-        plans: dict[str, list[tuple[int, StepRing, int]]] = {}  # profile → (period, ring, first window) per period
+        self._keep_rings_in_use(readings)
+        due: list[tuple[int, RingKey, int]] = []  # (reading index, ring, step opened) of the windows due
+        waiting: set[tuple[RingKey, str]] = set()  # (ring, sensor) with a window due, not yet taken
+        plans: dict[str, list[tuple[RingKey, StepRing, int]]] = {}  # profile → (key, ring, first window) per ring
         for i, r in enumerate(readings):
             if r.temp_c is None:
                 continue
             plan = plans.get(r.profile)
             if plan is None:
                 plan = plans[r.profile] = self._plan(self._models_for(r.profile))
-            for period, ring, first_window_ms in plan:
-                if (period, r.sensor) in waiting and ring.advances(r.sensor, r.ts):
+            for key, ring, first_window_ms in plan:
+                if (key, r.sensor) in waiting and ring.advances(r.sensor, r.ts):
                     self._judge(due, readings, out, events)  # a backlog: its ring moves on past what they read
                     due, waiting = [], set()
                 opened = ring.add(r.sensor, r.ts, r.temp_c, r.rh_pct,
                                   None if r.battery_mv is None else float(r.battery_mv))
                 if opened is None:
                     continue
-                if (opened + 1) * period - ring.first_ms[ring.row(r.sensor)] < first_window_ms:
+                if (opened + 1) * ring.period_ms - ring.first_ms[ring.row(r.sensor)] < first_window_ms:
                     continue  # as in training, a window ends a full window after the sensor's history begins
-                due.append((i, period, opened))
-                waiting.add((period, r.sensor))
+                due.append((i, key, opened))
+                waiting.add((key, r.sensor))
         self._judge(due, readings, out, events)
         return out, events
 
-    def _plan(self, models: list[ActiveModel]) -> list[tuple[int, StepRing, int]]:
-        """For a profile's models: per sample period, the ring they read, holding what the longest-reaching reads (a
-        model that reaches further than a ring holds gets a new ring: its windows begin again), and how long after
-        a sensor's first reading its first window ends (a full window, as in training)."""
-        plan: dict[int, tuple[StepRing, int]] = {}
-        for m in models:
-            period = _period_ms(m)
-            ring = self.rings.get(period)
-            if (ring is None or ring.slots < slots_for(m.spec) or ring.recent < m.spec.window
-                    or (needs_spread(m.spec) and not ring.spread)):
-                ring = self.rings[period] = StepRing(period, slots_for(m.spec), stats=True, recent=m.spec.window,
-                                                     spread=needs_spread(m.spec))
-            first = (m.spec.window - 1) * period
-            plan[period] = (ring, max(first, plan[period][1]) if period in plan else first)
-        return [(period, ring, first) for period, (ring, first) in plan.items()]
+    def _keep_rings_in_use(self, readings: list[Reading]) -> None:
+        """Drop the rings no active or shadow model reads, and give rows of tags long silent to new ones (once per
+        tick, before any window of it is due: a row is never taken from a sensor with a window waiting)."""
+        used = {ring_key(m.spec) for profile in {*self.models, *self.shadows} for m in self._models_for(profile)}
+        for key in [k for k in self.rings if k not in used]:
+            del self.rings[key]
+        if readings and self.rings:
+            # the tick's earliest reading (a sensor silent for a ring's span before it has nothing the ring still
+            # needs: its next reading clears the whole ring), never later than the clock (a frame from the future)
+            now = min(min(r.ts for r in readings), int(time.time() * 1000))
+            for ring in self.rings.values():
+                ring.recycle(now)
 
-    def _judge(self, due: list[tuple[int, int, int]], readings: list[Reading], out: list[Reading],
+    def _plan(self, models: list[ActiveModel]) -> list[tuple[RingKey, StepRing, int]]:
+        """For a profile's models: the rings they read (one per distinct need: period, steps kept, window, spread)
+        and how long after a sensor's first reading its first window of each ends (a full window, as in
+        training)."""
+        plan: dict[RingKey, int] = {}
+        for m in models:
+            key = ring_key(m.spec)
+            if key not in self.rings:
+                period, slots, recent, spread = key
+                self.rings[key] = StepRing(period, slots, stats=True, recent=recent, spread=spread)
+            first = (m.spec.window - 1) * key[0]
+            plan[key] = max(first, plan.get(key, first))
+        return [(key, self.rings[key], first) for key, first in plan.items()]
+
+    def _judge(self, due: list[tuple[int, RingKey, int]], readings: list[Reading], out: list[Reading],
                events: list[AlertEvent]) -> None:
         """Score the windows `due` with their profiles' models and shadows and turn scores into alert events."""
-        by_profile: dict[str, list[tuple[int, int, int]]] = {}
+        by_profile: dict[str, list[tuple[int, RingKey, int]]] = {}
         for entry in due:
             by_profile.setdefault(readings[entry[0]].profile, []).append(entry)
         for profile, entries in by_profile.items():
@@ -118,17 +140,17 @@ class AnomalyDetector:
         return [m for m in (self.models.get(profile), shadow.model if shadow else None) if m is not None]
 
     def _run(self, profile: str, model: ActiveModel | None, readings: list[Reading],
-             entries: list[tuple[int, int, int]], shadow: bool = False) -> dict[int, float]:
-        """Scores by reading index for the windows `entries` of the model's period (one batched invoke)."""
+             entries: list[tuple[int, RingKey, int]], shadow: bool = False) -> dict[int, float]:
+        """Scores by reading index for the windows `entries` of the model's ring (one batched invoke)."""
         if model is None:
             return {}
-        period = _period_ms(model)
-        mine = [(i, closed) for i, p, closed in entries if p == period]
-        ring = self.rings.get(period)
+        key = ring_key(model.spec)
+        mine = [(i, opened) for i, k, opened in entries if k == key]
+        ring = self.rings.get(key)
         if not mine or ring is None:
-            return {}
+            return {}  # windows planned for another model (one rolled back within this tick): none for this one
         rows = np.array([ring.row(readings[i].sensor) for i, _ in mine], dtype=np.int64)
-        ends = np.array([closed for _, closed in mine], dtype=np.int64)
+        ends = np.array([opened for _, opened in mine], dtype=np.int64)
         inputs, usable = ring.windows(model.spec, rows, ends)
         picked = [i for (i, _), ok in zip(mine, usable.tolist(), strict=True) if ok]
         if not picked:
@@ -149,7 +171,3 @@ class AnomalyDetector:
         """The worst of the active models' invoke-latency quantiles (None before any invoke)."""
         values = [v for m in self.models.values() if (v := m.scorer.latency_ms(quantile)) is not None]
         return max(values) if values else None
-
-
-def _period_ms(model: ActiveModel) -> int:
-    return round(model.spec.sample_period_s * 1000)

@@ -21,7 +21,8 @@ from numpy.typing import NDArray
 from models.runtime.features import BASELINE_MIN_COVER, FRESH_PERIODS, FeatureSpec, windows_from_steps
 
 _NAN: Final = float("nan")
-_COUNT_MAX: Final = 65_535  # temperatures per step counted up to this (uint16); offsets within a step likewise
+_COUNT_MAX: Final = 65_535  # temperatures per step counted up to this (uint16); offsets in uint16 up to this step
+TEMP_DECIMALS: Final = 4  # temperatures are read back from float32 rounded to this many decimals
 
 
 class _OpenStep:
@@ -77,17 +78,18 @@ class StepRing:
         self.stats = stats
         self.spread = stats and spread
         self.recent = min(slots, recent or slots)
-        self._at_unit = -(-period_ms // _COUNT_MAX)  # offsets within a step in this many ms (1 up to 65.5 s steps)
+        at = np.uint16 if period_ms <= _COUNT_MAX else np.uint32  # offsets within a step, in ms
         self._rows: dict[str, int] = {}
         self._open: list[_OpenStep] = []
         self._free: list[int] = []  # rows given up by sensors long silent
+        self._recycled_ms = -(1 << 62)
         self.first_ms: list[int] = []  # per row: the sensor's first reading (windows begin a full window after)
         values = self.recent if stats else slots
         columns: dict[str, tuple[type[np.generic], int, float]] = {"temp": (np.float32, values, np.nan)}
         if stats:
             columns |= {"rh": (np.float32, values, np.nan), "battery": (np.float32, values, np.nan),
                         "count": (np.uint16, slots, 0), "mean": (np.float32, slots, 0.0),
-                        "temp_at": (np.uint16, slots, 0), "first_at": (np.uint16, slots, 0)}
+                        "temp_at": (at, slots, 0), "first_at": (at, slots, 0)}
         if self.spread:
             columns["m2"] = (np.float32, slots, 0.0)
         self._columns = columns  # name → (dtype, steps kept, value of an empty step)
@@ -156,8 +158,6 @@ class StepRing:
 
     def _new_row(self, sensor: str, slot: int, ts_ms: int) -> int:
         capacity = self._arrays["temp"].shape[0]
-        if not self._free and len(self._open) == capacity:
-            self._recycle(ts_ms)
         if self._free:
             row = self._free.pop()
             self._open[row] = _OpenStep(slot, ts_ms)
@@ -176,9 +176,15 @@ class StepRing:
         self._rows[sensor] = row
         return row
 
-    def _recycle(self, now_ms: int) -> None:
-        """Give the rows of sensors not heard for longer than the ring spans to new sensors (a warehouse's tags come
-        and go: the rows follow the tags heard lately, not every tag ever heard)."""
+    def recycle(self, now_ms: int) -> None:
+        """Give the rows of sensors not heard for longer than the ring spans before `now_ms` to sensors heard later
+        (a warehouse's tags come and go: the rows follow the tags heard lately, not every tag ever heard). Such a
+        sensor's next reading would clear its whole ring anyway; heard again, it starts afresh, as a new tag. Call
+        it between ticks with the tick's earliest reading time, never while a window read from the ring waits; it
+        looks at most once every 10 steps."""
+        if now_ms < self._recycled_ms + 10 * self.period_ms:
+            return
+        self._recycled_ms = now_ms
         span_ms = self.slots * self.period_ms
         for sensor, row in list(self._rows.items()):
             if now_ms - self._open[row].last_ts > span_ms:
@@ -213,8 +219,8 @@ class StepRing:
             arrays["mean"][row, p] = step.base + mean
             if self.spread:
                 arrays["m2"][row, p] = max(step.sq - step.sum * mean, 0.0)
-            arrays["temp_at"][row, p] = step.last_at // self._at_unit
-            arrays["first_at"][row, p] = step.first_at // self._at_unit
+            arrays["temp_at"][row, p] = step.last_at
+            arrays["first_at"][row, p] = step.first_at
 
     def _index(self, rows: NDArray[np.int64], cols: NDArray[np.int64], length: int) -> NDArray[np.int64]:
         """Flat positions of the steps `cols` [N, k] (consecutive steps, k <= `length`, one row of them per entry
@@ -235,7 +241,7 @@ class StepRing:
             raise ValueError(f"this ring keeps the temperatures of {kept} steps, not {steps}")
         cols = ends[:, None] + np.arange(1 - steps, 1, dtype=np.int64)[None, :]
         index = self._index(rows, cols, kept)
-        values, _ = _forward_fill(self._take("temp", index).astype(np.float64))
+        values, _ = _forward_fill(_as_read(self._take("temp", index)))
         return values
 
     def model_steps(self, spec: FeatureSpec, rows: NDArray[np.int64], ends: NDArray[np.int64]) -> ModelSteps:
@@ -248,13 +254,13 @@ class StepRing:
                              f"{w} steps reaching {slots_for(spec)}")
         cols = ends[:, None] + np.arange(1 - w, 1, dtype=np.int64)[None, :]
         recent, every = self._index(rows, cols, self.recent), self._index(rows, cols, self.slots)
-        temp, source = _forward_fill(self._take("temp", recent).astype(np.float64))
+        temp, source = _forward_fill(_as_read(self._take("temp", recent)))
         rh, _ = _forward_fill(self._take("rh", recent).astype(np.float64))
         battery, _ = _forward_fill(self._take("battery", recent).astype(np.float64))
         # a step's value is fresh when it came within FRESH_PERIODS of the step's end
         src = np.maximum(source, 0)
         src_slot = np.take_along_axis(cols, src, axis=1)
-        at = self._take("temp_at", every).astype(np.int64) * self._at_unit
+        at = self._take("temp_at", every).astype(np.int64)
         taken = src_slot * p + np.take_along_axis(at, src, axis=1)
         fresh = (source >= 0) & (taken > (cols + 1) * p - FRESH_PERIODS * p)
         span = spec.baseline_windows * w
@@ -281,9 +287,8 @@ class StepRing:
         first = np.argmax(present, axis=1)
         last = present.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)
         at = np.arange(len(cols))
-        unit = self._at_unit
-        first_ts = cols[at, first] * p + self._take("first_at", index[at, first]).astype(np.int64) * unit
-        last_ts = cols[at, last] * p + self._take("temp_at", index[at, last]).astype(np.int64) * unit
+        first_ts = cols[at, first] * p + self._take("first_at", index[at, first]).astype(np.int64)
+        last_ts = cols[at, last] * p + self._take("temp_at", index[at, last]).astype(np.int64)
         enough = (total > 0) & (last_ts - first_ts >= span_ms * BASELINE_MIN_COVER)
         return np.where(enough, mean, np.nan), np.where(enough, np.sqrt(np.maximum(spread, 0.0)), np.nan)
 
@@ -297,6 +302,14 @@ class StepRing:
     def bytes_per_row(self) -> int:
         """The ring's memory per sensor (its arrays' slots, without the open step)."""
         return sum(np.dtype(dtype).itemsize * length for dtype, length, _ in self._columns.values())
+
+
+def _as_read(temps: NDArray[np.generic]) -> NDArray[np.float64]:
+    """Kept float32 temperatures as the float64 they were read as, to 0.1 m°C (a tag's 0.005 °C steps exactly: 3.005
+    read back as 3.0050001 would make a one-step fall of 0.005 °C/min a cooling step for `cooling_duty`, where
+    training's float64 3.005 does not)."""
+    values: NDArray[np.float64] = temps.astype(np.float64).round(TEMP_DECIMALS)
+    return values
 
 
 def _forward_fill(grid: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
@@ -166,6 +167,8 @@ class PulldownRule:
         due: list[tuple[int, int, int]] = []  # (index, row, step opened) of the verdicts due
         waiting: set[str] = set()
         ring = self._steps
+        if pairs:  # rows of tags silent for the ring's span before the tick go to new ones (see AnomalyDetector)
+            ring.recycle(min(min(reading.ts for reading, _ in pairs), int(time.time() * 1000)))
         for j, (reading, _) in enumerate(pairs):
             if reading.temp_c is None:
                 continue

@@ -15,6 +15,7 @@ from edge_agent.detect.alerts import AlertTracker
 from edge_agent.detect.anomaly import AnomalyDetector
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.rules import PulldownRule
+from edge_agent.detect.shadow import ShadowRun
 from models.runtime.features import FeatureSpec, windows_at
 from protocol.messages import AlertEvent, Reading
 
@@ -135,7 +136,7 @@ def test_the_models_windows_are_those_of_the_whole_history_however_it_is_trimmed
     detector = AnomalyDetector("gw1", AlertTracker("gw1"), models={"chilled": model})  # type: ignore[dict-item]
     rng = np.random.default_rng(seed)
     ts = T0 + np.cumsum(rng.choice([20_000, 20_000, 20_000, 0, 300_000], size=sum(tick_sizes)))
-    temps = np.where(rng.random(len(ts)) < 0.1, np.nan, 3 + np.cumsum(rng.normal(0, 0.1, len(ts))))
+    temps = np.where(rng.random(len(ts)) < 0.1, np.nan, np.round(3 + np.cumsum(rng.normal(0, 0.1, len(ts))), 3))
     readings = [Reading(sensor=SENSORS[0], ts=int(t), profile="chilled", temp_c=None if v != v else float(v),
                         rh_pct=80.0, battery_mv=3000) for t, v in zip(ts, temps, strict=True)]
     want, start = [], 0
@@ -156,3 +157,39 @@ def test_the_models_windows_are_those_of_the_whole_history_however_it_is_trimmed
     assert all(ring.slots == spec.reach_ms // MIN and ring.recent == spec.window for ring in detector.rings.values())
     for got, expected in zip(seen, want, strict=True):
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+def test_models_of_other_needs_on_one_period_each_keep_their_ring_and_keep_scoring() -> None:
+    """Two profiles (and a shadow) whose specs read different steps of the same period: a model arriving mid-run
+    starts a ring of its own, leaves the others' history as it was, and every model keeps scoring; a ring no model
+    reads any more is dropped."""
+    def model(spec: FeatureSpec) -> SimpleNamespace:
+        return SimpleNamespace(spec=spec, manifest=SimpleNamespace(threshold=1e9, name="m", version="1"),
+                               scores=lambda windows: np.zeros(len(windows), dtype=np.float32))
+
+    short = FeatureSpec(4, 60.0, ("temp_dev", "temp_drift"), (0.0, 0.0), (1.0, 1.0), baseline_windows=3)
+    wide = FeatureSpec(8, 60.0, ("temp_dev", "temp_drift_z"), (0.0, 0.0), (1.0, 1.0), baseline_windows=1)
+    detector = AnomalyDetector("gw1", AlertTracker("gw1"), models={"chilled": model(short)})  # type: ignore[dict-item]
+
+    def minute(m: int) -> list[Reading]:
+        return [Reading(sensor=SENSORS[0], ts=T0 + m * MIN, profile="chilled", temp_c=3.0 + m % 3 * 0.1),
+                Reading(sensor=SENSORS[1], ts=T0 + m * MIN + 1, profile="frozen", temp_c=-20.0 + m % 2 * 0.1)]
+
+    scored_at: dict[str, list[int]] = {SENSORS[0]: [], SENSORS[1]: []}
+    for m in range(60):
+        if m == 20:
+            detector.models["frozen"] = model(wide)  # type: ignore[assignment]
+        if m == 30:
+            detector.shadows["chilled"] = ShadowRun(model(wide), desired_version=2,  # type: ignore[arg-type]
+                                                    has_current=True)
+        out, _ = detector.score(minute(m))
+        for r in out:
+            if r.anomaly_score is not None:
+                scored_at[r.sensor].append(m)
+    assert scored_at[SENSORS[0]] == list(range(3, 60))  # the chilled model never lost its history
+    assert scored_at[SENSORS[1]] == list(range(27, 60))  # the frozen model's first window a full window on
+    assert len(detector.rings) == 2
+    detector.shadows.clear()
+    del detector.models["frozen"]
+    detector.score(minute(60))
+    assert len(detector.rings) == 1

@@ -4,9 +4,11 @@ interpreter) and on the gateway's numpy 1.x (.venv-edge); a row's memory does no
 
 from __future__ import annotations
 
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -14,8 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge_agent.detect.alerts import AlertTracker
+from edge_agent.detect.anomaly import AnomalyDetector
 from edge_agent.detect.history import StepRing, slots_for
 from models.runtime.features import KNOWN_FEATURES, FeatureSpec
+from protocol.messages import Reading
 from tests.edge_interpreter import EdgeCheck, edge_check
 
 T0 = 1_767_225_600_000
@@ -33,7 +38,7 @@ def check(case):
     period = round(spec.sample_period_s * 1000)
     ring = StepRing(period, slots_for(spec), stats=True, recent=spec.window, spread=needs_spread(spec))
     pull = StepRing(period, case["pull_steps"])
-    kept = {}  # sensor -> readings added so far, float32 as the ring keeps them
+    kept = {}  # sensor -> readings added so far (humidity and battery float32 as the ring keeps them)
     worst, compared = 0.0, 0
     for sensor, ts, temp, rh, battery in case["readings"]:
         opened = ring.add(sensor, ts, temp, rh, battery)
@@ -43,7 +48,7 @@ def check(case):
         if rows and ts < rows[-1][0]:
             assert opened is None
             continue
-        rows.append((ts, float(np.float32(temp)), float(np.float32(np.nan if rh is None else rh)),
+        rows.append((ts, temp, float(np.float32(np.nan if rh is None else rh)),
                      float(np.float32(np.nan if battery is None else battery))))
         if opened is None:
             continue
@@ -90,13 +95,13 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
     period = round(spec.sample_period_s * 1000)
     readings = []
     clocks = {s: T0 + draw(st.integers(0, 3 * period)) for s in ("a", "b")}
-    levels = {s: draw(st.floats(-30, 60)) for s in clocks}
+    levels = {s: draw(st.floats(-30, 60) | st.just(3.005)) for s in clocks}
     for _ in range(draw(st.integers(1, 150))):
         sensor = draw(st.sampled_from(sorted(clocks)))
         step = draw(st.sampled_from([0, period // 3, period // 2, period, period + 1, 3 * period])
                     | st.integers(-period, 40 * period))
         clocks[sensor] += step  # mostly forward; at times a late frame or a gap longer than the ring
-        temp = levels[sensor] + draw(st.floats(-2, 2))
+        temp = round(levels[sensor] + draw(st.floats(-2, 2)), draw(st.sampled_from([2, 3, 4])))  # as tags report
         rh = draw(st.none() | st.floats(0, 100))
         battery = draw(st.none() | st.integers(1600, 3600).map(float))
         readings.append((sensor, clocks[sensor], temp, rh, battery))
@@ -155,6 +160,7 @@ def test_a_warehouses_tags_come_and_go_and_the_rings_follow_the_tags_heard_latel
         ring.add(f"old-{k}", T0 + k, 3.0)
     capacity = ring._arrays["temp"].shape[0]
     later = T0 + 11 * 60_000  # the old tags are silent for longer than the ring's 10 steps
+    ring.recycle(later)
     for k in range(16):
         ring.add(f"new-{k}", later + k, 5.0)
     assert ring._arrays["temp"].shape[0] == capacity and len(ring) == 16
@@ -162,3 +168,20 @@ def test_a_warehouses_tags_come_and_go_and_the_rings_follow_the_tags_heard_latel
     got = ring.temperatures(np.array([ring.row("old-3")]), np.array([ring.slot_of(later + 60_000)]), 4)
     assert np.isnan(got[0, :-1]).all() and got[0, -1] == 4.0
     assert ring.add("new-0", later + 60_001, float("nan")) is None  # no temperature: nothing kept
+
+
+def test_a_frame_from_the_future_does_not_take_the_rows_of_the_tags_heard_now() -> None:
+    """The detector recycles rows once per tick at the earlier of the tick's newest reading and the clock, so a
+    frame stamped years ahead by a broken scanner leaves every other tag's history as it was."""
+    spec = FeatureSpec(4, 60.0, ("temp_dev",), (0.0,), (1.0,))
+    model = SimpleNamespace(spec=spec, manifest=SimpleNamespace(threshold=1e9, name="m", version="1"),
+                            scores=lambda windows: np.zeros(len(windows), dtype=np.float32))
+    detector = AnomalyDetector("gw1", AlertTracker("gw1"), models={"chilled": model})  # type: ignore[dict-item]
+    now = int(time.time() * 1000)
+    tick = [Reading(sensor=f"c2:00:00:00:00:{k:02x}", ts=now - 60_000 * (5 - m), profile="chilled", temp_c=3.0)
+            for m in range(5) for k in range(16)]
+    detector.score(tick)
+    detector.score([Reading(sensor="c2:00:00:00:01:00", ts=now + 50 * 365 * 86_400_000, profile="chilled",
+                            temp_c=3.0)])
+    ring = next(iter(detector.rings.values()))
+    assert all(ring.row(f"c2:00:00:00:00:{k:02x}") >= 0 for k in range(16)) and len(ring) == 17

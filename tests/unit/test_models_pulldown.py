@@ -123,11 +123,9 @@ def test_the_gateway_rule_judges_like_the_replay_and_opens_during_the_leak() -> 
     assert opened[0].started_at > label.start_ms  # type: ignore[attr-defined]
     assert opened[0].reason.startswith("pull-downs") and opened[0].threshold == FADING_BELOW
     assert opened[0].value is not None and opened[0].value < FADING_BELOW
-    # ... which are the replay's over the series up to each verdict's reading (temperatures as the agent keeps
-    # them, float32): the steps the agent keeps are enough
+    # ... which are the replay's over the series up to each verdict's reading: the steps the agent keeps are enough
     assert len(judged) > 500
-    kept = temp_all.astype(np.float32).astype(np.float64)
-    replay = [float(pulldown_ratio(ts_all[:upto], kept[:upto], [end])[0]) for end, upto, _ in judged]
+    replay = [float(pulldown_ratio(ts_all[:upto], temp_all[:upto], [end])[0]) for end, upto, _ in judged]
     assert np.allclose([value for _, _, value in judged], replay)
 
 
