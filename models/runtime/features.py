@@ -9,20 +9,18 @@ numpy only (1.x and 2.x): the edge agent imports this module in the gateway's en
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["DEFAULT_FEATURES", "FeatureSpec", "FloatArray", "History", "default_spec", "raw_windows",
-           "raw_windows_many", "sample_steps", "score", "window_ends", "window_features", "windows_at",
-           "windows_at_many"]
+__all__ = ["DEFAULT_FEATURES", "FeatureSpec", "FloatArray", "default_spec", "raw_windows", "sample_steps", "score",
+           "window_ends", "window_features", "windows_at", "windows_from_steps"]
 
 FloatArray = NDArray[np.float32]
 # One sensor's readings as columns: ts (ms), temperature, humidity, battery (the last two may be absent).
-History = tuple[ArrayLike, ArrayLike, ArrayLike | None, ArrayLike | None]
 
 # Per-step channels, in this order inside each step of the flattened vector. Level-free: a model trained on them
 # does not alarm because a sensor runs at another level than its training data did.
@@ -99,7 +97,7 @@ class FeatureSpec:
     @property
     def reach_ms(self) -> int:
         """How far before its end a window's readings may lie (the window and the baseline before it, whether the
-        spec uses the baseline or not): what `windows_at_many` reads of a history."""
+        spec uses the baseline or not): what a gateway's step ring keeps of a sensor (edge_agent/detect/history.py)."""
         return (1 + self.baseline_windows) * self.window * round(self.sample_period_s * 1000)
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,74 +323,6 @@ def windows_at(spec: FeatureSpec, ts_ms: ArrayLike, temp_c: ArrayLike, rh_pct: A
     return normalise(spec, raw), usable
 
 
-def windows_at_many(spec: FeatureSpec, histories: Sequence[History], owner: ArrayLike, *,
-                    end_ms: ArrayLike) -> tuple[FloatArray, NDArray[np.bool_]]:
-    """Windows of many sensors at once: row j is what `windows_at(spec, *histories[owner[j]], end_ms=[end_ms[j]])`
-    gives (equal up to float rounding), computed in one pass over all rows, as the gateway does for every window due
-    in a tick (see `raw_windows_many`)."""
-    raw, usable = raw_windows_many(spec, histories, owner, end_ms=end_ms)
-    return normalise(spec, raw), usable
-
-
-def raw_windows_many(spec: FeatureSpec, histories: Sequence[History], owner: ArrayLike, *,
-                     end_ms: ArrayLike) -> tuple[FloatArray, NDArray[np.bool_]]:
-    """Un-normalised windows of many sensors: row j is `raw_windows(spec, *histories[owner[j]], end_ms=[end_ms[j]])`.
-
-    Each history is one sensor's (ts, temp, rh, battery) columns, sorted by time (rh and battery may be None); a
-    window reads only its sensor's readings at or before its end and no older than the span its channels look
-    back, and only those are checked for order.
-    """
-    period_ms = round(spec.sample_period_s * 1000)
-    w = spec.window
-    reach = spec.reach_ms  # a window's channels read readings after end - reach
-    who = np.atleast_1d(np.asarray(owner, dtype=np.int64))
-    ends = np.atleast_1d(np.asarray(end_ms, dtype=np.int64))
-    if who.shape != ends.shape:
-        raise ValueError(f"owner and end_ms differ in shape: {who.shape} and {ends.shape}")
-    if len(ends) == 0:
-        return np.zeros((0, spec.window, spec.channels), dtype=np.float32), np.zeros(0, dtype=bool)
-    stride = reach + 1  # row j's readings and step ends are keyed j·stride + (ts - end + reach): one sorted axis
-    columns = {o: _columns(histories[o]) for o in set(who.tolist())}
-    if len(ends) * stride >= 1 << 62:  # keys would overflow int64: one row at a time
-        rows = [raw_windows(spec, *columns[int(o)], end_ms=[e]) for o, e in zip(who, ends, strict=True)]
-        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
-    ts_parts, temp_parts, rh_parts, batt_parts, starts = [], [], [], [], []
-    for o, e in zip(who.tolist(), ends.tolist(), strict=True):  # each row's readings: end - reach < ts <= end
-        ts_o, temp_o, rh_o, batt_o = columns[o]
-        lo, hi = ts_o.searchsorted(e - reach, "right"), ts_o.searchsorted(e, "right")
-        starts.append(lo)
-        ts_parts.append(ts_o[lo:hi])
-        temp_parts.append(temp_o[lo:hi])
-        rh_parts.append(rh_o[lo:hi])
-        batt_parts.append(batt_o[lo:hi])
-    counts = np.fromiter(map(len, ts_parts), dtype=np.int64, count=len(ends))
-    ts = np.concatenate(ts_parts)
-    temp, rh, batt = (np.concatenate(p).astype(np.float64, copy=False) for p in (temp_parts, rh_parts, batt_parts))
-    row_of = np.repeat(np.arange(len(ends)), counts)
-    keys = ts + (row_of * stride + reach - ends[row_of])
-    if len(keys) > 1 and np.any(np.diff(keys) < 0):
-        raise ValueError("timestamps must be sorted")
-    origin = np.arange(len(ends), dtype=np.int64) * stride + reach  # each row's end, as a key
-    step_end = origin[:, None] + _step_offsets(w, period_ms)[None, :]
-    window_start = (origin - w * period_ms)[:, None]
-    (t, t_fresh), (h, _), (b, _) = _sample_columns(keys, (temp, rh, batt), step_end, window_start, period_ms)
-
-    def baseline() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        # about each row's own first valid temperature, so rows at other levels lose no precision in the sums
-        valid = np.flatnonzero(~np.isnan(temp))
-        bases = np.zeros(len(ends))
-        if len(valid):
-            starts = np.cumsum(counts) - counts
-            first = valid[np.minimum(np.searchsorted(valid, starts), len(valid) - 1)]
-            inside = (first >= starts) & (first < starts + counts)
-            bases[inside] = temp[first[inside]]
-        mean, std = _baseline_stats(keys, temp - bases[row_of], window_start[:, 0] - (reach - w * period_ms),
-                                    window_start[:, 0])
-        return mean + bases, std
-
-    return _channels(spec, t, t_fresh, h, b, baseline)
-
-
 def windows_from_steps(spec: FeatureSpec, temp: NDArray[np.float64], fresh: NDArray[np.bool_],
                        rh: NDArray[np.float64], battery: NDArray[np.float64],
                        baseline: tuple[NDArray[np.float64], NDArray[np.float64]],
@@ -402,19 +332,6 @@ def windows_from_steps(spec: FeatureSpec, temp: NDArray[np.float64], fresh: NDAr
     baseline's mean and spread per window; the same channels `windows_at` builds from raw readings."""
     raw, usable = _channels(spec, temp, fresh, rh, battery, lambda: baseline)
     return normalise(spec, raw), usable
-
-
-def _columns(history: History) -> tuple[NDArray[np.int64], NDArray[Any], NDArray[Any], NDArray[Any]]:
-    """One history's four columns as arrays of one length (an absent one all NaN; float32 or float64 as given,
-    converted once the windows' parts are gathered)."""
-    ts = np.asarray(history[0], dtype=np.int64)
-    out: list[NDArray[Any]] = []
-    for values in history[1:]:
-        column = np.full(len(ts), np.nan) if values is None else np.asarray(values)
-        if column.shape != ts.shape:
-            raise ValueError(f"every column needs {len(ts)} values, got shape {column.shape}")
-        out.append(column)
-    return ts, out[0], out[1], out[2]
 
 
 def window_ends(spec: FeatureSpec, ts_ms: ArrayLike) -> NDArray[np.int64]:
