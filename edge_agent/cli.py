@@ -19,7 +19,7 @@ from protocol.datagram import unpack_datagram
 from protocol.ruuvi import FrameError, decode_rawv2
 
 GIL_SWITCH_S: Final = 0.0005
-MALLOC_RETURN_BYTES: Final = 128 * 1024
+MALLOC_RETURN_BYTES: Final = 2 * 1024 * 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _return_freed_memory() -> None:
-    """Have glibc give freed blocks of 128 KiB and more back to the kernel (a tick's arrays for thousands of tags)
-    and keep two malloc arenas for the agent's threads. By default glibc raises its mmap threshold after the first
-    large free, so later ticks' buffers come from the heap and stay resident once freed: 46 MiB of 160 for 5,000
-    tags at 1 Hz (`agent_rss_5000_tags_1hz`, docs/decisions.md). Not glibc (musl): nothing to do."""
+    """Have glibc give freed blocks of 2 MiB and more back to the kernel and keep two malloc arenas for the agent's
+    threads. By default glibc raises its mmap threshold after the first large free, so later ticks' buffers come
+    from the heap and stay resident once freed: 46 MiB of 160 for 5,000 tags at 1 Hz (`agent_rss_5000_tags_1hz`,
+    docs/decisions.md). Not lower: every array above the threshold is a fresh mapping, paid for in page faults each
+    tick (at 128 KiB the windows of 5,000 tags took twice the CPU); the rings read windows in passes of
+    `history.PASS_ROWS` sensors, whose arrays stay under it. Not glibc (musl): nothing to do."""
     import ctypes
     import ctypes.util
 

@@ -120,11 +120,14 @@ class AnomalyDetector:
             if model is None:
                 continue
             period_ms = model.spec.sample_period_s * 1000
+            m = model.manifest
+            threshold = m.threshold
+            tracks = self.tracker.tracks
             for i, s in active_scores.items():
                 r = readings[i]
                 out[i] = msgspec.structs.replace(r, anomaly_score=round(min(s, 1e6), 6))
-                threshold = model.manifest.threshold
-                m = model.manifest
+                if s <= threshold and (r.sensor, "anomaly") not in tracks:
+                    continue  # below threshold, nothing pending or open: the tracker would do nothing
                 reason = f"model {m.name} {m.version}: score {s:.3g} above {threshold:.3g}" if s > threshold else ""
                 event = self.tracker.observe(
                     sensor=r.sensor, kind="anomaly", active=s > threshold, ts_ms=r.ts,
@@ -165,7 +168,8 @@ class AnomalyDetector:
                 del self.models[profile]
             self.on_failure(profile, exc)
             return {}
-        return {i: float(v) if np.isfinite(v) else 1e6 for i, v in zip(picked, scores, strict=True)}
+        values = np.where(np.isfinite(scores), scores, 1e6).astype(np.float64).tolist()
+        return dict(zip(picked, values, strict=True))
 
     def latency_ms(self, quantile: float) -> float | None:
         """The worst of the active models' invoke-latency quantiles (None before any invoke)."""

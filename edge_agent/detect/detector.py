@@ -102,16 +102,18 @@ class Detector:
             pairs.append((reading, self._rate_reference(reading)))
         verdicts = [(rule, check_all(rule, pairs)) for rule in self.rules]
         events = []
-        observe = self.tracker.observe
+        observe, tracks = self.tracker.observe, self.tracker.tracks
         for j, (reading, _) in enumerate(pairs):
-            silent = observe(sensor=reading.sensor, kind="sensor_silent", active=False, ts_ms=reading.ts,
-                             min_duration_ms=0, clear_after_ms=0, severity="warning", source="rule")
-            if silent is not None:
-                events.append(silent)
+            sensor = reading.sensor
+            if (sensor, "sensor_silent") in tracks:  # else a reading changes nothing there (AlertTracker.observe)
+                silent = observe(sensor=sensor, kind="sensor_silent", active=False, ts_ms=reading.ts,
+                                 min_duration_ms=0, clear_after_ms=0, severity="warning", source="rule")
+                if silent is not None:
+                    events.append(silent)
             for rule, findings in verdicts:
                 finding: Finding | None = findings[j]
-                if finding is None:
-                    continue
+                if finding is None or (not finding.active and (sensor, rule.kind) not in tracks):
+                    continue  # the common case: the condition does not hold and nothing is pending or open
                 event = observe(
                     sensor=reading.sensor, kind=rule.kind, active=finding.active, hold=finding.hold, ts_ms=reading.ts,
                     min_duration_ms=finding.min_duration_ms or rule.min_duration_ms,

@@ -12,6 +12,7 @@ when the sensor moves past it.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass
 from typing import Final
 
@@ -23,14 +24,16 @@ from models.runtime.features import BASELINE_MIN_COVER, FRESH_PERIODS, FeatureSp
 _NAN: Final = float("nan")
 _COUNT_MAX: Final = 65_535  # temperatures per step counted up to this (uint16); offsets in uint16 up to this step
 TEMP_DECIMALS: Final = 4  # temperatures are read back from float32 rounded to this many decimals
+PASS_ROWS: Final = 1024  # windows read in one pass: its arrays (at most rows × steps kept) stay under the agent's
+# malloc mmap threshold (edge_agent/cli.py), so the heap reuses them rather than mapping fresh pages every tick
 
 
 class _OpenStep:
     """The step a sensor's readings go to now: running sums about its first temperature (no precision lost at any
     level), last values, offsets within the step."""
 
-    __slots__ = ("base", "battery", "first_at", "last_at", "last_ts", "n", "rh", "slot", "sq", "sum", "temp",
-                 "written")
+    __slots__ = ("base", "battery", "first_at", "last_at", "last_ts", "n", "pending", "rh", "slot", "sq", "sum",
+                 "temp", "written")
 
     def __init__(self, slot: int, last_ts: int) -> None:
         self.slot = slot
@@ -40,12 +43,13 @@ class _OpenStep:
         self.temp = self.rh = self.battery = _NAN
         self.first_at = self.last_at = 0
         self.written = -1  # the readings it held when last written to the ring (-1: never)
+        self.pending = -1  # where its first reading waits to be written (StepRing._pending), -1: it does not
 
     def reset(self, slot: int, last_ts: int) -> None:
         """Begin step `slot` (the object is reused: none is made per step)."""
         self.slot, self.last_ts, self.n = slot, last_ts, 0
         self.sum = self.sq = 0.0
-        self.written = -1
+        self.written = self.pending = -1
         self.temp = self.rh = self.battery = _NAN
 
 
@@ -82,6 +86,9 @@ class StepRing:
         self._rows: dict[str, int] = {}
         self._open: list[_OpenStep] = []
         self._free: list[int] = []  # rows given up by sensors long silent
+        # steps opened since the arrays were last read, as their first reading left them: row (-1: since written
+        # otherwise), step, temperature, humidity, battery, offset in the step; written together before a read
+        self._pending = _pending_buffers()
         self._recycled_ms = -(1 << 62)
         self.first_ms: list[int] = []  # per row: the sensor's first reading (windows begin a full window after)
         values = self.recent if stats else slots
@@ -153,13 +160,26 @@ class StepRing:
         step.n += 1
         if not opened:
             return None
-        self._write(row, step)
+        # the step as this reading leaves it, written with the others before the arrays are next read (later
+        # readings of the step do not change what a window ending with it reads now, as when written at once)
+        rows, slots, temps, rhs, batteries, ats = self._pending
+        step.pending, step.written = len(rows), 1
+        rows.append(row)
+        slots.append(slot)
+        temps.append(temp_c)
+        rhs.append(step.rh)
+        batteries.append(step.battery)
+        ats.append(at)
+        if len(rows) > len(self._open) + 16:  # a ring nobody reads for a while stays bounded too
+            self.write_open_steps()
         return slot
 
     def _new_row(self, sensor: str, slot: int, ts_ms: int) -> int:
         capacity = self._arrays["temp"].shape[0]
         if self._free:
             row = self._free.pop()
+            if self._open[row].pending >= 0:  # the last sensor's first reading of a step must not land here
+                self._pending[0][self._open[row].pending] = -1
             self._open[row] = _OpenStep(slot, ts_ms)
             self.first_ms[row] = ts_ms
         else:
@@ -194,7 +214,10 @@ class StepRing:
     def _close(self, row: int, step: _OpenStep, new_slot: int) -> None:
         """Write the open step into the ring, then mark the steps skipped up to `new_slot` empty (after: a gap as
         long as the ring wraps onto the step just written, which is then older than anything the ring holds)."""
-        if step.written != step.n:  # not as it was when last written (a step of one reading already is)
+        if step.pending >= 0:  # its first reading is still waiting: the step is written whole instead
+            self._pending[0][step.pending] = -1
+            self._write(row, step)
+        elif step.written != step.n:  # not as it was when last written (a step of one reading already is)
             self._write(row, step)
         skipped = new_slot - step.slot - 1
         if skipped <= 0:
@@ -203,6 +226,37 @@ class StepRing:
             array = self._arrays[name]
             positions = (step.slot + 1 + np.arange(min(skipped, length))) % length
             array[row, positions] = empty
+
+    def write_open_steps(self) -> None:
+        """Write the steps opened since the arrays were last read, as their first reading left them (one assignment
+        per column for all of them, not one per value; every read does it first)."""
+        rows, slots, temps, rhs, batteries, ats = self._pending
+        if not rows:
+            return
+        self._pending = _pending_buffers()
+        opens = self._open
+        for row in rows:
+            if row >= 0:
+                opens[row].pending = -1
+        at = np.frombuffer(rows, dtype=np.int64)
+        keep = at >= 0
+        at = at[keep]
+        slot = np.frombuffer(slots, dtype=np.int64)[keep]
+        temp = np.frombuffer(temps, dtype=np.float64)[keep]
+        arrays = self._arrays
+        v = slot % (self.recent if self.stats else self.slots)
+        arrays["temp"][at, v] = temp
+        if self.stats:
+            arrays["rh"][at, v] = np.frombuffer(rhs, dtype=np.float64)[keep]
+            arrays["battery"][at, v] = np.frombuffer(batteries, dtype=np.float64)[keep]
+            p = slot % self.slots
+            arrays["count"][at, p] = 1
+            arrays["mean"][at, p] = temp
+            if self.spread:
+                arrays["m2"][at, p] = 0.0
+            offsets = np.frombuffer(ats, dtype=np.int64)[keep]
+            arrays["temp_at"][at, p] = offsets
+            arrays["first_at"][at, p] = offsets
 
     def _write(self, row: int, step: _OpenStep) -> None:
         step.written = step.n
@@ -236,6 +290,7 @@ class StepRing:
     def temperatures(self, rows: NDArray[np.int64], ends: NDArray[np.int64], steps: int) -> NDArray[np.float64]:
         """For each (row, last step), the temperature at the end of each of the `steps` steps up to it: the latest
         at or before that end inside the span (as `features.sample_steps` gives), NaN before its first."""
+        self.write_open_steps()
         kept = self._arrays["temp"].shape[1]
         if steps > kept:
             raise ValueError(f"this ring keeps the temperatures of {kept} steps, not {steps}")
@@ -252,6 +307,7 @@ class StepRing:
                                                                                  and not self.spread):
             raise ValueError(f"a ring of {self.slots} steps ({self.recent} with values) cannot feed windows of "
                              f"{w} steps reaching {slots_for(spec)}")
+        self.write_open_steps()
         cols = ends[:, None] + np.arange(1 - w, 1, dtype=np.int64)[None, :]
         recent, every = self._index(rows, cols, self.recent), self._index(rows, cols, self.slots)
         temp, source = _forward_fill(_as_read(self._take("temp", recent)))
@@ -264,44 +320,61 @@ class StepRing:
         taken = src_slot * p + np.take_along_axis(at, src, axis=1)
         fresh = (source >= 0) & (taken > (cols + 1) * p - FRESH_PERIODS * p)
         span = spec.baseline_windows * w
-        base_cols = ends[:, None] - w + np.arange(1 - span, 1, dtype=np.int64)[None, :]
-        mean, std = self._baseline(rows, base_cols, span * p)
+        mean, std = self._baseline(rows, ends - w, span)
         return ModelSteps(temp, fresh, rh, battery, mean, std)
 
-    def _baseline(self, rows: NDArray[np.int64], cols: NDArray[np.int64], span_ms: int,
+    def _baseline(self, rows: NDArray[np.int64], last: NDArray[np.int64], span: int,
                   ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Mean and spread of every temperature in the steps `cols` (per row), NaN where the temperatures span less
-        than BASELINE_MIN_COVER of `span_ms` (as `features` judges a baseline)."""
-        index = self._index(rows, cols, self.slots)
-        count = self._take("count", index).astype(np.float64)  # an empty step holds count, mean and m2 zero
-        means = self._take("mean", index).astype(np.float64)
-        weighted = count * means
-        total = count.sum(axis=1)
+        """Mean and spread of every temperature in the `span` steps up to step `last[i]` of row `rows[i]`, NaN where
+        the temperatures span less than BASELINE_MIN_COVER of those steps (as `features` judges a baseline). Whole
+        rows are read (a row holds the steps up to its open one, at positions step % slots) and the steps outside
+        the span masked: no index per step is built."""
+        n, slots, p = len(rows), self.slots, self.period_ms
+        opened = np.fromiter((self._open[r].slot for r in rows.tolist()), dtype=np.int64, count=n)
+        # age[i, q]: how many steps before row i's open step the step at position q is
+        age = (opened % slots).astype(np.int32)[:, None] - np.arange(slots, dtype=np.int32)[None, :]
+        age += np.where(age < 0, np.int32(slots), np.int32(0))
+        newest_age = (opened - last).astype(np.int32)[:, None]
+        inside = (age >= newest_age) & (age < newest_age + span)
+        # an empty step holds count, mean and m2 zero
+        count = np.where(inside, np.asarray(self._arrays["count"][rows], dtype=np.uint16), np.uint16(0))
+        means = np.asarray(self._arrays["mean"][rows], dtype=np.float32)
+        total = count.sum(axis=1, dtype=np.float64)
+        weighted = np.einsum("ij,ij->i", count, means, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = weighted.sum(axis=1) / total
+            mean = weighted / total
             # the steps' own spreads and their means' spread about the whole mean (float64: no cancellation to fear)
-            spread = ((self._take("m2", index).sum(axis=1, dtype=np.float64) + (weighted * means).sum(axis=1)
-                       ) / total - mean * mean) if self.spread else np.full(len(total), np.nan)
+            spread = ((np.where(inside, self._arrays["m2"][rows], 0).sum(axis=1, dtype=np.float64)
+                       + np.einsum("ij,ij,ij->i", count, means, means, dtype=np.float64)) / total - mean * mean
+                      ) if self.spread else np.full(n, np.nan)
         present = count > 0
-        p = self.period_ms
-        first = np.argmax(present, axis=1)
-        last = present.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)
-        at = np.arange(len(cols))
-        first_ts = cols[at, first] * p + self._take("first_at", index[at, first]).astype(np.int64)
-        last_ts = cols[at, last] * p + self._take("temp_at", index[at, last]).astype(np.int64)
-        enough = (total > 0) & (last_ts - first_ts >= span_ms * BASELINE_MIN_COVER)
+        oldest = np.where(present, age, -1).argmax(axis=1)  # positions of the first and last steps with a reading
+        newest = np.where(present, age, slots).argmin(axis=1)
+        at = np.arange(n)
+        first_ts = (opened - age[at, oldest]) * p + self._arrays["first_at"][rows, oldest].astype(np.int64)
+        last_ts = (opened - age[at, newest]) * p + self._arrays["temp_at"][rows, newest].astype(np.int64)
+        enough = (total > 0) & (last_ts - first_ts >= span * p * BASELINE_MIN_COVER)
         return np.where(enough, mean, np.nan), np.where(enough, np.sqrt(np.maximum(spread, 0.0)), np.nan)
 
     def windows(self, spec: FeatureSpec, rows: NDArray[np.int64], ends: NDArray[np.int64],
                 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
         """The model inputs for windows ending at the end of step `ends[i]` of row `rows[i]`, and which are usable:
-        what `features.windows_at` gives on the same readings, ending at those times."""
+        what `features.windows_at` gives on the same readings, ending at those times. Read `PASS_ROWS` at a time."""
+        if len(rows) > PASS_ROWS:
+            passes = [self.windows(spec, rows[i:i + PASS_ROWS], ends[i:i + PASS_ROWS])
+                      for i in range(0, len(rows), PASS_ROWS)]
+            return np.concatenate([w for w, _ in passes]), np.concatenate([ok for _, ok in passes])
         s = self.model_steps(spec, rows, ends)
         return windows_from_steps(spec, s.temp, s.fresh, s.rh, s.battery, (s.baseline_mean, s.baseline_std))
 
     def bytes_per_row(self) -> int:
         """The ring's memory per sensor (its arrays' slots, without the open step)."""
         return sum(np.dtype(dtype).itemsize * length for dtype, length, _ in self._columns.values())
+
+
+def _pending_buffers() -> tuple[array[int], array[int], array[float], array[float], array[float], array[int]]:
+    """Empty buffers for the first readings of steps waiting to be written (`StepRing._pending`)."""
+    return array("q"), array("q"), array("d"), array("d"), array("d"), array("q")
 
 
 def _as_read(temps: NDArray[np.generic]) -> NDArray[np.float64]:

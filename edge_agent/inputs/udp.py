@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import threading
 from pathlib import Path
@@ -65,7 +66,7 @@ class UdpInput:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
         granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports twice what it keeps
         sock.bind(self.address)
-        sock.settimeout(0.2)
+        sock.setblocking(False)  # drained without a poll per datagram; polled only once it is empty (_loop)
         self._sock = sock
         self._inode = os.fstat(sock.fileno()).st_ino
         self._thread = threading.Thread(target=self._loop, args=(deliver,), name="input-udp", daemon=True)
@@ -78,11 +79,18 @@ class UdpInput:
                         "raises the cap")
 
     def _loop(self, deliver: Deliver) -> None:
-        assert self._sock is not None
+        """Take every datagram queued (one system call each: a socket with a timeout would poll before each), then
+        wait for more, looking at `_stopping` every 0.2 s."""
+        sock = self._sock
+        assert sock is not None
+        waiting = select.poll()
+        waiting.register(sock, select.POLLIN)
+        size = MAX_DATAGRAM + 1
         while not self._stopping.is_set():
             try:
-                data = self._sock.recv(MAX_DATAGRAM + 1)
-            except TimeoutError:
+                data = sock.recv(size)
+            except BlockingIOError:
+                waiting.poll(200)
                 continue
             except OSError as exc:
                 if self._stopping.is_set():
