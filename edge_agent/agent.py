@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from edge_agent import __version__
+from edge_agent import __version__, allocator
 from edge_agent.config import AgentConfig
 from edge_agent.decode import Decoder
 from edge_agent.desired import DesiredHandler
@@ -185,6 +185,7 @@ class Agent:
                 self.tick()
             except Exception:  # a full disk must not kill the daemon; the next flush retries
                 log.exception("event=outbox_flush_failed gateway=%s", self.config.gateway_id)
+            allocator.trim()  # the tick's freed arrays go back to the kernel (edge_agent/allocator.py)
 
     def stop(self) -> None:
         """Stop inputs, commit what is staged, give the broker `drain_timeout_s` to take it, then disconnect."""

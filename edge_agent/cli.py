@@ -13,13 +13,12 @@ from typing import Final
 
 import msgspec
 
-from edge_agent import __version__
+from edge_agent import __version__, allocator
 from edge_agent.config import ConfigError, load_config
 from protocol.datagram import unpack_datagram
 from protocol.ruuvi import FrameError, decode_rawv2
 
 GIL_SWITCH_S: Final = 0.0005
-MALLOC_RETURN_BYTES: Final = 2 * 1024 * 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,28 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     return _run(config)
 
 
-def _return_freed_memory() -> None:
-    """Have glibc give freed blocks of 2 MiB and more back to the kernel and keep two malloc arenas for the agent's
-    threads. By default glibc raises its mmap threshold after the first large free, so later ticks' buffers come
-    from the heap and stay resident once freed: 46 MiB of 160 for 5,000 tags at 1 Hz (`agent_rss_5000_tags_1hz`,
-    docs/decisions.md). Not lower: every array above the threshold is a fresh mapping, paid for in page faults each
-    tick (at 128 KiB the windows of 5,000 tags took twice the CPU); the rings read windows in passes of
-    `history.PASS_ROWS` sensors, whose arrays stay under it. Not glibc (musl): nothing to do."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # <malloc.h>
-    for option, value in ((m_mmap_threshold, MALLOC_RETURN_BYTES), (m_trim_threshold, MALLOC_RETURN_BYTES),
-                          (m_arena_max, 2)):
-        mallopt(option, value)
-
-
 def _run(config: object) -> int:
     from edge_agent.agent import Agent
     from edge_agent.config import AgentConfig
@@ -89,7 +66,7 @@ def _run(config: object) -> int:
     # input thread, which gives the GIL up on every recv, got it back once per interval and a burst overflowed the
     # socket buffer (a convoy). Switching every 0.5 ms lets the inputs keep draining it (docs/decisions.md).
     sys.setswitchinterval(GIL_SWITCH_S)
-    _return_freed_memory()
+    allocator.configure()
     agent = Agent(config)
     stop = threading.Event()
 
