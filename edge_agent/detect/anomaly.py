@@ -12,7 +12,7 @@ import msgspec
 import numpy as np
 
 from edge_agent.detect.alerts import AlertTracker
-from edge_agent.detect.history import StepRing, needs_spread, slots_for
+from edge_agent.detect.history import PASS_ROWS, StepRing, needs_spread, slots_for
 from edge_agent.detect.model import ActiveModel
 from edge_agent.detect.shadow import ShadowRun
 from models.runtime.features import FeatureSpec
@@ -154,22 +154,24 @@ class AnomalyDetector:
             return {}  # windows planned for another model (one rolled back within this tick): none for this one
         rows = np.array([ring.row(readings[i].sensor) for i, _ in mine], dtype=np.int64)
         ends = np.array([opened for _, opened in mine], dtype=np.int64)
-        inputs, usable = ring.windows(model.spec, rows, ends)
-        picked = [i for (i, _), ok in zip(mine, usable.tolist(), strict=True) if ok]
-        if not picked:
-            return {}
-        windows = inputs[usable]
-        try:
-            scores = model.scores(windows)
-        except (RuntimeError, ValueError) as exc:  # a model that fails at run time is taken out at once
-            if shadow:
-                self.shadows.pop(profile, None)
-            else:
-                del self.models[profile]
-            self.on_failure(profile, exc)
-            return {}
-        values = np.where(np.isfinite(scores), scores, 1e6).astype(np.float64).tolist()
-        return dict(zip(picked, values, strict=True))
+        out: dict[int, float] = {}
+        for start in range(0, len(mine), PASS_ROWS):  # a pass's arrays stay small (history.PASS_ROWS)
+            inputs, usable = ring.windows(model.spec, rows[start:start + PASS_ROWS], ends[start:start + PASS_ROWS])
+            picked = [i for (i, _), ok in zip(mine[start:start + PASS_ROWS], usable.tolist(), strict=True) if ok]
+            if not picked:
+                continue
+            try:
+                scores = model.scores(inputs[usable])
+            except (RuntimeError, ValueError) as exc:  # a model that fails at run time is taken out at once
+                if shadow:
+                    self.shadows.pop(profile, None)
+                else:
+                    del self.models[profile]
+                self.on_failure(profile, exc)
+                return {}
+            out.update(zip(picked, np.where(np.isfinite(scores), scores, 1e6).astype(np.float64).tolist(),
+                           strict=True))
+        return out
 
     def latency_ms(self, quantile: float) -> float | None:
         """The worst of the active models' invoke-latency quantiles (None before any invoke)."""

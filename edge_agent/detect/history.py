@@ -359,11 +359,8 @@ class StepRing:
     def windows(self, spec: FeatureSpec, rows: NDArray[np.int64], ends: NDArray[np.int64],
                 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
         """The model inputs for windows ending at the end of step `ends[i]` of row `rows[i]`, and which are usable:
-        what `features.windows_at` gives on the same readings, ending at those times. Read `PASS_ROWS` at a time."""
-        if len(rows) > PASS_ROWS:
-            passes = [self.windows(spec, rows[i:i + PASS_ROWS], ends[i:i + PASS_ROWS])
-                      for i in range(0, len(rows), PASS_ROWS)]
-            return np.concatenate([w for w, _ in passes]), np.concatenate([ok for _, ok in passes])
+        what `features.windows_at` gives on the same readings, ending at those times (the agent asks for
+        `PASS_ROWS` at a time)."""
         s = self.model_steps(spec, rows, ends)
         return windows_from_steps(spec, s.temp, s.fresh, s.rh, s.battery, (s.baseline_mean, s.baseline_std))
 

@@ -1,6 +1,7 @@
 """Running a .tflite from numpy: tflite_runtime where installed (the gateway), else ai_edge_litert. No torch.
 
-One batched invoke per call: the input is resized to [N, features].
+A call is one batched invoke for up to `MAX_BATCH` rows (the input resized to [N, features]); more rows go through
+in batches of `MAX_BATCH`, the last padded, so the interpreter's tensors are sized once and stay small.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+MAX_BATCH = 256  # rows an invoke takes at most: a gateway's tick of thousands of windows does not resize the tensors
 
 def interpreter_class() -> Any:
     """The TFLite Interpreter class available here."""
@@ -34,10 +36,18 @@ class TfliteModel:
         self._batch = -1
 
     def outputs(self, inputs: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Model outputs for [N, F] float32 inputs (N ≥ 1)."""
+        """Model outputs for [N, F] float32 inputs (N ≥ 1); each row's output does not depend on the others."""
         x = np.ascontiguousarray(inputs, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.features:
             raise ValueError(f"expected [N, {self.features}] inputs, got {x.shape}")
+        if len(x) <= MAX_BATCH:
+            return self._invoke(x)
+        padded = np.zeros((-(-len(x) // MAX_BATCH) * MAX_BATCH, self.features), dtype=np.float32)
+        padded[:len(x)] = x
+        out = [self._invoke(padded[i:i + MAX_BATCH]) for i in range(0, len(padded), MAX_BATCH)]
+        return np.concatenate(out)[:len(x)]
+
+    def _invoke(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         if len(x) != self._batch:
             self.interpreter.resize_tensor_input(self.input_index, [len(x), self.features])
             self.interpreter.allocate_tensors()

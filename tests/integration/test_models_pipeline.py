@@ -86,6 +86,21 @@ def test_tflite_runs_batched_in_the_gateway_runtime(workdir: Path, edge_python: 
     np.testing.assert_allclose(score(x, edge[:7]), score(x, litert), rtol=0.02, atol=1.01 * step + 1e-6)
 
 
+def test_more_rows_than_one_invoke_takes_give_each_rows_own_output(workdir: Path) -> None:
+    """A gateway's tick of thousands of windows goes through in invokes of `MAX_BATCH` rows (the last padded): every
+    row's output is the one it gets alone, and the interpreter keeps its one size."""
+    from models.runtime.tflite import MAX_BATCH, TfliteModel
+
+    files = ModelFiles.locate(model_dir(workdir))
+    model = TfliteModel(files.model)
+    x = np.random.default_rng(1).normal(size=(2 * MAX_BATCH + 37, model.features)).astype(np.float32)
+    together = model.outputs(x)
+    assert together.shape[0] == len(x) and model._batch == MAX_BATCH
+    alone = TfliteModel(files.model)
+    for i in (0, MAX_BATCH - 1, MAX_BATCH, len(x) - 1):
+        np.testing.assert_array_equal(together[i], alone.outputs(x[i:i + 1])[0])
+
+
 def test_export_refuses_an_int8_model_that_misses_the_faults_fp32_alerts_on(
         workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from models.training import pipeline
