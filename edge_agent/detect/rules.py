@@ -137,6 +137,8 @@ class BatteryRule:
 
 
 PULLDOWN_PERIOD_MS: Final = 60_000  # the pull-down ratio's steps (models.runtime.pulldown's default period)
+PULLDOWN_PASS_ROWS = 512  # verdicts computed in one pass: [512, 330] float64 arrays, under the agent's mmap threshold
+# (edge_agent/allocator.py); 5,000 tags heard since the same minute are due in the same tick
 
 
 @dataclass
@@ -192,10 +194,12 @@ class PulldownRule:
         if not due:
             return
         index, rows, ends = (np.array(column, dtype=np.int64) for column in zip(*due, strict=True))
-        grid = self._steps.temperatures(rows, ends, self._steps.slots)
-        ratios = pulldown_ratio_of_steps(grid, self._steps.period_ms / 1000)
-        for j, ratio in zip(index.tolist(), ratios.tolist(), strict=True):
-            out[j] = self._finding(ratio)
+        for start in range(0, len(index), PULLDOWN_PASS_ROWS):  # tags heard together are due together
+            part = slice(start, start + PULLDOWN_PASS_ROWS)
+            grid = self._steps.temperatures(rows[part], ends[part], self._steps.slots)
+            ratios = pulldown_ratio_of_steps(grid, self._steps.period_ms / 1000)
+            for j, ratio in zip(index[part].tolist(), ratios.tolist(), strict=True):
+                out[j] = self._finding(ratio)
 
     def _finding(self, ratio: float) -> Finding | None:
         if np.isnan(ratio):

@@ -7,6 +7,7 @@ from collections import deque
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, target
 from hypothesis import strategies as st
 
@@ -94,6 +95,33 @@ def test_the_pulldown_rule_in_bulk_gives_the_verdicts_of_one_check_at_a_time() -
     single._steps.write_open_steps()
     for name, kept in bulk._steps._arrays.items():  # the same steps kept, whichever way they came
         np.testing.assert_array_equal(kept, single._steps._arrays[name])
+
+
+def test_a_warehouse_of_pulldown_verdicts_due_in_one_tick_are_those_of_one_check_at_a_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """More tags due in one tick than one pass computes (`PULLDOWN_PASS_ROWS`, made 16 here): every verdict is the
+    one a check of that reading alone gives."""
+    monkeypatch.setattr("edge_agent.detect.rules.PULLDOWN_PASS_ROWS", 16)
+    tags = 16 * 2 + 5
+    rng = np.random.default_rng(3)
+    temps = rng.uniform(-21.5, -18.5, tags)
+    on = np.zeros(tags, dtype=bool)
+    capacity = rng.uniform(0.8, 1.2, tags)
+    single, bulk = PulldownRule(below=0.88, min_duration_ms=0, clear_after_ms=0), \
+        PulldownRule(below=0.88, min_duration_ms=0, clear_after_ms=0)
+    one: list[object] = []
+    many: list[object] = []
+    for minute in range(400):  # a reading a minute from every tag, each minute one tick; the compressor fades
+        for _ in range(2):  # the thermostat of the test above, 30 s at a time
+            on = (temps > -18.5) | (on & (temps > -21.5))
+            temps = temps + 0.07 - np.where(on, 0.3 * capacity * (1.0 if minute < 200 else 0.7), 0.0)
+        temps = temps + rng.normal(0, 0.01, tags)
+        tick = [(Reading(sensor=f"t{k}", ts=T0 + minute * MIN + k, profile="frozen", temp_c=float(round(t, 3))), None)
+                for k, t in enumerate(temps)]
+        one += [single.check(r, p) for r, p in tick]
+        many += bulk.check_many(tick)
+    assert many == one
+    assert sum(f is not None for f in one) > 2 * tags
 
 
 @settings(max_examples=80, deadline=None)
