@@ -301,7 +301,8 @@ class StepRing:
 
     def model_steps(self, spec: FeatureSpec, rows: NDArray[np.int64], ends: NDArray[np.int64]) -> ModelSteps:
         """What the windows of `spec` ending at the end of step `ends[i]` of row `rows[i]` read (a ring with
-        `stats`, of the spec's period and at least its reach in slots)."""
+        `stats`, of the spec's period and at least its reach in slots). `ends[i]` is the row's open step (the step
+        a reading just opened, as `AnomalyDetector` asks): the ring holds no step older than the open one's span."""
         w, p = spec.window, self.period_ms
         if w > self.recent or slots_for(spec) > self.slots or not self.stats or (needs_spread(spec)
                                                                                  and not self.spread):

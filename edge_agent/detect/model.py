@@ -35,7 +35,8 @@ class TfliteScorer:
         return out
 
     def latency_ms(self, quantile: float) -> float | None:
-        """A quantile of recent invoke latencies (whole batch), for the status message."""
+        """A quantile of recent invoke latencies (a whole batch: a tick's windows of one model, up to
+        `history.PASS_ROWS` of them), for the status message."""
         if not self.latencies_ms:
             return None
         return float(np.quantile(np.fromiter(self.latencies_ms, dtype=float), quantile))
