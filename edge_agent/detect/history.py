@@ -25,7 +25,7 @@ _NAN: Final = float("nan")
 _COUNT_MAX: Final = 65_535  # temperatures per step counted up to this (uint16); offsets in uint16 up to this step
 TEMP_DECIMALS: Final = 4  # temperatures are read back from float32 rounded to this many decimals
 PASS_ROWS: Final = 1024  # windows read in one pass: its arrays (at most rows × steps kept) stay under the agent's
-# malloc mmap threshold (edge_agent/cli.py), so the heap reuses them rather than mapping fresh pages every tick
+# malloc mmap threshold (edge_agent/allocator.py), so the heap reuses them rather than mapping fresh pages every tick
 
 
 class _OpenStep:
@@ -123,10 +123,10 @@ class StepRing:
     def add(self, sensor: str, ts_ms: int, temp_c: float, rh_pct: float | None = None,
             battery_mv: float | None = None) -> int | None:
         """Add a reading with a temperature; returns the step it opened (the sensor's first, or one after the
-        last), else None. The opened step is written to the ring with this reading in it, so a window ending where
-        that step will end can be read now, from what has come (`features.windows_at` on the readings so far),
-        until the sensor moves past it. A reading older than the sensor's newest is ignored (a late frame: windows
-        read a history in time order)."""
+        last), else None. The opened step goes to the ring with this reading in it (queued, and written with the
+        others before the arrays are next read), so a window ending where that step will end can be read now, from
+        what has come (`features.windows_at` on the readings so far), until the sensor moves past it. A reading
+        older than the sensor's newest is ignored (a late frame: windows read a history in time order)."""
         if temp_c != temp_c:  # NaN: no temperature (as `features` treats it)
             return None
         slot = (ts_ms - 1) // self.period_ms
