@@ -66,7 +66,9 @@ def _run(config: object) -> int:
     # input thread, which gives the GIL up on every recv, got it back once per interval and a burst overflowed the
     # socket buffer (a convoy). Switching every 0.5 ms lets the inputs keep draining it (docs/decisions.md).
     sys.setswitchinterval(GIL_SWITCH_S)
-    allocator.configure()
+    if not allocator.configure():
+        logging.getLogger(__name__).info("event=allocator_defaults reason=%r", "not glibc, or mallopt refused a "
+                                         "setting: freed tick arrays may stay resident (edge_agent/allocator.py)")
     agent = Agent(config)
     stop = threading.Event()
 
