@@ -80,6 +80,11 @@ class AlertTracker:
             self.tracks.pop((sensor, kind))
         return event
 
+    def idle(self, sensor: str, kind: str) -> bool:
+        """Nothing pending or open for (sensor, kind): an inactive verdict there changes nothing (`observe` would
+        return None), so a tick may skip it."""
+        return (sensor, kind) not in self.tracks
+
     def open_alerts(self) -> list[tuple[str, str]]:
         """(sensor, kind) of every alert currently open."""
         return [key for key, t in self.tracks.items() if t.open]

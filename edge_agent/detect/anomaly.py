@@ -122,11 +122,10 @@ class AnomalyDetector:
             period_ms = model.spec.sample_period_s * 1000
             m = model.manifest
             threshold = m.threshold
-            tracks = self.tracker.tracks
             for i, s in active_scores.items():
                 r = readings[i]
                 out[i] = msgspec.structs.replace(r, anomaly_score=round(min(s, 1e6), 6))
-                if s <= threshold and (r.sensor, "anomaly") not in tracks:
+                if s <= threshold and self.tracker.idle(r.sensor, "anomaly"):
                     continue  # below threshold, nothing pending or open: the tracker would do nothing
                 reason = f"model {m.name} {m.version}: score {s:.3g} above {threshold:.3g}" if s > threshold else ""
                 event = self.tracker.observe(

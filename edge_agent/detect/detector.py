@@ -102,17 +102,17 @@ class Detector:
             pairs.append((reading, self._rate_reference(reading)))
         verdicts = [(rule, check_all(rule, pairs)) for rule in self.rules]
         events = []
-        observe, tracks = self.tracker.observe, self.tracker.tracks
+        observe, idle = self.tracker.observe, self.tracker.idle
         for j, (reading, _) in enumerate(pairs):
             sensor = reading.sensor
-            if (sensor, "sensor_silent") in tracks:  # else a reading changes nothing there (AlertTracker.observe)
+            if not idle(sensor, "sensor_silent"):  # else a reading changes nothing there
                 silent = observe(sensor=sensor, kind="sensor_silent", active=False, ts_ms=reading.ts,
                                  min_duration_ms=0, clear_after_ms=0, severity="warning", source="rule")
                 if silent is not None:
                     events.append(silent)
             for rule, findings in verdicts:
                 finding: Finding | None = findings[j]
-                if finding is None or (not finding.active and (sensor, rule.kind) not in tracks):
+                if finding is None or (not finding.active and idle(sensor, rule.kind)):
                     continue  # the common case: the condition does not hold and nothing is pending or open
                 event = observe(
                     sensor=reading.sensor, kind=rule.kind, active=finding.active, hold=finding.hold, ts_ms=reading.ts,

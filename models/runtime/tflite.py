@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 MAX_BATCH = 256  # rows an invoke takes at most: a gateway's tick of thousands of windows does not resize the tensors
 
+
 def interpreter_class() -> Any:
     """The TFLite Interpreter class available here."""
     try:
