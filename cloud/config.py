@@ -58,6 +58,9 @@ class Settings:
     retention_audit_days: int = 730
     retention_gaps_days: int = 400
     ingest_gap_grace_s: float = 10.0  # skipped seqs become gaps only after this long (the other worker fills them)
+    # how often a worker merges the ingest journal into gateways, sensors and completeness (0: no journal, each batch
+    # updates those rows in its own transaction)
+    ingest_merge_s: float = 1.0
     ingest_dead_letter_max: int = 10_000  # refused messages kept with their payload (the oldest go first)
     ingest_future_s: float = 300.0  # readings stamped further ahead of the cloud's clock are dead-lettered
     api_host: str = "127.0.0.1"
@@ -198,6 +201,8 @@ def _validate(s: Settings) -> None:
             raise _fail(name, f"{getattr(s, name)} is not a number of days in [0, 36500] (0 keeps forever)")
     if not (math.isfinite(s.ingest_gap_grace_s) and 0 <= s.ingest_gap_grace_s <= 3600):
         raise _fail("ingest_gap_grace_s", f"{s.ingest_gap_grace_s} is not a number of seconds in [0, 3600]")
+    if not (math.isfinite(s.ingest_merge_s) and 0 <= s.ingest_merge_s <= 60):
+        raise _fail("ingest_merge_s", f"{s.ingest_merge_s} is not a number of seconds in [0, 60]")
     if not 0 <= s.ingest_dead_letter_max <= 10_000_000:
         raise _fail("ingest_dead_letter_max", f"{s.ingest_dead_letter_max} is not a row count in [0, 10000000]")
     if not (math.isfinite(s.ingest_future_s) and 0 < s.ingest_future_s <= 86400):
@@ -342,6 +347,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "ingest_replay_after_s": _to_float,
     "ingest_dead_letter_max": _to_int,
     "ingest_gap_grace_s": _to_float,
+    "ingest_merge_s": _to_float,
     "retention_notifications_days": _to_int,
     "retention_audit_days": _to_int,
     "retention_gaps_days": _to_int,

@@ -3,7 +3,7 @@ messages ingest refused, kept with their payload for ops to read and replay."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Text
+from sqlalchemy import JSON, BigInteger, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -24,6 +24,18 @@ class SeqStream(SQLModel, table=True):
     # batch usually fills them within a second or two; only those older than the grace period become gap rows.
     holes: list[list[int]] | None = Field(default=None, sa_type=JSON)
     holes_since: int | None = Field(default=None, sa_type=BigInteger, index=True)  # the oldest hole's detected_at
+
+
+class IngestJournal(SQLModel, table=True):
+    """What one stored ingest batch saw of gateways, sensors and seq streams (msgpack), waiting to be merged into
+    their rows (cloud/services/ingest_journal.py); deleted by the merge."""
+
+    __tablename__ = "ingest_journal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    worker: str = Field(max_length=64)
+    created_at: int = Field(sa_type=BigInteger)
+    body: bytes = Field(sa_type=LargeBinary)
 
 
 class ReplayRequest(SQLModel, table=True):

@@ -7,7 +7,7 @@ from sqlmodel import Field, SQLModel
 from cloud.db.alerts import Alert, AlertHistory
 from cloud.db.audit import AuditEntry
 from cloud.db.fleet import Gateway, Sensor
-from cloud.db.ingest import DeadLetter, IngestGap, ReplayRequest, SeqStream
+from cloud.db.ingest import DeadLetter, IngestGap, IngestJournal, ReplayRequest, SeqStream
 from cloud.db.notify import Notification, NotificationAlert, NotifyChannel, Suppression
 from cloud.db.registry import GatewayToken, ModelArtifact
 from cloud.db.rollouts import GatewayDesired, GatewayShadow, Rollout, RolloutTarget
@@ -36,6 +36,7 @@ __all__ = [
     "GatewayShadow",
     "GatewayToken",
     "IngestGap",
+    "IngestJournal",
     "ModelArtifact",
     "Notification",
     "NotificationAlert",

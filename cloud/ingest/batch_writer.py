@@ -53,6 +53,7 @@ class BatchWriter:
         self._database_ready = False
         self._outage_since: float | None = None
         self._outage_store = "influx"
+        self._next_merge = float("-inf")
 
     def store(self, entries: list[Pending]) -> int:
         """Write `entries` and keep the refused ones as dead letters; returns how many of them, from the first, are
@@ -83,7 +84,33 @@ class BatchWriter:
                    for e in entries[:done] if e.rejected is not None]
         if refused and not self._keep_dead_letters(refused, entries):
             return 0
+        if self.merge_due():
+            self.merge()
         return done
+
+    def merge_due(self) -> bool:
+        """Whether the journal should be merged now: the merge interval has passed since the last one (or it left
+        rows behind)."""
+        return self.sql.journal and self.sql_ready and self._clock() >= self._next_merge
+
+    def merge(self) -> int:
+        """Merge journal rows into gateways, sensors and seq streams; returns rows merged. A failed merge leaves
+        the rows for the next one (counted, logged): what was acknowledged stays journalled, never lost."""
+        interval = self.settings.ingest_merge_s
+        try:
+            merged = self.sql.merge()
+        except Exception as exc:
+            self._next_merge = self._clock() + interval
+            self.metrics.merge_failures.inc()
+            log.warning("journal merge failed, the rows wait for the next merge in %.1f s error=%s", interval,
+                        short_reason(exc))
+            return 0
+        self._next_merge = self._clock() + (0.0 if merged.more else interval)
+        self.metrics.journal_merged.inc(merged.rows)
+        if merged.gaps_opened:
+            self.metrics.gaps_recorded.inc(merged.gaps_opened)
+            log.info("ingest gaps recorded count=%d (journal merge of %d batches)", merged.gaps_opened, merged.rows)
+        return merged.rows
 
     def prepare_database(self) -> bool:
         """The SQL schema and the InfluxDB database, once; False (and a backoff) while either is unreachable."""

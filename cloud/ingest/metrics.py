@@ -42,6 +42,11 @@ class IngestMetrics:
         self.alert_refused = Counter("coldwatch_ingest_alert_events_refused",
                                      "Alert events refused: the alert belongs to another gateway, sensor or kind",
                                      registry=r)
+        self.journal_merged = Counter("coldwatch_ingest_journal_merged",
+                                      "Journal rows (stored batches) merged into gateways, sensors and completeness",
+                                      registry=r)
+        self.merge_failures = Counter("coldwatch_ingest_journal_merge_failures",
+                                      "Journal merges that failed (their rows wait for the next)", registry=r)
         self.gaps_recorded = Counter("coldwatch_ingest_gaps_recorded",
                                      "Missing seq ranges recorded in SQL (gateway and sensor streams)", registry=r)
         self.replays_requested = Counter("coldwatch_ingest_replays_requested",

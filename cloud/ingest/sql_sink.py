@@ -19,10 +19,10 @@ from sqlmodel import Session, col, select
 
 from cloud.db.engine import session_scope
 from cloud.db.fleet import Gateway
-from cloud.services import alerts, completeness, dead_letters, fleet
+from cloud.services import alerts, completeness, dead_letters, fleet, ingest_journal
 from cloud.services.clock import now_ms
-from cloud.services.completeness import StreamObs, stream_key
 from cloud.services.dead_letters import Refused
+from cloud.services.ingest_journal import Observed
 from protocol.messages import AlertEvent, Reported, Status, TelemetryBatch
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,11 @@ class ApplyResult:
 class SqlSink:
     """Applies batches of SqlWork; knows which gateways are provisioned (for the `reject` policy)."""
 
-    def __init__(self, engine: Engine, *, gap_grace_ms: int = 0) -> None:
+    def __init__(self, engine: Engine, *, gap_grace_ms: int = 0, journal: bool = False, worker: str = "") -> None:
         self.engine = engine
         self.gap_grace_ms = gap_grace_ms  # skipped seqs become gap rows only after this long (completeness.py)
+        self.journal = journal  # batches journal what they saw for `merge` (cloud/services/ingest_journal.py)
+        self.worker = worker
         self._known: set[str] = set()
         self._known_at = float("-inf")
         self._known_loaded = False
@@ -151,36 +153,22 @@ class SqlSink:
             dead_letters.record(session, refused, worker=worker, keep=keep)
 
     def apply(self, works: Sequence[SqlWork]) -> ApplyResult:
-        """Write every work item in one transaction (all or nothing)."""
+        """Write every work item in one transaction (all or nothing): alert events, status and reported at once;
+        what the batch saw of gateways, sensors and seq streams as one journal row (merged later by `merge`), or
+        applied in the same transaction (without a journal, or for a batch with alert events)."""
         result = ApplyResult()
         if not works:
             return result
+        observed = observed_in(works)
+        # An alert event reads its sensor's row (the alert takes the sensor's profile): a batch with one applies
+        # what earlier batches journalled and its own sightings at once (alert events are rare beside readings).
+        inline = not self.journal or any(isinstance(w.event, AlertEvent) for w in works)
         with session_scope(self.engine) as session:
-            seen: dict[str, int] = {}
-            for w in works:
-                seen[w.gateway] = max(seen.get(w.gateway, w.seen_at), w.seen_at)
-            # Gateways and sensors in Core statements (fleet.ensure_gateways / observe_sensors): a SELECT for all of
-            # them, an INSERT of the new ones, one executemany UPDATE of those that change. Per row through the ORM,
-            # a fleet-shaped batch (2,000 gateways, 6,000 sensors) cost a SELECT per gateway and a flush per row.
-            # Before any ORM row is loaded: the events below then read the rows as updated.
-            fleet.ensure_gateways(session, seen=seen, heard_at=now_ms())
-            streams: dict[str, StreamObs] = {}
-            sensors: dict[str, fleet.SensorObs] = {}
-            for w in works:
-                if w.stream is not None:
-                    kind, seq, ts = w.stream
-                    key = stream_key(kind, w.gateway)
-                    streams.setdefault(key, StreamObs(kind, w.gateway, None)).seqs.append((seq, ts))
-                for sensor_id, s in w.sensors.items():
-                    key = stream_key("sensor", sensor_id)
-                    streams.setdefault(key, StreamObs("sensor", w.gateway, sensor_id)).seqs.extend(s.seqs)
-                    prev = sensors.get(sensor_id)
-                    if prev is None or s.last_ts >= prev.last_ts:
-                        first = s.first_ts if prev is None else min(prev.first_ts, s.first_ts)
-                        sensors[sensor_id] = fleet.SensorObs(w.gateway, s.profile, first, s.last_ts)
-                    elif s.first_ts < prev.first_ts:
-                        sensors[sensor_id] = fleet.SensorObs(prev.gateway_id, prev.profile, s.first_ts, prev.last_ts)
-            fleet.observe_sensors(session, sensors)
+            if self.journal and inline:
+                result.gaps_opened += ingest_journal.merge(session, grace_ms=self.gap_grace_ms).gaps_opened
+            if inline:
+                # Before any ORM row is loaded: the events below then read the gateway rows as updated.
+                ingest_journal.apply_fleet(session, observed)
             for w in works:
                 if isinstance(w.event, AlertEvent):
                     outcome = alerts.apply_event(session, event=w.event)
@@ -194,5 +182,29 @@ class SqlSink:
                     fleet.apply_status(session, status=w.event)
                 elif isinstance(w.event, Reported):
                     fleet.apply_reported(session, reported=w.event)
-            result.gaps_opened = completeness.observe(session, streams=streams, grace_ms=self.gap_grace_ms)
+            if inline:
+                result.gaps_opened += ingest_journal.apply_streams(session, observed, grace_ms=self.gap_grace_ms)
+            else:
+                ingest_journal.record(session, observed, worker=self.worker, created_at=observed.heard_at)
         return result
+
+    def merge(self) -> ingest_journal.Merged:
+        """Merge the oldest journal rows (any worker's) into gateways, sensors and seq streams."""
+        with session_scope(self.engine) as session:
+            return ingest_journal.merge(session, grace_ms=self.gap_grace_ms)
+
+
+def observed_in(works: Sequence[SqlWork]) -> Observed:
+    """What a batch saw of gateways (by their messages' time), sensors and seq streams."""
+    observed = Observed(heard_at=now_ms())
+    for w in works:
+        observed.gateway(w.gateway, w.seen_at)
+        if w.stream is not None:
+            kind, seq, ts = w.stream
+            observed.stream(kind, w.gateway).add(seq, ts)
+        for sensor_id, s in w.sensors.items():
+            stream = observed.stream("sensor", w.gateway, sensor_id)
+            for seq, ts in s.seqs:
+                stream.add(seq, ts)
+            observed.sensor(sensor_id, fleet.SensorObs(w.gateway, s.profile, s.first_ts, s.last_ts))
+    return observed

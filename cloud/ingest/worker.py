@@ -35,6 +35,7 @@ from cloud.ingest.roller import Roller
 from cloud.ingest.sql_sink import SqlSink
 from cloud.ingest.sweeps import Sweeps
 from cloud.services.clock import now_ms
+from cloud.services.ingest_journal import MERGE_ROWS
 from cloud.tsdb.influx import InfluxClient, influx_from_settings
 from protocol.messages import AlertEvent
 
@@ -104,7 +105,8 @@ class IngestWorker:
         self.influx = influx or influx_from_settings(settings)
         self.metrics = metrics or IngestMetrics()
         self.engine = engine or make_engine(settings.database_url)
-        self.sql = SqlSink(self.engine, gap_grace_ms=int(settings.ingest_gap_grace_s * 1000))
+        self.sql = SqlSink(self.engine, gap_grace_ms=int(settings.ingest_gap_grace_s * 1000),
+                           journal=settings.ingest_merge_s > 0, worker=settings.ingest_worker_id)
         self._gateway_allowed = (self.sql.known_gateway if settings.ingest_unknown_gateway == "reject"
                                  else lambda gateway: True)
         self.seqs = SeqTracker()
@@ -172,6 +174,8 @@ class IngestWorker:
             self._finish_batch()
         if self._in_flight is None and self._batch_due():
             self._start_batch()
+        if self._in_flight is None and self.writer.merge_due():
+            self.writer.merge()  # between batches (a busy worker merges on its writer thread, after a batch)
         if self.link.connected and self.writer.sql_ready and self._clock() >= self._next_replay_sweep:
             self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
             self.sweeps.run()
@@ -213,6 +217,9 @@ class IngestWorker:
                 self.flush()
             self.client.loop(timeout=LOOP_TIMEOUT_S)
         self._writer_thread.shutdown(wait=True)
+        for _ in range(100):  # what this run journalled, merged before it goes (else the next merge does it)
+            if not (self.sql.journal and self.writer.sql_ready) or self.writer.merge() < MERGE_ROWS:
+                break
         if self._pending:
             log.warning("ingest stopping with unacknowledged messages count=%d; the broker keeps them "
                         "for this worker id", len(self._pending))

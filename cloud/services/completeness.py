@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import msgspec
 from sqlalchemy import Select, String, Table, Update, bindparam, insert, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
@@ -36,14 +37,30 @@ MAX_SENSOR_JUMP: Final = SENSOR_WRAP // 2
 SILENT_KIND: Final = "gateway_silent"  # the watchdog's alert (cloud/services/silence.py)
 
 
-@dataclass(slots=True)
-class StreamObs:
-    """The seqs of one stream seen in one flush, in arrival order: (seq, ts)."""
+class StreamObs(msgspec.Struct, array_like=True):
+    """The seqs of one stream seen in one merge, as runs `[first_seq, last_seq, first_ts, last_ts]` of consecutive
+    seqs as sent (a sensor's wrap from 65534 to 0 inside a run); in any order, which `observe` does not depend on."""
 
     kind: str
     gateway_id: str | None
     sensor_id: str | None
-    seqs: list[tuple[int, int]] = field(default_factory=list)
+    runs: list[list[int]] = msgspec.field(default_factory=list)
+
+    def add(self, seq: int, ts: int) -> None:
+        """One seq more: extends the last run when it follows it, else starts a run."""
+        runs = self.runs
+        if runs:
+            last = runs[-1]
+            following = (last[1] + 1) % SENSOR_WRAP if self.kind == "sensor" else last[1] + 1
+            if seq == following and ts >= last[3]:
+                last[1], last[3] = seq, ts
+                return
+        runs.append([seq, seq, ts, ts])
+
+
+def run_length(kind: str, first: int, last: int) -> int:
+    """How many seqs a run `first..last` holds (a sensor's run may wrap)."""
+    return (last - first) % SENSOR_WRAP + 1 if kind == "sensor" else last - first + 1
 
 
 def stream_key(kind: str, ident: str) -> str:
@@ -158,20 +175,28 @@ class _Tracker:
                                                .where(col(IngestGap.missing) > 0)).all())
         return self.gaps
 
-    def unwrap(self, seq: int) -> int | None:
-        """The unwrapped seq; None for a sensor jump too large to be a loss (re-based instead)."""
-        if self.stream.kind != "sensor":
-            return seq
-        delta = (seq - self.highest) % SENSOR_WRAP
-        if delta == 0:
-            return self.highest
-        if delta <= MAX_SENSOR_JUMP:
-            return self.highest + delta
-        return self.highest - (SENSOR_WRAP - delta)
+    def observe_run(self, first: int, last: int, first_ts: int, last_ts: int) -> None:
+        """Unwrapped seqs `first..last`: what lies above the high-water mark advances it at once (opening a hole
+        for what it skipped), what lies below fills holes and gaps seq by seq (their edges take the seqs' times,
+        interpolated inside the run: only a run's ends are ever an edge that stays)."""
+        n = last - first
+        if last > self.highest:
+            start = max(first, self.highest + 1)
+            below = start - first
+            for i in range(below):
+                self.observe(first + i, first_ts + (last_ts - first_ts) * i // n if n else first_ts)
+            start_ts = first_ts + (last_ts - first_ts) * below // n if n else first_ts
+            self.observe(start, start_ts)
+            if last > start:
+                self.received += last - start
+                self.highest, self.highest_ts = last, max(last_ts, self.highest_ts)
+            return
+        for i in range(n + 1):
+            self.observe(first + i, first_ts + (last_ts - first_ts) * i // n if n else first_ts)
 
-    def observe(self, seq: int, ts: int) -> None:
-        u = self.unwrap(seq)
-        if u is None or u == self.highest:
+    def observe(self, u: int, ts: int) -> None:
+        """One unwrapped seq."""
+        if u == self.highest:
             return
         if u > self.highest:
             if u > self.highest + 1:
@@ -230,26 +255,45 @@ class _Tracker:
         self.session.add(gap)
 
 
-def _fast_forward(stream: _Row, seqs: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Consume the leading run of consecutive seqs (the common case: no loss, in order); returns the seqs left for
-    the general path."""
+def unwrap(kind: str, seq: int, reference: int) -> int:
+    """A seq as the stream counts it: a sensor's 16-bit seq becomes the unwrapped value nearest `reference` (ahead
+    by up to MAX_SENSOR_JUMP, else behind); a gateway's seq is itself. Every worker and every merge unwraps against
+    the stream's stored high-water mark, so the order batches arrive in cannot change the result."""
+    if kind != "sensor":
+        return seq
+    delta = (seq - reference) % SENSOR_WRAP
+    return reference + delta if delta <= MAX_SENSOR_JUMP else reference - (SENSOR_WRAP - delta)
+
+
+def _unwrapped_runs(kind: str, runs: list[list[int]], reference: int) -> list[tuple[int, int, int, int]]:
+    """The runs unwrapped against `reference`, in seq order: (first, last, first_ts, last_ts)."""
+    out = []
+    for first, last, first_ts, last_ts in runs:
+        u = unwrap(kind, first, reference)
+        out.append((u, u + run_length(kind, first, last) - 1, first_ts, last_ts))
+    out.sort()
+    return out
+
+
+def _fast_forward(stream: _Row, runs: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Consume the leading runs that continue the high-water mark (the common case: no loss); returns the runs left
+    for the general path."""
     highest, highest_ts, received = stream.highest, stream.highest_ts, stream.received
-    wrap = SENSOR_WRAP if stream.kind == "sensor" else None
     done = 0
-    for seq, ts in seqs:
-        expected = (highest + 1) % wrap if wrap else highest + 1
-        if seq != expected:
+    for first, last, _, last_ts in runs:
+        if first != highest + 1:
             break
-        highest, highest_ts, received = highest + 1, max(ts, highest_ts), received + 1
+        highest, highest_ts, received = last, max(last_ts, highest_ts), received + last - first + 1
         done += 1
     if done:
         stream.highest, stream.highest_ts, stream.received = highest, highest_ts, received
-    return seqs[done:]
+    return runs[done:]
 
 
 def observe(session: Session, *, streams: dict[str, StreamObs], grace_ms: int = 0) -> int:
-    """Apply one flush's seqs to their streams (rows locked in key order); returns gaps opened (holes older than
-    `grace_ms` declared)."""
+    """Apply the seqs of one merge to their streams (rows locked in key order); returns gaps opened (holes older than
+    `grace_ms` declared). Each stream's runs are unwrapped against its stored high-water mark and applied in seq
+    order, so what two workers saw of a gateway in the same merge opens no hole whatever its order."""
     keys = sorted(streams)
     c = _table().c
     rows: dict[str, _Row] = {}
@@ -271,27 +315,32 @@ def observe(session: Session, *, streams: dict[str, StreamObs], grace_ms: int = 
     changed: list[_Row] = []
     for key in keys:
         obs = streams[key]
-        if not obs.seqs:
+        if not obs.runs:
             continue
         stream = rows.get(key)
-        seqs = obs.seqs
         before = None
         if stream is None:
-            first_seq, first_ts = seqs[0]
-            # Gateway seqs start at 1, so a stream first seen at seq k lost 1..k-1; a sensor's may be anywhere.
-            start = 0 if obs.kind != "sensor" else first_seq
-            stream = _Row(key=key, kind=obs.kind, gateway_id=obs.gateway_id, sensor_id=obs.sensor_id,
-                          highest=start, highest_ts=first_ts, received=1 if obs.kind == "sensor" else 0)
+            # Gateway seqs start at 1, so a stream first seen at seq k lost 1..k-1; a sensor's may start anywhere:
+            # at the lowest seq of its first merge (unwrapped around the first one seen).
+            runs = _unwrapped_runs(obs.kind, obs.runs, obs.runs[0][0])
             if obs.kind == "sensor":
-                seqs = seqs[1:]
+                if runs[0][0] < 0:  # behind the first seq seen, across the wrap: count from 0..65534 still
+                    runs = [(a + SENSOR_WRAP, b + SENSOR_WRAP, ta, tb) for a, b, ta, tb in runs]
+                first, _, first_ts, _ = runs[0]
+                stream = _Row(key=key, kind=obs.kind, gateway_id=obs.gateway_id, sensor_id=obs.sensor_id,
+                              highest=first - 1, highest_ts=first_ts)
+            else:
+                stream = _Row(key=key, kind=obs.kind, gateway_id=obs.gateway_id, sensor_id=obs.sensor_id,
+                              highest=0, highest_ts=runs[0][2])
             new.append(stream)
         else:
             before = stream.state()
-        seqs = _fast_forward(stream, seqs)
-        if seqs or stream.holes:
+            runs = _unwrapped_runs(obs.kind, obs.runs, stream.highest)
+        runs = _fast_forward(stream, runs)
+        if runs or stream.holes:
             tracker = _Tracker(stream=stream, session=session, gaps=open_gaps[key])
-            for seq, ts in seqs:
-                tracker.observe(seq, ts)
+            for first, last, first_ts, last_ts in runs:
+                tracker.observe_run(first, last, first_ts, last_ts)
             tracker.declare(now=now_ms(), grace_ms=grace_ms)  # after observing: a hole just opened is not newer
             tracker.save()
             opened += tracker.opened

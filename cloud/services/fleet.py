@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
 from sqlalchemy import BigInteger, String, Table, and_, bindparam, case, insert, not_, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -253,9 +253,9 @@ def observe_sensor(session: Session, *, sensor_id: str, gateway_id: str, profile
     return sensor
 
 
-@dataclass(slots=True)
-class SensorObs:
-    """What one ingest batch saw of a sensor: the gateway and profile of its newest reading, its time span."""
+class SensorObs(msgspec.Struct, array_like=True):
+    """What ingest saw of a sensor (a batch, or the batches of one merge): the gateway and profile of its newest
+    reading, its time span."""
 
     gateway_id: str
     profile: str

@@ -21,8 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlmodel import Session, select
 
 from cloud.db.engine import make_engine
-from cloud.db.ingest import IngestGap
-from cloud.services import dead_letters
+from cloud.db.ingest import IngestGap, SeqStream
+from cloud.services import dead_letters, ingest_journal
 from cloud.tsdb.influx import InfluxClient
 from deploy.services import Influxd, free_port
 from protocol import Reading, TelemetryBatch, encode, topic
@@ -487,8 +487,18 @@ def test_two_workers_on_postgresql_interleaving_every_gateways_batches_lose_doub
     assert sum(received) == 120 and all(r > 0 for r in received)
     engine = make_engine(database_url)
     try:
+        def merged() -> bool:  # the workers' journal (cloud/services/ingest_journal.py), merged within a second
+            with Session(engine) as session:
+                return ingest_journal.waiting(session) == 0
+        wait_for(merged, "the journal merged", a)
         with Session(engine) as session:
             assert session.exec(select(IngestGap)).all() == []  # no gap invented by the split
+            streams = session.exec(select(SeqStream)).all()
+            # every gateway's batch seqs counted once; every sensor's (the three gateways share the tags) up to
+            # its last, seq 81, with nothing missing
+            assert sorted((s.kind, s.highest, s.missing, s.holes) for s in streams) == sorted(
+                [("telemetry", 40, 0, None)] * 3 + [("sensor", 81, 0, None)] * len(SENSORS))
+            assert [s.received for s in streams if s.kind == "telemetry"] == [40] * 3
     finally:
         engine.dispose()
     assert a.stop() == 0 and b.stop() == 0

@@ -1,0 +1,139 @@
+"""The ingest journal: what stored batches saw of gateways, sensors and seq streams, merged into their rows.
+
+A batch's SQL transaction (before its messages are acknowledged) inserts one journal row instead of updating a
+row per gateway, sensor and stream: at fleet shape that was most of a worker's SQL time, and two workers
+interleaving a gateway's batches contended for the same rows. Any worker merges the journal on a timer
+(`COLDWATCH_INGEST_MERGE_S`): it claims the oldest rows (SKIP LOCKED on PostgreSQL, so two workers merge different
+rows), folds them into one `Observed`, applies it with the bulk statements of `fleet` and `completeness`, and
+deletes them in the same transaction. Nothing acknowledged is lost to a crash (the rows wait for the next merge),
+and a merge's result does not depend on which worker saw which batch: each stream's seqs are unwrapped against
+its stored high-water mark and applied in seq order (`completeness.observe`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+from sqlalchemy import Table, delete, func
+from sqlalchemy import select as core_select
+from sqlmodel import Session
+
+from cloud.db.ingest import IngestJournal
+from cloud.services import completeness, fleet
+from cloud.services.completeness import StreamObs
+from cloud.services.fleet import SensorObs
+
+MERGE_ROWS: Final = 500  # journal rows a merge claims at most (a worker's batches of ~1 minute at fleet shape)
+
+
+class Observed(msgspec.Struct, array_like=True):
+    """What one batch, or the batches of one merge, saw: gateways by newest message time, sensors, seq streams, and
+    when the cloud heard them (the silence watchdog's clock)."""
+
+    heard_at: int
+    gateways: dict[str, int] = msgspec.field(default_factory=dict)
+    sensors: dict[str, SensorObs] = msgspec.field(default_factory=dict)
+    streams: dict[str, StreamObs] = msgspec.field(default_factory=dict)
+
+    def gateway(self, gateway_id: str, seen_at: int) -> None:
+        """A message from `gateway_id` stamped `seen_at`."""
+        self.gateways[gateway_id] = max(self.gateways.get(gateway_id, seen_at), seen_at)
+
+    def sensor(self, sensor_id: str, obs: SensorObs) -> None:
+        """Readings of `sensor_id`: the newest reading's gateway and profile win, the time span widens."""
+        prev = self.sensors.get(sensor_id)
+        if prev is None:
+            self.sensors[sensor_id] = obs
+        elif obs.last_ts >= prev.last_ts:
+            self.sensors[sensor_id] = SensorObs(obs.gateway_id, obs.profile, min(prev.first_ts, obs.first_ts),
+                                                obs.last_ts)
+        elif obs.first_ts < prev.first_ts:
+            prev.first_ts = obs.first_ts
+
+    def stream(self, kind: str, gateway_id: str, sensor_id: str | None = None) -> StreamObs:
+        """The seq stream `kind` of the gateway (telemetry, alerts) or of the sensor, to add seqs to."""
+        key = completeness.stream_key(kind, sensor_id if sensor_id is not None else gateway_id)
+        obs = self.streams.get(key)
+        if obs is None:
+            obs = self.streams[key] = StreamObs(kind, gateway_id, sensor_id)
+        return obs
+
+    def fold(self, other: Observed) -> None:
+        """Add what `other` saw."""
+        self.heard_at = max(self.heard_at, other.heard_at)
+        for gateway_id, seen_at in other.gateways.items():
+            self.gateway(gateway_id, seen_at)
+        for sensor_id, obs in other.sensors.items():
+            self.sensor(sensor_id, obs)
+        for key, theirs in other.streams.items():
+            mine = self.streams.get(key)
+            if mine is None:
+                self.streams[key] = theirs
+            else:
+                mine.runs.extend(theirs.runs)
+
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_decoder: Final = msgspec.msgpack.Decoder(Observed)
+
+
+@dataclass(slots=True)
+class Merged:
+    """What one merge did."""
+
+    rows: int = 0
+    gaps_opened: int = 0
+    more: bool = False  # rows were left for the next merge (it may run at once)
+
+
+def record(session: Session, observed: Observed, *, worker: str, created_at: int) -> None:
+    """Journal one batch (in the batch's transaction)."""
+    body = _encoder.encode(observed)
+    session.execute(_table().insert(), [{"worker": worker, "created_at": created_at, "body": body}])
+
+
+def apply_fleet(session: Session, observed: Observed) -> None:
+    """Gateways and sensors: registered on first sight, their last-seen times moved forward."""
+    if observed.gateways:
+        fleet.ensure_gateways(session, seen=observed.gateways, heard_at=observed.heard_at)
+    if observed.sensors:
+        fleet.observe_sensors(session, observed.sensors)
+
+
+def apply_streams(session: Session, observed: Observed, *, grace_ms: int) -> int:
+    """The seq streams; returns gaps opened."""
+    if not observed.streams:
+        return 0
+    return completeness.observe(session, streams=observed.streams, grace_ms=grace_ms)
+
+
+def merge(session: Session, *, grace_ms: int, limit: int = MERGE_ROWS) -> Merged:
+    """Merge the oldest journal rows no other merge holds into gateways, sensors and streams, and delete them."""
+    table = _table()
+    rows = session.execute(core_select(table.c.id, table.c.body).order_by(table.c.id).limit(limit)
+                           .with_for_update(skip_locked=True)).all()
+    result = Merged(rows=len(rows), more=len(rows) == limit)
+    if not rows:
+        return result
+    observed = _decoder.decode(rows[0][1])
+    for _, body in rows[1:]:
+        observed.fold(_decoder.decode(body))
+    apply_fleet(session, observed)
+    result.gaps_opened = apply_streams(session, observed, grace_ms=grace_ms)
+    ids = [r[0] for r in rows]
+    for start in range(0, len(ids), completeness.IN_CHUNK):
+        session.execute(delete(table).where(table.c.id.in_(ids[start:start + completeness.IN_CHUNK])))
+    return result
+
+
+def waiting(session: Session) -> int:
+    """Journal rows not merged yet."""
+    return int(session.execute(core_select(func.count()).select_from(_table())).scalar_one())
+
+
+def _table() -> Table:
+    table = getattr(IngestJournal, "__table__")  # noqa: B009 (SQLModel does not type it)
+    assert isinstance(table, Table)
+    return table
