@@ -107,6 +107,8 @@ class BatchWriter:
             return 0
         self._next_merge = self._clock() + (0.0 if merged.more else interval)
         self.metrics.journal_merged.inc(merged.rows)
+        if merged.dropped:
+            self.metrics.journal_dropped.inc(merged.dropped)
         if merged.gaps_opened:
             self.metrics.gaps_recorded.inc(merged.gaps_opened)
             log.info("ingest gaps recorded count=%d (journal merge of %d batches)", merged.gaps_opened, merged.rows)

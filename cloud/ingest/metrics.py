@@ -45,6 +45,9 @@ class IngestMetrics:
         self.journal_merged = Counter("coldwatch_ingest_journal_merged",
                                       "Journal rows (stored batches) merged into gateways, sensors and completeness",
                                       registry=r)
+        self.journal_dropped = Counter("coldwatch_ingest_journal_dropped",
+                                       "Journal rows the database refused to merge, deleted (logged with their id)",
+                                       registry=r)
         self.merge_failures = Counter("coldwatch_ingest_journal_merge_failures",
                                       "Journal merges that failed (their rows wait for the next)", registry=r)
         self.gaps_recorded = Counter("coldwatch_ingest_gaps_recorded",

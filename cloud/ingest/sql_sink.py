@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from cloud.db.engine import session_scope
 from cloud.db.fleet import Gateway
+from cloud.ingest.failures import caused_by_data, short_reason
 from cloud.services import alerts, completeness, dead_letters, fleet, ingest_journal
 from cloud.services.clock import now_ms
 from cloud.services.dead_letters import Refused
@@ -163,9 +164,9 @@ class SqlSink:
         # An alert event reads its sensor's row (the alert takes the sensor's profile): a batch with one applies
         # what earlier batches journalled and its own sightings at once (alert events are rare beside readings).
         inline = not self.journal or any(isinstance(w.event, AlertEvent) for w in works)
+        if self.journal and inline:
+            result.gaps_opened += self.merge().gaps_opened  # its own transaction: a refused row is dropped alone
         with session_scope(self.engine) as session:
-            if self.journal and inline:
-                result.gaps_opened += ingest_journal.merge(session, grace_ms=self.gap_grace_ms).gaps_opened
             if inline:
                 # Before any ORM row is loaded: the events below then read the gateway rows as updated.
                 ingest_journal.apply_fleet(session, observed)
@@ -189,9 +190,44 @@ class SqlSink:
         return result
 
     def merge(self) -> ingest_journal.Merged:
-        """Merge the oldest journal rows (any worker's) into gateways, sensors and seq streams."""
-        with session_scope(self.engine) as session:
-            return ingest_journal.merge(session, grace_ms=self.gap_grace_ms)
+        """Merge the oldest journal rows (any worker's) into gateways, sensors and seq streams.
+
+        When the database refuses the merge for its data (`caused_by_data`: a value a column cannot hold, a bug met
+        by one shape of batch), the rows are merged one by one and a row refused on its own is dropped, counted by
+        the caller (`Merged.dropped`) and logged with its id: one batch's last-seen times and seqs must not stop
+        every later merge (its readings are stored; its seqs then show as a gap)."""
+        try:
+            with session_scope(self.engine) as session:
+                return ingest_journal.merge(session, grace_ms=self.gap_grace_ms)
+        except Exception as exc:
+            if not caused_by_data(exc):
+                raise
+            log.warning("journal merge refused for its data, merging row by row error=%s", short_reason(exc))
+        total = ingest_journal.Merged()
+        for _ in range(ingest_journal.MERGE_ROWS):
+            try:
+                with session_scope(self.engine) as session:
+                    one = ingest_journal.merge(session, grace_ms=self.gap_grace_ms, limit=1,
+                                               after_id=total.last_id)
+            except Exception as exc:
+                if not caused_by_data(exc):
+                    raise
+                with session_scope(self.engine) as session:
+                    row_id = ingest_journal.oldest(session, after_id=total.last_id)
+                    if row_id is None:
+                        break
+                    ingest_journal.drop(session, row_id)
+                total.dropped += 1
+                total.last_id = row_id
+                log.error("journal row dropped (the database refuses to merge it) id=%d error=%s", row_id,
+                          short_reason(exc))
+                continue
+            if not one.rows:
+                break
+            total.rows, total.gaps_opened, total.last_id = total.rows + 1, total.gaps_opened + one.gaps_opened, \
+                one.last_id
+        total.more = total.rows + total.dropped >= ingest_journal.MERGE_ROWS
+        return total
 
 
 def observed_in(works: Sequence[SqlWork]) -> Observed:

@@ -86,6 +86,13 @@ class Merged:
     rows: int = 0
     gaps_opened: int = 0
     more: bool = False  # rows were left for the next merge (it may run at once)
+    last_id: int = 0  # the newest row it merged
+    dropped: int = 0  # rows the database refused to merge, deleted (SqlSink.merge)
+
+
+def drop(session: Session, row_id: int) -> None:
+    """Delete one journal row unmerged (one the database refuses to merge, see SqlSink.merge)."""
+    session.execute(delete(_table()).where(_table().c.id == row_id))
 
 
 def record(session: Session, observed: Observed, *, worker: str, created_at: int) -> None:
@@ -109,12 +116,13 @@ def apply_streams(session: Session, observed: Observed, *, grace_ms: int) -> int
     return completeness.observe(session, streams=observed.streams, grace_ms=grace_ms)
 
 
-def merge(session: Session, *, grace_ms: int, limit: int = MERGE_ROWS) -> Merged:
-    """Merge the oldest journal rows no other merge holds into gateways, sensors and streams, and delete them."""
+def merge(session: Session, *, grace_ms: int, limit: int = MERGE_ROWS, after_id: int = 0) -> Merged:
+    """Merge the oldest journal rows (with ids above `after_id`) no other merge holds into gateways, sensors and
+    streams, and delete them."""
     table = _table()
-    rows = session.execute(core_select(table.c.id, table.c.body).order_by(table.c.id).limit(limit)
-                           .with_for_update(skip_locked=True)).all()
-    result = Merged(rows=len(rows), more=len(rows) == limit)
+    rows = session.execute(core_select(table.c.id, table.c.body).where(table.c.id > after_id).order_by(table.c.id)
+                           .limit(limit).with_for_update(skip_locked=True)).all()
+    result = Merged(rows=len(rows), more=len(rows) == limit, last_id=rows[-1][0] if rows else after_id)
     if not rows:
         return result
     observed = _decoder.decode(rows[0][1])
@@ -126,6 +134,13 @@ def merge(session: Session, *, grace_ms: int, limit: int = MERGE_ROWS) -> Merged
     for start in range(0, len(ids), completeness.IN_CHUNK):
         session.execute(delete(table).where(table.c.id.in_(ids[start:start + completeness.IN_CHUNK])))
     return result
+
+
+def oldest(session: Session, *, after_id: int = 0) -> int | None:
+    """The oldest journal row's id above `after_id` no other merge holds (None: none)."""
+    table = _table()
+    return session.execute(core_select(table.c.id).where(table.c.id > after_id).order_by(table.c.id).limit(1)
+                           .with_for_update(skip_locked=True)).scalar_one_or_none()
 
 
 def waiting(session: Session) -> int:
