@@ -22,6 +22,7 @@ from cloud.db.fleet import Gateway
 from cloud.ingest.failures import caused_by_data, short_reason
 from cloud.services import alerts, completeness, dead_letters, fleet, ingest_journal
 from cloud.services.clock import now_ms
+from cloud.services.completeness import SENSOR_WRAP
 from cloud.services.dead_letters import Refused
 from cloud.services.ingest_journal import Observed
 from protocol.messages import AlertEvent, Reported, Status, TelemetryBatch
@@ -35,12 +36,12 @@ MISS_REFRESH_S: Final = 0.5
 
 @dataclass(slots=True)
 class SensorSeen:
-    """One sensor's readings in one message."""
+    """One sensor's readings in one message: its seqs as runs (completeness.StreamObs.runs)."""
 
     profile: str
     first_ts: int
     last_ts: int
-    seqs: list[tuple[int, int]] = field(default_factory=list)
+    runs: list[list[int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -65,8 +66,13 @@ def telemetry_work(batch: TelemetryBatch) -> SqlWork:
             seen = sensors[reading.sensor] = SensorSeen(reading.profile, ts, ts)
         else:
             seen.last_ts, seen.profile = ts, reading.profile
-        if reading.seq is not None:
-            seen.seqs.append((reading.seq, ts))
+        seq = reading.seq
+        if seq is not None:
+            runs = seen.runs
+            if runs and seq == (runs[-1][1] + 1) % SENSOR_WRAP:  # in time order: the run goes on
+                runs[-1][1], runs[-1][3] = seq, ts
+            else:
+                runs.append([seq, seq, ts, ts])
     return work
 
 
@@ -239,8 +245,6 @@ def observed_in(works: Sequence[SqlWork]) -> Observed:
             kind, seq, ts = w.stream
             observed.stream(kind, w.gateway).add(seq, ts)
         for sensor_id, s in w.sensors.items():
-            stream = observed.stream("sensor", w.gateway, sensor_id)
-            for seq, ts in s.seqs:
-                stream.add(seq, ts)
+            observed.stream("sensor", w.gateway, sensor_id).runs.extend(s.runs)
             observed.sensor(sensor_id, fleet.SensorObs(w.gateway, s.profile, s.first_ts, s.last_ts))
     return observed
