@@ -60,7 +60,7 @@ class Settings:
     ingest_gap_grace_s: float = 10.0  # skipped seqs become gaps only after this long (the other worker fills them)
     # how often a worker merges the ingest journal into gateways, sensors and completeness (0: no journal, each batch
     # updates those rows in its own transaction)
-    ingest_merge_s: float = 1.0
+    ingest_merge_s: float = 2.0
     ingest_dead_letter_max: int = 10_000  # refused messages kept with their payload (the oldest go first)
     ingest_future_s: float = 300.0  # readings stamped further ahead of the cloud's clock are dead-lettered
     api_host: str = "127.0.0.1"

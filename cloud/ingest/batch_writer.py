@@ -14,6 +14,7 @@ from cloud.db.engine import init_schema
 from cloud.ingest.failures import Backoff, caused_by_data, cleaned, refused_for_good, short_reason
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.sql_sink import ApplyResult, SqlSink, SqlWork
+from cloud.services.clock import now_ms
 from cloud.services.dead_letters import Refused
 from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable
 
@@ -93,12 +94,13 @@ class BatchWriter:
         rows behind)."""
         return self.sql.journal and self.sql_ready and self._clock() >= self._next_merge
 
-    def merge(self) -> int:
-        """Merge journal rows into gateways, sensors and seq streams; returns rows merged. A failed merge leaves
-        the rows for the next one (counted, logged): what was acknowledged stays journalled, never lost."""
+    def merge(self, *, all_rows: bool = False) -> int:
+        """Merge journal rows into gateways, sensors and seq streams once the oldest has waited the merge interval
+        (`all_rows`: whatever their age, at shutdown); returns rows merged. A failed merge leaves the rows for the
+        next one (counted, logged): what was acknowledged stays journalled, never lost."""
         interval = self.settings.ingest_merge_s
         try:
-            merged = self.sql.merge()
+            merged = self.sql.merge(written_before=None if all_rows else now_ms() - int(interval * 1000))
         except Exception as exc:
             self._next_merge = self._clock() + interval
             self.metrics.merge_failures.inc()

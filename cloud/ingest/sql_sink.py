@@ -195,8 +195,9 @@ class SqlSink:
                 ingest_journal.record(session, observed, worker=self.worker, created_at=observed.heard_at)
         return result
 
-    def merge(self) -> ingest_journal.Merged:
-        """Merge the oldest journal rows (any worker's) into gateways, sensors and seq streams.
+    def merge(self, *, written_before: int | None = None) -> ingest_journal.Merged:
+        """Merge the oldest journal rows (any worker's) into gateways, sensors and seq streams (only when the oldest
+        was written before `written_before`, if given: ingest_journal.merge).
 
         When the database refuses the merge for its data (`caused_by_data`: a value a column cannot hold, a bug met
         by one shape of batch), the rows are merged one by one and a row refused on its own is dropped, counted by
@@ -204,7 +205,7 @@ class SqlSink:
         every later merge (its readings are stored; its seqs then show as a gap)."""
         try:
             with session_scope(self.engine) as session:
-                return ingest_journal.merge(session, grace_ms=self.gap_grace_ms)
+                return ingest_journal.merge(session, grace_ms=self.gap_grace_ms, written_before=written_before)
         except Exception as exc:
             if not caused_by_data(exc):
                 raise

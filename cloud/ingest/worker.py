@@ -220,7 +220,7 @@ class IngestWorker:
             self.client.loop(timeout=LOOP_TIMEOUT_S)
         self._writer_thread.shutdown(wait=True)
         for _ in range(100):  # what this run journalled, merged before it goes (else the next merge does it)
-            if not (self.sql.journal and self.writer.sql_ready) or self.writer.merge() < MERGE_ROWS:
+            if not (self.sql.journal and self.writer.sql_ready) or self.writer.merge(all_rows=True) < MERGE_ROWS:
                 break
         if self._pending:
             log.warning("ingest stopping with unacknowledged messages count=%d; the broker keeps them "

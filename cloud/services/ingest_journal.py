@@ -116,17 +116,20 @@ def apply_streams(session: Session, observed: Observed, *, grace_ms: int) -> int
     return completeness.observe(session, streams=observed.streams, grace_ms=grace_ms)
 
 
-def merge(session: Session, *, grace_ms: int, limit: int = MERGE_ROWS, after_id: int = 0) -> Merged:
+def merge(session: Session, *, grace_ms: int, limit: int = MERGE_ROWS, after_id: int = 0,
+          written_before: int | None = None) -> Merged:
     """Merge the oldest journal rows (with ids above `after_id`) no other merge holds into gateways, sensors and
-    streams, and delete them."""
+    streams, and delete them. With `written_before`, nothing is merged unless the oldest row was written before
+    then: with several workers merging on their own timers, the first to find rows that old merges them all and
+    the others find none (a merge costs a row per stream it touches, however many batches it folds)."""
     table = _table()
-    rows = session.execute(core_select(table.c.id, table.c.body).where(table.c.id > after_id).order_by(table.c.id)
-                           .limit(limit).with_for_update(skip_locked=True)).all()
-    result = Merged(rows=len(rows), more=len(rows) == limit, last_id=rows[-1][0] if rows else after_id)
-    if not rows:
-        return result
+    rows = session.execute(core_select(table.c.id, table.c.body, table.c.created_at).where(table.c.id > after_id)
+                           .order_by(table.c.id).limit(limit).with_for_update(skip_locked=True)).all()
+    if not rows or (written_before is not None and rows[0][2] >= written_before):
+        return Merged(last_id=after_id)
+    result = Merged(rows=len(rows), more=len(rows) == limit, last_id=rows[-1][0])
     observed = _decoder.decode(rows[0][1])
-    for _, body in rows[1:]:
+    for _, body, _ in rows[1:]:
         observed.fold(_decoder.decode(body))
     apply_fleet(session, observed)
     result.gaps_opened = apply_streams(session, observed, grace_ms=grace_ms)
