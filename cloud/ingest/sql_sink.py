@@ -246,6 +246,6 @@ def observed_in(works: Sequence[SqlWork]) -> Observed:
             kind, seq, ts = w.stream
             observed.stream(kind, w.gateway).add(seq, ts)
         for sensor_id, s in w.sensors.items():
-            observed.stream("sensor", w.gateway, sensor_id).runs.extend(s.runs)
+            observed.stream("sensor", w.gateway, sensor_id).extend(s.runs)
             observed.sensor(sensor_id, fleet.SensorObs(w.gateway, s.profile, s.first_ts, s.last_ts))
     return observed

@@ -121,6 +121,7 @@ class IngestWorker:
         self.writer = BatchWriter(settings, self.influx, self.engine, self.sql, self.metrics, clock)
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
         self._in_flight: tuple[Future[int], list[Pending], int] | None = None  # the batch, the link it came on
+        self._merge_job: Future[int] | None = None  # a journal merge queued on the writer thread
         self._link_generation = 0  # +1 each time the link goes down: older packet ids must not be acked
         self._next_replay_sweep = clock() + SWEEP_EVERY_S
         self.roller = Roller(self.influx, self.metrics)
@@ -176,8 +177,12 @@ class IngestWorker:
             self._finish_batch()
         if self._in_flight is None and self._batch_due():
             self._start_batch()
-        if self._in_flight is None and self.writer.merge_due():
-            self.writer.merge()  # between batches (a busy worker merges on its writer thread, after a batch)
+        if self._merge_job is not None and self._merge_job.done():
+            self._merge_job = None
+        if self._in_flight is None and self._merge_job is None and self.writer.merge_due():
+            # between batches, on the writer thread too (a busy worker merges there after a batch): SQL's working
+            # memory stays in one thread's malloc arena
+            self._merge_job = self._writer_thread.submit(self.writer.merge)
         if self.link.connected and self.writer.sql_ready and self._clock() >= self._next_replay_sweep:
             self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
             self.sweeps.run()

@@ -48,14 +48,21 @@ class StreamObs(msgspec.Struct, array_like=True):
 
     def add(self, seq: int, ts: int) -> None:
         """One seq more: extends the last run when it follows it, else starts a run."""
-        runs = self.runs
-        if runs:
-            last = runs[-1]
-            following = (last[1] + 1) % SENSOR_WRAP if self.kind == "sensor" else last[1] + 1
-            if seq == following and ts >= last[3]:
-                last[1], last[3] = seq, ts
-                return
-        runs.append([seq, seq, ts, ts])
+        self.extend([[seq, seq, ts, ts]])
+
+    def extend(self, runs: list[list[int]]) -> None:
+        """Runs more (taken over, not copied): each one that continues the last run joins it, so a merge of many
+        batches of a sensor holds a run, not a run a batch."""
+        mine = self.runs
+        sensor = self.kind == "sensor"
+        for run in runs:
+            if mine:
+                last = mine[-1]
+                following = (last[1] + 1) % SENSOR_WRAP if sensor else last[1] + 1
+                if run[0] == following and run[2] >= last[3]:
+                    last[1], last[3] = run[1], run[3]
+                    continue
+            mine.append(run)
 
 
 def run_length(kind: str, first: int, last: int) -> int:

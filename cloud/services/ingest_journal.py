@@ -72,7 +72,7 @@ class Observed(msgspec.Struct, array_like=True):
             if mine is None:
                 self.streams[key] = theirs
             else:
-                mine.runs.extend(theirs.runs)
+                mine.extend(theirs.runs)
 
 
 _encoder: Final = msgspec.msgpack.Encoder()
