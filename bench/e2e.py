@@ -36,6 +36,9 @@ from protocol.topics import topic
 T0 = 1_767_225_600_000
 SENSORS = 200
 BATCH = 500
+SENTINELS = 8  # end markers after the load (bench/fleet.py does the same)
+SENTINEL_SENSOR = "c2:00:00:02:00:00"
+SENTINEL_POLL_S = 0.05
 SIM_TAGS_PER_GATEWAY = 250  # the simulator's MACs allow 256 tags per simulated gateway
 RSS_SAMPLE_S = 10.0  # an agent's RSS is the median of this long's samples (its ticks' arrays come and go)
 TICK_FRAMES = 5_000  # frames one agent tick takes in a burst (a flush interval's worth at 5,000 frames/s; fewer
@@ -46,6 +49,13 @@ def _readings(n: int) -> list[Reading]:
     return [Reading(sensor=f"c2:00:00:01:{(i % SENSORS) // 256:02x}:{i % SENSORS % 256:02x}",
                     ts=T0 + (i // SENSORS) * 1000, profile="chilled", seq=(i // SENSORS) % 65535,
                     temp_c=3.0 + (i % 13) * 0.005, rh_pct=80.0, battery_mv=2950, rssi_dbm=-70) for i in range(n)]
+
+
+def _sentinels(first_seq: int) -> list[bytes]:
+    """The end markers: SENTINELS messages of one reading each of a sensor the load does not have."""
+    return [encode(TelemetryBatch(gateway="bench-01", seq=first_seq + i, sent_at=T0, readings=[
+        Reading(sensor=SENTINEL_SENSOR, ts=T0 + i, profile="chilled", seq=i + 1, temp_c=3.0)]))
+        for i in range(SENTINELS)]
 
 
 def _count(client: InfluxClient) -> int:
@@ -80,7 +90,8 @@ class IngestRun:
 def ingest_vs_raw_influx(total: int = 100_000, workers: int = 2, *, database_url: str = "",
                          rss_after: int = 100_000) -> IngestRun:
     """Readings/s through MQTT + ingest workers into influxd, against one client POSTing the same points. The end
-    is taken when the last sensor's series is complete (a count over 1/200 of the points), then checked in full;
+    is taken when 8 end markers sent after the load are stored (each worker writes them with its last batch), then
+    every point is counted;
     `database_url`: the fleet database (default SQLite)."""
     readings = _readings(total)
     last_sensor = readings[-1].sensor
@@ -128,17 +139,22 @@ def ingest_vs_raw_influx(total: int = 100_000, workers: int = 2, *, database_url
                             and time.monotonic() < deadline:
                         time.sleep(0.05)
                     rss_early = sum(_rss_mib(pid) for pid in pids)
+            # End markers, one reading each: every worker gets some (the broker deals them round robin) and writes
+            # them with its last batch (a worker writes in the order it receives), so polling for the 8 points is
+            # cheap and exact to SENTINEL_POLL_S; the full count is checked after the clock stops.
+            for payload in _sentinels(len(payloads) + 1):
+                infos.append(client.publish(topic(gw.gateway_id, "telemetry"), payload, qos=1))
             for info in infos:
                 info.wait_for_publish(timeout=60)
             deadline = time.monotonic() + 300
-            while _count_sensor(stored, last_sensor) < per_sensor and time.monotonic() < deadline:
-                time.sleep(0.05)
+            while _count_sensor(stored, SENTINEL_SENSOR) < SENTINELS and time.monotonic() < deadline:
+                time.sleep(SENTINEL_POLL_S)
             elapsed = time.perf_counter() - t0
-            if _count(stored) < total:  # another sensor's last points are still on their way
-                while _count(stored) < total and time.monotonic() < deadline:
+            if _count(stored) < total + SENTINELS:  # a re-delivered batch may still be on its way: it counts too
+                while _count(stored) < total + SENTINELS and time.monotonic() < deadline:
                     time.sleep(0.2)
                 elapsed = time.perf_counter() - t0
-            if (got := _count(stored)) != total:
+            if (got := _count(stored) - SENTINELS) != total:
                 raise RuntimeError(f"ingest stored {got} of {total} readings")
             rss_end = sum(_rss_mib(pid) for pid in pids)
             client.disconnect()
