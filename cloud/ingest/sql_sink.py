@@ -22,7 +22,7 @@ from cloud.db.fleet import Gateway
 from cloud.ingest.failures import caused_by_data, short_reason
 from cloud.services import alerts, completeness, dead_letters, fleet, ingest_journal
 from cloud.services.clock import now_ms
-from cloud.services.completeness import SENSOR_WRAP
+from cloud.services.completeness import SENSOR_WRAP, StreamObs, stream_key
 from cloud.services.dead_letters import Refused
 from cloud.services.ingest_journal import Observed
 from protocol.messages import AlertEvent, Reported, Status, TelemetryBatch
@@ -238,14 +238,28 @@ class SqlSink:
 
 
 def observed_in(works: Sequence[SqlWork]) -> Observed:
-    """What a batch saw of gateways (by their messages' time), sensors and seq streams."""
+    """What a batch saw of gateways (by their messages' time), sensors and seq streams. The works are left as they
+    were (a held batch is applied again; a batch the database refuses is applied message by message): their runs
+    are copied, never extended in place."""
     observed = Observed(heard_at=now_ms())
+    sensors = observed.sensors
+    streams = observed.streams
     for w in works:
-        observed.gateway(w.gateway, w.seen_at)
+        gateway = w.gateway
+        observed.gateway(gateway, w.seen_at)
         if w.stream is not None:
             kind, seq, ts = w.stream
-            observed.stream(kind, w.gateway).add(seq, ts)
+            observed.stream(kind, gateway).add(seq, ts)
         for sensor_id, s in w.sensors.items():
-            observed.stream("sensor", w.gateway, sensor_id).extend(s.runs)
-            observed.sensor(sensor_id, fleet.SensorObs(w.gateway, s.profile, s.first_ts, s.last_ts))
+            obs = sensors.get(sensor_id)
+            if obs is None:  # the common case at fleet shape: a sensor once a batch
+                sensors[sensor_id] = fleet.SensorObs(gateway, s.profile, s.first_ts, s.last_ts)
+                runs = [list(r) for r in s.runs]
+                streams[stream_key("sensor", sensor_id)] = StreamObs("sensor", gateway, sensor_id, runs)
+                continue
+            if s.last_ts >= obs.last_ts:
+                obs.gateway_id, obs.profile, obs.last_ts = gateway, s.profile, s.last_ts
+            if s.first_ts < obs.first_ts:
+                obs.first_ts = s.first_ts
+            streams[stream_key("sensor", sensor_id)].extend([list(r) for r in s.runs])
     return observed

@@ -15,10 +15,10 @@ from cloud.db.engine import init_schema, make_engine
 from cloud.db.fleet import Gateway
 from cloud.ingest.batch_writer import Pending
 from cloud.ingest.failures import BACKOFF_MAX_S, Backoff, caused_by_data, refused_for_good
-from cloud.ingest.sql_sink import event_work
+from cloud.ingest.sql_sink import event_work, observed_in, telemetry_work
 from cloud.ingest.worker import IngestWorker, SeqTracker
 from cloud.tsdb.influx import InfluxRejected
-from protocol.messages import Status
+from protocol.messages import Reading, Status, TelemetryBatch
 
 
 def test_seq_tracker_counts_skipped_seqs_and_ignores_redelivery() -> None:
@@ -282,3 +282,20 @@ def test_a_database_outage_while_checking_gateways_keeps_the_last_list_and_queri
     assert queries[0] == 2  # the list, then gw-x alone
     assert sink.known_gateway("gw-a") and not sink.known_gateway("gw-x")
     assert queries[0] == 2  # one try per refresh and per unknown gateway, not one per message
+
+
+def test_a_batch_seen_twice_gives_the_same_runs_and_its_works_are_unchanged() -> None:
+    """A held batch is applied again, a refused one message by message: building what the batch saw must not
+    extend the runs its works hold (a message alone would then claim the seqs of the others)."""
+    def message(seq: int, first: int) -> TelemetryBatch:
+        return TelemetryBatch(gateway="gw1", seq=seq, sent_at=1_000 * first, readings=[
+            Reading(sensor="aa:bb:cc:dd:ee:01", ts=1_000 * (first + i), profile="chilled", seq=(first + i) % 65535,
+                    temp_c=3.0) for i in range(3)])
+
+    works = [telemetry_work(message(1, 65532)), telemetry_work(message(2, 65535))]  # consecutive across the wrap
+    before = [[list(r) for r in w.sensors["aa:bb:cc:dd:ee:01"].runs] for w in works]
+    first, again = observed_in(works), observed_in(works)
+    runs = first.streams["sensor|aa:bb:cc:dd:ee:01"].runs
+    assert runs == again.streams["sensor|aa:bb:cc:dd:ee:01"].runs == [[65532, 2, 65_532_000, 65_537_000]]
+    assert first.streams["telemetry|gw1"].runs == [[1, 2, 65_532_000, 65_535_000]]
+    assert [[list(r) for r in w.sensors["aa:bb:cc:dd:ee:01"].runs] for w in works] == before
