@@ -4,10 +4,12 @@ a receive window as large as a batch, reconnects with backoff."""
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -25,6 +27,23 @@ MAX_RECEIVE_MAXIMUM: Final = 65535
 KEEPALIVE_S: Final = 30
 
 OnMessage = Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]
+_PUBACK: Final = struct.Struct("!BBH")  # fixed header (PUBACK, remaining length 2), packet id: reason 0, success
+
+
+def ack_all(client: mqtt.Client, acks: list[tuple[int, int]]) -> None:
+    """Acknowledge messages `(mid, qos)` at once: their PUBACKs queued as one write. paho's `ack` costs two system
+    calls a message (a wake-up byte to its socket pair, then a send of 4 bytes): at fleet shape, where a message
+    holds a reading or two, that was a tenth of a worker. This goes through paho's own output queue (`_packet_queue`,
+    the one its `ack` uses, so the bytes never interleave with a packet paho is writing); a client without it (a
+    test's stand-in, another paho) is acknowledged message by message. QoS 2 is never subscribed to."""
+    queue = getattr(client, "_packet_queue", None)
+    if queue is None:
+        for mid, qos in acks:
+            client.ack(mid, qos)
+        return
+    mids = [mid for mid, qos in acks if qos == 1]  # QoS 0 needs none
+    if mids:
+        queue(PUBACK, b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids]), 0, 0)
 
 
 class MqttLink:

@@ -30,7 +30,7 @@ from cloud.ingest.batch_writer import BatchWriter, Pending
 from cloud.ingest.decode import RejectedMessageError, decode_message
 from cloud.ingest.failures import short_reason
 from cloud.ingest.metrics import IngestMetrics
-from cloud.ingest.mqtt_link import MAX_RECEIVE_MAXIMUM, MqttLink
+from cloud.ingest.mqtt_link import MAX_RECEIVE_MAXIMUM, MqttLink, ack_all
 from cloud.ingest.replay import SWEEP_EVERY_S
 from cloud.ingest.roller import Roller
 from cloud.ingest.sql_sink import SqlSink
@@ -364,8 +364,8 @@ class IngestWorker:
             if entry.rejected is None:
                 for span in entry.spans:
                     self.roller.mark(*span)
-            self.client.ack(entry.mid, entry.qos)
-            self.metrics.acked.inc()
+        ack_all(self.client, [(entry.mid, entry.qos) for entry in entries[:done]])
+        self.metrics.acked.inc(done)
         self._pending[:0] = entries[done:]
         self._alert_pending = any(e.sql is not None and isinstance(e.sql.event, AlertEvent) for e in self._pending)
         self._pending_points = sum(len(e.lines) for e in self._pending)

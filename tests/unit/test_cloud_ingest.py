@@ -299,3 +299,33 @@ def test_a_batch_seen_twice_gives_the_same_runs_and_its_works_are_unchanged() ->
     assert runs == again.streams["sensor|aa:bb:cc:dd:ee:01"].runs == [[65532, 2, 65_532_000, 65_537_000]]
     assert first.streams["telemetry|gw1"].runs == [[1, 2, 65_532_000, 65_535_000]]
     assert [[list(r) for r in w.sensors["aa:bb:cc:dd:ee:01"].runs] for w in works] == before
+
+
+def test_acks_go_out_as_one_write_of_mqtt5_pubacks() -> None:
+    """ack_all queues every PUBACK (fixed header 0x40, remaining length 2, packet id; reason 0 implied) as one write
+    through paho's own queue; QoS 0 messages need none; a client without that queue is acked message by message."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    from cloud.ingest.mqtt_link import ack_all
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t", protocol=MQTTProtocolVersion.MQTTv5)
+    queued: list[tuple[int, bytes]] = []
+
+    def queue(command: int, packet: bytes, mid: int, qos: int, info: object = None) -> None:
+        queued.append((command, bytes(packet)))
+
+    client._packet_queue = queue  # type: ignore[method-assign,assignment]
+    ack_all(client, [(5, 1), (7, 0), (256, 1)])
+    assert queued == [(0x40, b"\x40\x02\x00\x05\x40\x02\x01\x00")]
+
+    class StandIn:
+        def __init__(self) -> None:
+            self.acked: list[tuple[int, int]] = []
+
+        def ack(self, mid: int, qos: int) -> None:
+            self.acked.append((mid, qos))
+
+    stand_in = StandIn()
+    ack_all(stand_in, [(1, 1), (2, 1)])  # type: ignore[arg-type]
+    assert stand_in.acked == [(1, 1), (2, 1)]
