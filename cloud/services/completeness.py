@@ -37,7 +37,7 @@ MAX_SENSOR_JUMP: Final = SENSOR_WRAP // 2
 SILENT_KIND: Final = "gateway_silent"  # the watchdog's alert (cloud/services/silence.py)
 
 
-class StreamObs(msgspec.Struct, array_like=True):
+class StreamObs(msgspec.Struct, array_like=True, gc=False):
     """The seqs of one stream seen in one merge, as runs `[first_seq, last_seq, first_ts, last_ts]` of consecutive
     seqs as sent (a sensor's wrap from 65534 to 0 inside a run); in any order, which `observe` does not depend on."""
 

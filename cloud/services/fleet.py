@@ -253,7 +253,7 @@ def observe_sensor(session: Session, *, sensor_id: str, gateway_id: str, profile
     return sensor
 
 
-class SensorObs(msgspec.Struct, array_like=True):
+class SensorObs(msgspec.Struct, array_like=True, gc=False):
     """What ingest saw of a sensor (a batch, or the batches of one merge): the gateway and profile of its newest
     reading, its time span."""
 
