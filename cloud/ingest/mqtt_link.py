@@ -4,13 +4,14 @@ a receive window as large as a batch, reconnects with backoff."""
 from __future__ import annotations
 
 import logging
+import select
 import struct
 from collections.abc import Callable
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import PUBACK
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S: Final = 24 * 3600
 MAX_RECEIVE_MAXIMUM: Final = 65535
 KEEPALIVE_S: Final = 30
+MAX_PACKETS_PER_PUMP: Final = 512  # packets read after one select (then acks, keepalive and the batch get a turn)
 
 OnMessage = Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]
 _PUBACK: Final = struct.Struct("!BBH")  # fixed header (PUBACK, remaining length 2), packet id: reason 0, success
@@ -64,8 +66,43 @@ class MqttLink:
         self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = on_message
+        self.client.on_message = self._counted(on_message)
         self.client.on_subscribe = self._on_subscribe
+        self.messages_in = 0  # PUBLISH packets handed to on_message (pump reads while they keep coming)
+
+    def _counted(self, on_message: OnMessage) -> OnMessage:
+        def counted(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+            self.messages_in += 1
+            on_message(client, userdata, message)
+        return counted
+
+    def pump(self, timeout: float) -> MQTTErrorCode:
+        """One turn of the session through paho's API for an external loop (`socket`, `loop_read`, `loop_write`,
+        `loop_misc`: what its `loop()` does): wait up to `timeout` for the socket, then read packets while messages
+        keep coming (at most MAX_PACKETS_PER_PUMP), write what is queued and keep the session alive. paho's `loop()`
+        reads one packet a call, each after a `select`: at fleet shape, a message of a reading or two, that was
+        a tenth of a worker. Not calling `loop()` also spares paho's wake-up socket pair a write per PUBACK."""
+        client = self.client
+        sock = client.socket()
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        try:
+            readable, _, _ = select.select([sock], [sock] if client.want_write() else [], [], timeout)
+        except (OSError, ValueError, TypeError):  # the socket closed under us
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if readable:
+            for _ in range(MAX_PACKETS_PER_PUMP):
+                before = self.messages_in
+                rc = client.loop_read()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return rc
+                if self.messages_in == before or client.socket() is None:
+                    break  # no more data (or a packet that is not a message: the next select sees what follows)
+        if client.want_write():
+            rc = client.loop_write()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        return client.loop_misc()
 
     def connect_properties(self) -> Properties:
         """CONNECT properties: the session outlives a restart, and the broker may send a whole batch unacked."""

@@ -166,7 +166,7 @@ class IngestWorker:
         if self._in_flight is not None and self._batch_full():
             self._finish_batch()  # the next batch is full: wait for the writer rather than read (and hold) more
         if self.link.connected or self.client.socket() is not None:
-            rc = self.client.loop(timeout=LOOP_TIMEOUT_S if self._in_flight is None else IN_FLIGHT_LOOP_TIMEOUT_S)
+            rc = self.link.pump(LOOP_TIMEOUT_S if self._in_flight is None else IN_FLIGHT_LOOP_TIMEOUT_S)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self.link.down(f"loop returned {rc.name}")
         else:
@@ -222,7 +222,7 @@ class IngestWorker:
         while self._pending and self.link.connected and self._clock() < deadline:
             if self.writer.backoff.ready():
                 self.flush()
-            self.client.loop(timeout=LOOP_TIMEOUT_S)
+            self.link.pump(LOOP_TIMEOUT_S)
         self._writer_thread.shutdown(wait=True)
         for _ in range(100):  # what this run journalled, merged before it goes (else the next merge does it)
             if not (self.sql.journal and self.writer.sql_ready) or self.writer.merge(all_rows=True) < MERGE_ROWS:
@@ -234,7 +234,7 @@ class IngestWorker:
         if self.link.connected:
             self.client.disconnect()
             for _ in range(50):
-                if self.client.loop(timeout=LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if self.link.pump(LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
         self.influx.close()
         self.engine.dispose()
