@@ -76,10 +76,11 @@ class MqttLink:
             on_message(client, userdata, message)
         return counted
 
-    def pump(self, timeout: float) -> MQTTErrorCode:
+    def pump(self, timeout: float, *, more: Callable[[], bool] = lambda: True) -> MQTTErrorCode:
         """One turn of the session through paho's API for an external loop (`socket`, `loop_read`, `loop_write`,
         `loop_misc`: what its `loop()` does): wait up to `timeout` for the socket, then read packets while messages
-        keep coming (at most MAX_PACKETS_PER_PUMP), write what is queued and keep the session alive. paho's `loop()`
+        keep coming and `more()` says so (at most MAX_PACKETS_PER_PUMP; the worker stops at a full batch, so what it
+        holds stays bounded), write what is queued and keep the session alive. paho's `loop()`
         reads one packet a call, each after a `select`: at fleet shape, a message of a reading or two, that was
         a tenth of a worker. Not calling `loop()` also spares paho's wake-up socket pair a write per PUBACK."""
         client = self.client
@@ -96,7 +97,7 @@ class MqttLink:
                 rc = client.loop_read()
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     return rc
-                if self.messages_in == before or client.socket() is None:
+                if self.messages_in == before or client.socket() is None or not more():
                     break  # no more data (or a packet that is not a message: the next select sees what follows)
         if client.want_write():
             rc = client.loop_write()

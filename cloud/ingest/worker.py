@@ -166,7 +166,8 @@ class IngestWorker:
         if self._in_flight is not None and self._batch_full():
             self._finish_batch()  # the next batch is full: wait for the writer rather than read (and hold) more
         if self.link.connected or self.client.socket() is not None:
-            rc = self.link.pump(LOOP_TIMEOUT_S if self._in_flight is None else IN_FLIGHT_LOOP_TIMEOUT_S)
+            rc = self.link.pump(LOOP_TIMEOUT_S if self._in_flight is None else IN_FLIGHT_LOOP_TIMEOUT_S,
+                                more=self._room_for_more)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self.link.down(f"loop returned {rc.name}")
         else:
@@ -315,6 +316,11 @@ class IngestWorker:
             return False
         return (self._alert_pending or self._batch_full()
                 or self._clock() - self._batch_started >= self.settings.ingest_batch_age_s)
+
+    def _room_for_more(self) -> bool:
+        """Whether to read on: the pending batch is not full (a full one waits for the writer, so a worker holds at
+        most two batches whatever the broker has queued)."""
+        return not self._batch_full()
 
     def _batch_full(self) -> bool:
         return self._pending_points >= self.settings.ingest_batch_size or len(self._pending) >= self.receive_maximum

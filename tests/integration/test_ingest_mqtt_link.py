@@ -1,5 +1,5 @@
 """The ingest worker's MQTT session (cloud/ingest/mqtt_link.py) against a real mosquitto: one `pump` reads a whole
-burst of messages after a single wait for the socket, and a batch's PUBACKs, sent as one write, settle every message
+burst of messages after a single wait for the socket (and no more than the worker has room for), and a batch's PUBACKs, sent as one write, settle every message
 (the broker re-sends none of them to the same session after a reconnect)."""
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ def test_one_pump_reads_a_burst_and_acks_settle_it(mosquitto_factory: Callable[.
     real_select = __import__("select").select
     monkeypatch.setattr("cloud.ingest.mqtt_link.select.select",
                         lambda *args: (waits.append(1), real_select(*args))[1])
+    link.pump(1.0, more=lambda: len(received) < 50)  # the worker's batch is full at 50: it reads no further
+    assert len(received) == 50
     link.pump(1.0)
-    assert len(received) == 200 and len(waits) == 1  # paho's loop() reads one packet a select
+    assert len(received) == 200 and len(waits) == 2  # paho's loop() reads one packet a select
     monkeypatch.undo()
     ack_all(link.client, [(m.mid, m.qos) for m in received])
     end = time.monotonic() + 1
