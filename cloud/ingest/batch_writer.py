@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,9 +17,12 @@ from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.sql_sink import ApplyResult, SqlSink, SqlWork
 from cloud.services.clock import now_ms
 from cloud.services.dead_letters import Refused
+from cloud.services.ingest_journal import Merged
 from cloud.tsdb.influx import InfluxClient, InfluxRejected, InfluxUnavailable
 
 log = logging.getLogger(__name__)
+
+DRAIN_EVERY_S: Final = 5.0  # without a journal, how often rows a journalling run left are looked for
 
 
 @dataclass(slots=True)
@@ -85,36 +89,40 @@ class BatchWriter:
                    for e in entries[:done] if e.rejected is not None]
         if refused and not self._keep_dead_letters(refused, entries):
             return 0
-        if self.merge_due():
-            self.merge()
         return done
 
     def merge_due(self) -> bool:
-        """Whether the journal should be merged now: the merge interval has passed since the last one (or it left
-        rows behind)."""
-        return self.sql.journal and self.sql_ready and self._clock() >= self._next_merge
+        """Whether to merge the journal now: the merge interval has passed since the last merge (or it left rows
+        behind). Without a journal (`ingest_merge_s` 0) every DRAIN_EVERY_S, for rows a journalling run left."""
+        return self.sql_ready and self._clock() >= self._next_merge
 
     def merge(self, *, all_rows: bool = False) -> int:
-        """Merge journal rows into gateways, sensors and seq streams once the oldest has waited the merge interval
-        (`all_rows`: whatever their age, at shutdown); returns rows merged. A failed merge leaves the rows for the
+        """Merge journal rows into gateways, sensors and seq streams once one has waited the merge interval
+        (`all_rows`: whatever their age, at shutdown); returns rows merged. Runs as a job of its own on the writer
+        thread (never inside a batch's store, whose acks would wait for it). A failed merge leaves the rows for the
         next one (counted, logged): what was acknowledged stays journalled, never lost."""
         interval = self.settings.ingest_merge_s
+        every = interval if interval > 0 else DRAIN_EVERY_S
         try:
-            merged = self.sql.merge(written_before=None if all_rows else now_ms() - int(interval * 1000))
+            merged = self.sql.merge(
+                written_before=None if all_rows or interval == 0 else now_ms() - int(interval * 1000))
         except Exception as exc:
-            self._next_merge = self._clock() + interval
+            self._next_merge = self._clock() + every
             self.metrics.merge_failures.inc()
-            log.warning("journal merge failed, the rows wait for the next merge in %.1f s error=%s", interval,
+            log.warning("journal merge failed, the rows wait for the next merge in %.1f s error=%s", every,
                         short_reason(exc))
             return 0
-        self._next_merge = self._clock() + (0.0 if merged.more else interval)
+        self._next_merge = self._clock() + (0.0 if merged.more else every)
+        self._merged(merged)
+        return merged.rows
+
+    def _merged(self, merged: Merged) -> None:
         self.metrics.journal_merged.inc(merged.rows)
         if merged.dropped:
             self.metrics.journal_dropped.inc(merged.dropped)
         if merged.gaps_opened:
             self.metrics.gaps_recorded.inc(merged.gaps_opened)
             log.info("ingest gaps recorded count=%d (journal merge of %d batches)", merged.gaps_opened, merged.rows)
-        return merged.rows
 
     def prepare_database(self) -> bool:
         """The SQL schema and the InfluxDB database, once; False (and a backoff) while either is unreachable."""
@@ -194,6 +202,8 @@ class BatchWriter:
 
     def _sql_applied(self, result: ApplyResult, works: list[SqlWork]) -> None:
         self.metrics.sql_up.set(1)
+        if result.merged is not None:  # a batch with an alert event merged the journal first
+            self._merged(result.merged)
         self.metrics.alert_events.inc(result.alert_events)
         self.metrics.alert_duplicates.inc(result.alert_duplicates)
         self.metrics.alert_refused.inc(result.alert_refused)

@@ -30,6 +30,7 @@ from protocol.messages import AlertEvent, Reported, Status, TelemetryBatch
 log = logging.getLogger(__name__)
 
 KNOWN_REFRESH_S: Final = 5.0
+MERGE_ALONE_BUDGET_S: Final = 10.0  # the longest a merge spends on rows one by one (see SqlSink.merge)
 _by_ts: Final = operator.attrgetter("ts")
 MISS_REFRESH_S: Final = 0.5
 
@@ -92,6 +93,7 @@ class ApplyResult:
     alert_events: int = 0
     alert_duplicates: int = 0
     alert_refused: int = 0  # events for another gateway's alert (alerts.foreign_alert): a security event
+    merged: ingest_journal.Merged | None = None  # the journal merge a batch with an alert event ran first
 
 
 class SqlSink:
@@ -171,7 +173,7 @@ class SqlSink:
         # what earlier batches journalled and its own sightings at once (alert events are rare beside readings).
         inline = not self.journal or any(isinstance(w.event, AlertEvent) for w in works)
         if self.journal and inline:
-            result.gaps_opened += self.merge().gaps_opened  # its own transaction: a refused row is dropped alone
+            result.merged = self.merge()  # its own transaction: a refused row is dropped alone
         with session_scope(self.engine) as session:
             if inline:
                 # Before any ORM row is loaded: the events below then read the gateway rows as updated.
@@ -195,14 +197,16 @@ class SqlSink:
                 ingest_journal.record(session, observed, worker=self.worker, created_at=observed.heard_at)
         return result
 
-    def merge(self, *, written_before: int | None = None) -> ingest_journal.Merged:
-        """Merge the oldest journal rows (any worker's) into gateways, sensors and seq streams (only when the oldest
+    def merge(self, *, written_before: int | None = None, budget_s: float = MERGE_ALONE_BUDGET_S
+              ) -> ingest_journal.Merged:
+        """Merge the oldest journal rows (any worker's) into gateways, sensors and seq streams (only when one of them
         was written before `written_before`, if given: ingest_journal.merge).
 
         When the database refuses the merge for its data (`caused_by_data`: a value a column cannot hold, a bug met
-        by one shape of batch), the rows are merged one by one and a row refused on its own is dropped, counted by
-        the caller (`Merged.dropped`) and logged with its id: one batch's last-seen times and seqs must not stop
-        every later merge (its readings are stored; its seqs then show as a gap)."""
+        by one shape of batch), the rows are merged one by one, each claimed by its id, and a row refused on its own
+        is dropped, counted by the caller (`Merged.dropped`) and logged with its id: one batch's last-seen times and
+        seqs must not stop every later merge (its readings are stored; its seqs then show as a gap). That pass stops
+        after `budget_s` (the rest waits for the next merge), so it cannot hold a worker's writer for long."""
         try:
             with session_scope(self.engine) as session:
                 return ingest_journal.merge(session, grace_ms=self.gap_grace_ms, written_before=written_before)
@@ -211,29 +215,27 @@ class SqlSink:
                 raise
             log.warning("journal merge refused for its data, merging row by row error=%s", short_reason(exc))
         total = ingest_journal.Merged()
-        for _ in range(ingest_journal.MERGE_ROWS):
+        deadline = time.monotonic() + budget_s
+        with session_scope(self.engine) as session:
+            ids = ingest_journal.waiting_ids(session)
+        for row_id in ids:
+            if time.monotonic() > deadline:
+                total.more = True
+                break
             try:
                 with session_scope(self.engine) as session:
-                    one = ingest_journal.merge(session, grace_ms=self.gap_grace_ms, limit=1,
-                                               after_id=total.last_id)
+                    one = ingest_journal.merge(session, grace_ms=self.gap_grace_ms, only_id=row_id)
             except Exception as exc:
                 if not caused_by_data(exc):
                     raise
                 with session_scope(self.engine) as session:
-                    row_id = ingest_journal.oldest(session, after_id=total.last_id)
-                    if row_id is None:
-                        break
-                    ingest_journal.drop(session, row_id)
+                    ingest_journal.drop(session, row_id)  # this row, by its id (another merge may hold the next)
                 total.dropped += 1
-                total.last_id = row_id
                 log.error("journal row dropped (the database refuses to merge it) id=%d error=%s", row_id,
                           short_reason(exc))
                 continue
-            if not one.rows:
-                break
-            total.rows, total.gaps_opened, total.last_id = total.rows + 1, total.gaps_opened + one.gaps_opened, \
-                one.last_id
-        total.more = total.rows + total.dropped >= ingest_journal.MERGE_ROWS
+            total.rows += one.rows
+            total.gaps_opened += one.gaps_opened
         return total
 
 

@@ -180,9 +180,9 @@ class IngestWorker:
             self._start_batch()
         if self._merge_job is not None and self._merge_job.done():
             self._merge_job = None
-        if self._in_flight is None and self._merge_job is None and self.writer.merge_due():
-            # between batches, on the writer thread too (a busy worker merges there after a batch): SQL's working
-            # memory stays in one thread's malloc arena
+        if self._merge_job is None and self.writer.merge_due():
+            # a job of its own on the writer thread: after the batch in flight, before the next (whose acks would
+            # otherwise wait for it); SQL's working memory stays in one thread's malloc arena
             self._merge_job = self._writer_thread.submit(self.writer.merge)
         if self.link.connected and self.writer.sql_ready and self._clock() >= self._next_replay_sweep:
             self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
@@ -226,7 +226,7 @@ class IngestWorker:
             self.link.pump(LOOP_TIMEOUT_S)
         self._writer_thread.shutdown(wait=True)
         for _ in range(100):  # what this run journalled, merged before it goes (else the next merge does it)
-            if not (self.sql.journal and self.writer.sql_ready) or self.writer.merge(all_rows=True) < MERGE_ROWS:
+            if not self.writer.sql_ready or self.writer.merge(all_rows=True) < MERGE_ROWS:
                 break
         if self._pending:
             log.warning("ingest stopping with unacknowledged messages count=%d; the broker keeps them "
@@ -374,6 +374,8 @@ class IngestWorker:
                     self.roller.mark(*span)
         ack_all(self.client, [(entry.mid, entry.qos) for entry in entries[:done]])
         self.metrics.acked.inc(done)
+        if generation != self._link_generation:
+            return  # the link went down while the acks were written: the rest belongs to the old link
         self._pending[:0] = entries[done:]
         self._alert_pending = any(e.sql is not None and isinstance(e.sql.event, AlertEvent) for e in self._pending)
         self._pending_points = sum(len(e.lines) for e in self._pending)

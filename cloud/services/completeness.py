@@ -59,7 +59,9 @@ class StreamObs(msgspec.Struct, array_like=True, gc=False):
             if mine:
                 last = mine[-1]
                 following = (last[1] + 1) % SENSOR_WRAP if sensor else last[1] + 1
-                if run[0] == following and run[2] >= last[3]:
+                # joined, a sensor's run must stay shorter than the wrap (its length is taken modulo it)
+                if run[0] == following and run[2] >= last[3] and (not sensor or run_length(
+                        "sensor", last[0], last[1]) + run_length("sensor", run[0], run[1]) < SENSOR_WRAP):
                     last[1], last[3] = run[1], run[3]
                     continue
             mine.append(run)
@@ -273,13 +275,25 @@ def unwrap(kind: str, seq: int, reference: int) -> int:
 
 
 def _unwrapped_runs(kind: str, runs: list[list[int]], reference: int) -> list[tuple[int, int, int, int]]:
-    """The runs unwrapped against `reference`, in seq order: (first, last, first_ts, last_ts)."""
+    """The runs unwrapped, in seq order: (first, last, first_ts, last_ts). A sensor's runs are unwrapped in time
+    order, each against the furthest seq unwrapped so far (from `reference`, the stored high-water mark): a merge may
+    hold more than half the 16-bit wrap of one sensor (a long backlog uploaded through two workers), and each run
+    is then near the one before it, not near the stored mark. Time order does not depend on which worker saw what."""
+    if kind != "sensor":
+        return sorted((first, last, first_ts, last_ts) for first, last, first_ts, last_ts in runs)
     out = []
-    for first, last, first_ts, last_ts in runs:
-        u = unwrap(kind, first, reference)
-        out.append((u, u + run_length(kind, first, last) - 1, first_ts, last_ts))
+    furthest = reference
+    for first, last, first_ts, last_ts in sorted(runs, key=_by_first_ts):
+        u = unwrap(kind, first, furthest)
+        end = u + run_length(kind, first, last) - 1
+        out.append((u, end, first_ts, last_ts))
+        furthest = max(furthest, end)
     out.sort()
     return out
+
+
+def _by_first_ts(run: list[int]) -> int:
+    return run[2]
 
 
 def _fast_forward(stream: _Row, runs: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -328,8 +342,9 @@ def observe(session: Session, *, streams: dict[str, StreamObs], grace_ms: int = 
         before = None
         if stream is None:
             # Gateway seqs start at 1, so a stream first seen at seq k lost 1..k-1; a sensor's may start anywhere:
-            # at the lowest seq of its first merge (unwrapped around the first one seen).
-            runs = _unwrapped_runs(obs.kind, obs.runs, obs.runs[0][0])
+            # at the lowest seq of its first merge (unwrapped from the earliest reading's). Seqs below that, merged
+            # later (another worker's batch still in flight), are not counted: the stream's past is unknown.
+            runs = _unwrapped_runs(obs.kind, obs.runs, min(obs.runs, key=_by_first_ts)[0])
             if obs.kind == "sensor":
                 if runs[0][0] < 0:  # behind the first seq seen, across the wrap: count from 0..65534 still
                     runs = [(a + SENSOR_WRAP, b + SENSOR_WRAP, ta, tb) for a, b, ta, tb in runs]

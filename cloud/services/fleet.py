@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -137,13 +137,21 @@ def _insert_missing(session: Session, table: Table, rows: list[dict[str, Any]]) 
     session.execute(statement, rows)
 
 
-def ensure_gateways(session: Session, *, seen: Mapping[str, int], heard_at: int) -> None:
+def ensure_gateways(session: Session, *, seen: Mapping[str, int], heard_at: int,
+                    heard: Mapping[str, int] | None = None) -> None:
     """`ensure_gateway` for many gateways at once (ingest: every gateway of a batch), in Core statements: one
     SELECT per IN_CHUNK ids, one INSERT of the new ones, one executemany UPDATE of the ones whose times move.
 
     The UPDATE only moves `last_seen_at`/`last_heard_at` forward in SQL itself (a CASE on the stored value), so two
     workers racing on PostgreSQL cannot move them back whichever commits last. Rows loaded in the session's
-    identity map are not refreshed: call this before loading them (ingest does)."""
+    identity map are not refreshed: call this before loading them (ingest does). `heard`: when each gateway was
+    heard, where that differs from `heard_at` (a merge of batches heard at different times)."""
+    if heard:
+        return _ensure_gateways(session, seen, lambda g: heard.get(g, heard_at))
+    return _ensure_gateways(session, seen, lambda g: heard_at)
+
+
+def _ensure_gateways(session: Session, seen: Mapping[str, int], heard_of: Callable[[str], int]) -> None:
     table = _table(Gateway)
     c = table.c
     ids = sorted(seen)
@@ -153,10 +161,11 @@ def ensure_gateways(session: Session, *, seen: Mapping[str, int], heard_at: int)
             stored[r[0]] = (r[1], r[2])
     now = now_ms()
     new = [{"id": g, "created_at": now, "registered_by": "ingest", "provisioned": False, "revoked": False,
-            "last_seen_at": seen[g], "last_heard_at": heard_at} for g in ids if g not in stored]
+            "last_seen_at": seen[g], "last_heard_at": heard_of(g)} for g in ids if g not in stored]
     _insert_missing(session, table, new)
     moves = []
     for g in ids:
+        heard_at = heard_of(g)
         if g not in stored:
             moves.append({"b_id": g, "b_seen": seen[g], "b_heard": heard_at})  # inserted meanwhile by another
             continue

@@ -37,6 +37,8 @@ class Observed(msgspec.Struct, array_like=True, gc=False):
     gateways: dict[str, int] = msgspec.field(default_factory=dict)
     sensors: dict[str, SensorObs] = msgspec.field(default_factory=dict)
     streams: dict[str, StreamObs] = msgspec.field(default_factory=dict)
+    # when each gateway was last heard, once batches heard at different times are folded (else: `heard_at`)
+    heard: dict[str, int] = msgspec.field(default_factory=dict)
 
     def gateway(self, gateway_id: str, seen_at: int) -> None:
         """A message from `gateway_id` stamped `seen_at`."""
@@ -53,11 +55,15 @@ class Observed(msgspec.Struct, array_like=True, gc=False):
     def fold(self, other: Observed) -> None:
         """Add what `other` saw (taking its objects over): `gateway` and `sensor` spelled out, as a merge folds
         every batch's thousands of entries at fleet shape."""
+        if not self.heard:
+            self.heard = dict.fromkeys(self.gateways, self.heard_at)
         self.heard_at = max(self.heard_at, other.heard_at)
-        gateways = self.gateways
+        gateways, heard, heard_at = self.gateways, self.heard, other.heard_at
         for gateway_id, seen_at in other.gateways.items():
             if seen_at > gateways.get(gateway_id, -1):
                 gateways[gateway_id] = seen_at
+            if heard_at > heard.get(gateway_id, -1):
+                heard[gateway_id] = heard_at
         sensors = self.sensors
         for sensor_id, obs in other.sensors.items():
             prev = sensors.get(sensor_id)
@@ -88,7 +94,6 @@ class Merged:
     rows: int = 0
     gaps_opened: int = 0
     more: bool = False  # rows were left for the next merge (it may run at once)
-    last_id: int = 0  # the newest row it merged
     dropped: int = 0  # rows the database refused to merge, deleted (SqlSink.merge)
 
 
@@ -106,7 +111,7 @@ def record(session: Session, observed: Observed, *, worker: str, created_at: int
 def apply_fleet(session: Session, observed: Observed) -> None:
     """Gateways and sensors: registered on first sight, their last-seen times moved forward."""
     if observed.gateways:
-        fleet.ensure_gateways(session, seen=observed.gateways, heard_at=observed.heard_at)
+        fleet.ensure_gateways(session, seen=observed.gateways, heard_at=observed.heard_at, heard=observed.heard)
     if observed.sensors:
         fleet.observe_sensors(session, observed.sensors)
 
@@ -118,18 +123,21 @@ def apply_streams(session: Session, observed: Observed, *, grace_ms: int) -> int
     return completeness.observe(session, streams=observed.streams, grace_ms=grace_ms)
 
 
-def merge(session: Session, *, grace_ms: int, limit: int = MERGE_ROWS, after_id: int = 0,
+def merge(session: Session, *, grace_ms: int, limit: int = MERGE_ROWS, only_id: int | None = None,
           written_before: int | None = None) -> Merged:
-    """Merge the oldest journal rows (with ids above `after_id`) no other merge holds into gateways, sensors and
-    streams, and delete them. With `written_before`, nothing is merged unless the oldest row was written before
-    then: with several workers merging on their own timers, the first to find rows that old merges them all and
-    the others find none (a merge costs a row per stream it touches, however many batches it folds)."""
+    """Merge the oldest journal rows no other merge holds (or row `only_id` alone) into gateways, sensors and
+    streams, and delete them. With `written_before`, nothing is merged unless one of them was written before then:
+    with several workers merging on their own timers, the first to find rows that old merges them all and the others
+    find none (a merge costs a row per stream it touches, however many batches it folds). Any of them, not the
+    first: a worker whose clock runs ahead must not hold back every merge with its rows at the head."""
     table = _table()
-    rows = session.execute(core_select(table.c.id, table.c.body, table.c.created_at).where(table.c.id > after_id)
-                           .order_by(table.c.id).limit(limit).with_for_update(skip_locked=True)).all()
-    if not rows or (written_before is not None and rows[0][2] >= written_before):
-        return Merged(last_id=after_id)
-    result = Merged(rows=len(rows), more=len(rows) == limit, last_id=rows[-1][0])
+    query = core_select(table.c.id, table.c.body, table.c.created_at)
+    if only_id is not None:
+        query = query.where(table.c.id == only_id)
+    rows = session.execute(query.order_by(table.c.id).limit(limit).with_for_update(skip_locked=True)).all()
+    if not rows or (written_before is not None and all(r[2] >= written_before for r in rows)):
+        return Merged()
+    result = Merged(rows=len(rows), more=len(rows) == limit)
     observed = _folded([body for _, body, _ in rows])
     apply_fleet(session, observed)
     result.gaps_opened = apply_streams(session, observed, grace_ms=grace_ms)
@@ -156,11 +164,10 @@ def _folded(bodies: list[bytes]) -> Observed:
             gc.enable()
 
 
-def oldest(session: Session, *, after_id: int = 0) -> int | None:
-    """The oldest journal row's id above `after_id` no other merge holds (None: none)."""
+def waiting_ids(session: Session, *, limit: int = MERGE_ROWS) -> list[int]:
+    """The ids of the oldest journal rows (a merge that failed for its data tries them one by one)."""
     table = _table()
-    return session.execute(core_select(table.c.id).where(table.c.id > after_id).order_by(table.c.id).limit(1)
-                           .with_for_update(skip_locked=True)).scalar_one_or_none()
+    return list(session.execute(core_select(table.c.id).order_by(table.c.id).limit(limit)).scalars())
 
 
 def waiting(session: Session) -> int:

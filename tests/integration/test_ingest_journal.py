@@ -182,3 +182,46 @@ def test_a_row_the_database_refuses_is_dropped_alone_and_the_rest_merge(engine: 
         assert stream is not None and (stream.received, stream.missing) == (6, 2)  # the dropped row's seqs: a gap
     sink.apply([telemetry_work(batches(8, [2], set())[0])])
     assert sink.merge().rows == 1
+
+
+@pytest.mark.parametrize("order", ["interleaved", "in order"])
+def test_a_backlog_longer_than_the_wrap_in_one_merge_is_counted_whole(engine: Engine, order: str) -> None:
+    """A gateway uploading a long backlog (70,000 readings of a sensor, more than the 16-bit wrap) through two
+    workers, all of it in one merge: runs are unwrapped one after the other in time, not each against the stored
+    mark (a run more than half the wrap ahead would look behind), and joined runs stay shorter than the wrap."""
+    sink = SqlSink(engine, journal=True, worker="a")
+    chunk = 5000
+    messages = [TelemetryBatch(gateway="gw1", seq=k + 1, sent_at=T0 + k, readings=[
+        Reading(sensor=SENSOR, ts=T0 + (k * chunk + i) * 1000, profile="chilled",
+                seq=(k * chunk + i) % SENSOR_WRAP, temp_c=3.0) for i in range(chunk)]) for k in range(14)]
+    sink.apply([telemetry_work(messages[0])])
+    sink.merge()  # the stream exists, its mark at 4,999
+    rest = messages[1:]
+    if order == "interleaved":
+        rest = rest[1::2] + rest[0::2]
+    for message in rest:
+        sink.apply([telemetry_work(message)])
+    assert sink.merge().rows == len(rest)
+    with Session(engine) as session:
+        stream = session.get(SeqStream, f"sensor|{SENSOR}")
+        assert stream is not None
+        assert (stream.highest, stream.received, stream.missing, stream.holes) == (14 * chunk - 1, 14 * chunk, 0, None)
+
+
+def test_each_gateway_keeps_the_time_it_was_heard_and_a_clock_ahead_holds_no_merge_back(engine: Engine) -> None:
+    """Folded batches heard at different times: each gateway is marked heard when its own newest batch was, not at
+    the merge's newest (the silence watchdog measures from it). And a row stamped by a worker whose clock runs an
+    hour ahead, at the head of the journal, does not hold back the merge of rows that are due."""
+    early, late = T0 + 1_000, T0 + 2_000
+    with session_scope(engine) as session:
+        ingest_journal.record(session, ingest_journal.Observed(heard_at=T0 + HOUR_MS, gateways={"gw3": T0}),
+                              worker="ahead", created_at=T0 + HOUR_MS)
+        ingest_journal.record(session, ingest_journal.Observed(heard_at=early, gateways={"gw1": T0, "gw2": T0}),
+                              worker="a", created_at=early)
+        ingest_journal.record(session, ingest_journal.Observed(heard_at=late, gateways={"gw2": T0 + 5}),
+                              worker="b", created_at=late)
+    with session_scope(engine) as session:
+        assert ingest_journal.merge(session, grace_ms=0, written_before=T0 + 3_000).rows == 3
+    with Session(engine) as session:
+        heard = {g.id: g.last_heard_at for g in session.exec(select(Gateway)).all()}
+    assert heard == {"gw1": early, "gw2": late, "gw3": T0 + HOUR_MS}

@@ -1,6 +1,7 @@
 """The ingest worker's MQTT session (cloud/ingest/mqtt_link.py) against a real mosquitto: one `pump` reads a whole
-burst of messages after a single wait for the socket (and no more than the worker has room for), and a batch's PUBACKs, sent as one write, settle every message
-(the broker re-sends none of them to the same session after a reconnect)."""
+burst of messages after a single wait for the socket (and no more than the worker has room for), and a batch's
+PUBACKs, sent as one write, settle every message (the broker re-sends none of them to the same session after a
+reconnect)."""
 
 from __future__ import annotations
 
