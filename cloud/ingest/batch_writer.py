@@ -38,7 +38,6 @@ class Pending:
     topic: str = ""
     payload: bytes = b""  # kept until the ack: a refused message goes to the dead letters with it
     detail: str = ""  # why it was refused
-    spans: tuple[tuple[int, int], ...] = ()  # its readings' time spans: the rollups to redo once it is stored
 
 
 class BatchWriter:
@@ -46,7 +45,8 @@ class BatchWriter:
     is given, the stores' clients and its own outage state (read by the worker only while no batch is in flight)."""
 
     def __init__(self, settings: Settings, influx: InfluxClient, engine: Engine, sql: SqlSink,
-                 metrics: IngestMetrics, clock: Callable[[], float]) -> None:
+                 metrics: IngestMetrics, clock: Callable[[], float],
+                 mark: Callable[[int, int], None] = lambda start, end: None) -> None:
         self.settings = settings
         self.influx = influx
         self.engine = engine
@@ -59,6 +59,7 @@ class BatchWriter:
         self._outage_since: float | None = None
         self._outage_store = "influx"
         self._next_merge = float("-inf")
+        self._mark = mark  # readings stored from start to end (ms): their rollups are redone (the worker's Roller)
 
     def store(self, entries: list[Pending]) -> int:
         """Write `entries` and keep the refused ones as dead letters; returns how many of them, from the first, are
@@ -117,6 +118,8 @@ class BatchWriter:
         return merged.rows
 
     def _merged(self, merged: Merged) -> None:
+        for start, end in merged.spans:  # whichever worker stored them: each span is rolled up by one worker
+            self._mark(start, end)
         self.metrics.journal_merged.inc(merged.rows)
         if merged.dropped:
             self.metrics.journal_dropped.inc(merged.dropped)
@@ -204,6 +207,8 @@ class BatchWriter:
         self.metrics.sql_up.set(1)
         if result.merged is not None:  # a batch with an alert event merged the journal first
             self._merged(result.merged)
+        for start, end in result.spans:  # applied without the journal: its rollups are this worker's
+            self._mark(start, end)
         self.metrics.alert_events.inc(result.alert_events)
         self.metrics.alert_duplicates.inc(result.alert_duplicates)
         self.metrics.alert_refused.inc(result.alert_refused)

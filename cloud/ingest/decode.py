@@ -40,7 +40,6 @@ class Decoded:
     sql: SqlWork
     seq: int | None = None
     skipped_empty: int = 0
-    spans: tuple[tuple[int, int], ...] = ()  # the readings' time spans (ms), split at hour-long holes: rollups to redo
 
 
 def time_spans(stamps: list[int], hole_ms: int = 3_600_000) -> tuple[tuple[int, int], ...]:
@@ -105,6 +104,7 @@ def decode_message(topic: str, payload: bytes, *, gateway_allowed: Callable[[str
             formatted = batch_lines(message)
         except LineProtocolError as exc:
             raise RejectedMessageError("invalid", gateway, str(exc)) from None
-        return Decoded(gateway, kind, formatted.lines, telemetry_work(message), seq=message.seq,
-                       skipped_empty=formatted.skipped_empty, spans=time_spans(stamps))
+        work = telemetry_work(message)
+        work.spans = time_spans(stamps)
+        return Decoded(gateway, kind, formatted.lines, work, seq=message.seq, skipped_empty=formatted.skipped_empty)
     return Decoded(gateway, kind, [], event_work(message))

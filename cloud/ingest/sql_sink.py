@@ -54,6 +54,7 @@ class SqlWork:
     stream: tuple[str, int, int] | None = None  # (kind, seq, ts) of the gateway's telemetry/alerts stream
     sensors: dict[str, SensorSeen] = field(default_factory=dict)
     event: AlertEvent | Status | Reported | None = None
+    spans: tuple[tuple[int, int], ...] = ()  # its readings' time spans (ms): the rollups to redo once stored
 
 
 def telemetry_work(batch: TelemetryBatch) -> SqlWork:
@@ -94,6 +95,7 @@ class ApplyResult:
     alert_duplicates: int = 0
     alert_refused: int = 0  # events for another gateway's alert (alerts.foreign_alert): a security event
     merged: ingest_journal.Merged | None = None  # the journal merge a batch with an alert event ran first
+    spans: list[list[int]] = field(default_factory=list)  # rollups to redo now (a batch applied without the journal)
 
 
 class SqlSink:
@@ -193,6 +195,7 @@ class SqlSink:
                     fleet.apply_reported(session, reported=w.event)
             if inline:
                 result.gaps_opened += ingest_journal.apply_streams(session, observed, grace_ms=self.gap_grace_ms)
+                result.spans = observed.spans
             else:
                 ingest_journal.record(session, observed, worker=self.worker, created_at=observed.heard_at)
         return result
@@ -236,6 +239,7 @@ class SqlSink:
                 continue
             total.rows += one.rows
             total.gaps_opened += one.gaps_opened
+            total.spans += one.spans
         return total
 
 
@@ -246,9 +250,11 @@ def observed_in(works: Sequence[SqlWork]) -> Observed:
     observed = Observed(heard_at=now_ms())
     sensors = observed.sensors
     streams = observed.streams
+    spans: list[tuple[int, int]] = []
     for w in works:
         gateway = w.gateway
         observed.gateway(gateway, w.seen_at)
+        spans += w.spans
         if w.stream is not None:
             kind, seq, ts = w.stream
             observed.stream(kind, gateway).add(seq, ts)
@@ -264,4 +270,5 @@ def observed_in(works: Sequence[SqlWork]) -> Observed:
             if s.first_ts < obs.first_ts:
                 obs.first_ts = s.first_ts
             streams[stream_key("sensor", sensor_id)].extend([list(r) for r in s.runs])
+    observed.add_spans([list(span) for span in spans])
     return observed

@@ -118,13 +118,14 @@ class IngestWorker:
         self._pending: list[Pending] = []
         self._pending_points = 0
         self._batch_started = 0.0
-        self.writer = BatchWriter(settings, self.influx, self.engine, self.sql, self.metrics, clock)
+        self.roller = Roller(self.influx, self.metrics)
+        self.writer = BatchWriter(settings, self.influx, self.engine, self.sql, self.metrics, clock,
+                                  mark=self.roller.mark)
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
         self._in_flight: tuple[Future[int], list[Pending], int] | None = None  # the batch, the link it came on
         self._merge_job: Future[int] | None = None  # a journal merge queued on the writer thread
         self._link_generation = 0  # +1 each time the link goes down: older packet ids must not be acked
         self._next_replay_sweep = clock() + SWEEP_EVERY_S
-        self.roller = Roller(self.influx, self.metrics)
         self._alert_pending = False
         self.link = MqttLink(settings, self._password, receive_maximum=self.receive_maximum, clock=clock,
                              on_message=self._on_message, on_down=self._link_down)
@@ -209,11 +210,11 @@ class IngestWorker:
             return False, f"{exc.reason}: {exc.detail}"
         try:
             self.writer.write_points(decoded.lines)
-            self.sql.apply([decoded.sql])
+            result = self.sql.apply([decoded.sql])
         except Exception as exc:  # transient or not, ops see why and may ask again
             return False, short_reason(exc)
-        for span in decoded.spans:
-            self.roller.mark(*span)
+        for start, end in result.spans:  # journalled instead: rolled up by the merge
+            self.roller.mark(start, end)
         return True, f"{len(decoded.lines)} points stored"
 
     def _shutdown(self) -> None:
@@ -300,7 +301,7 @@ class IngestWorker:
             if skipped:
                 children[1].inc(skipped)
         return Pending(message.mid, message.qos, decoded.lines, gateway=decoded.gateway, sql=decoded.sql, topic=topic,
-                       payload=payload, spans=decoded.spans)
+                       payload=payload)
 
     def _rejected(self, message: mqtt.MQTTMessage, exc: RejectedMessageError, topic: str) -> Pending:
         log.warning("message rejected reason=%s gateway=%s topic=%s detail=%s", exc.reason, exc.gateway, topic,
@@ -368,10 +369,6 @@ class IngestWorker:
         forgotten (the broker sends them again)."""
         if generation != self._link_generation:
             return
-        for entry in entries[:done]:
-            if entry.rejected is None:
-                for span in entry.spans:
-                    self.roller.mark(*span)
         ack_all(self.client, [(entry.mid, entry.qos) for entry in entries[:done]])
         self.metrics.acked.inc(done)
         if generation != self._link_generation:

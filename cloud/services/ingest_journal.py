@@ -13,7 +13,7 @@ its stored high-water mark and applied in seq order (`completeness.observe`).
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
@@ -26,6 +26,7 @@ from cloud.services import completeness, fleet
 from cloud.services.completeness import StreamObs
 from cloud.services.fleet import SensorObs
 
+SPAN_JOIN_MS: Final = 60_000  # time spans closer than this are one (rollups are recomputed by the minute)
 MERGE_ROWS: Final = 500  # journal rows a merge claims at most (a worker's batches of ~1 minute at fleet shape)
 
 
@@ -39,6 +40,19 @@ class Observed(msgspec.Struct, array_like=True, gc=False):
     streams: dict[str, StreamObs] = msgspec.field(default_factory=dict)
     # when each gateway was last heard, once batches heard at different times are folded (else: `heard_at`)
     heard: dict[str, int] = msgspec.field(default_factory=dict)
+    # the stored readings' time spans [start, end] (ms): the rollups the merging worker redoes (one worker a span,
+    # whichever worker stored it)
+    spans: list[list[int]] = msgspec.field(default_factory=list)
+
+    def add_spans(self, spans: list[list[int]]) -> None:
+        """Time spans more, kept merged (spans less than a rollup minute apart become one)."""
+        merged: list[list[int]] = []
+        for start, end in sorted(self.spans + spans):
+            if merged and start <= merged[-1][1] + SPAN_JOIN_MS:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self.spans = merged
 
     def gateway(self, gateway_id: str, seen_at: int) -> None:
         """A message from `gateway_id` stamped `seen_at`."""
@@ -74,6 +88,8 @@ class Observed(msgspec.Struct, array_like=True, gc=False):
                 prev.gateway_id, prev.profile, prev.last_ts = obs.gateway_id, obs.profile, obs.last_ts
             if obs.first_ts < prev.first_ts:
                 prev.first_ts = obs.first_ts
+        if other.spans:
+            self.add_spans(other.spans)
         streams = self.streams
         for key, theirs in other.streams.items():
             mine = streams.get(key)
@@ -94,6 +110,7 @@ class Merged:
     rows: int = 0
     gaps_opened: int = 0
     more: bool = False  # rows were left for the next merge (it may run at once)
+    spans: list[list[int]] = field(default_factory=list)  # the merged batches' time spans: rollups to redo
     dropped: int = 0  # rows the database refused to merge, deleted (SqlSink.merge)
 
 
@@ -137,8 +154,8 @@ def merge(session: Session, *, grace_ms: int, limit: int = MERGE_ROWS, only_id: 
     rows = session.execute(query.order_by(table.c.id).limit(limit).with_for_update(skip_locked=True)).all()
     if not rows or (written_before is not None and all(r[2] >= written_before for r in rows)):
         return Merged()
-    result = Merged(rows=len(rows), more=len(rows) == limit)
     observed = _folded([body for _, body, _ in rows])
+    result = Merged(rows=len(rows), more=len(rows) == limit, spans=observed.spans)
     apply_fleet(session, observed)
     result.gaps_opened = apply_streams(session, observed, grace_ms=grace_ms)
     ids = [r[0] for r in rows]

@@ -21,6 +21,7 @@ from cloud.db.ingest import IngestGap, IngestJournal, SeqStream
 from cloud.ingest.sql_sink import SqlSink, telemetry_work
 from cloud.services import ingest_journal
 from cloud.services.completeness import SENSOR_WRAP
+from protocol import encode
 from protocol.messages import Reading, TelemetryBatch
 
 pytestmark = pytest.mark.integration
@@ -225,3 +226,23 @@ def test_each_gateway_keeps_the_time_it_was_heard_and_a_clock_ahead_holds_no_mer
     with Session(engine) as session:
         heard = {g.id: g.last_heard_at for g in session.exec(select(Gateway)).all()}
     assert heard == {"gw1": early, "gw2": late, "gw3": T0 + HOUR_MS}
+
+
+def test_the_merge_hands_on_every_batchs_time_spans_once(engine: Engine) -> None:
+    """Rollups are redone by the worker that merges, for whichever worker stored the readings: a span reaches one
+    merge (each row is merged once), kept merged (the batches of one minute are one span), an hour apart two."""
+    from cloud.ingest.decode import decode_message
+
+    sinks = [SqlSink(engine, journal=True, worker=w) for w in ("a", "b")]
+    stamps = [T0, T0 + 20_000, T0 + 50_000, T0 + HOUR_MS * 2]
+    for i, ts in enumerate(stamps):
+        batch = TelemetryBatch(gateway="gw1", seq=i + 1, sent_at=ts, readings=[
+            Reading(sensor=SENSOR, ts=ts, profile="chilled", seq=i, temp_c=3.0),
+            Reading(sensor=SENSOR, ts=ts + 5_000, profile="chilled", seq=i + 100, temp_c=3.0)])
+        decoded = decode_message("cw/v1/gw1/telemetry", encode(batch), gateway_allowed=lambda g: True)
+        assert decoded.sql.spans == ((ts, ts + 5_000),)
+        assert sinks[i % 2].apply([decoded.sql]).spans == []  # journalled: nothing for this worker to roll up yet
+    merged = sinks[1].merge()
+    assert merged.rows == 4
+    assert merged.spans == [[T0, T0 + 55_000], [T0 + HOUR_MS * 2, T0 + HOUR_MS * 2 + 5_000]]
+    assert sinks[0].merge().spans == []
