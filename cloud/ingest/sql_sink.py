@@ -265,10 +265,7 @@ def observed_in(works: Sequence[SqlWork]) -> Observed:
                 runs = [list(r) for r in s.runs]
                 streams[stream_key("sensor", sensor_id)] = StreamObs("sensor", gateway, sensor_id, runs)
                 continue
-            if s.last_ts >= obs.last_ts:
-                obs.gateway_id, obs.profile, obs.last_ts = gateway, s.profile, s.last_ts
-            if s.first_ts < obs.first_ts:
-                obs.first_ts = s.first_ts
+            obs.absorb(gateway, s.profile, s.first_ts, s.last_ts)
             streams[stream_key("sensor", sensor_id)].extend([list(r) for r in s.runs])
     observed.add_spans([list(span) for span in spans])
     return observed

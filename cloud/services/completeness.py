@@ -345,15 +345,10 @@ def observe(session: Session, *, streams: dict[str, StreamObs], grace_ms: int = 
             # at the lowest seq of its first merge (unwrapped from the earliest reading's). Seqs below that, merged
             # later (another worker's batch still in flight), are not counted: the stream's past is unknown.
             runs = _unwrapped_runs(obs.kind, obs.runs, min(obs.runs, key=_by_first_ts)[0])
-            if obs.kind == "sensor":
-                if runs[0][0] < 0:  # behind the first seq seen, across the wrap: count from 0..65534 still
-                    runs = [(a + SENSOR_WRAP, b + SENSOR_WRAP, ta, tb) for a, b, ta, tb in runs]
-                first, _, first_ts, _ = runs[0]
-                stream = _Row(key=key, kind=obs.kind, gateway_id=obs.gateway_id, sensor_id=obs.sensor_id,
-                              highest=first - 1, highest_ts=first_ts)
-            else:
-                stream = _Row(key=key, kind=obs.kind, gateway_id=obs.gateway_id, sensor_id=obs.sensor_id,
-                              highest=0, highest_ts=runs[0][2])
+            if obs.kind == "sensor" and runs[0][0] < 0:  # behind the first seq seen, across the wrap
+                runs = [(a + SENSOR_WRAP, b + SENSOR_WRAP, ta, tb) for a, b, ta, tb in runs]
+            stream = _Row(key=key, kind=obs.kind, gateway_id=obs.gateway_id, sensor_id=obs.sensor_id,
+                          highest=runs[0][0] - 1 if obs.kind == "sensor" else 0, highest_ts=runs[0][2])
             new.append(stream)
         else:
             before = stream.state()

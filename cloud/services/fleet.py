@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -146,12 +146,7 @@ def ensure_gateways(session: Session, *, seen: Mapping[str, int], heard_at: int,
     workers racing on PostgreSQL cannot move them back whichever commits last. Rows loaded in the session's
     identity map are not refreshed: call this before loading them (ingest does). `heard`: when each gateway was
     heard, where that differs from `heard_at` (a merge of batches heard at different times)."""
-    if heard:
-        return _ensure_gateways(session, seen, lambda g: heard.get(g, heard_at))
-    return _ensure_gateways(session, seen, lambda g: heard_at)
-
-
-def _ensure_gateways(session: Session, seen: Mapping[str, int], heard_of: Callable[[str], int]) -> None:
+    heard = heard or {}
     table = _table(Gateway)
     c = table.c
     ids = sorted(seen)
@@ -161,17 +156,17 @@ def _ensure_gateways(session: Session, seen: Mapping[str, int], heard_of: Callab
             stored[r[0]] = (r[1], r[2])
     now = now_ms()
     new = [{"id": g, "created_at": now, "registered_by": "ingest", "provisioned": False, "revoked": False,
-            "last_seen_at": seen[g], "last_heard_at": heard_of(g)} for g in ids if g not in stored]
+            "last_seen_at": seen[g], "last_heard_at": heard.get(g, heard_at)} for g in ids if g not in stored]
     _insert_missing(session, table, new)
     moves = []
     for g in ids:
-        heard_at = heard_of(g)
+        heard_g = heard.get(g, heard_at)
         if g not in stored:
-            moves.append({"b_id": g, "b_seen": seen[g], "b_heard": heard_at})  # inserted meanwhile by another
+            moves.append({"b_id": g, "b_seen": seen[g], "b_heard": heard_g})  # inserted meanwhile by another
             continue
         last_seen, last_heard = stored[g]
-        if last_seen is None or seen[g] > last_seen or last_heard is None or heard_at > last_heard:
-            moves.append({"b_id": g, "b_seen": seen[g], "b_heard": heard_at})
+        if last_seen is None or seen[g] > last_seen or last_heard is None or heard_g > last_heard:
+            moves.append({"b_id": g, "b_seen": seen[g], "b_heard": heard_g})
     if not moves:
         return
     execute_many(session, _move_gateways_forward(), moves)
@@ -270,6 +265,13 @@ class SensorObs(msgspec.Struct, array_like=True, gc=False):
     profile: str
     first_ts: int
     last_ts: int
+
+    def absorb(self, gateway_id: str, profile: str, first_ts: int, last_ts: int) -> None:
+        """More readings of the sensor: the newest reading's gateway and profile win, the time span widens."""
+        if last_ts >= self.last_ts:
+            self.gateway_id, self.profile, self.last_ts = gateway_id, profile, last_ts
+        if first_ts < self.first_ts:
+            self.first_ts = first_ts
 
 
 def observe_sensors(session: Session, observed: Mapping[str, SensorObs]) -> None:

@@ -67,8 +67,8 @@ class Observed(msgspec.Struct, array_like=True, gc=False):
         return obs
 
     def fold(self, other: Observed) -> None:
-        """Add what `other` saw (taking its objects over): `gateway` and `sensor` spelled out, as a merge folds
-        every batch's thousands of entries at fleet shape."""
+        """Add what `other` saw (taking its objects over): `gateway` spelled out, as a merge folds every batch's
+        thousands of entries at fleet shape."""
         if not self.heard:
             self.heard = dict.fromkeys(self.gateways, self.heard_at)
         self.heard_at = max(self.heard_at, other.heard_at)
@@ -84,10 +84,7 @@ class Observed(msgspec.Struct, array_like=True, gc=False):
             if prev is None:
                 sensors[sensor_id] = obs
                 continue
-            if obs.last_ts >= prev.last_ts:
-                prev.gateway_id, prev.profile, prev.last_ts = obs.gateway_id, obs.profile, obs.last_ts
-            if obs.first_ts < prev.first_ts:
-                prev.first_ts = obs.first_ts
+            prev.absorb(obs.gateway_id, obs.profile, obs.first_ts, obs.last_ts)
         if other.spans:
             self.add_spans(other.spans)
         streams = self.streams
