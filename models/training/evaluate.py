@@ -169,6 +169,22 @@ class Tally:
     false_on_benign: dict[str, int] = field(default_factory=dict)
     sensor_days: float = 0.0
 
+    @classmethod
+    def pooled(cls, tallies: Iterable[Tally]) -> Tally:
+        """One tally of several over different runs (models of other training seeds on the same suite): counts and
+        sensor-days add up, delays are kept together."""
+        out = cls()
+        for t in tallies:
+            for mine, theirs in ((out.detected, t.detected), (out.incidents, t.incidents),
+                                 (out.false_on_benign, t.false_on_benign)):
+                for kind, n in theirs.items():
+                    mine[kind] = mine.get(kind, 0) + n
+            for kind, delays in t.delays_min.items():
+                out.delays_min.setdefault(kind, []).extend(delays)
+            out.false_alerts += t.false_alerts
+            out.sensor_days += t.sensor_days
+        return out
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures: per kind and overall."""
         kinds = {}
