@@ -57,6 +57,21 @@ def test_matching_counts_recall_delay_and_false_alerts_on_benign() -> None:
     assert summary["false_alerts_per_sensor_day"] == 2.0
 
 
+def test_pooled_tallies_add_counts_and_keep_every_delay() -> None:
+    labels = [Label("s", "door_left_open", 100 * MIN, 160 * MIN, False), Label("s", "defrost", 400 * MIN,
+                                                                              430 * MIN, True)]
+    found, missed = Tally(), Tally()
+    _match(found, [Episode(130 * MIN, 130 * MIN, 170 * MIN), Episode(405 * MIN, 410 * MIN, 420 * MIN)], labels,
+           days=1.0)
+    _match(missed, [], labels, days=2.0)
+    pooled = Tally.pooled([found, missed]).summary()
+    assert pooled["kinds"]["door_left_open"] == {"incidents": 2, "detected": 1, "recall": 0.5,
+                                                 "median_delay_min": 30.0}
+    assert pooled["false_alerts"] == 1 and pooled["false_alerts_on_benign"] == {"defrost": 1}
+    assert pooled["sensor_days"] == 3.0
+    assert found.summary()["kinds"]["door_left_open"]["incidents"] == 1  # the parts are not changed
+
+
 def test_quality_gate() -> None:
     current = {"recall": 0.9, "false_alerts_per_sensor_day": 0.05, "median_delay_min": 20.0}
     assert quality_gate(dict(current), current).passed
