@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert, Update
 from sqlmodel import Session, col, select
 
+from cloud.db.alerts import Alert
 from cloud.db.bulk import execute_many
 from cloud.db.fleet import Gateway, GatewayCreate, GatewayUpdate, Sensor, SensorUpdate
 from cloud.db.rollouts import GatewayShadow
@@ -109,7 +110,7 @@ def ensure_gateway(session: Session, *, gateway_id: str, seen_at: int, heard_at:
     return gateway
 
 
-def _table(model: type[Gateway] | type[Sensor]) -> Table:
+def _table(model: type[Gateway] | type[Sensor] | type[Alert]) -> Table:
     table = getattr(model, "__table__")  # noqa: B009 (SQLModel does not type it)
     assert isinstance(table, Table)
     return table
@@ -294,6 +295,7 @@ def observe_sensors(session: Session, observed: Mapping[str, SensorObs]) -> None
             "first_seen_at": o.first_ts, "last_seen_at": o.last_ts}
            for s, o in ((s, observed[s]) for s in ids) if s not in stored]
     _insert_missing(session, table, new)
+    _profile_orphan_alerts(session, [str(row["id"]) for row in new])
     changes = []
     for sensor_id in ids:
         o = observed[sensor_id]
@@ -314,6 +316,18 @@ def observe_sensors(session: Session, observed: Mapping[str, SensorObs]) -> None
     if not changes:
         return
     execute_many(session, _merge_sensors(), changes)
+
+
+def _profile_orphan_alerts(session: Session, sensor_ids: list[str]) -> None:
+    """Give the alerts of sensors just registered the sensor's profile where they have none: an alert can be stored
+    before its sensor's first readings are (a batch holding the alert merged while another worker was merging the
+    journal rows with that sensor's first sighting), and suppressions and filters go by an alert's profile."""
+    alerts = _table(Alert)
+    sensors = _table(Sensor).c
+    profile = core_select(sensors.profile).where(sensors.id == alerts.c.sensor_id).scalar_subquery()
+    for chunk in _chunks(sensor_ids):
+        session.execute(update(alerts).where(alerts.c.sensor_id.in_(chunk), alerts.c.profile.is_(None))
+                        .values(profile=profile))
 
 
 @functools.cache

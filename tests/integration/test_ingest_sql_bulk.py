@@ -12,13 +12,14 @@ from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from cloud.db.alerts import Alert
 from cloud.db.engine import make_engine, session_scope
 from cloud.db.fleet import Gateway, Sensor
 from cloud.db.ingest import IngestGap, SeqStream
 from cloud.ingest.failures import caused_by_data
 from cloud.ingest.sql_sink import SqlSink, SqlWork, event_work, telemetry_work
 from cloud.services.clock import now_ms
-from protocol.messages import Reading, Status, TelemetryBatch
+from protocol.messages import AlertEvent, Reading, Status, TelemetryBatch
 
 pytestmark = pytest.mark.integration
 
@@ -154,6 +155,24 @@ def test_pinned_profile_older_readings_and_events(engine: Engine) -> None:
         c = gateways["gw-c"]
         assert (c.status, c.agent_version, c.last_seen_at) == ("online", "1.2.3", T0 + 7000)
         assert c.last_heard_at is not None
+
+
+def test_an_alert_stored_before_its_sensor_gets_the_sensors_profile(engine: Engine) -> None:
+    """Another worker may still be merging the journal rows with a sensor's first sighting when a batch holding
+    its alert is stored: the alert has no profile then, and gets it when the sensor is registered."""
+    sink = SqlSink(engine)
+    sensor = mac(2, 0)
+    sink.apply([event_work(AlertEvent(id="a" * 32, gateway="gw-a", seq=1, sensor=sensor, kind="temp_high",
+                                      severity="critical", state="open", source="rule", started_at=T0,
+                                      updated_at=T0))])
+    with Session(engine) as session:
+        alert = session.get(Alert, "a" * 32)
+        assert alert is not None and alert.profile is None
+    sink.apply([telemetry_work(TelemetryBatch(gateway="gw-a", seq=1, sent_at=T0, readings=[
+        Reading(sensor=sensor, ts=T0, profile="frozen", seq=1, temp_c=-18.0)]))])
+    with Session(engine) as session:
+        alert = session.get(Alert, "a" * 32)
+        assert alert is not None and alert.profile == "frozen"
 
 
 def test_fleet_batch_costs_statements_not_rows(engine: Engine) -> None:
