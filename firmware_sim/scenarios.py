@@ -82,7 +82,7 @@ def _sensor_fault(kind: str, hours: tuple[float, float] | None, value: tuple[flo
 
 
 def _battery_depletion(plan: Plan, duration_s: float, rng: np.random.Generator) -> None:
-    # Accelerated: the cell goes from just before its knee to empty within the run.
+    # Accelerated: the cell goes from just past its knee (battery.KNEE_AT) to empty within the run.
     start = float(rng.uniform(0.87, 0.9))
     plan.battery_used[0] = start
     plan.battery_use_per_day[0] = (1.02 - start) * 86400.0 / duration_s

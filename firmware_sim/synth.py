@@ -53,7 +53,7 @@ class Plan:
     precool: list[bool] = field(default_factory=list)  # space starts at ambient
     battery_used: list[float] = field(default_factory=list)  # fraction of capacity used at the start
     battery_use_per_day: list[float] = field(default_factory=list)
-    watch_battery: list[bool] = field(default_factory=list)  # label battery_depletion at the knee
+    watch_battery: list[bool] = field(default_factory=list)  # label battery_depletion from the knee on
 
     def __post_init__(self) -> None:
         n = len(self.macs)
@@ -172,9 +172,13 @@ class Synthesizer:
                                truth.t_s, end_s)
             out.append(Label(self.plan.macs[s], e.kind, self._ms(e.start_s), self._ms(stop), e.benign))
         for s, watched in enumerate(self.plan.watch_battery):
-            low = np.flatnonzero(truth.battery_loaded_mv[:, s] < battery.KNEE_MV)
-            if watched and len(low):
-                start = float(truth.t_s[low[0]])
+            # the incident is the cell past its knee (the plateau's end), whatever the tag reports yet: the
+            # operator's "low battery" voltage (battery.KNEE_MV) is the rule's trigger, not the fault's start
+            used, per_day = self.plan.battery_used[s], self.plan.battery_use_per_day[s]
+            if not watched or (used < battery.KNEE_AT and per_day <= 0):
+                continue
+            start = max(0.0, (battery.KNEE_AT - used) / per_day * 86400.0) if used < battery.KNEE_AT else 0.0
+            if start <= end_s:
                 out.append(Label(self.plan.macs[s], "battery_depletion", self._ms(start), self._ms(end_s), False))
         return sorted(out, key=lambda lab: (lab.start_ms, lab.sensor, lab.kind))
 
