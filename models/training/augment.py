@@ -160,8 +160,9 @@ def recovered_excursion_windows(spec: FeatureSpec, series: list[Series], *, seed
         duration_min, rise = float(rng.uniform(30.0, 240.0)), float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
         minutes = (s.ts_ms - s.ts_ms[onset]) / 60_000.0
         peak = rise * (1.0 - np.exp(-duration_min / 20.0))
-        bump = np.where(minutes < 0, 0.0, np.where(minutes < duration_min, rise * (1.0 - np.exp(-minutes / 20.0)),
-                                                   peak * np.exp(-(minutes - duration_min) / 15.0)))
+        since, after = np.maximum(minutes, 0.0), np.maximum(minutes - duration_min, 0.0)  # no overflow in exp
+        bump = np.where(minutes < 0, 0.0, np.where(minutes < duration_min, rise * (1.0 - np.exp(-since / 20.0)),
+                                                   peak * np.exp(-after / 15.0)))
         bumped = replace(s, temp_c=s.temp_c + bump)
         end_ms = s.ts_ms[onset] + duration_min * 60_000
         ends = window_ends(spec, s.ts_ms)[::stride]

@@ -22,6 +22,7 @@ from models.training.augment import inject_faults
 from models.training.data import Series
 from models.training.evaluate import ModelDetector
 from models.training.export import FAULT_SHARES, ExportRejected, QuantisationCheck, compare, convert_int8
+from models.training.tflite_io import int8_output_ceiling
 from models.training.train import TrainedModel, predict
 
 log = logging.getLogger("models.training.pipeline")
@@ -141,6 +142,15 @@ def _int8_threshold(trained: TrainedModel, int8: ModelDetector, max_alerts_per_s
                                max_alerts_per_sensor_day=max_alerts_per_sensor_day)
 
 
+def _ceiling_reached(trained: TrainedModel, path: Path, threshold: float) -> float | None:
+    """The int8 classifier's highest output when the threshold is at it (nothing can then exceed the threshold: a
+    model that never alerts), else None. Only a classifier's output is its score."""
+    if trained.architecture != "classifier":
+        return None
+    ceiling = int8_output_ceiling(path.read_bytes())
+    return ceiling if ceiling is not None and threshold >= ceiling * (1.0 - 1e-6) else None
+
+
 def build_artifact(trained: TrainedModel, directory: Path, *, name: str, version: str,
                    private_key_pem: bytes | None, max_alerts_per_sensor_day: float | None = None,
                    extra_metrics: dict[str, Any] | None = None) -> Exported:
@@ -156,6 +166,7 @@ def build_artifact(trained: TrainedModel, directory: Path, *, name: str, version
     threshold = trained.threshold
     faulty = check_series(trained) if trained.validation_series else []
     shares = FAULT_SHARES if len(trained.calibration_faults) else FAULT_SHARES[:1]
+    ceiling: float | None = None
     for share in shares:  # the first calibration that passes; each try costs a few seconds
         convert_int8(trained, files.model, fault_share=share)
         if not trained.validation_series:
@@ -165,9 +176,19 @@ def build_artifact(trained: TrainedModel, directory: Path, *, name: str, version
         int8.threshold = threshold
         check = episode_check(fp32, int8, trained.validation_series, faulty, max_alerts_per_sensor_day=budget)
         windows = _window_check(trained, files.model, threshold)
+        ceiling = _ceiling_reached(trained, files.model, threshold)
         log.info("int8 try model=%s fault_share=%.3f threshold=%.4f %s", stem, share, threshold, check.as_dict())
-        if check.passed or same_scores(windows):
+        if ceiling is None and (check.passed or same_scores(windows)):
             break
+    if ceiling is not None:
+        files.model.unlink(missing_ok=True)
+        raise ExportRejected(
+            f"the threshold calibrated on the validation data, {threshold:.4g}, is at or above the int8 model's "
+            f"highest output ({ceiling:.4g}) after {len(shares)} calibrations: no window could ever score above it, "
+            "so the model would never alert. The validation data (the last 20 % of a CSV's time, or the validation "
+            "seeds) scores as high as the model can express, as only faults should: it probably holds an incident or "
+            "a stretch unlike the training data. What to do: train on a stretch of normal operation only (cut the file "
+            "before the incident), or on more normal data")
     if windows is None:  # no validation series (a checkpoint from before them): window figures only
         windows = _window_check(trained, files.model, threshold)
     log.info("int8 check model=%s threshold int8=%.4f fp32=%.4f episodes=%s windows=%s", stem, threshold,

@@ -73,3 +73,24 @@ def with_float_io(model_bytes: bytes) -> bytes:
     builder = flatbuffers.Builder(max(1024, len(model_bytes) * 2))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def int8_output_ceiling(model_bytes: bytes) -> float | None:
+    """The highest value the int8 model can give on its (single) output: what its int8 output tensor's 127 means
+    once dequantised. None when the model's output is not an int8 tensor dequantised to float32 (as
+    `with_float_io` wraps it) or there is more than one output."""
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    subgraph = model.subgraphs[0]
+    if len(subgraph.outputs) != 1:
+        return None
+    dequantize = [i for i, code in enumerate(model.operatorCodes)
+                  if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE]
+    for op in subgraph.operators:
+        if op.opcodeIndex in dequantize and list(op.outputs) == [subgraph.outputs[0]]:
+            source = subgraph.tensors[op.inputs[0]]
+            q = source.quantization
+            if source.type != schema.TensorType.INT8 or q is None or q.scale is None or len(q.scale) != 1:
+                return None
+            zero = int(q.zeroPoint[0]) if q.zeroPoint is not None and len(q.zeroPoint) else 0
+            return float((127 - zero) * float(q.scale[0]))
+    return None

@@ -122,6 +122,34 @@ def test_export_refuses_an_int8_model_that_misses_the_faults_fp32_alerts_on(
     assert not (tmp_path / "flat" / "cw_chilled-9.tflite").exists()
 
 
+def trained_size(workdir: Path) -> int:
+    manifest = json.loads((model_dir(workdir) / "cw_chilled-1.manifest.json").read_text())
+    spec = manifest["feature_spec"]
+    return int(spec["window"]) * len(spec["features"])
+
+
+def test_the_int8_ceiling_bounds_every_output_and_a_threshold_at_it_is_refused(
+        workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.runtime.tflite import TfliteModel
+    from models.training import pipeline
+    from models.training.artifacts import export_model, load_checkpoint
+    from models.training.export import ExportRejected
+    from models.training.tflite_io import int8_output_ceiling
+
+    path = model_dir(workdir) / "cw_chilled-1.tflite"
+    ceiling = int8_output_ceiling(path.read_bytes())
+    assert ceiling is not None and 0 < ceiling < 1e3
+    rng = np.random.default_rng(3)
+    x = rng.choice([-8.0, 0.0, 8.0], size=(512, trained_size(workdir))).astype(np.float32)
+    assert float(TfliteModel(path).outputs(x).max()) <= ceiling + 1e-4
+    # a validation stretch that scores like a fault puts the threshold at the ceiling: a model that never alerts
+    trained = load_checkpoint(model_dir(workdir) / "cw_chilled-1.pt")
+    monkeypatch.setattr(pipeline, "int8_output_ceiling", lambda _bytes: -1e9)
+    with pytest.raises(ExportRejected, match=r"highest output .* would never alert.*What to do"):
+        export_model(trained, tmp_path / "dead", name="cw_chilled", version="9", private_key_pem=None)
+    assert not (tmp_path / "dead" / "cw_chilled-9.tflite").exists()
+
+
 def test_evaluate_prints_model_beside_baselines(workdir: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "eval.json"
