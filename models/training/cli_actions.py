@@ -310,6 +310,10 @@ def score(args: argparse.Namespace) -> int:
         for index, seg in enumerate(data.segments):
             s = seg.series
             x, usable = windows_at(spec, s.ts_ms, s.temp_c, s.rh_pct, s.battery_mv, end_ms=s.ts_ms)
+            # as on a gateway (and in training), a sensor's first window ends a full window after its history
+            # begins: earlier ones hold a copied first value where readings have not come yet, and scored like
+            # faults at the start of every file
+            usable &= s.ts_ms >= s.ts_ms[0] + (spec.window - 1) * round(spec.sample_period_s * 1000)
             scores = np.full(len(s.ts_ms), np.nan, dtype=np.float32)
             if usable.any():
                 scores[usable] = score_fn(x[usable], model.outputs(x[usable]))
