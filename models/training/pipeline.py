@@ -180,11 +180,13 @@ def build_artifact(trained: TrainedModel, directory: Path, *, name: str, version
         log.info("int8 try model=%s fault_share=%.3f threshold=%.4f %s", stem, share, threshold, check.as_dict())
         if ceiling is None and (check.passed or same_scores(windows)):
             break
+    if not trained.validation_series:  # a checkpoint from before them: the fp32 threshold ships, reachable too
+        ceiling = _ceiling_reached(trained, files.model, threshold)
     if ceiling is not None:
         files.model.unlink(missing_ok=True)
         raise ExportRejected(
             f"the threshold calibrated on the validation data, {threshold:.4g}, is at or above the int8 model's "
-            f"highest output ({ceiling:.4g}) after {len(shares)} calibrations: no window could ever score above it, "
+            f"highest output ({ceiling:.4g}) after {len(shares)} calibration(s): no window could ever score above it, "
             "so the model would never alert. The validation data (the last 20 % of a CSV's time, or the validation "
             "seeds) scores as high as the model can express, as only faults should: it probably holds an incident or "
             "a stretch unlike the training data. What to do: train on a stretch of normal operation only (cut the file "

@@ -148,6 +148,17 @@ def test_the_int8_ceiling_bounds_every_output_and_a_threshold_at_it_is_refused(
     with pytest.raises(ExportRejected, match=r"highest output .* would never alert.*What to do"):
         export_model(trained, tmp_path / "dead", name="cw_chilled", version="9", private_key_pem=None)
     assert not (tmp_path / "dead" / "cw_chilled-9.tflite").exists()
+    # a calibration whose output range the threshold reaches is not the last word: the next fault share may pass
+    calls: list[bytes] = []
+
+    def first_at_the_ceiling(model_bytes: bytes) -> float | None:
+        calls.append(model_bytes)
+        return -1e9 if len(calls) == 1 else int8_output_ceiling(model_bytes)
+
+    monkeypatch.setattr(pipeline, "int8_output_ceiling", first_at_the_ceiling)
+    done = export_model(trained, tmp_path / "second", name="cw_chilled", version="9", private_key_pem=None)
+    assert len(calls) >= 2 and done.files.model.exists()
+    assert done.manifest.metrics["int8_calibration_fault_share"] == round(pipeline.FAULT_SHARES[len(calls) - 1], 4)
 
 
 def test_evaluate_prints_model_beside_baselines(workdir: Path, tmp_path: Path,
