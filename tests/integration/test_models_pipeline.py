@@ -123,9 +123,10 @@ def test_export_refuses_an_int8_model_that_misses_the_faults_fp32_alerts_on(
 
 
 def trained_size(workdir: Path) -> int:
+    from models.runtime.features import FeatureSpec
+
     manifest = json.loads((model_dir(workdir) / "cw_chilled-1.manifest.json").read_text())
-    spec = manifest["feature_spec"]
-    return int(spec["window"]) * len(spec["features"])
+    return FeatureSpec.from_dict(manifest["feature_spec"]).input_size
 
 
 def test_the_int8_ceiling_bounds_every_output_and_a_threshold_at_it_is_refused(
@@ -133,7 +134,7 @@ def test_the_int8_ceiling_bounds_every_output_and_a_threshold_at_it_is_refused(
     from models.runtime.tflite import TfliteModel
     from models.training import pipeline
     from models.training.artifacts import export_model, load_checkpoint
-    from models.training.export import ExportRejected
+    from models.training.export import FAULT_SHARES, ExportRejected
     from models.training.tflite_io import int8_output_ceiling
 
     path = model_dir(workdir) / "cw_chilled-1.tflite"
@@ -158,7 +159,7 @@ def test_the_int8_ceiling_bounds_every_output_and_a_threshold_at_it_is_refused(
     monkeypatch.setattr(pipeline, "int8_output_ceiling", first_at_the_ceiling)
     done = export_model(trained, tmp_path / "second", name="cw_chilled", version="9", private_key_pem=None)
     assert len(calls) >= 2 and done.files.model.exists()
-    assert done.manifest.metrics["int8_calibration_fault_share"] == round(pipeline.FAULT_SHARES[len(calls) - 1], 4)
+    assert done.manifest.metrics["int8_calibration_fault_share"] == round(FAULT_SHARES[len(calls) - 1], 4)
 
 
 def test_evaluate_prints_model_beside_baselines(workdir: Path, tmp_path: Path,
