@@ -2,9 +2,9 @@
 its points and SQL rows are written (at-least-once; point identity and alert ids make re-delivery idempotent).
 
 The worker reads, decodes and batches on its MQTT thread and acknowledges there; its neighbours hold the rest:
-`mqtt_link` the session, `decode` the messages, `batch_writer` the writes (on a writer thread, one batch in flight
-while the next is read), `sql_sink` the SQL rows, `failures` what a failed write means, `sweeps` the periodic gap
-and replay work, `roller` the rollups (on a thread of their own).
+`mqtt_link` the session, `decode` the messages, `batch_writer` the writes (on a writer thread, up to
+MAX_BATCHES_IN_FLIGHT batches queued there while the next is read), `sql_sink` the SQL rows, `failures` what a
+failed write means, `sweeps` the periodic gap and replay work, `roller` the rollups (on a thread of their own).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import gc
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ LOOP_TIMEOUT_S: Final = 0.1
 IN_FLIGHT_LOOP_TIMEOUT_S: Final = 0.002  # while a batch is being written: its acks go out soon after it is stored
 ROLLUP_RESTART_MS: Final = 5 * 60_000  # at start, the last minutes are rolled up again (a crash may have cut them)
 SHUTDOWN_FLUSH_S: Final = 10.0
+# Batches handed to the writer thread and not yet settled. One left the writer idle while the next batch was decoded
+# and the MQTT thread idle while the writer waited on InfluxDB (each ~a quarter of the time, py-spy); two queued keep
+# the writer, and so influxd, busy while this thread reads on (docs/scaling.md).
+MAX_BATCHES_IN_FLIGHT: Final = 2
 
 
 @dataclass
@@ -90,7 +95,8 @@ def _topic_text(message: mqtt.MQTTMessage) -> str:
 
 class IngestWorker:
     """One worker: its thread runs the MQTT loop, decoding, batching and acknowledgements; a writer thread stores
-    one batch at a time while the next is read (InfluxDB's and SQL's time overlaps decoding; see run())."""
+    one batch at a time, up to MAX_BATCHES_IN_FLIGHT queued, while the next is read (InfluxDB's and SQL's time
+    overlaps decoding; see run())."""
 
     def __init__(
         self,
@@ -122,7 +128,9 @@ class IngestWorker:
         self.writer = BatchWriter(settings, self.influx, self.engine, self.sql, self.metrics, clock,
                                   mark=self.roller.mark)
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
-        self._in_flight: tuple[Future[int], list[Pending], int] | None = None  # the batch, the link it came on
+        # batches on the writer thread, oldest first: each its future, its entries, the link it came on
+        self._in_flight: deque[tuple[Future[int], list[Pending], int]] = deque()
+        self._requeued = 0  # entries at the head of _pending that failed batches put back (kept in arrival order)
         self._merge_job: Future[int] | None = None  # a journal merge queued on the writer thread
         self._link_generation = 0  # +1 each time the link goes down: older packet ids must not be acked
         self._next_replay_sweep = clock() + SWEEP_EVERY_S
@@ -164,10 +172,10 @@ class IngestWorker:
         self._shutdown()
 
     def _step(self) -> None:
-        if self._in_flight is not None and self._batch_full():
-            self._finish_batch()  # the next batch is full: wait for the writer rather than read (and hold) more
+        if len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT and self._batch_full():
+            self._finish_batch()  # the writer's queue and the next batch are full: wait, do not read (and hold) more
         if self.link.connected or self.client.socket() is not None:
-            rc = self.link.pump(LOOP_TIMEOUT_S if self._in_flight is None else IN_FLIGHT_LOOP_TIMEOUT_S,
+            rc = self.link.pump(IN_FLIGHT_LOOP_TIMEOUT_S if self._in_flight else LOOP_TIMEOUT_S,
                                 more=self._room_for_more)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self.link.down(f"loop returned {rc.name}")
@@ -175,9 +183,9 @@ class IngestWorker:
             self.link.try_connect()
             if not self.link.connected:
                 self._stop.wait(LOOP_TIMEOUT_S)
-        if self._in_flight is not None and self._in_flight[0].done():
+        while self._in_flight and self._in_flight[0][0].done():
             self._finish_batch()
-        if self._in_flight is None and self._batch_due():
+        if len(self._in_flight) < MAX_BATCHES_IN_FLIGHT and self._batch_due():
             self._start_batch()
         if self._merge_job is not None and self._merge_job.done():
             self._merge_job = None
@@ -219,7 +227,7 @@ class IngestWorker:
 
     def _shutdown(self) -> None:
         deadline = self._clock() + SHUTDOWN_FLUSH_S
-        if self._in_flight is not None:
+        while self._in_flight:
             self._finish_batch()
         while self._pending and self.link.connected and self._clock() < deadline:
             if self.writer.backoff.ready():
@@ -245,13 +253,14 @@ class IngestWorker:
     # -- MQTT ------------------------------------------------------------------------------------
 
     def _link_down(self, why: str) -> None:
-        dropped = len(self._pending) + (len(self._in_flight[1]) if self._in_flight is not None else 0)
+        dropped = len(self._pending) + sum(len(entries) for _, entries, _ in self._in_flight)
         # Packet ids belong to the connection; the broker re-sends unacknowledged messages with the
         # session, so forget them here rather than ack a reused id later (a batch in flight is still written,
         # then forgotten: its messages come again and are written again, which point identity makes harmless).
         self._link_generation += 1
         self._pending.clear()
         self._pending_points = 0
+        self._requeued = 0
         self._alert_pending = False
         self.metrics.pending_messages.set(0)
         if not self._stop.is_set():
@@ -320,7 +329,7 @@ class IngestWorker:
 
     def _room_for_more(self) -> bool:
         """Whether to read on: the pending batch is not full (a full one waits for the writer, so a worker holds at
-        most two batches whatever the broker has queued)."""
+        most MAX_BATCHES_IN_FLIGHT + 1 batches whatever the broker has queued)."""
         return not self._batch_full()
 
     def _batch_full(self) -> bool:
@@ -329,7 +338,7 @@ class IngestWorker:
     def flush(self) -> None:
         """Write the pending batch now and wait for it (shutdown, tests); acknowledge what was stored or refused
         for good, keep the rest."""
-        if self._in_flight is not None:
+        while self._in_flight:
             self._finish_batch()
         if not self._pending:
             return
@@ -339,19 +348,18 @@ class IngestWorker:
     def _take_batch(self) -> list[Pending]:
         entries, self._pending = self._pending, []
         self._pending_points = 0
+        self._requeued = 0
         self._alert_pending = False
         return entries
 
     def _start_batch(self) -> None:
         """Hand the pending batch to the writer thread; messages keep arriving into the next one meanwhile."""
         entries = self._take_batch()
-        self._in_flight = (self._writer_thread.submit(self._store, entries), entries, self._link_generation)
+        self._in_flight.append((self._writer_thread.submit(self._store, entries), entries, self._link_generation))
 
     def _finish_batch(self) -> None:
-        """Wait for the batch in flight and acknowledge what it stored."""
-        assert self._in_flight is not None
-        future, entries, generation = self._in_flight
-        self._in_flight = None
+        """Wait for the oldest batch in flight and acknowledge what it stored."""
+        future, entries, generation = self._in_flight.popleft()
         self._settle(entries, future.result(), generation)
 
     def _store(self, entries: list[Pending]) -> int:
@@ -365,15 +373,17 @@ class IngestWorker:
 
     def _settle(self, entries: list[Pending], done: int, generation: int) -> None:
         """Acknowledge the first `done` entries in the order they arrived (their rollups marked), and put the rest
-        back in front of the messages that arrived since; entries from a link that went down meanwhile are only
-        forgotten (the broker sends them again)."""
+        back in front of the messages that arrived since (behind what an older batch put back); entries from a link
+        that went down meanwhile are only forgotten (the broker sends them again)."""
         if generation != self._link_generation:
             return
         ack_all(self.client, [(entry.mid, entry.qos) for entry in entries[:done]])
         self.metrics.acked.inc(done)
         if generation != self._link_generation:
             return  # the link went down while the acks were written: the rest belongs to the old link
-        self._pending[:0] = entries[done:]
+        rest = entries[done:]
+        self._pending[self._requeued:self._requeued] = rest
+        self._requeued += len(rest)
         self._alert_pending = any(e.sql is not None and isinstance(e.sql.event, AlertEvent) for e in self._pending)
         self._pending_points = sum(len(e.lines) for e in self._pending)
         self.metrics.pending_messages.set(len(self._pending))

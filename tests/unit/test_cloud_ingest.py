@@ -198,6 +198,30 @@ def test_a_held_batch_goes_back_in_front_of_the_messages_read_meanwhile(tmp_path
     assert broker.acked == [1, 2] and worker._pending == []
 
 
+def test_two_held_batches_in_flight_go_back_in_arrival_order(tmp_path: Path) -> None:
+    worker, broker = _worker(tmp_path)
+    apply = worker.sql.apply
+
+    def down(works: object) -> object:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    worker.sql.apply = down  # type: ignore[method-assign]
+    first, second, later = _status("gw-a", 1), _status("gw-b", 2), _status("gw-c", 3)
+    first.mid, second.mid, later.mid = 1, 2, 3
+    worker._pending = [first]
+    worker._start_batch()
+    worker._pending = [second]
+    worker._start_batch()  # two on the writer's queue (MAX_BATCHES_IN_FLIGHT)
+    worker._pending.append(later)
+    worker._finish_batch()
+    worker._finish_batch()
+    assert broker.acked == [] and worker._pending == [first, second, later]
+    worker.sql.apply = apply  # type: ignore[method-assign]
+    worker.writer.backoff.reset()
+    worker.flush()
+    assert broker.acked == [1, 2, 3] and worker._pending == []
+
+
 def test_a_batch_in_flight_when_the_link_drops_is_written_but_not_acked(tmp_path: Path) -> None:
     worker, broker = _worker(tmp_path)
     worker._pending = [_status("gw-a", 1)]
