@@ -6,7 +6,9 @@ same median over the `REFERENCE_S` before: 1 is "pulls down as fast as before", 
 falls inside the sensor's usual range count (`LEVEL_PERCENTILES` of the whole lookback): the recovery after a
 defrost or an open door starts far above it and runs at its own pace. Both spans come from the same unit in
 the same place, so a unit that is simply weaker than others, or a hot afternoon, does not move it much; a
-compressor losing capacity does (docs/decisions.md).
+compressor losing capacity does (docs/decisions.md). No verdict while the lookback holds more than `STILL_S` without
+a single fall (power off, a heater stuck on, a unit switched off): the warm goods slow the pull-downs after it for
+hours, and the spans before and after are not the same unit's normal any more.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ FADING_BELOW: Final = 0.88  # chosen on the validation seeds (docs/experiments.m
 FADING_FOR_S: Final = 3600.0
 HISTORY_MS: Final = round((RECENT_S + REFERENCE_S) * 1000)
 LEVEL_PERCENTILES: Final = (10.0, 80.0)
+STILL_S: Final = 60 * 60.0  # chosen on the selection seeds (docs/experiments.md#a-unit-that-stood-still)
 COVER_STEPS: Final = 10  # no verdict until the history reaches back to within this many steps of HISTORY_MS
 _CHUNK: Final = 2048
 
@@ -86,13 +89,22 @@ def pulldown_ratio_of_steps(grid: NDArray[np.float64], sample_period_s: float = 
     yet), as `pulldown_ratio` samples them from readings; the gateway keeps such steps per sensor."""
     recent = max(2, round(RECENT_S / sample_period_s))
     rates = np.diff(grid, axis=1) / (sample_period_s / 60.0)
+    moving = _longest_still(rates) * sample_period_s <= STILL_S
     low, high = _row_percentiles(grid, LEVEL_PERCENTILES)
     usual = (grid[:, 1:] >= low[:, None]) & (grid[:, 1:] <= high[:, None])
     rates = np.where(usual, rates, np.nan)
     now, before = _median_fall(rates[:, -recent:]), _median_fall(rates[:, :-recent])
-    covered = np.any(~np.isnan(grid[:, :COVER_STEPS]), axis=1)
+    covered = np.any(~np.isnan(grid[:, :COVER_STEPS]), axis=1) & moving
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(np.where(covered, np.clip(now / before, 0.0, 2.0), np.nan), dtype=np.float64)
+
+
+def _longest_still(rates: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Per row of step rates, the most consecutive steps without a fall steeper than FALL_C_PER_MIN (a step
+    without a reading counts as still): how long the unit did not pull down at all."""
+    index = np.arange(rates.shape[1], dtype=np.int64)
+    last_fall = np.maximum.accumulate(np.where(rates < -FALL_C_PER_MIN, index, -1), axis=1)
+    return np.asarray(np.max(index - last_fall, axis=1), dtype=np.int64)
 
 
 def fading_reason(ratio: float) -> str:

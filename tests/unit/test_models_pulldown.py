@@ -139,3 +139,17 @@ def test_any_reading_sequence_gives_a_verdict_in_range_or_none(steps: list[tuple
         ts += gap
         finding = rule.check(Reading(sensor="c2:00:00:00:00:01", ts=ts, profile="frozen", temp_c=temp), None)
         assert finding is None or (finding.value is not None and 0.0 <= finding.value <= 2.0)
+
+
+def test_no_verdict_while_the_lookback_holds_an_hour_without_a_pull_down() -> None:
+    from models.runtime.pulldown import STILL_S
+
+    still = int(STILL_S / 60) + 10  # a power cut: the compressor does not run at all
+    cap = np.concatenate([np.ones(5 * 60), np.zeros(still), np.full(3 * 60, 0.7)])  # then the warm goods slow it
+    ts, temp = thermostat(len(cap) / 60, list(cap))
+    after = ts > ts[5 * 60 + still + 90]
+    ratio = pulldown_ratio(ts, temp, ts[after])
+    assert np.all(np.isnan(ratio))  # not "cooling fading": the spans are not the same unit's normal
+    cap[5 * 60:5 * 60 + still] = 0.7  # the same slowdown without the cut is seen
+    ts, temp = thermostat(len(cap) / 60, list(cap))
+    assert np.nanmin(pulldown_ratio(ts, temp, ts[after])) < FADING_BELOW
