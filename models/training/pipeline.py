@@ -23,7 +23,7 @@ from models.training.data import Series
 from models.training.evaluate import ModelDetector
 from models.training.export import FAULT_SHARES, ExportRejected, QuantisationCheck, compare, convert_int8
 from models.training.tflite_io import int8_output_ceiling
-from models.training.train import TrainedModel, predict
+from models.training.train import MODEL_BUDGET_SHARE, TrainedModel, predict
 
 log = logging.getLogger("models.training.pipeline")
 
@@ -154,8 +154,8 @@ def _ceiling_reached(trained: TrainedModel, path: Path, threshold: float) -> flo
 def build_artifact(trained: TrainedModel, directory: Path, *, name: str, version: str,
                    private_key_pem: bytes | None, max_alerts_per_sensor_day: float | None = None,
                    extra_metrics: dict[str, Any] | None = None) -> Exported:
-    """Export `trained` as int8, calibrate the threshold that ships on the int8 scores, check it against fp32,
-    write the manifest (signed when a key is given). ExportRejected (files removed) says why and what to do."""
+    """Export `trained` as int8, calibrate the threshold that ships on the int8 scores (to MODEL_BUDGET_SHARE of the
+    alert budget), check it against fp32, write the manifest (signed when a key is given). ExportRejected (files removed) says why and what to do."""
     budget = trained.alert_budget if max_alerts_per_sensor_day is None else max_alerts_per_sensor_day
     stem = f"{name}-{version}"
     files = ModelFiles.for_stem(directory, stem)
@@ -172,7 +172,7 @@ def build_artifact(trained: TrainedModel, directory: Path, *, name: str, version
         if not trained.validation_series:
             break
         int8 = ModelDetector(trained.spec, trained.threshold, TfliteModel(files.model).outputs, name="int8")
-        threshold = _int8_threshold(trained, int8, budget)
+        threshold = _int8_threshold(trained, int8, budget * MODEL_BUDGET_SHARE)
         int8.threshold = threshold
         check = episode_check(fp32, int8, trained.validation_series, faulty, max_alerts_per_sensor_day=budget)
         windows = _window_check(trained, files.model, threshold)
@@ -206,7 +206,8 @@ def build_artifact(trained: TrainedModel, directory: Path, *, name: str, version
                "int8_episodes": check.as_dict() if check else None,
                "int8_accepted_by": "episodes" if check is None or check.passed else "same_scores",
                "int8_calibration_fault_share": round(share, 4),
-               "alert_budget_per_sensor_day": budget, "tflite_bytes": files.model.stat().st_size,
+               "alert_budget_per_sensor_day": budget, "model_budget_per_sensor_day": budget * MODEL_BUDGET_SHARE,
+               "tflite_bytes": files.model.stat().st_size,
                **(extra_metrics or {})}
     manifest = Manifest(name=name, version=version, profile=trained.profile, feature_spec=trained.spec.to_dict(),
                         threshold=float(threshold), training_range=trained.training_range, metrics=metrics,

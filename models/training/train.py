@@ -35,6 +35,12 @@ log = logging.getLogger("models.training.train")
 LOGIT_BOUND = 12.0  # a classifier's logits are trained to stay within ± this (see `batch_loss`)
 LOGIT_PENALTY = 0.05
 CALIBRATION_NORMAL = 3072  # normal windows kept for int8 calibration
+# The alert budget (`max_alerts_per_sensor_day`) is what a gateway may raise on a sensor: the model's alerts and the
+# agent's rules together. The model's threshold is calibrated to this share of it on normal validation days; the rest
+# is for the rules (`cooling_fading`, `sensor_silent`) and for what normal days do not show (the hours after an
+# incident, other units' draws): calibrated to the whole budget, the simulator's gateway raised 0.12–0.16 false
+# alerts per sensor-day on the selection seeds (docs/decisions.md, "The model gets half the alert budget").
+MODEL_BUDGET_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class TrainedModel:
     calibration_faults: FloatArray  # normalised synthetic fault windows, some of which join them
     validation: FloatArray  # normalised windows never trained on (normal and incidents), for the int8 check
     metrics: dict[str, Any] = field(default_factory=dict)
-    alert_budget: float = 0.1  # alert episodes per sensor-day on normal data the threshold is calibrated to
+    alert_budget: float = 0.1  # alert episodes per sensor-day a gateway may raise (the model: MODEL_BUDGET_SHARE of it)
     validation_series: list[Series] = field(default_factory=list)  # normal, never trained on: the threshold
     incident_series: list[Series] = field(default_factory=list)  # with faults: the int8 check's episodes
 
@@ -228,7 +234,7 @@ def _train_on_series(train: list[Series], validation: list[Series], cfg: TrainCo
     scores, ends = series_scores(module, spec, validation)
     sensor_days = sum(s.days for s in validation)
     threshold = calibrate_threshold(scores, ends, sensor_days=sensor_days, sample_period_s=spec.sample_period_s,
-                                    max_alerts_per_sensor_day=cfg.max_alerts_per_sensor_day)
+                                    max_alerts_per_sensor_day=cfg.max_alerts_per_sensor_day * MODEL_BUDGET_SHARE)
     val_raw = [series_raw_windows(spec, s, stride=cfg.stride)[1] for s in validation]
     val_windows = normalise(spec, np.concatenate(val_raw)) if val_raw else inputs[:0]
     rng = np.random.default_rng(cfg.seed)
