@@ -155,7 +155,8 @@ def build_artifact(trained: TrainedModel, directory: Path, *, name: str, version
                    private_key_pem: bytes | None, max_alerts_per_sensor_day: float | None = None,
                    extra_metrics: dict[str, Any] | None = None) -> Exported:
     """Export `trained` as int8, calibrate the threshold that ships on the int8 scores (to MODEL_BUDGET_SHARE of the
-    alert budget), check it against fp32, write the manifest (signed when a key is given). ExportRejected (files removed) says why and what to do."""
+    alert budget), check it against fp32, write the manifest (signed when a key is given). ExportRejected (files
+    removed) says why and what to do."""
     budget = trained.alert_budget if max_alerts_per_sensor_day is None else max_alerts_per_sensor_day
     stem = f"{name}-{version}"
     files = ModelFiles.for_stem(directory, stem)
