@@ -42,7 +42,8 @@ class Pending:
 
 class BatchWriter:
     """Stores batches for one worker. `store` may run on the worker's writer thread: it touches only the batch it
-    is given, the stores' clients and its own outage state (read by the worker only while no batch is in flight)."""
+    is given, the stores' clients and its own outage state (the worker reads the backoff between batches: a stale
+    read only delays the next batch, and a queued batch checks it again before it writes)."""
 
     def __init__(self, settings: Settings, influx: InfluxClient, engine: Engine, sql: SqlSink,
                  metrics: IngestMetrics, clock: Callable[[], float],

@@ -190,7 +190,7 @@ class IngestWorker:
         if self._merge_job is not None and self._merge_job.done():
             self._merge_job = None
         if self._merge_job is None and self.writer.merge_due():
-            # a job of its own on the writer thread: after the batch in flight, before the next (whose acks would
+            # a job of its own on the writer thread: after the batches queued, before the next (whose acks would
             # otherwise wait for it); SQL's working memory stays in one thread's malloc arena
             self._merge_job = self._writer_thread.submit(self.writer.merge)
         if self.link.connected and self.writer.sql_ready and self._clock() >= self._next_replay_sweep:
@@ -363,6 +363,10 @@ class IngestWorker:
         self._settle(entries, future.result(), generation)
 
     def _store(self, entries: list[Pending]) -> int:
+        if not self.writer.backoff.ready():
+            # an older batch queued before this one was just held: this one is not written before it (its acks and
+            # its points would overtake the held messages); it goes back behind them, in arrival order
+            return 0
         try:
             return self.writer.store(entries)
         except Exception:  # a bug must not kill the writer thread nor lose the batch: it is held and retried

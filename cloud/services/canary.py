@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
-# Alert episodes per sensor-day on normal data that a model's threshold is calibrated to: the default of
-# `models.training.train.TrainConfig.max_alerts_per_sensor_day`,
-# used only when a model's manifest does not record its own
-# (`metrics.alert_budget_per_sensor_day`). Kept here so the API never imports torch; a test holds the two equal.
+# Alert episodes per sensor-day a gateway may raise on a sensor (the model's threshold is calibrated to
+# `models.training.train.MODEL_BUDGET_SHARE` of it): the default of
+# `models.training.train.TrainConfig.max_alerts_per_sensor_day`, used only when a model's manifest does not record
+# its own (`metrics.alert_budget_per_sensor_day`). Kept here so the API never imports torch; a test holds the two equal.
 DEFAULT_ALERT_BUDGET: Final = 0.1
 # The evidence a verdict needs by default: at a budget of 0.1 episodes per sensor-day, 10 sensor-days are the
 # least over which one episode is within the budget, so fewer could only ever promote a model that raised none.
@@ -39,8 +39,8 @@ Decision = Literal["wait", "promote", "halt"]
 
 
 def alert_budget(manifest: Mapping[str, Any] | None) -> float:
-    """The alert budget a registered model's manifest records (what its threshold was calibrated to), else the
-    training default."""
+    """The alert budget a registered model's manifest records (what its training was given; its threshold was
+    calibrated to a share of it), else the training default."""
     metrics = (manifest or {}).get("metrics") or {}
     value = metrics.get(MANIFEST_BUDGET_KEY) if isinstance(metrics, Mapping) else None
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1000:

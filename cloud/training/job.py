@@ -43,8 +43,11 @@ def _detector(model_path: Path, manifest: Manifest, name: str) -> Detector:
                          TfliteModel(model_path).outputs, name=name)
 
 
-def _current(api: OpsClient, profile: str, folder: Path) -> Detector | None:
-    """The newest registered model of the profile, downloaded as gateways get it (None: there is none)."""
+def _current(api: OpsClient, profile: str, folder: Path, *, calibrated_to: object) -> Detector | str | None:
+    """The newest registered model of the profile, downloaded as gateways get it (None: there is none); why it is
+    not a reference when its threshold was calibrated to another share of the alert budget than the candidate's
+    (`metrics.model_budget_per_sensor_day`; models from before 2026-12-07 lack it: they took the whole budget and
+    open sooner, so a candidate would be refused for being calibrated as it should)."""
     from models.runtime.manifest import Manifest
 
     found = api.models(profile=profile)
@@ -54,6 +57,10 @@ def _current(api: OpsClient, profile: str, folder: Path) -> Detector | None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stem}.tflite").write_bytes(api.download(f"{stem}.tflite"))
     manifest = Manifest.from_bytes(api.download(f"{stem}.manifest.json"))
+    if manifest.metrics.get("model_budget_per_sensor_day") != calibrated_to:
+        return (f"current model {stem} was calibrated to "
+                f"{manifest.metrics.get('model_budget_per_sensor_day', 'the whole alert budget')} alerts per "
+                f"sensor-day, the candidate to {calibrated_to}: judged against the absolute targets, as a first model")
     return _detector(folder / f"{stem}.tflite", manifest, f"current {stem}")
 
 
@@ -116,7 +123,11 @@ def run_job(api: OpsClient, job: TrainingJob, *, work_dir: Path, signing_key: by
 
     t3 = time.perf_counter()
     candidate = _detector(exported.files.model, shipped, "candidate")
-    current = _current(api, job.profile, work_dir / f"job-{job.id}" / "current")
+    current = _current(api, job.profile, work_dir / f"job-{job.id}" / "current",
+                       calibrated_to=shipped.metrics.get("model_budget_per_sensor_day"))
+    if isinstance(current, str):
+        report(TrainingUpdate(stage="evaluate", progress=0.8, log=[current]))
+        current = None
     faults = [(item.series, int(item.series.ts_ms[item.onset]))
               for item in inject_faults(labelled.validation, seed=job.seed + 7, min_steps=trained.spec.window)]
     evaluation = compare(candidate, current, labelled.evaluation, faults)

@@ -135,9 +135,9 @@ def _extrapolated(scores: Sequence[NDArray[np.float32]], ends: Sequence[NDArray[
     hours = sensor_days * 24.0
     need_h = 24.0 / max_alerts_per_sensor_day
     short = NotEnoughNormalData(
-        f"not enough normal data: {hours:.1f} h ({len(pooled)} windows), need {need_h:.0f} h to count the budget "
-        f"of {max_alerts_per_sensor_day} alerts per sensor-day, or a normal stretch with enough ordinary ups and "
-        "downs to extrapolate it from")
+        f"not enough normal data: {hours:.1f} h ({len(pooled)} windows), need {need_h:.0f} h to count the model's "
+        f"budget of {max_alerts_per_sensor_day} alerts per sensor-day (its share of the alert budget), or a normal "
+        "stretch with enough ordinary ups and downs to extrapolate it from")
     if len(pooled) < MIN_CALIBRATION_WINDOWS:
         raise short
     candidates = np.unique(np.quantile(pooled, np.linspace(0.5, 1.0, 201)))

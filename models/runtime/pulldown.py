@@ -28,7 +28,7 @@ FADING_BELOW: Final = 0.88  # chosen on the validation seeds (docs/experiments.m
 FADING_FOR_S: Final = 3600.0
 HISTORY_MS: Final = round((RECENT_S + REFERENCE_S) * 1000)
 LEVEL_PERCENTILES: Final = (10.0, 80.0)
-STILL_S: Final = 60 * 60.0  # chosen on the selection seeds (docs/experiments.md#a-unit-that-stood-still)
+STILL_S: Final = 60 * 60.0  # chosen on the selection seeds (docs/experiments.md#a-unit-that-stood-still-2026-12-07)
 COVER_STEPS: Final = 10  # no verdict until the history reaches back to within this many steps of HISTORY_MS
 _CHUNK: Final = 2048
 

@@ -16,7 +16,7 @@ from models.runtime.manifest import MANIFEST_SUFFIX, Manifest, ModelFiles
 from models.training.data import Series
 from models.training.nets import build
 from models.training.pipeline import Exported, build_artifact
-from models.training.train import TrainedModel
+from models.training.train import MODEL_BUDGET_SHARE, TrainedModel, model_threshold, series_scores
 
 __all__ = ["Exported", "default_name", "default_version", "export_model", "find_manifests", "latest_by_profile",
            "load_checkpoint", "save_checkpoint"]
@@ -53,7 +53,8 @@ def save_checkpoint(trained: TrainedModel, path: Path, *, hidden: int) -> Path:
         "profile": trained.profile, "spec": trained.spec.to_dict(), "threshold": trained.threshold,
         "training_range": trained.training_range, "metrics": trained.metrics,
         "calibration": torch.from_numpy(trained.calibration), "validation": torch.from_numpy(trained.validation),
-        "alert_budget": trained.alert_budget, "calibration_faults": torch.from_numpy(trained.calibration_faults),
+        "alert_budget": trained.alert_budget, "model_budget_share": MODEL_BUDGET_SHARE,
+        "calibration_faults": torch.from_numpy(trained.calibration_faults),
         "validation_series": [_series_to_dict(s) for s in trained.validation_series],
         "incident_series": [_series_to_dict(s) for s in trained.incident_series],
     }, path)
@@ -67,14 +68,20 @@ def load_checkpoint(path: Path) -> TrainedModel:
     module = build(data["architecture"], spec.input_size, spec.channels, hidden=int(data["hidden"]))
     module.load_state_dict(data["state_dict"])
     module.eval()
-    return TrainedModel(module=module, architecture=data["architecture"], profile=data["profile"], spec=spec,
-                        threshold=float(data["threshold"]), training_range=dict(data["training_range"]),
-                        calibration=data["calibration"].numpy(), validation=data["validation"].numpy(),
-                        calibration_faults=data["calibration_faults"].numpy() if "calibration_faults" in data
-                        else data["calibration"].numpy()[:0],
-                        metrics=dict(data["metrics"]), alert_budget=float(data.get("alert_budget", 0.1)),
-                        validation_series=[_series_from_dict(d) for d in data.get("validation_series", [])],
-                        incident_series=[_series_from_dict(d) for d in data.get("incident_series", [])])
+    trained = TrainedModel(module=module, architecture=data["architecture"], profile=data["profile"], spec=spec,
+                           threshold=float(data["threshold"]), training_range=dict(data["training_range"]),
+                           calibration=data["calibration"].numpy(), validation=data["validation"].numpy(),
+                           calibration_faults=data["calibration_faults"].numpy() if "calibration_faults" in data
+                           else data["calibration"].numpy()[:0],
+                           metrics=dict(data["metrics"]), alert_budget=float(data.get("alert_budget", 0.1)),
+                           validation_series=[_series_from_dict(d) for d in data.get("validation_series", [])],
+                           incident_series=[_series_from_dict(d) for d in data.get("incident_series", [])])
+    if data.get("model_budget_share") != MODEL_BUDGET_SHARE and trained.validation_series:
+        # saved when the model's threshold took another share of the alert budget (before 2026-12-07: all of it):
+        # calibrated again as training does now, so that the export's int8 check compares like with like
+        scores, ends = series_scores(module, spec, trained.validation_series)
+        trained.threshold = model_threshold(scores, ends, trained.validation_series, spec, trained.alert_budget)
+    return trained
 
 
 def export_model(trained: TrainedModel, directory: Path, *, name: str, version: str, private_key_pem: bytes | None,

@@ -14,7 +14,6 @@ from typing import Any, Final
 
 import numpy as np
 
-from models.runtime.episodes import calibrate_threshold
 from models.runtime.features import LEVEL_FREE_FEATURES, score
 from models.runtime.manifest import Manifest, ModelFiles, sha256_file, write_signed
 from models.runtime.tflite import TfliteModel
@@ -23,7 +22,7 @@ from models.training.data import Series
 from models.training.evaluate import ModelDetector
 from models.training.export import FAULT_SHARES, ExportRejected, QuantisationCheck, compare, convert_int8
 from models.training.tflite_io import int8_output_ceiling
-from models.training.train import MODEL_BUDGET_SHARE, TrainedModel, predict
+from models.training.train import MODEL_BUDGET_SHARE, TrainedModel, model_threshold, predict
 
 log = logging.getLogger("models.training.pipeline")
 
@@ -134,12 +133,10 @@ def _window_check(trained: TrainedModel, path: Path, threshold: float) -> Quanti
     return compare(fp32, int8, threshold)
 
 
-def _int8_threshold(trained: TrainedModel, int8: ModelDetector, max_alerts_per_sensor_day: float) -> float:
+def _int8_threshold(trained: TrainedModel, int8: ModelDetector, alert_budget: float) -> float:
     scored = [int8.scores(s) for s in trained.validation_series]
-    return calibrate_threshold([s for _, s in scored], [e for e, _ in scored],
-                               sensor_days=sum(s.days for s in trained.validation_series),
-                               sample_period_s=trained.spec.sample_period_s,
-                               max_alerts_per_sensor_day=max_alerts_per_sensor_day)
+    return model_threshold([s for _, s in scored], [e for e, _ in scored], trained.validation_series, trained.spec,
+                           alert_budget)
 
 
 def _ceiling_reached(trained: TrainedModel, path: Path, threshold: float) -> float | None:
@@ -173,7 +170,7 @@ def build_artifact(trained: TrainedModel, directory: Path, *, name: str, version
         if not trained.validation_series:
             break
         int8 = ModelDetector(trained.spec, trained.threshold, TfliteModel(files.model).outputs, name="int8")
-        threshold = _int8_threshold(trained, int8, budget * MODEL_BUDGET_SHARE)
+        threshold = _int8_threshold(trained, int8, budget)
         int8.threshold = threshold
         check = episode_check(fp32, int8, trained.validation_series, faulty, max_alerts_per_sensor_day=budget)
         windows = _window_check(trained, files.model, threshold)

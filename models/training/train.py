@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +172,15 @@ def predict(module: torch.nn.Module, inputs: FloatArray, batch_size: int = 8192)
     return np.concatenate(outs) if outs else np.zeros((0, width), dtype=np.float32)
 
 
+def model_threshold(scores: Sequence[NDArray[np.float32]], ends: Sequence[NDArray[np.int64]], normal: list[Series],
+                    spec: FeatureSpec, alert_budget: float) -> float:
+    """The threshold for a model's `scores` at `ends` of the `normal` series: calibrated to MODEL_BUDGET_SHARE of the
+    alert budget (fp32 scores in training, int8 ones in the export)."""
+    return calibrate_threshold(scores, ends, sensor_days=sum(s.days for s in normal),
+                               sample_period_s=spec.sample_period_s,
+                               max_alerts_per_sensor_day=alert_budget * MODEL_BUDGET_SHARE)
+
+
 def series_scores(module: torch.nn.Module, spec: FeatureSpec,
                   series: list[Series]) -> tuple[list[NDArray[np.float32]], list[NDArray[np.int64]]]:
     """fp32 scores at every usable window end of each series."""
@@ -233,8 +242,7 @@ def _train_on_series(train: list[Series], validation: list[Series], cfg: TrainCo
     t_fit = time.perf_counter() - t0 - t_features
     scores, ends = series_scores(module, spec, validation)
     sensor_days = sum(s.days for s in validation)
-    threshold = calibrate_threshold(scores, ends, sensor_days=sensor_days, sample_period_s=spec.sample_period_s,
-                                    max_alerts_per_sensor_day=cfg.max_alerts_per_sensor_day * MODEL_BUDGET_SHARE)
+    threshold = model_threshold(scores, ends, validation, spec, cfg.max_alerts_per_sensor_day)
     val_raw = [series_raw_windows(spec, s, stride=cfg.stride)[1] for s in validation]
     val_windows = normalise(spec, np.concatenate(val_raw)) if val_raw else inputs[:0]
     rng = np.random.default_rng(cfg.seed)

@@ -18,7 +18,7 @@ class SignedModel:
     def __init__(self, directory: Path) -> None:
         from models.runtime.manifest import Manifest, generate_keypair, sha256_file, write_signed
         from models.training.export import convert_int8
-        from models.training.train import TrainConfig, train_profile
+        from models.training.train import MODEL_BUDGET_SHARE, TrainConfig, train_profile
 
         trained = train_profile(TrainConfig(profile="chilled", sensors=4, days=1.0, validation_sensors=2,
                                             validation_days=0.5, epochs=2))
@@ -31,7 +31,9 @@ class SignedModel:
         self.public_key.write_bytes(public_raw)
         self.manifest = Manifest(name="chilled_ae", version="1", profile="chilled",
                                  feature_spec=trained.spec.to_dict(), threshold=trained.threshold,
-                                 training_range=trained.training_range, metrics={}, sha256=sha256_file(model),
+                                 training_range=trained.training_range,
+                                 metrics={"model_budget_per_sensor_day": trained.alert_budget * MODEL_BUDGET_SHARE},
+                                 sha256=sha256_file(model),
                                  created_at=dt.datetime.now(dt.UTC).isoformat())
         self.files = write_signed(self.manifest, directory, self.private_pem)
 

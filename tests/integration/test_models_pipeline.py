@@ -122,6 +122,19 @@ def test_export_refuses_an_int8_model_that_misses_the_faults_fp32_alerts_on(
     assert not (tmp_path / "flat" / "cw_chilled-9.tflite").exists()
 
 
+def test_a_checkpoint_from_before_the_models_budget_share_is_calibrated_again(workdir: Path, tmp_path: Path) -> None:
+    import torch
+
+    from models.training.artifacts import load_checkpoint
+
+    current = load_checkpoint(model_dir(workdir) / "cw_chilled-1.pt")
+    data = torch.load(model_dir(workdir) / "cw_chilled-1.pt", map_location="cpu", weights_only=True)
+    del data["model_budget_share"]  # as saved before 2026-12-07: a threshold for the whole budget
+    data["threshold"] = current.threshold / 2
+    torch.save(data, tmp_path / "legacy.pt")
+    assert load_checkpoint(tmp_path / "legacy.pt").threshold == pytest.approx(current.threshold)
+
+
 def trained_size(workdir: Path) -> int:
     from models.runtime.features import FeatureSpec
 

@@ -222,6 +222,33 @@ def test_two_held_batches_in_flight_go_back_in_arrival_order(tmp_path: Path) -> 
     assert broker.acked == [1, 2, 3] and worker._pending == []
 
 
+def test_a_batch_queued_behind_a_held_one_is_not_written_before_it(tmp_path: Path) -> None:
+    worker, broker = _worker(tmp_path)
+    apply = worker.sql.apply
+    calls = [0]
+
+    def once_locked(works: object) -> object:
+        calls[0] += 1
+        if calls[0] == 1:  # the first batch meets a locked database once; the second one would succeed
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return apply(works)  # type: ignore[arg-type]
+
+    worker.sql.apply = once_locked  # type: ignore[method-assign]
+    first, second, later = _status("gw-a", 1), _status("gw-b", 2), _status("gw-c", 3)
+    first.mid, second.mid, later.mid = 1, 2, 3
+    worker._pending = [first]
+    worker._start_batch()
+    worker._pending = [second]
+    worker._start_batch()
+    worker._pending.append(later)
+    worker._finish_batch()
+    worker._finish_batch()
+    assert broker.acked == [] and worker._pending == [first, second, later]  # the second did not overtake
+    worker.writer.backoff.reset()
+    worker.flush()
+    assert broker.acked == [1, 2, 3] and worker._pending == []
+
+
 def test_a_batch_in_flight_when_the_link_drops_is_written_but_not_acked(tmp_path: Path) -> None:
     worker, broker = _worker(tmp_path)
     worker._pending = [_status("gw-a", 1)]
