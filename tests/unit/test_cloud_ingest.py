@@ -3,6 +3,7 @@ that SQL cannot hold refused alone (real SQLite)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -177,76 +178,41 @@ def test_a_batch_in_flight_is_acked_before_the_messages_read_meanwhile(tmp_path:
     assert broker.acked == [1, 2, 3]
 
 
-def test_a_held_batch_goes_back_in_front_of_the_messages_read_meanwhile(tmp_path: Path) -> None:
-    worker, broker = _worker(tmp_path)
-    apply = worker.sql.apply
-
-    def down(works: object) -> object:
-        raise OperationalError("INSERT", {}, Exception("database is locked"))
-
-    worker.sql.apply = down  # type: ignore[method-assign]
-    first, later = _status("gw-a", 1), _status("gw-b", 2)
-    first.mid, later.mid = 1, 2
-    worker._pending = [first]
-    worker._start_batch()
-    worker._pending.append(later)
-    worker._finish_batch()
-    assert broker.acked == [] and worker._pending == [first, later]
-    worker.sql.apply = apply  # type: ignore[method-assign]
-    worker.writer.backoff.reset()
-    worker.flush()
-    assert broker.acked == [1, 2] and worker._pending == []
-
-
-def test_two_held_batches_in_flight_go_back_in_arrival_order(tmp_path: Path) -> None:
-    worker, broker = _worker(tmp_path)
-    apply = worker.sql.apply
-
-    def down(works: object) -> object:
-        raise OperationalError("INSERT", {}, Exception("database is locked"))
-
-    worker.sql.apply = down  # type: ignore[method-assign]
-    first, second, later = _status("gw-a", 1), _status("gw-b", 2), _status("gw-c", 3)
-    first.mid, second.mid, later.mid = 1, 2, 3
-    worker._pending = [first]
-    worker._start_batch()
-    worker._pending = [second]
-    worker._start_batch()  # two on the writer's queue (MAX_BATCHES_IN_FLIGHT)
-    worker._pending.append(later)
-    worker._finish_batch()
-    worker._finish_batch()
-    assert broker.acked == [] and worker._pending == [first, second, later]
-    worker.sql.apply = apply  # type: ignore[method-assign]
-    worker.writer.backoff.reset()
-    worker.flush()
-    assert broker.acked == [1, 2, 3] and worker._pending == []
-
-
-def test_a_batch_queued_behind_a_held_one_is_not_written_before_it(tmp_path: Path) -> None:
-    worker, broker = _worker(tmp_path)
-    apply = worker.sql.apply
+def _locked(times: int | None, apply: Callable[[object], object]) -> Callable[[object], object]:
+    """SQL that finds the database locked on its first `times` calls (None: every call), then applies."""
     calls = [0]
 
-    def once_locked(works: object) -> object:
+    def locked(works: object) -> object:
         calls[0] += 1
-        if calls[0] == 1:  # the first batch meets a locked database once; the second one would succeed
+        if times is None or calls[0] <= times:
             raise OperationalError("INSERT", {}, Exception("database is locked"))
-        return apply(works)  # type: ignore[arg-type]
+        return apply(works)
 
-    worker.sql.apply = once_locked  # type: ignore[method-assign]
-    first, second, later = _status("gw-a", 1), _status("gw-b", 2), _status("gw-c", 3)
-    first.mid, second.mid, later.mid = 1, 2, 3
-    worker._pending = [first]
-    worker._start_batch()
-    worker._pending = [second]
-    worker._start_batch()
-    worker._pending.append(later)
-    worker._finish_batch()
-    worker._finish_batch()
-    assert broker.acked == [] and worker._pending == [first, second, later]  # the second did not overtake
+    return locked
+
+
+@pytest.mark.parametrize(("batches", "locked_for"), [(1, None), (2, None), (2, 1)], ids=[
+    "a held batch goes back in front of the messages read meanwhile",
+    "two held batches go back in arrival order",
+    "a batch queued behind a held one is not written before it (the database is locked once)"])
+def test_held_batches_go_back_in_arrival_order(tmp_path: Path, batches: int, locked_for: int | None) -> None:
+    worker, broker = _worker(tmp_path)
+    apply = worker.sql.apply
+    worker.sql.apply = _locked(locked_for, apply)  # type: ignore[method-assign,arg-type]
+    entries = [_status(f"gw-{i}", i) for i in range(batches + 1)]
+    for mid, entry in enumerate(entries, 1):
+        entry.mid = mid
+    for entry in entries[:-1]:  # up to MAX_BATCHES_IN_FLIGHT on the writer's queue
+        worker._pending = [entry]
+        worker._start_batch()
+    worker._pending.append(entries[-1])
+    for _ in range(batches):
+        worker._finish_batch()
+    assert broker.acked == [] and worker._pending == entries  # nothing overtook the held batch
+    worker.sql.apply = apply  # type: ignore[method-assign]
     worker.writer.backoff.reset()
     worker.flush()
-    assert broker.acked == [1, 2, 3] and worker._pending == []
+    assert broker.acked == list(range(1, batches + 2)) and worker._pending == []
 
 
 def test_a_batch_in_flight_when_the_link_drops_is_written_but_not_acked(tmp_path: Path) -> None:
