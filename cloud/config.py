@@ -50,6 +50,7 @@ class Settings:
     influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
     influx_password: str | None = field(default=None, repr=False)
+    influx_gzip: bool = False
     ingest_worker_id: str = "ingest-1"
     ingest_batch_size: int = 5000
     ingest_batch_age_s: float = 1.0
@@ -355,6 +356,7 @@ _PARSERS: Final[dict[str, Callable[[str], Any]]] = {
     "influx_token": _optional_secret,
     "influx_username": _optional_secret,
     "influx_password": _optional_secret,
+    "influx_gzip": _to_bool,
     "admin_password": _optional_secret,
     "mosquitto_passwd_file": _optional_secret,
     "mosquitto_pid_file": _optional_secret,

@@ -70,3 +70,32 @@ def test_error_inside_a_query_result_is_rejected() -> None:
 def test_repr_hides_credentials() -> None:
     client = InfluxClient(url="http://h:1", database="d", username="u", password="s3cret-pw")
     assert "s3cret-pw" not in repr(client)
+
+
+@pytest.mark.parametrize("setting", [None, "false", "true"])
+def test_writes_are_plain_text_unless_gzip_is_set(setting: str | None) -> None:
+    import gzip
+
+    from cloud.config import load_settings
+    from cloud.tsdb.influx import influx_from_settings
+
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    env = {} if setting is None else {"COLDWATCH_INFLUX_GZIP": setting}
+    settings = load_settings(env)
+    client = influx_from_settings(settings)
+    client._http = httpx.Client(base_url=client.url, transport=httpx.MockTransport(handle))
+    client.write(["reading,sensor=a temp_c=1.5 1", "reading,sensor=b temp_c=2.5 1"])
+    request = seen[0]
+    body = request.content
+    if setting == "true":
+        assert request.headers["Content-Encoding"] == "gzip"
+        body = gzip.decompress(body)
+    else:
+        assert "Content-Encoding" not in request.headers
+    assert body == b"reading,sensor=a temp_c=1.5 1\nreading,sensor=b temp_c=2.5 1\n"
+    assert request.url.params["precision"] == "ms"
