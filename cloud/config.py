@@ -52,7 +52,7 @@ class Settings:
     influx_password: str | None = field(default=None, repr=False)
     influx_gzip: bool = False
     ingest_worker_id: str = "ingest-1"
-    ingest_batch_size: int = 5000
+    ingest_batch_size: int = 20_000  # points per write: per-batch costs fall per point (docs/scaling.md)
     ingest_batch_age_s: float = 1.0
     ingest_replay_after_s: float = 30.0  # a gateway-stream gap open this long is asked for again (0: never)
     retention_notifications_days: int = 90  # SQL retention (cloud/services/retention.py); 0 keeps forever

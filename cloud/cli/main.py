@@ -36,7 +36,7 @@ _COMMON: Final = (
 _INGEST: Final = (
     ("ingest_worker_id", "--worker-id", "stable MQTT client id of this worker (default ingest-1); each worker "
                                         "needs its own, kept across restarts"),
-    ("ingest_batch_size", "--batch-size", "points per InfluxDB write (default 5000); also the MQTT "
+    ("ingest_batch_size", "--batch-size", "points per InfluxDB write (default 20000); also the MQTT "
                                           "ReceiveMaximum, capped at 65535"),
     ("ingest_batch_age_s", "--batch-age", "seconds before a partial batch is written (default 1.0)"),
     ("ingest_replay_after_s", "--replay-after", "seconds a gap in a gateway's telemetry/alerts stays open before "

@@ -18,7 +18,7 @@ def test_defaults() -> None:
     s = load_settings({})
     assert (s.mqtt_host, s.mqtt_port, s.mqtt_username) == ("127.0.0.1", 1883, "coldwatch.ingest")
     assert (s.influx_url, s.influx_db, s.ingest_worker_id) == ("http://127.0.0.1:8086", "coldwatch", "ingest-1")
-    assert (s.ingest_batch_size, s.ingest_batch_age_s, s.api_port) == (5000, 1.0, 8000)
+    assert (s.ingest_batch_size, s.ingest_batch_age_s, s.api_port) == (20_000, 1.0, 8000)
     assert s.database_url == "sqlite:///var/coldwatch.db"
 
 
