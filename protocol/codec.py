@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal, TypeVar
 
 import msgspec
 
-from protocol.messages import AlertEvent, Desired, Message, Replay, Reported, Status, TelemetryBatch
+from protocol.messages import (
+    PROFILE_PATTERN,
+    SENSOR_ID_PATTERN,
+    AlertEvent,
+    Desired,
+    Message,
+    Replay,
+    Reported,
+    Status,
+    TelemetryBatch,
+)
 from protocol.topics import Kind
 
 MAX_PAYLOAD_BYTES: Final = 1024 * 1024
@@ -32,6 +43,15 @@ _encoder = msgspec.json.Encoder()
 _decoders: dict[type[Message], msgspec.json.Decoder[Message | _OtherVersion]] = {
     t: msgspec.json.Decoder(t | _OtherVersion) for t in MESSAGE_TYPES.values()
 }
+
+
+# Sensor ids and profiles of readings already matched against their patterns: a valid one stays valid, and a
+# gateway's batches repeat the same few hundred. Bounded; emptied when full.
+_SENSOR_ID_RE: Final = re.compile(SENSOR_ID_PATTERN)
+_PROFILE_RE: Final = re.compile(PROFILE_PATTERN)
+_valid_sensors: set[str] = set()
+_valid_profiles: set[str] = set()
+MAX_KEPT_IDS: Final = 200_000
 
 
 class ProtocolError(ValueError):
@@ -69,7 +89,30 @@ def decode(data: bytes, kind: type[T]) -> T:
         raise ProtocolError("malformed", str(exc)) from None
     if isinstance(message, _OtherVersion):
         raise ProtocolError("schema_version", "Invalid value 0 - at `$.v`")
+    if isinstance(message, TelemetryBatch):
+        _check_reading_ids(message)
     return message  # type: ignore[return-value]
+
+
+def _check_reading_ids(batch: TelemetryBatch) -> None:
+    """Each reading's sensor id and profile against their patterns (protocol.messages.ReadingSensorId), refused as
+    msgspec words a pattern it refuses."""
+    sensors, profiles = _valid_sensors, _valid_profiles
+    if len(sensors) > MAX_KEPT_IDS or len(profiles) > MAX_KEPT_IDS:
+        sensors.clear()
+        profiles.clear()
+    for i, reading in enumerate(batch.readings):
+        sensor, profile = reading.sensor, reading.profile
+        if sensor not in sensors:
+            if not _SENSOR_ID_RE.match(sensor):
+                raise ProtocolError("invalid", f"Expected `str` matching regex {SENSOR_ID_PATTERN!r} - at "
+                                    f"`$.readings[{i}].sensor`")
+            sensors.add(sensor)
+        if profile not in profiles:
+            if not _PROFILE_RE.match(profile):
+                raise ProtocolError("invalid", f"Expected `str` matching regex {PROFILE_PATTERN!r} - at "
+                                    f"`$.readings[{i}].profile`")
+            profiles.add(profile)
 
 
 def decode_for_topic(data: bytes, kind: Kind) -> Message:

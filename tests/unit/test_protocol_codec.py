@@ -174,3 +174,30 @@ def test_a_counter_too_large_for_a_bigint_column_is_refused_with_its_field(value
     with pytest.raises(ProtocolError) as err:
         decode(reported.replace(b'"desired_version":1', b'"desired_version":' + str(value).encode()), Reported)
     assert "$.desired_version" in str(err.value)
+
+
+_ID_TEXT = st.one_of(st.text(max_size=40), st.from_regex(r"[0-9a-fA-F:]{17}", fullmatch=True),
+                     st.from_regex(r"[a-z][a-z0-9_]{0,33}", fullmatch=True), st.sampled_from(["frozen", "chilled"]))
+
+
+@given(first=_ID_TEXT, second=_ID_TEXT, field_first=st.sampled_from(["sensor", "profile"]))
+def test_a_reading_id_is_refused_exactly_when_its_pattern_refuses_it_whatever_was_seen_before(
+        first: str, second: str, field_first: str) -> None:
+    """The codec matches a reading's sensor id and profile once per distinct value (a cache): the verdict must still
+    be the pattern's, also for a value seen before in the other field."""
+    import re
+
+    from protocol.messages import PROFILE_PATTERN, SENSOR_ID_PATTERN
+
+    patterns = {"sensor": SENSOR_ID_PATTERN, "profile": PROFILE_PATTERN}
+    field_second = "profile" if field_first == "sensor" else "sensor"
+    for field, value in ((field_first, first), (field_second, second), (field_second, first), (field_first, second)):
+        payload = encode(batch(readings=[msgspec.structs.replace(batch().readings[0], **{field: value})]))
+        expected = re.match(patterns[field], value) is not None
+        try:
+            decode(payload, TelemetryBatch)
+            accepted = True
+        except ProtocolError as exc:
+            assert exc.reason == "invalid" and f"$.readings[0].{field}" in exc.detail
+            accepted = False
+        assert accepted == expected, (field, value)
