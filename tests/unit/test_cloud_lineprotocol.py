@@ -146,3 +146,15 @@ def test_a_readings_fields_are_declared_once_in_the_wire_contract() -> None:
     point = reading_point("gw1", full)
     assert point is not None and line == point.to_line()
     assert all(f"{name}=" in line for name in measured)
+
+
+def test_kept_float_texts_print_each_value_as_a_point_does() -> None:
+    """The fast path keeps the text of each temperature and humidity it printed: ±0.0 (equal keys that print
+    differently) and an int given where a float is declared must still come out as a Point writes them."""
+    values = [0.0, -0.0, 0.0, 3, 3.0, -0.0, 1e-300, 3.005, 3.0050000000000003]
+    readings = [Reading(sensor=MAC, ts=1_700_000_000_000 + i, profile="chilled", seq=i, temp_c=v, rh_pct=-v + 50,
+                        battery_mv=3000, rssi_dbm=-70) for i, v in enumerate(values)]
+    for _ in range(2):  # the second time from the kept texts
+        lines = readings_lines("gw1", readings).lines
+        assert lines == [p.to_line() for r in readings if (p := reading_point("gw1", r)) is not None]
+    assert "temp_c=-0.0," in lines[1] and "temp_c=0.0," in lines[2] and "temp_c=3.0," in lines[3]
