@@ -253,6 +253,29 @@ def test_refused_messages_are_kept_with_their_payload_and_a_future_batch_is_stor
     assert worker.stop() == 0
 
 
+def test_a_gap_in_a_gateways_telemetry_is_asked_for_again_on_its_replay_topic(
+    mosquitto: Broker, influxd: Influxd, influx_db: str, gw1: Gateway, workers: list[Worker], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sweeps (run on the writer thread) declare the gap; the MQTT thread publishes the request."""
+    from protocol import decode
+    from protocol.messages import Replay
+
+    monkeypatch.setenv("COLDWATCH_INGEST_GAP_GRACE_S", "0.5")
+    monkeypatch.setenv("COLDWATCH_INGEST_REPLAY_AFTER_S", "1")
+    requests: list[Replay] = []
+    gw1.client.on_message = lambda _c, _u, m: requests.append(decode(m.payload, Replay))
+    gw1.client.subscribe(topic("gw1", "replay"), qos=1)
+    worker = Worker(mosquitto, influxd.url, influx_db, f"ingest-{influx_db}", tmp_path)
+    workers.append(worker)
+    gw1.publish(encode(make_batch(1)))
+    gw1.publish(encode(make_batch(3)))  # seq 2 never comes
+    wait_for(lambda: bool(requests), "a replay request", worker, timeout=45)
+    assert (requests[0].stream, requests[0].first_seq, requests[0].last_seq) == ("telemetry", 2, 2)
+    assert worker.metric("coldwatch_ingest_replays_requested_total") >= 1
+    assert worker.stop() == 0
+
+
 def test_two_workers_on_the_shared_subscription_lose_and_double_nothing(
     mosquitto: Broker, influxd: Influxd, influx_db: str, workers: list[Worker], tmp_path: Path
 ) -> None:
