@@ -51,6 +51,9 @@ SHUTDOWN_FLUSH_S: Final = 10.0
 # and the MQTT thread idle while the writer waited on InfluxDB (each ~a quarter of the time, py-spy); two queued keep
 # the writer, and so influxd, busy while this thread reads on (docs/scaling.md).
 MAX_BATCHES_IN_FLIGHT: Final = 2
+# A batch is also full at this many bytes of payload (kept until the ack, for dead letters): a gateway sending
+# 1 MiB messages of one reading each must not make a batch of ReceiveMaximum (20,000) messages, 20 GiB.
+MAX_BATCH_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass
@@ -123,6 +126,7 @@ class IngestWorker:
         self.receive_maximum = min(settings.ingest_batch_size, MAX_RECEIVE_MAXIMUM)
         self._pending: list[Pending] = []
         self._pending_points = 0
+        self._pending_bytes = 0
         self._batch_started = 0.0
         self.roller = Roller(self.influx, self.metrics)
         self.writer = BatchWriter(settings, self.influx, self.engine, self.sql, self.metrics, clock,
@@ -197,7 +201,7 @@ class IngestWorker:
             self._merge_job = self._writer_thread.submit(self.writer.merge)
         if self._sweep_job is not None and self._sweep_job.done():
             if (error := self._sweep_job.exception()) is not None:  # a bug: the next sweep tries again
-                log.error("ingest sweep failed unexpectedly error=%s", short_reason(error))
+                log.error("ingest sweep failed unexpectedly error=%s", short_reason(error), exc_info=error)
             self._sweep_job = None
         if (self._sweep_job is None and self.link.connected and self.writer.sql_ready
                 and self._clock() >= self._next_replay_sweep):
@@ -240,6 +244,8 @@ class IngestWorker:
 
     def _shutdown(self) -> None:
         deadline = self._clock() + SHUTDOWN_FLUSH_S
+        if self._sweep_job is not None:
+            self._sweep_job.cancel()  # not started yet: it need not delay the stop (a running one finishes)
         while self._in_flight:
             self._finish_batch()
         while self._pending and self.link.connected and self._clock() < deadline:
@@ -255,6 +261,9 @@ class IngestWorker:
                         "for this worker id", len(self._pending))
         self.roller.stop()  # what this run stored is rolled up before it goes (the settling pass: next start)
         if self.link.connected:
+            while self._outgoing:  # replay requests a last sweep made: their gaps are claimed already
+                name, payload = self._outgoing.popleft()
+                self.client.publish(name, payload, qos=1)
             self.client.disconnect()
             for _ in range(50):
                 if self.link.pump(LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -273,6 +282,7 @@ class IngestWorker:
         self._link_generation += 1
         self._pending.clear()
         self._pending_points = 0
+        self._pending_bytes = 0
         self._requeued = 0
         self._alert_pending = False
         self.metrics.pending_messages.set(0)
@@ -296,6 +306,7 @@ class IngestWorker:
             self._alert_pending = True  # staff wait for alerts: write this batch now, not at its age limit
         self._pending.append(entry)
         self._pending_points += len(entry.lines)
+        self._pending_bytes += len(entry.payload)
         self.metrics.pending_messages.set(len(self._pending))
 
     def _decode(self, message: mqtt.MQTTMessage) -> Pending:
@@ -346,7 +357,8 @@ class IngestWorker:
         return not self._batch_full()
 
     def _batch_full(self) -> bool:
-        return self._pending_points >= self.settings.ingest_batch_size or len(self._pending) >= self.receive_maximum
+        return (self._pending_points >= self.settings.ingest_batch_size or len(self._pending) >= self.receive_maximum
+                or self._pending_bytes >= MAX_BATCH_BYTES)
 
     def flush(self) -> None:
         """Write the pending batch now and wait for it (shutdown, tests); acknowledge what was stored or refused
@@ -361,6 +373,7 @@ class IngestWorker:
     def _take_batch(self) -> list[Pending]:
         entries, self._pending = self._pending, []
         self._pending_points = 0
+        self._pending_bytes = 0
         self._requeued = 0
         self._alert_pending = False
         return entries
@@ -403,6 +416,7 @@ class IngestWorker:
         self._requeued += len(rest)
         self._alert_pending = any(e.sql is not None and isinstance(e.sql.event, AlertEvent) for e in self._pending)
         self._pending_points = sum(len(e.lines) for e in self._pending)
+        self._pending_bytes = sum(len(e.payload) for e in self._pending)
         self.metrics.pending_messages.set(len(self._pending))
         if done < len(entries):
             self._batch_started = self._clock()

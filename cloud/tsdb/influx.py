@@ -29,6 +29,12 @@ ParamValue = str | int | float | bool
 MAX_ERROR_TEXT: Final = 500
 
 
+# influxd 1.x refuses a request body over its `max-body-size` (25 MB by default) with 413 (with gzip the limit applies
+# to the compressed body). A batch of 20,000 readings is 3–5 MB of text, but `--batch-size` allows far more: a write
+# is split in halves above this.
+MAX_WRITE_BYTES: Final = 8 * 1024 * 1024
+
+
 class InfluxError(Exception):
     """Base of every adapter error."""
 
@@ -127,12 +133,18 @@ class InfluxClient:
         self._send("GET", "/ping")
 
     def write(self, lines: Sequence[str]) -> None:
-        """Write line-protocol `lines` (timestamps in ms) in one request, gzip-compressed when `gzip_writes` (for an
-        InfluxDB across a slow link: compressing cost the worker and influxd more CPU than a LAN saves, ingest
-        ran 22 % slower with it on one machine; docs/scaling.md)."""
+        """Write line-protocol `lines` (timestamps in ms) in one request, or in halves while the text exceeds
+        MAX_WRITE_BYTES; gzip-compressed when `gzip_writes` (for an InfluxDB across a slow link: compressing cost the
+        worker and influxd more CPU than a LAN saves, ingest ran 22 % slower with it on one machine;
+        docs/scaling.md)."""
         if not lines:
             return
         body = ("\n".join(lines) + "\n").encode()
+        if len(body) > MAX_WRITE_BYTES and len(lines) > 1:
+            half = len(lines) // 2
+            self.write(lines[:half])
+            self.write(lines[half:])
+            return
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.gzip_writes:
             body = gzip.compress(body, compresslevel=1)

@@ -346,3 +346,22 @@ def test_acks_go_out_as_one_write_of_mqtt5_pubacks() -> None:
     stand_in = StandIn()
     ack_all(stand_in, [(1, 1), (2, 1)])  # type: ignore[arg-type]
     assert stand_in.acked == [(1, 1), (2, 1)]
+
+
+def test_a_batch_of_large_messages_is_full_at_its_byte_bound(tmp_path: Path) -> None:
+    """Payloads are kept until the ack: 1 MiB messages fill a batch by bytes long before ReceiveMaximum (20,000)."""
+    import paho.mqtt.client as mqtt
+
+    from cloud.ingest.worker import MAX_BATCH_BYTES
+
+    worker, _ = _worker(tmp_path)
+    big = b"x" * (1024 * 1024)  # refused (malformed), and kept for its dead letter like any payload
+    for mid in range(1, MAX_BATCH_BYTES // len(big) + 1):
+        assert not worker._batch_full()
+        message = mqtt.MQTTMessage(mid=mid, topic=b"cw/v1/gw1/telemetry")
+        message.payload, message.qos = big, 1
+        worker._on_message(worker.client, None, message)
+    assert worker._batch_full() and not worker._room_for_more()
+    assert len(worker._pending) == MAX_BATCH_BYTES // len(big) < worker.receive_maximum
+    worker._take_batch()
+    assert not worker._batch_full()

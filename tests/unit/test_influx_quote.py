@@ -88,6 +88,7 @@ def test_writes_are_plain_text_unless_gzip_is_set(setting: str | None) -> None:
     env = {} if setting is None else {"COLDWATCH_INFLUX_GZIP": setting}
     settings = load_settings(env)
     client = influx_from_settings(settings)
+    client._http.close()
     client._http = httpx.Client(base_url=client.url, transport=httpx.MockTransport(handle))
     client.write(["reading,sensor=a temp_c=1.5 1", "reading,sensor=b temp_c=2.5 1"])
     request = seen[0]
@@ -99,3 +100,19 @@ def test_writes_are_plain_text_unless_gzip_is_set(setting: str | None) -> None:
         assert "Content-Encoding" not in request.headers
     assert body == b"reading,sensor=a temp_c=1.5 1\nreading,sensor=b temp_c=2.5 1\n"
     assert request.url.params["precision"] == "ms"
+
+
+def test_a_write_larger_than_influxds_body_limit_goes_in_requests_below_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cloud.tsdb.influx as influx
+
+    bodies: list[bytes] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        return httpx.Response(204)
+
+    monkeypatch.setattr(influx, "MAX_WRITE_BYTES", 1000)
+    lines = [f"reading,sensor=s{i:03d} temp_c={i}.5 {i}" for i in range(300)]
+    _client(httpx.MockTransport(handle)).write(lines)
+    assert len(bodies) > 1 and all(len(b) <= 1000 for b in bodies)
+    assert b"".join(bodies).decode().splitlines() == lines  # every line once, in order
