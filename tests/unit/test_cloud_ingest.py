@@ -365,3 +365,18 @@ def test_a_batch_of_large_messages_is_full_at_its_byte_bound(tmp_path: Path) -> 
     assert len(worker._pending) == MAX_BATCH_BYTES // len(big) < worker.receive_maximum
     worker._take_batch()
     assert not worker._batch_full()
+
+
+def test_ingest_gc_tuning_only_spaces_out_full_collections() -> None:
+    import gc
+
+    from cloud.ingest.worker import FULL_COLLECTION_EVERY, tune_gc_for_ingest
+
+    before = gc.get_threshold()
+    try:
+        tune_gc_for_ingest()
+        assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_EVERY)
+        assert gc.get_freeze_count() > 0  # start-up objects out of the collector's sight
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
