@@ -216,7 +216,12 @@ class IngestWorker:
             # time at fleet shape (py-spy)
             self._next_replay_sweep = self._clock() + SWEEP_EVERY_S
             self._sweep_job = self._writer_thread.submit(self.sweeps.run)
-        while self._outgoing and self.link.connected:
+        if self.link.connected:
+            self._publish_outgoing()
+
+    def _publish_outgoing(self) -> None:
+        """Publish the replay requests the sweeps made on the writer thread (their gaps are claimed already)."""
+        while self._outgoing:
             name, payload = self._outgoing.popleft()
             self.client.publish(name, payload, qos=1)
 
@@ -267,9 +272,7 @@ class IngestWorker:
                         "for this worker id", len(self._pending))
         self.roller.stop()  # what this run stored is rolled up before it goes (the settling pass: next start)
         if self.link.connected:
-            while self._outgoing:  # replay requests a last sweep made: their gaps are claimed already
-                name, payload = self._outgoing.popleft()
-                self.client.publish(name, payload, qos=1)
+            self._publish_outgoing()  # what a last sweep asked for
             self.client.disconnect()
             for _ in range(50):
                 if self.link.pump(LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
