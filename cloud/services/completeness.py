@@ -48,23 +48,33 @@ class StreamObs(msgspec.Struct, array_like=True, gc=False):
 
     def add(self, seq: int, ts: int) -> None:
         """One seq more: extends the last run when it follows it, else starts a run."""
-        self.extend([[seq, seq, ts, ts]])
+        self.add_run(seq, seq, ts, ts)
+
+    def add_run(self, first: int, last: int, first_ts: int, last_ts: int) -> None:
+        """A run more, from its values: joins the last run when it continues it (no list allocated then)."""
+        mine = self.runs
+        if mine and self._continues(mine[-1], first, last, first_ts):
+            mine[-1][1], mine[-1][3] = last, last_ts
+        else:
+            mine.append([first, last, first_ts, last_ts])
 
     def extend(self, runs: list[list[int]]) -> None:
         """Runs more (taken over, not copied): each one that continues the last run joins it, so a merge of many
         batches of a sensor holds a run, not a run a batch."""
         mine = self.runs
-        sensor = self.kind == "sensor"
         for run in runs:
-            if mine:
-                last = mine[-1]
-                following = (last[1] + 1) % SENSOR_WRAP if sensor else last[1] + 1
-                # joined, a sensor's run must stay shorter than the wrap (its length is taken modulo it)
-                if run[0] == following and run[2] >= last[3] and (not sensor or run_length(
-                        "sensor", last[0], last[1]) + run_length("sensor", run[0], run[1]) < SENSOR_WRAP):
-                    last[1], last[3] = run[1], run[3]
-                    continue
-            mine.append(run)
+            if mine and self._continues(mine[-1], run[0], run[1], run[2]):
+                mine[-1][1], mine[-1][3] = run[1], run[3]
+            else:
+                mine.append(run)
+
+    def _continues(self, previous: list[int], first: int, last: int, first_ts: int) -> bool:
+        """Whether the run `first..last` from `first_ts` on continues `previous`; joined, a sensor's run must stay
+        shorter than the wrap (its length is taken modulo it)."""
+        if self.kind != "sensor":
+            return first == previous[1] + 1 and first_ts >= previous[3]
+        return (first == (previous[1] + 1) % SENSOR_WRAP and first_ts >= previous[3]
+                and run_length("sensor", previous[0], previous[1]) + run_length("sensor", first, last) < SENSOR_WRAP)
 
 
 def run_length(kind: str, first: int, last: int) -> int:

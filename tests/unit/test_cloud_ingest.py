@@ -3,6 +3,7 @@ that SQL cannot hold refused alone (real SQLite)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 
@@ -310,12 +311,31 @@ def test_a_batch_seen_twice_gives_the_same_runs_and_its_works_are_unchanged() ->
                     temp_c=3.0) for i in range(3)])
 
     works = [telemetry_work(message(1, 65532)), telemetry_work(message(2, 65535))]  # consecutive across the wrap
-    before = [[list(r) for r in w.sensors["aa:bb:cc:dd:ee:01"].runs] for w in works]
+    before = copy.deepcopy([w.sensors for w in works])
     first, again = observed_in(works), observed_in(works)
     runs = first.streams["sensor|aa:bb:cc:dd:ee:01"].runs
     assert runs == again.streams["sensor|aa:bb:cc:dd:ee:01"].runs == [[65532, 2, 65_532_000, 65_537_000]]
     assert first.streams["telemetry|gw1"].runs == [[1, 2, 65_532_000, 65_535_000]]
-    assert [[list(r) for r in w.sensors["aa:bb:cc:dd:ee:01"].runs] for w in works] == before
+    assert [w.sensors for w in works] == before
+
+
+def test_a_sensors_broken_seqs_give_runs_in_time_order_and_a_reading_without_seq_breaks_none() -> None:
+    """A message's readings out of time order, a seq missing, one without a seq, one across the wrap: the runs are
+    those of the seqs in time order, the same when the batch is seen again."""
+    def reading(ts_s: int, seq: int | None, profile: str = "chilled") -> Reading:
+        return Reading(sensor="aa:bb:cc:dd:ee:02", ts=1_000 * ts_s, profile=profile, seq=seq, temp_c=3.0)
+
+    message = TelemetryBatch(gateway="gw1", seq=1, sent_at=9_000, readings=[
+        reading(3, 3), reading(1, 1), reading(2, 2), reading(4, None), reading(5, 65534), reading(6, 0),
+        reading(7, 9, "frozen")])
+    work = telemetry_work(message)
+    seen = work.sensors["aa:bb:cc:dd:ee:02"]
+    assert (seen.profile, seen.first_ts, seen.last_ts) == ("frozen", 1_000, 7_000)
+    for _ in range(2):
+        observed = observed_in([work])
+        assert observed.streams["sensor|aa:bb:cc:dd:ee:02"].runs == [
+            [1, 3, 1_000, 3_000], [65534, 0, 5_000, 6_000], [9, 9, 7_000, 7_000]]
+        assert observed.sensors["aa:bb:cc:dd:ee:02"].profile == "frozen"
 
 
 def test_acks_go_out_as_one_write_of_mqtt5_pubacks() -> None:
