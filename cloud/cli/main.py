@@ -38,7 +38,8 @@ _INGEST: Final = (
                                         "needs its own, kept across restarts"),
     ("ingest_batch_size", "--batch-size", "points per InfluxDB write (default 20000); also the MQTT "
                                           "ReceiveMaximum, capped at 65535"),
-    ("ingest_batch_age_s", "--batch-age", "seconds before a partial batch is written (default 1.0)"),
+    ("ingest_batch_age_s", "--batch-age", "seconds before a partial batch is written (default 1.0; a tenth of "
+                                          "it when no more messages wait and the writer is idle)"),
     ("ingest_replay_after_s", "--replay-after", "seconds a gap in a gateway's telemetry/alerts stays open before "
                                                 "the gateway is asked to re-send it (default 30; 0: never)"),
     ("ingest_unknown_gateway", "--unknown-gateway", "reject (default: only provisioned, unrevoked gateways) or "

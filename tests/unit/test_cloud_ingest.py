@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,26 @@ def test_receive_maximum_follows_batch_size_capped() -> None:
     assert (small.receive_maximum, big.receive_maximum) == (300, 65535)
     props = small.link.connect_properties()
     assert props.ReceiveMaximum == 300 and props.SessionExpiryInterval == 86_400
+
+
+def test_a_partial_batch_is_written_early_only_when_the_broker_is_quiet_and_the_writer_idle() -> None:
+    """Group commit: a batch waits the batch age while messages keep coming or a batch is being written; once the
+    broker has nothing more and the writer is idle, it goes after a tenth of the age."""
+    now = [100.0]
+    worker = IngestWorker(Settings(mqtt_password="pw", ingest_batch_age_s=1.0), clock=lambda: now[0])
+    worker._pending = [Pending(mid=1, qos=1, lines=["x"], gateway="gw1")]
+    worker._batch_started = now[0]
+    worker.link.quiet = True
+    assert not worker._batch_due()  # younger than a tenth of the age
+    now[0] += 0.15
+    assert worker._batch_due()
+    worker.link.quiet = False  # messages still coming: the batch grows on
+    assert not worker._batch_due()
+    worker.link.quiet = True
+    worker._in_flight.append((Future(), [], 0))  # the writer is busy: the batch grows while it waits
+    assert not worker._batch_due()
+    now[0] += 0.9  # the age is reached whatever else
+    assert worker._batch_due()
 
 
 class _Broker:
