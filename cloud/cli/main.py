@@ -39,7 +39,7 @@ _INGEST: Final = (
     ("ingest_batch_size", "--batch-size", "points per InfluxDB write (default 20000); also the MQTT "
                                           "ReceiveMaximum, capped at 65535"),
     ("ingest_batch_age_s", "--batch-age", "seconds before a partial batch is written (default 1.0; a tenth of "
-                                          "it when no more messages wait and the writer is idle)"),
+                                          "it when no message came for 50 ms and the writer is idle)"),
     ("ingest_replay_after_s", "--replay-after", "seconds a gap in a gateway's telemetry/alerts stays open before "
                                                 "the gateway is asked to re-send it (default 30; 0: never)"),
     ("ingest_unknown_gateway", "--unknown-gateway", "reject (default: only provisioned, unrevoked gateways) or "

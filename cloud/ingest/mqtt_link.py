@@ -69,11 +69,13 @@ class MqttLink:
         self.client.on_message = self._counted(on_message)
         self.client.on_subscribe = self._on_subscribe
         self.messages_in = 0  # PUBLISH packets handed to on_message (pump reads while they keep coming)
-        self.quiet = False  # the last pump's wait ended with nothing to read: the broker has nothing queued for us
+        self._clock = clock
+        self.last_message_at = clock()  # when the last PUBLISH was handed to on_message (the worker's group commit)
 
     def _counted(self, on_message: OnMessage) -> OnMessage:
         def counted(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
             self.messages_in += 1
+            self.last_message_at = self._clock()
             on_message(client, userdata, message)
         return counted
 
@@ -92,7 +94,6 @@ class MqttLink:
             readable, _, _ = select.select([sock], [sock] if client.want_write() else [], [], timeout)
         except (OSError, ValueError, TypeError):  # the socket closed under us
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
-        self.quiet = not readable
         if readable:
             for _ in range(MAX_PACKETS_PER_PUMP):
                 before = self.messages_in

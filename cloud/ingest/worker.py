@@ -54,10 +54,11 @@ MAX_BATCHES_IN_FLIGHT: Final = 2
 # A batch is also full at this many bytes of payload (kept until the ack, for dead letters): a gateway sending
 # 1 MiB messages of one reading each must not make a batch of ReceiveMaximum (20,000) messages, 20 GiB.
 MAX_BATCH_BYTES: Final = 64 * 1024 * 1024
-# A batch the broker has stopped adding to is written once this fraction of the batch age has passed, when the
-# writer is idle (`_batch_due`): the last batch of a load waited the whole age (1 s), an eighth of a 1 M-reading
-# bench run's time.
+# A batch no message has joined for QUIET_GAP_S is written once this fraction of the batch age has passed, when the
+# writer is idle (`_batch_due`, group commit): the last batch of a load waited the whole age (1 s), an eighth of a
+# 1 M-reading bench run's time.
 QUIET_FLUSH_FRACTION: Final = 0.1
+QUIET_GAP_S: Final = 0.05
 FULL_COLLECTION_EVERY: Final = 100  # middle-generation collections between full ones (Python's default: 10)
 
 
@@ -360,15 +361,17 @@ class IngestWorker:
 
     def _batch_due(self) -> bool:
         """Whether to hand the pending batch to the writer: it holds an alert event, it is full, it is
-        `ingest_batch_age_s` old, or (group commit) the writer has nothing to do, the broker had nothing more for us
-        in the last wait, and the batch is QUIET_FLUSH_FRACTION of that age: a worker under load still writes
-        full batches (its writer is busy while they fill), a lull (a load's end, a quiet hour) does not leave
-        readings waiting the whole age, and a light fleet still costs at most a few transactions a second."""
+        `ingest_batch_age_s` old, or (group commit) no message has come for QUIET_GAP_S, the writer has nothing to
+        do, and the batch is QUIET_FLUSH_FRACTION of that age: a worker under load still writes full batches (its
+        writer is busy while they fill, and messages keep coming), a lull (a load's end, a quiet hour) does not leave
+        readings waiting the whole age, and a light fleet costs at most 1 / (QUIET_FLUSH_FRACTION × age)
+        transactions a second per worker (10 at the default age)."""
         if not self._pending or not self.writer.backoff.ready():
             return False
-        age = self._clock() - self._batch_started
+        now = self._clock()
+        age = now - self._batch_started
         return (self._alert_pending or self._batch_full() or age >= self.settings.ingest_batch_age_s
-                or (self.link.quiet and not self._in_flight
+                or (not self._in_flight and now - self.link.last_message_at >= QUIET_GAP_S
                     and age >= self.settings.ingest_batch_age_s * QUIET_FLUSH_FRACTION))
 
     def _room_for_more(self) -> bool:

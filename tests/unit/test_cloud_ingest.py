@@ -9,6 +9,8 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlmodel import Session, select
@@ -19,7 +21,8 @@ from cloud.db.fleet import Gateway
 from cloud.ingest.batch_writer import Pending
 from cloud.ingest.failures import BACKOFF_MAX_S, Backoff, caused_by_data, refused_for_good
 from cloud.ingest.sql_sink import event_work, observed_in, telemetry_work
-from cloud.ingest.worker import IngestWorker, SeqTracker
+from cloud.ingest.worker import QUIET_GAP_S, IngestWorker, SeqTracker
+from cloud.services.completeness import SENSOR_WRAP
 from cloud.tsdb.influx import InfluxRejected
 from protocol.messages import Reading, Status, TelemetryBatch
 
@@ -67,24 +70,34 @@ def test_receive_maximum_follows_batch_size_capped() -> None:
     assert props.ReceiveMaximum == 300 and props.SessionExpiryInterval == 86_400
 
 
-def test_a_partial_batch_is_written_early_only_when_the_broker_is_quiet_and_the_writer_idle() -> None:
-    """Group commit: a batch waits the batch age while messages keep coming or a batch is being written; once the
-    broker has nothing more and the writer is idle, it goes after a tenth of the age."""
+def test_a_partial_batch_is_written_early_only_when_no_message_comes_and_the_writer_is_idle() -> None:
+    """Group commit: a batch waits the batch age while messages keep coming or a batch is being written; once no
+    message has come for QUIET_GAP_S and the writer is idle, it goes after a tenth of the age."""
     now = [100.0]
     worker = IngestWorker(Settings(mqtt_password="pw", ingest_batch_age_s=1.0), clock=lambda: now[0])
     worker._pending = [Pending(mid=1, qos=1, lines=["x"], gateway="gw1")]
-    worker._batch_started = now[0]
-    worker.link.quiet = True
-    assert not worker._batch_due()  # younger than a tenth of the age
-    now[0] += 0.15
+    worker._batch_started = worker.link.last_message_at = now[0]
+    now[0] += 0.06
+    assert not worker._batch_due()  # quiet, but younger than a tenth of the age
+    now[0] += 0.09
     assert worker._batch_due()
-    worker.link.quiet = False  # messages still coming: the batch grows on
+    worker.link.last_message_at = now[0] - 0.01  # a message a moment ago: the batch grows on
     assert not worker._batch_due()
-    worker.link.quiet = True
+    worker.link.last_message_at = now[0] - QUIET_GAP_S
     worker._in_flight.append((Future(), [], 0))  # the writer is busy: the batch grows while it waits
     assert not worker._batch_due()
     now[0] += 0.9  # the age is reached whatever else
     assert worker._batch_due()
+
+
+def test_the_link_stamps_each_message_it_hands_on() -> None:
+    now = [5.0]
+    seen: list[object] = []
+    worker = IngestWorker(Settings(mqtt_password="pw"), clock=lambda: now[0])
+    worker.link.client.on_message = worker.link._counted(lambda client, userdata, message: seen.append(message))
+    now[0] = 7.5
+    worker.link.client.on_message(worker.link.client, None, "m")
+    assert (seen, worker.link.last_message_at, worker.link.messages_in) == (["m"], 7.5, 1)
 
 
 class _Broker:
@@ -421,3 +434,50 @@ def test_ingest_gc_tuning_only_spaces_out_full_collections() -> None:
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()
+
+
+def _runs_as_before(messages: list[TelemetryBatch], sensor: str) -> list[list[int]]:
+    """The runs the list-based code built (until 2026-12-07): a message's readings in time order, a run goes on
+    while each seq follows the last, then each message's runs appended to the batch's, joined where one continues
+    the last (shorter than the wrap)."""
+    batch_runs: list[list[int]] = []
+    for message in messages:
+        runs: list[list[int]] = []
+        for r in sorted(message.readings, key=lambda r: r.ts):
+            if r.sensor != sensor or r.seq is None:
+                continue
+            if runs and r.seq == (runs[-1][1] + 1) % SENSOR_WRAP:
+                runs[-1][1], runs[-1][3] = r.seq, r.ts
+            else:
+                runs.append([r.seq, r.seq, r.ts, r.ts])
+        for run in runs:
+            if batch_runs:
+                last = batch_runs[-1]
+                if (run[0] == (last[1] + 1) % SENSOR_WRAP and run[2] >= last[3]
+                        and (last[1] - last[0]) % SENSOR_WRAP + 1 + (run[1] - run[0]) % SENSOR_WRAP + 1 < SENSOR_WRAP):
+                    last[1], last[3] = run[1], run[3]
+                    continue
+            batch_runs.append(run)
+    return batch_runs
+
+
+_seqs = st.one_of(st.none(), st.integers(0, 4), st.integers(65530, 65534))
+
+
+@given(st.lists(st.lists(st.tuples(st.integers(0, 8), _seqs, st.sampled_from(["aa:bb:cc:dd:ee:01",
+                                                                                "aa:bb:cc:dd:ee:02"])),
+                         min_size=1, max_size=12), min_size=1, max_size=3))
+@settings(max_examples=300, deadline=None)
+def test_a_batchs_runs_equal_the_list_based_codes_for_any_readings(
+        messages: list[list[tuple[int, int | None, str]]]) -> None:
+    batches = [TelemetryBatch(gateway="gw1", seq=i + 1, sent_at=1, readings=[
+        Reading(sensor=sensor, ts=1_000 * (10 * i + ts_s), profile="chilled", seq=seq, temp_c=3.0)
+        for ts_s, seq, sensor in readings]) for i, readings in enumerate(messages)]
+    works = [telemetry_work(b) for b in batches]
+    before = copy.deepcopy([w.sensors for w in works])
+    for _ in range(2):  # a held batch is applied again: the same runs, the works unchanged
+        observed = observed_in(works)
+        for sensor in ("aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02"):
+            stream = observed.streams.get(f"sensor|{sensor}")
+            assert (stream.runs if stream else []) == _runs_as_before(batches, sensor)
+        assert [w.sensors for w in works] == before
