@@ -137,6 +137,14 @@ _float_texts: dict[float, str] = {}
 MAX_KEPT_FLOATS: Final = 65_536
 
 
+def _float_text(value: float) -> str:
+    """A float's line-protocol text, kept in `_float_texts` (zero never: 0.0 and -0.0 are one key)."""
+    text = repr(float(value))
+    if value:
+        _float_texts[value] = text
+    return text
+
+
 def readings_lines(gateway: str, readings: Iterable[Reading]) -> Formatted:
     """Line protocol for `readings` seen by `gateway`: the same lines as `reading_point(...).to_line()`, built on
     ingest's hot path without a Point per reading (a sensor's escaped tags are kept across batches, field keys are
@@ -166,16 +174,8 @@ def readings_lines(gateway: str, readings: Iterable[Reading]) -> Formatted:
             if not (isfinite(temp) and isfinite(rh)):
                 raise LineProtocolError(f"float field value {temp if not isfinite(temp) else rh!r} is not finite")
             if score is None:
-                temp_text = texts.get(temp)
-                if temp_text is None:
-                    temp_text = repr(float(temp))
-                    if temp:
-                        texts[temp] = temp_text
-                rh_text = texts.get(rh)
-                if rh_text is None:
-                    rh_text = repr(float(rh))
-                    if rh:
-                        texts[rh] = rh_text
+                temp_text = texts.get(temp) or _float_text(temp)  # a call only the first time a value is seen
+                rh_text = texts.get(rh) or _float_text(rh)
                 append(f"{head}temp_c={temp_text},rh_pct={rh_text},seq={seq}i,battery_mv={battery}i,rssi_dbm={rssi}i "
                        f"{r.ts}")
                 continue
