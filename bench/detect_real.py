@@ -171,10 +171,7 @@ def score_skab(models: list[SkabModel], runs: list[Run], *, max_false: int) -> l
     tallies = []
     for m in models:
         if m.model is None:
-            tally = RealTally()
-            for run in runs:
-                tally.add(run, [])
-            tallies.append((tally, tally))
+            tallies.append((nothing_found(runs), nothing_found(runs)))
             continue
         detector = ModelDetector(m.spec, m.threshold, TfliteModel(m.model).outputs)
         scored = [(run, *detector.scores(as_series(run))) for run in runs]
@@ -184,6 +181,14 @@ def score_skab(models: list[SkabModel], runs: list[Run], *, max_false: int) -> l
 
 
 Scored = list[tuple[Run, np.ndarray, np.ndarray]]  # each run with its window ends and scores
+
+
+def nothing_found(runs: list[Run]) -> RealTally:
+    """The runs' tally of a detector that opens no alert: their anomalies and normal hours, nothing detected."""
+    tally = RealTally()
+    for run in runs:
+        tally.add(run, [])
+    return tally
 
 
 def tally_at(scored: Scored, threshold: float, sample_period_s: float) -> RealTally:
@@ -203,9 +208,7 @@ def best_in_hindsight(scored: Scored, sample_period_s: float, max_false: int, ca
     very runs among `candidates` quantiles of their top fifth of scores: how well the scores separate the anomalies
     from normal operation, whatever the calibration. Not what a user gets (they have no labels to choose with)."""
     pooled = np.concatenate([s for _, _, s in scored]) if scored else np.zeros(0)
-    best = RealTally()
-    for run, _, _ in scored:
-        best.add(run, [])  # no threshold at all: nothing found, nothing false
+    best = nothing_found([run for run, _, _ in scored])  # no threshold at all
     if not len(pooled):
         return best
     levels = np.unique(np.quantile(pooled, np.linspace(0.8, 1.0, candidates)).astype(pooled.dtype))
